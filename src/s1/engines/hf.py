@@ -1,0 +1,203 @@
+"""transformers engine: an own batched decode loop over a KV cache with budget forcing in flight.
+
+Every step feeds each live sequence exactly one token — sampled, or forced by its `ForcingState`
+(an extension, the end delimiter, the answer prefix) — so forcing never re-processes a prompt and
+no sequence waits for another. Sequences are rows of one left-padded cache: a finished row is
+cut out at once, and a new request is prefilled on its own and spliced in beside the running rows,
+which is what continuous batching in the server needs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from ..forcing import ForcingState
+from ..formats import FormatTokens, ThinkingFormat, get_format
+from ..models import load_hf
+from .base import Completion, OnToken, Request, new_state, to_completion
+from .sampling import pick_tokens, row_generator
+
+
+@dataclass
+class _Row:
+    index: int
+    request: Request
+    state: ForcingState
+    generator: torch.Generator | None
+    length: int
+    """Real tokens of this sequence in the cache, which is also the position of its next token."""
+    next_input: int | None = None
+
+
+def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    if width == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = width
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+class DecodeLoop:
+    """A running batch. `add` queues a request; each `step` admits queued ones and advances all by one token."""
+
+    def __init__(self, model, tokenizer, format_tokens: FormatTokens, max_batch: int = 8, on_token: OnToken | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.format_tokens = format_tokens
+        self.max_batch = max_batch
+        self.on_token = on_token
+        self.device = next(model.parameters()).device
+        self.rows: list[_Row] = []
+        self.waiting: deque[tuple[int, Request]] = deque()
+        self.cache: DynamicCache | None = None
+        self.mask: torch.Tensor | None = None  # [rows, cached columns], 0 where left padding
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.rows or self.waiting)
+
+    def add(self, index: int, request: Request) -> None:
+        self.waiting.append((index, request))
+
+    def cancel(self, index: int) -> bool:
+        """Drop a request (a client went away); its slot is free at the next step."""
+        for i, (j, _) in enumerate(self.waiting):
+            if j == index:
+                del self.waiting[i]
+                return True
+        keep = [i for i, row in enumerate(self.rows) if row.index != index]
+        if len(keep) == len(self.rows):
+            return False
+        self._keep_rows(keep)
+        return True
+
+    @torch.inference_mode()
+    def step(self) -> list[tuple[int, Request, ForcingState]]:
+        """Advance every sequence by one token; returns the sequences that finished in this step."""
+        finished = self._admit()
+        if self.rows:
+            logits = self._decode()
+            finished += self._choose(self.rows, logits)
+        return finished
+
+    def _admit(self) -> list:
+        free = self.max_batch - len(self.rows)
+        if free <= 0 or not self.waiting:
+            return []
+        joining = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
+        rows = [
+            _Row(i, r, new_state(r, self.format_tokens), row_generator(r.sampling, self.device), len(r.prompt_token_ids))
+            for i, r in joining
+        ]
+        cache, mask, logits = self._prefill([r.request.prompt_token_ids for r in rows])
+        self._splice(rows, cache, mask)
+        start = len(self.rows) - len(rows)
+        return self._choose(rows, logits, offset=start)
+
+    def _prefill(self, prompts: list[list[int]]):
+        width = max(len(p) for p in prompts)
+        ids = torch.zeros((len(prompts), width), dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1
+        )
+        return out.past_key_values, mask, out.logits[:, -1, :]
+
+    def _splice(self, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor) -> None:
+        """Join freshly prefilled rows to the running batch, left-padding whichever side is shorter."""
+        if self.cache is None:
+            self.rows, self.cache, self.mask = rows, cache, mask
+            return
+        old, new = self.mask.shape[1], mask.shape[1]
+        width = max(old, new)
+        for mine, theirs in zip(self.cache.layers, cache.layers):
+            mine.keys = torch.cat([_left_pad(mine.keys, width - old, 2), _left_pad(theirs.keys, width - new, 2)])
+            mine.values = torch.cat([_left_pad(mine.values, width - old, 2), _left_pad(theirs.values, width - new, 2)])
+        self.mask = torch.cat([_left_pad(self.mask, width - old, 1), _left_pad(mask, width - new, 1)])
+        self.rows = self.rows + rows
+
+    def _decode(self) -> torch.Tensor:
+        ids = torch.tensor([[r.next_input] for r in self.rows], device=self.device)
+        positions = torch.tensor([[r.length] for r in self.rows], device=self.device)
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
+        out = self.model(
+            input_ids=ids, attention_mask=self.mask, position_ids=positions, past_key_values=self.cache, use_cache=True
+        )
+        for r in self.rows:
+            r.length += 1
+        return out.logits[:, -1, :]
+
+    def _choose(self, rows: list[_Row], logits: torch.Tensor, offset: int = 0) -> list:
+        """Let each row's forcing state pick its next token; cut out the rows that finished."""
+        picks = pick_tokens(logits, [r.request.sampling for r in rows], [r.generator for r in rows])
+        finished, done_at = [], set()
+        for j, (row, pick) in enumerate(zip(rows, picks)):
+            token = row.state.next_token(lambda: pick)
+            if token is not None and self.on_token:
+                self.on_token(row.index, token, row.state)
+            if row.state.done:
+                finished.append((row.index, row.request, row.state))
+                done_at.add(offset + j)
+            else:
+                row.next_input = token
+        if done_at:
+            self._keep_rows([i for i in range(len(self.rows)) if i not in done_at])
+        return finished
+
+    def _keep_rows(self, keep: list[int]) -> None:
+        if not keep:
+            self.rows, self.cache, self.mask = [], None, None
+            return
+        self.rows = [self.rows[i] for i in keep]
+        index = torch.tensor(keep, device=self.device)
+        self.mask = self.mask.index_select(0, index)
+        # Columns that are padding for every remaining row cost attention time for nothing.
+        start = int((self.mask.sum(0) > 0).long().argmax())
+        self.mask = self.mask[:, start:]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[:, :, start:]
+            layer.values = layer.values.index_select(0, index)[:, :, start:]
+
+
+class HFEngine:
+    """Budget-forced generation on any transformers causal LM."""
+
+    name = "hf"
+
+    def __init__(self, model, tokenizer, fmt: str | ThinkingFormat = "s1"):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.fmt = get_format(fmt)
+        self.format_tokens = FormatTokens.build(tokenizer, self.fmt)
+
+    @classmethod
+    def load(cls, name: str, fmt: str | ThinkingFormat = "s1", device: str = "auto", dtype: str = "auto") -> "HFEngine":
+        model, tokenizer = load_hf(name, device=device, dtype=dtype)
+        return cls(model, tokenizer, fmt)
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", None) or 4096)
+
+    def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> DecodeLoop:
+        return DecodeLoop(self.model, self.tokenizer, self.format_tokens, max_batch, on_token)
+
+    def generate(self, requests: list[Request], batch_size: int = 8, on_token: OnToken | None = None) -> list[Completion]:
+        loop = self.loop(batch_size, on_token)
+        for i, request in enumerate(requests):
+            loop.add(i, request)
+        results: dict[int, Completion] = {}
+        while loop.busy:
+            for i, request, state in loop.step():
+                results[i] = to_completion(request, state, self.tokenizer, self.fmt)
+        return [results[i] for i in range(len(requests))]

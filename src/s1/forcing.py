@@ -1,0 +1,163 @@
+"""Budget forcing: the settings and the per-sequence state machine that applies them.
+
+Pure Python and token-level, so every in-flight engine (transformers, llama.cpp, the server)
+shares one meaning of "cap", "ignore the end of thinking" and "minimum thinking" (DESIGN.md).
+The engine asks `next_token` once per decode step; the state either lets the model's sampled
+token through, replaces it, or feeds a forced token without needing a sample at all.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable
+
+from .errors import UserError
+from .formats import FormatTokens
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class BudgetForcing:
+    """How long a model may think. Validated here and nowhere else."""
+
+    max_thinking_tokens: int | None = None
+    """Cap on thinking tokens (forced extensions included); None: as much as the context allows."""
+    min_thinking_tokens: int = 0
+    """Every attempt to stop thinking before this many tokens is replaced by an extension."""
+    num_ignore: int = 0
+    """The first k attempts to stop thinking are replaced by an extension (s1's "Wait" count)."""
+    extensions: tuple[str, ...] = ("Wait",)
+    """Strings appended in place of an ignored end of thinking, used in turn."""
+    answer_prefix: str = "Final Answer:"
+    """Written after the forced end delimiter, so a capped model answers instead of thinking on."""
+    max_answer_tokens: int = 1024
+    """Tokens the model may write after thinking, the stop token included."""
+
+    def __post_init__(self):
+        if isinstance(self.extensions, str):
+            object.__setattr__(self, "extensions", (self.extensions,))
+        else:
+            object.__setattr__(self, "extensions", tuple(self.extensions))
+        mx, mn = self.max_thinking_tokens, self.min_thinking_tokens
+        if mx is not None and (not _is_int(mx) or mx < 1):
+            raise UserError(f"max_thinking_tokens must be a positive whole number, got {mx!r}.")
+        if not _is_int(mn) or mn < 0:
+            raise UserError(f"min_thinking_tokens must be zero or a positive whole number, got {mn!r}.")
+        if mx is not None and mn > mx:
+            raise UserError(
+                f"min_thinking_tokens ({mn}) is larger than max_thinking_tokens ({mx}); lower the minimum or raise the cap."
+            )
+        if not _is_int(self.num_ignore) or self.num_ignore < 0:
+            raise UserError(f"num_ignore must be zero or a positive whole number, got {self.num_ignore!r}.")
+        if not _is_int(self.max_answer_tokens) or self.max_answer_tokens < 1:
+            raise UserError(f"max_answer_tokens must be a positive whole number, got {self.max_answer_tokens!r}.")
+        if not self.extensions or not all(isinstance(e, str) and e for e in self.extensions):
+            raise UserError("extensions must be a list of non-empty strings, such as ['Wait'].")
+        if not isinstance(self.answer_prefix, str):
+            raise UserError("answer_prefix must be a string (it may be empty).")
+
+
+class Phase(Enum):
+    THINKING = "thinking"
+    ENDING = "ending"  # draining the end delimiter (and, when forced, the answer prefix)
+    ANSWER = "answer"
+    DONE = "done"
+
+
+@dataclass
+class ForcingState:
+    """One sequence's progress through thinking and answering under a `BudgetForcing`."""
+
+    forcing: BudgetForcing
+    tokens: FormatTokens
+    cap: int
+    """The thinking cap in force: the user's, or what the context leaves room for."""
+    last_token: int
+    """The last prompt token, so a forced end knows whether a newline is already there."""
+    output: list[int] = field(default_factory=list)
+    phase: Phase = Phase.THINKING
+    thinking_tokens: int = 0
+    answer_tokens: int = 0
+    extensions_used: int = 0
+    capped: bool = False
+    finish_reason: str | None = None
+    thinking_end: int | None = None
+    """Index in `output` where the end delimiter starts: output[:thinking_end] is the thinking."""
+    _pending: deque = field(default_factory=deque)
+
+    @property
+    def done(self) -> bool:
+        return self.phase is Phase.DONE
+
+    def next_token(self, sample: Callable[[], int]) -> int | None:
+        """The token this sequence appends this step, or None once it is finished.
+
+        `sample` is called only when the model's own choice matters, so a step that feeds a forced
+        token wastes nothing but the logits it ignores.
+        """
+        if self.phase is Phase.THINKING:
+            return self._think(sample)
+        if self.phase is Phase.ENDING:
+            return self._emit(self._pending.popleft())
+        if self.phase is Phase.ANSWER:
+            return self._answer(sample)
+        return None
+
+    def _think(self, sample) -> int:
+        if self.thinking_tokens >= self.cap:
+            self.capped = True
+            after_newline = self.tokens.ends_with_newline(self.last_token)
+            return self._end(self.tokens.forced_end(self.forcing.answer_prefix, after_newline))
+        if self._pending:
+            return self._emit(self._pending.popleft())
+        token = sample()
+        if token not in self.tokens.end_trigger_ids:
+            return self._emit(token)
+        if self.extensions_used < self.forcing.num_ignore or self.thinking_tokens < self.forcing.min_thinking_tokens:
+            extension = self.forcing.extensions[self.extensions_used % len(self.forcing.extensions)]
+            self.extensions_used += 1
+            self._pending.extend(self.tokens.extension(extension))
+            return self._emit(self._pending.popleft())
+        keep, rest = self.tokens.natural_end(token)
+        if keep:
+            return self._end(rest, first=token)
+        return self._end(rest)
+
+    def _end(self, delimiter: tuple[int, ...], first: int | None = None) -> int:
+        """Leave thinking: queue the delimiter tokens and emit the first of them."""
+        self.thinking_end = len(self.output)
+        self._pending = deque(delimiter)
+        self.phase = Phase.ENDING
+        if first is None:
+            first = self._pending.popleft()
+        return self._emit(first)
+
+    def _answer(self, sample) -> int | None:
+        if self.answer_tokens >= self.forcing.max_answer_tokens:
+            return self._finish("length")
+        token = sample()
+        self._emit(token)
+        if token in self.tokens.answer_stop_ids:
+            self._finish("stop")
+        return token
+
+    def _emit(self, token: int) -> int:
+        self.output.append(token)
+        self.last_token = token
+        if self.phase is Phase.THINKING:
+            self.thinking_tokens += 1
+        elif self.phase is Phase.ANSWER:
+            self.answer_tokens += 1
+        elif not self._pending:
+            self.phase = Phase.ANSWER
+        return token
+
+    def _finish(self, reason: str) -> None:
+        self.phase = Phase.DONE
+        self.finish_reason = reason
+        return None

@@ -1,0 +1,31 @@
+"""The library's front door: questions in, budget-forced completions out."""
+
+from __future__ import annotations
+
+from .engines import Completion, Engine, Sampling, load_engine, make_request
+from .forcing import BudgetForcing
+from .models import DEFAULT_MODEL
+
+
+def generate(
+    questions: str | list[str],
+    model: str | Engine = DEFAULT_MODEL,
+    forcing: BudgetForcing | None = None,
+    sampling: Sampling | None = None,
+    fmt: str = "s1",
+    engine: str = "hf",
+    batch_size: int = 8,
+    system: str | None = None,
+    on_token=None,
+) -> list[Completion]:
+    """Generate with budget forcing. `model` is a name (loaded each call) or a loaded engine (reused)."""
+    single = isinstance(questions, str)
+    questions = [questions] if single else list(questions)
+    forcing = forcing or BudgetForcing()
+    sampling = sampling or Sampling()
+    eng = load_engine(model, engine, fmt) if isinstance(model, str) else model
+    requests = [
+        make_request(eng.tokenizer, eng.format_tokens, eng.context_length, q, forcing, sampling, system)
+        for q in questions
+    ]
+    return eng.generate(requests, batch_size=batch_size, on_token=on_token)

