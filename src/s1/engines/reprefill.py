@@ -104,27 +104,37 @@ class HFBackend:
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
 
-    @torch.inference_mode()
     def complete(self, calls: list[Call]) -> list[list[int]]:
+        """One padded `generate` per group of calls that share stop ids and sampling settings."""
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(calls):
+            groups.setdefault((c.stop_ids, c.sampling), []).append(i)
+        results: list[list[int]] = [[] for _ in calls]
+        for members in groups.values():
+            for i, row in zip(members, self._generate([calls[i] for i in members])):
+                results[i] = row
+        return results
+
+    @torch.inference_mode()
+    def _generate(self, calls: list[Call]) -> list[list[int]]:
         width = max(len(c.token_ids) for c in calls)
         ids = torch.zeros((len(calls), width), dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, c in enumerate(calls):
             ids[i, width - len(c.token_ids):] = torch.tensor(c.token_ids)
             mask[i, width - len(c.token_ids):] = 1
-        first = calls[0].sampling
-        if first.seed is not None:
-            torch.manual_seed(first.seed)
-        stops = sorted(set().union(*(c.stop_ids for c in calls)))
+        sampling, stops = calls[0].sampling, sorted(calls[0].stop_ids)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
         out = self.model.generate(
             input_ids=ids.to(self.device),
             attention_mask=mask.to(self.device),
             max_new_tokens=max(c.max_tokens for c in calls),
             eos_token_id=stops,
             pad_token_id=stops[0],
-            do_sample=not first.greedy,
-            temperature=first.temperature if not first.greedy else None,
-            top_p=first.top_p if not first.greedy else None,
+            do_sample=not sampling.greedy,
+            temperature=None if sampling.greedy else sampling.temperature,
+            top_p=None if sampling.greedy else sampling.top_p,
             top_k=None,
         )
         results = []

@@ -1,0 +1,182 @@
+"""Thin Typer layer over the library: parse options, call, print. Errors become one sentence."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="s1: budget forcing and test-time scaling for reasoning models.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+@app.callback()
+def _root() -> None:
+    """s1: budget forcing and test-time scaling for reasoning models."""
+
+
+def read_questions(path: Path) -> list[str]:
+    """Questions from a JSONL file: each line a JSON string or an object with a question/problem/prompt field."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"Cannot read input file {path} ({exc.__class__.__name__}); check the path and that it is UTF-8 text.") from None
+    questions = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            raise UserError(f"Line {number} of {path} is not valid JSON; write one JSON object per line.") from None
+        if isinstance(item, dict):
+            item = next((item[k] for k in ("question", "problem", "prompt") if k in item), None)
+        if not isinstance(item, str) or not item.strip():
+            raise UserError(f"Line {number} of {path} has no question; give each line a non-empty \"question\" field.")
+        questions.append(item)
+    if not questions:
+        raise UserError(f"Input file {path} holds no questions.")
+    return questions
+
+
+class _Streamer:
+    """Prints one sequence's thinking (dimmed) and then its answer as tokens arrive."""
+
+    def __init__(self, tokenizer, format_tokens):
+        from .detokenize import IncrementalDecoder
+
+        self.tokenizer = tokenizer
+        self.format_tokens = format_tokens
+        self.decoder_cls = IncrementalDecoder
+        self.decoder = None
+        self.answering = False
+
+    def __call__(self, index, token, state) -> None:
+        if self.decoder is None:
+            self.decoder = self.decoder_cls(self.tokenizer, state.output)
+        if not self.answering and state.thinking_end is not None:
+            out.print(self.decoder.delta(state.thinking_end), style="dim", end="")
+            self.decoder = self.decoder_cls(self.tokenizer, state.output, state.thinking_end)
+            self.answering = True
+        if state.done and token in self.format_tokens.answer_stop_ids:
+            return
+        out.print(self.decoder.delta(), style=None if self.answering else "dim", end="")
+
+
+def _print_completion(c, number: int | None) -> None:
+    if number is not None:
+        out.rule(f"question {number}")
+    out.print(c.thinking, style="dim")
+    out.print(c.answer)
+
+
+def _summary_line(c) -> str:
+    bits = [f"{c.thinking_tokens} thinking tokens", f"{c.answer_tokens} answer tokens"]
+    if c.extensions_used:
+        bits.append(f"{c.extensions_used} extensions")
+    if c.capped:
+        bits.append("capped")
+    return "[" + ", ".join(bits) + f", finish: {c.finish_reason}]"
+
+
+@app.command()
+def generate(
+    question: Annotated[Optional[str], typer.Argument(help="The question; or use --input.")] = None,
+    model: Annotated[str, typer.Option(help="smollm2 (embedded), a model directory, a .gguf file or a hub id.")] = "smollm2",
+    format: Annotated[str, typer.Option("--format", help="Thinking format: s1 or r1.")] = "s1",
+    engine: Annotated[str, typer.Option(help="hf (in-flight forcing) or reprefill (s1's original loop).")] = "hf",
+    max_thinking_tokens: Annotated[Optional[int], typer.Option(help="Cap on thinking tokens.")] = None,
+    min_thinking_tokens: Annotated[int, typer.Option(help="Replace every end of thinking before this many tokens.")] = 0,
+    num_ignore: Annotated[int, typer.Option(help="Ignore the first K ends of thinking (s1's Wait count).")] = 0,
+    extension: Annotated[Optional[list[str]], typer.Option(help="Text appended instead of an ignored end; repeat to rotate.")] = None,
+    answer_prefix: Annotated[str, typer.Option(help="Written after a forced end of thinking.")] = "Final Answer:",
+    max_answer_tokens: Annotated[int, typer.Option(help="Tokens allowed after thinking.")] = 1024,
+    temperature: Annotated[float, typer.Option(help="0 is greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for sampling.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Sequences decoded together.")] = 8,
+    input: Annotated[Optional[Path], typer.Option("--input", help="JSONL file of questions.")] = None,
+    system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per question.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto (float32 on CPU, bf16 on GPU), float32, bfloat16, float16.")] = "auto",
+) -> None:
+    """Generate with budget forcing: cap thinking, or extend it with "Wait"."""
+    from .engines import Sampling, load_engine, make_request
+    from .forcing import BudgetForcing
+    from .formats import get_format
+
+    if question is not None and input is not None:
+        raise UserError("Give either a question or --input, not both.")
+    questions = read_questions(input) if input is not None else [question] if question is not None else None
+    if questions is None:
+        raise UserError('No question given; pass one, as in s1 generate "What is 7*8?", or --input FILE.jsonl.')
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}.")
+    forcing = BudgetForcing(
+        max_thinking_tokens=max_thinking_tokens,
+        min_thinking_tokens=min_thinking_tokens,
+        num_ignore=num_ignore,
+        extensions=tuple(extension) if extension else ("Wait",),
+        answer_prefix=answer_prefix,
+        max_answer_tokens=max_answer_tokens,
+    )
+    sampling = Sampling(temperature=temperature, top_p=top_p, seed=seed)
+    get_format(format)
+    eng = load_engine(model, engine, format, device=device, dtype=dtype)
+    requests = [make_request(eng.tokenizer, eng.format_tokens, eng.context_length, q, forcing, sampling, system) for q in questions]
+    stream = not as_json and len(requests) == 1
+    on_token = _Streamer(eng.tokenizer, eng.format_tokens) if stream else None
+    completions = eng.generate(requests, batch_size=batch_size, on_token=on_token)
+    for number, c in enumerate(completions, 1):
+        if as_json:
+            print(json.dumps(c.to_dict(), ensure_ascii=False), flush=True)
+            continue
+        if stream:
+            out.print()
+        else:
+            _print_completion(c, number)
+        err.print(_summary_line(c), style="cyan")
+
+
+def _quiet_libraries() -> None:
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def main() -> None:
+    _quiet_libraries()
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        err.print(f"[bold red]Error:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and aborts carry their own message
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

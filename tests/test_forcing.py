@@ -1,0 +1,108 @@
+"""The budget-forcing settings and the state machine, driven token by token on the real tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+
+from s1 import BudgetForcing, UserError
+from s1.engines.base import Request, Sampling, new_state
+from s1.formats import S1, FormatTokens, encode
+
+IM_START, IM_END = 1, 2
+
+
+@pytest.fixture(scope="module")
+def tokens(embedded):
+    return FormatTokens.build(embedded[1], S1)
+
+
+def drive(tokens, forcing: BudgetForcing, script: list[int], cap: int | None = None):
+    """Feed a fixed sequence of model choices to a fresh state; returns the state."""
+    request = Request("p", [1, 2, 3], forcing, Sampling(), cap or forcing.max_thinking_tokens)
+    state = new_state(request, tokens)
+    choices = iter(script)
+    for _ in range(1000):
+        if state.next_token(lambda: next(choices)) is None or state.done:
+            break
+    return state
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(max_thinking_tokens=0), "max_thinking_tokens"),
+        (dict(max_thinking_tokens=-5), "max_thinking_tokens"),
+        (dict(min_thinking_tokens=-1), "min_thinking_tokens"),
+        (dict(max_thinking_tokens=10, min_thinking_tokens=20), "larger than"),
+        (dict(num_ignore=-1), "num_ignore"),
+        (dict(max_answer_tokens=0), "max_answer_tokens"),
+        (dict(extensions=()), "extensions"),
+        (dict(extensions=("Wait", "")), "extensions"),
+        (dict(max_thinking_tokens=True), "max_thinking_tokens"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(kwargs, words):
+    with pytest.raises(UserError, match=words):
+        BudgetForcing(**kwargs)
+
+
+def test_cap_forces_end_and_answer_prefix(tokens, embedded):
+    tok = embedded[1]
+    forcing = BudgetForcing(max_thinking_tokens=5, max_answer_tokens=3)
+    state = drive(tokens, forcing, [100] * 5 + [200, 201, 202, 203])
+    forced = encode(tok, "\n<|im_start|>answer\nFinal Answer:")
+    assert state.output == [100] * 5 + forced + [200, 201, 202]
+    assert (state.thinking_tokens, state.capped, state.answer_tokens, state.finish_reason) == (5, True, 3, "length")
+    assert state.thinking_end == 5
+
+
+def test_forced_end_skips_newline_when_thinking_ends_in_one(tokens, embedded):
+    newline = encode(embedded[1], "\n")[0]
+    state = drive(tokens, BudgetForcing(max_thinking_tokens=2, max_answer_tokens=1), [100, newline, IM_END])
+    assert state.output[2:] == encode(embedded[1], "<|im_start|>answer\nFinal Answer:") + [IM_END]
+    assert state.finish_reason == "stop"
+
+
+def test_ignored_ends_become_rotating_extensions(tokens, embedded):
+    tok = embedded[1]
+    forcing = BudgetForcing(max_thinking_tokens=100, num_ignore=3, extensions=("Wait", "Hmm"), max_answer_tokens=5)
+    script = [100, IM_START, 101, IM_END, 102, IM_START, 103, IM_START, 300, IM_END]
+    state = drive(tokens, forcing, script)
+    wait, hmm = encode(tok, "Wait"), encode(tok, "Hmm")
+    thinking = [100] + wait + [101] + hmm + [102] + wait + [103]
+    # The fourth attempt is a natural end: `<|im_start|>` stays and `answer` completes the delimiter.
+    assert state.output == thinking + [IM_START] + encode(tok, "answer") + [300, IM_END]
+    assert state.extensions_used == 3 and not state.capped
+    assert state.thinking_tokens == len(thinking)
+    assert state.finish_reason == "stop"
+
+
+def test_end_of_turn_is_replaced_by_the_answer_delimiter(tokens, embedded):
+    state = drive(tokens, BudgetForcing(max_answer_tokens=2), [100, IM_END, 300, IM_END], cap=50)
+    assert state.output == [100] + encode(embedded[1], "<|im_start|>answer") + [300, IM_END]
+
+
+def test_min_thinking_suppresses_every_early_end(tokens, embedded):
+    forcing = BudgetForcing(max_thinking_tokens=50, min_thinking_tokens=6, max_answer_tokens=1)
+    wait = encode(embedded[1], "Wait")
+    state = drive(tokens, forcing, [100, IM_END, 101, IM_END, 102, 103, 104, IM_END, 300])
+    assert state.extensions_used == 2
+    assert state.thinking_tokens == 3 + 2 * len(wait) + 2
+    assert state.thinking_tokens >= 6 and not state.capped
+
+
+def test_cap_inside_an_extension_truncates_it(tokens, embedded):
+    tok = embedded[1]
+    ext = "Alternatively, let me reconsider"
+    ext_ids = encode(tok, ext)
+    assert len(ext_ids) > 3
+    state = drive(tokens, BudgetForcing(max_thinking_tokens=4, num_ignore=1, extensions=(ext,), max_answer_tokens=1), [100, 101, IM_END, 300])
+    assert state.output[:4] == [100, 101] + ext_ids[:2]
+    assert state.thinking_tokens == 4 and state.capped and state.extensions_used == 1
+
+
+def test_thinking_never_exceeds_the_cap_whatever_the_model_does(tokens):
+    forcing = BudgetForcing(max_thinking_tokens=7, num_ignore=100, extensions=("Wait, what",), max_answer_tokens=2)
+    for script in ([IM_END] * 50, [IM_START, 5] * 25, [9] * 50):
+        state = drive(tokens, forcing, script)
+        assert state.thinking_tokens == 7 and state.capped

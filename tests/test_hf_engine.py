@@ -1,0 +1,82 @@
+"""The in-flight engine's batching: rows join a running batch, finished rows leave, seeds hold."""
+
+from __future__ import annotations
+
+from s1 import BudgetForcing, Sampling, generate
+from s1.engines.base import make_request, to_completion
+from s1.engines.hf import HFEngine
+
+QUESTIONS = ["What is 7*8?", "Name three colours.", "Explain gravity to a child in two sentences.", "Hi"]
+
+
+def test_requests_joining_a_running_batch_get_the_same_tokens_as_alone(tiny):
+    engine = HFEngine(*tiny)
+    forcing = BudgetForcing(max_thinking_tokens=60, num_ignore=2, max_answer_tokens=10)
+    alone = [generate(q, engine, forcing)[0].output_token_ids for q in QUESTIONS]
+
+    requests = [make_request(engine.tokenizer, engine.format_tokens, engine.context_length, q, forcing, Sampling()) for q in QUESTIONS]
+    loop = engine.loop(max_batch=8)
+    loop.add(0, requests[0])
+    loop.add(1, requests[1])
+    results, sizes, step = {}, [], 0
+    while loop.busy:
+        if step == 7:
+            loop.add(2, requests[2])  # joins while 0 and 1 are mid-thought
+        if step == 19:
+            loop.add(3, requests[3])
+        for i, request, state in loop.step():
+            results[i] = to_completion(request, state, engine.tokenizer, engine.fmt).output_token_ids
+        sizes.append(len(loop.rows))
+        step += 1
+    assert [results[i] for i in range(4)] == alone
+    assert max(sizes) >= 3, "requests never ran together"
+    assert sizes[-1] == 0
+
+
+def test_finished_rows_stop_costing_compute(tiny):
+    engine = HFEngine(*tiny)
+    short = BudgetForcing(max_thinking_tokens=3, max_answer_tokens=2)
+    long = BudgetForcing(max_thinking_tokens=80, max_answer_tokens=2)
+    loop = engine.loop(max_batch=4)
+    for i, forcing in enumerate([short, long]):
+        loop.add(i, make_request(engine.tokenizer, engine.format_tokens, engine.context_length, QUESTIONS[i], forcing, Sampling()))
+    widths = []
+    while loop.busy:
+        loop.step()
+        if loop.rows:
+            widths.append(loop.cache.layers[0].keys.shape[0])
+    assert widths[0] == 2 and widths[-1] == 1
+
+
+def test_cancelled_request_frees_its_slot(tiny):
+    engine = HFEngine(*tiny)
+    forcing = BudgetForcing(max_thinking_tokens=50, max_answer_tokens=5)
+    loop = engine.loop(max_batch=2)
+    for i, q in enumerate(QUESTIONS[:3]):
+        loop.add(i, make_request(engine.tokenizer, engine.format_tokens, engine.context_length, q, forcing, Sampling()))
+    loop.step()
+    assert len(loop.rows) == 2 and len(loop.waiting) == 1
+    assert loop.cancel(0)
+    loop.step()
+    assert sorted(r.index for r in loop.rows) == [1, 2]
+
+
+def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(tiny):
+    engine = HFEngine(*tiny)
+    forcing = BudgetForcing(max_thinking_tokens=30, max_answer_tokens=5)
+    sampling = Sampling(temperature=1.0, top_p=0.9, seed=123)
+    alone = generate(QUESTIONS[0], engine, forcing, sampling)[0].output_token_ids
+    batched = generate(QUESTIONS, engine, forcing, sampling)[0].output_token_ids
+    assert alone == batched
+    other = generate(QUESTIONS[0], engine, forcing, Sampling(temperature=1.0, seed=7))[0].output_token_ids
+    greedy = generate(QUESTIONS[0], engine, forcing)[0].output_token_ids
+    assert alone != other or alone != greedy
+
+
+def test_completion_splits_thinking_from_answer(embedded):
+    [c] = generate("What is 7*8?", HFEngine(*embedded), BudgetForcing(max_thinking_tokens=12, num_ignore=5, max_answer_tokens=20))
+    assert c.capped
+    assert c.answer.startswith("Final Answer:")
+    assert "<|im_start|>answer" not in c.thinking
+    assert len(c.output_token_ids) >= c.thinking_tokens + c.answer_tokens
+    assert c.prompt.endswith("<|im_start|>assistant\n<|im_start|>think")
