@@ -14,7 +14,7 @@ from .errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="s1: budget forcing and test-time scaling for reasoning models.")
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @app.callback()

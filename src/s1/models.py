@@ -129,6 +129,23 @@ def pick_dtype(dtype: str, device: str):
         raise UserError(f"Unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16.") from None
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick connect to the hub's endpoint, so an offline machine fails in seconds, not after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def load_hf(name: str, device: str = "auto", dtype: str = "auto"):
     """(model, tokenizer) for transformers, in eval mode on the chosen device."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -136,16 +153,25 @@ def load_hf(name: str, device: str = "auto", dtype: str = "auto"):
     source = resolve(name)
     location = local_dir(source)
     device = pick_device(device)
-    offline = source.kind != "hub"
+
+    def load(local_only: bool):
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=pick_dtype(dtype, device), local_files_only=local_only)
+        return model, tokenizer
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline)
-        model = AutoModelForCausalLM.from_pretrained(
-            location, dtype=pick_dtype(dtype, device), local_files_only=offline
-        )
+        model, tokenizer = load(local_only=True)
     except OSError as exc:
-        raise UserError(
-            f"Could not load model {name!r} ({str(exc).splitlines()[0]}); pass --model smollm2, a local directory "
-            "or .gguf file, or a hub id while online."
-        ) from None
+        if source.kind != "hub":
+            raise UserError(f"Could not load model from {location} ({str(exc).splitlines()[0]}); check that it is a saved transformers model.") from None
+        if not _hub_reachable():
+            raise UserError(
+                f"Model {name!r} is not in the local cache and the hub cannot be reached; pass --model smollm2, "
+                "a local model directory or a .gguf file, or download the model first."
+            ) from None
+        try:
+            model, tokenizer = load(local_only=False)
+        except OSError as exc:
+            raise UserError(f"Could not load model {name!r} from the hub ({str(exc).splitlines()[0]}); check the id.") from None
     model.to(device).eval()
     return model, tokenizer
