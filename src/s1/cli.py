@@ -146,6 +146,94 @@ def generate(
         err.print(_summary_line(c), style="cyan")
 
 
+def _int_list(text: str, option: str, allow_none: bool = False) -> list:
+    """'512,1024' -> [512, 1024]; 'none' stands for no cap where allowed."""
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if allow_none and part.lower() in {"none", "off"}:
+            values.append(None)
+            continue
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise UserError(f"{option} takes whole numbers separated by commas (e.g. 512,1024), got {text!r}.") from None
+    return values
+
+
+def _names(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+@app.command("eval")
+def eval_command(
+    benchmark: Annotated[str, typer.Option(help="aime24, aime25, math500, gpqa; comma-separated for several.")] = "aime24",
+    model: Annotated[str, typer.Option(help="smollm2 (embedded), a model directory, a .gguf file or a hub id.")] = "smollm2",
+    format: Annotated[str, typer.Option("--format", help="Thinking format: s1 or r1.")] = "s1",
+    engine: Annotated[str, typer.Option(help="hf (in-flight forcing) or reprefill.")] = "hf",
+    data: Annotated[Optional[str], typer.Option(help="Any JSONL/CSV/JSON file of problems instead of a named benchmark.")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(envvar="S1_DATA_DIR", help="Folder with aime24_nofigures.jsonl, math500.jsonl, gpqa_diamond.csv ... (else the hub).")] = None,
+    question_field: Annotated[Optional[str], typer.Option(help="Field of --data holding the question.")] = None,
+    answer_field: Annotated[Optional[str], typer.Option(help="Field of --data holding the answer.")] = None,
+    answer_kind: Annotated[Optional[str], typer.Option(help="math, integer or choice (how answers are graded).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N problems.")] = None,
+    ids: Annotated[Optional[str], typer.Option(help="Only these problem ids, comma-separated.")] = None,
+    method: Annotated[str, typer.Option(help="Comma-separated: budget_forcing, token_conditional[+bf], step_conditional[+bf], class_conditional[+bf], rejection_sampling.")] = "budget_forcing",
+    max_thinking_tokens: Annotated[str, typer.Option(help="Caps / token budgets, comma-separated (none = no cap).")] = "none",
+    num_ignore: Annotated[str, typer.Option(help="Wait counts, comma-separated.")] = "0",
+    min_thinking_tokens: Annotated[int, typer.Option(help="Minimum thinking tokens.")] = 0,
+    extension: Annotated[Optional[list[str]], typer.Option(help="Extension text; repeat to rotate.")] = None,
+    answer_prefix: Annotated[str, typer.Option(help="Written after a forced end of thinking.")] = "Final Answer:",
+    max_answer_tokens: Annotated[int, typer.Option(help="Tokens allowed after thinking.")] = 1024,
+    steps: Annotated[Optional[str], typer.Option(help="Step budgets for step_conditional (default: token budgets / tokens-per-step).")] = None,
+    tokens_per_step: Annotated[int, typer.Option(help="Tokens per step when a step budget is enforced or checked.")] = 100,
+    samples: Annotated[int, typer.Option(help="Samples per problem (parallel scaling: maj@k, pass@k).")] = 1,
+    temperature: Annotated[float, typer.Option(help="0 is greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for sampling.")] = None,
+    max_tries: Annotated[int, typer.Option(help="Rejection sampling: draws per sample before giving up.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Sequences decoded together.")] = 8,
+    system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
+    output: Annotated[Optional[str], typer.Option(help="Run directory (re-running the same command resumes it).")] = None,
+) -> None:
+    """Measure accuracy against thinking: sweep budgets and methods, grade, summarize, plot."""
+    from .evaluate import EvalConfig, run_eval
+
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}.")
+    config = EvalConfig(
+        benchmarks=_names(benchmark), model=model, engine=engine, format=format, methods=_names(method),
+        max_thinking_tokens=_int_list(max_thinking_tokens, "--max-thinking-tokens", allow_none=True),
+        num_ignore=_int_list(num_ignore, "--num-ignore"), min_thinking_tokens=min_thinking_tokens,
+        extensions=list(extension) if extension else ["Wait"], answer_prefix=answer_prefix,
+        max_answer_tokens=max_answer_tokens, steps=_int_list(steps, "--steps") if steps else None,
+        tokens_per_step=tokens_per_step, samples=samples, temperature=temperature, top_p=top_p, seed=seed,
+        max_tries=max_tries, batch_size=batch_size, system=system, data=data, data_dir=data_dir,
+        question_field=question_field, answer_field=answer_field, answer_kind=answer_kind, limit=limit,
+        ids=_names(ids) if ids else None,
+    )
+    if answer_kind is not None and answer_kind not in ("math", "integer", "choice"):
+        raise UserError(f"--answer-kind must be math, integer or choice, got {answer_kind!r}.")
+    if output is None:
+        name = Path(data).stem if data else "-".join(config.benchmarks)
+        output = str(Path("runs") / f"{Path(model).name}-{name}")
+    run_eval(config, output)
+    out.print((Path(output) / "summary.md").read_text())
+    err.print(f"Run directory: {output} (samples.jsonl, summary.json, summary.md, scaling.png)", style="cyan")
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories written by s1 eval.")],
+    plot: Annotated[Path, typer.Option(help="Where to draw all runs on one plot.")] = Path("report.png"),
+) -> None:
+    """Print several runs' tables side by side and draw them on one plot."""
+    from .report import compare
+
+    out.print(compare([str(r) for r in runs], plot))
+    err.print(f"Plot: {plot}", style="cyan")
+
+
 def _quiet_libraries() -> None:
     import os
 

@@ -17,6 +17,7 @@ def generate(
     batch_size: int = 8,
     system: str | None = None,
     on_token=None,
+    on_completion=None,
 ) -> list[Completion]:
     """Generate with budget forcing. `model` is a name (loaded each call) or a loaded engine (reused)."""
     single = isinstance(questions, str)
@@ -28,4 +29,4 @@ def generate(
         make_request(eng.tokenizer, eng.format_tokens, eng.context_length, q, forcing, sampling, system)
         for q in questions
     ]
-    return eng.generate(requests, batch_size=batch_size, on_token=on_token)
+    return eng.generate(requests, batch_size=batch_size, on_token=on_token, on_completion=on_completion)

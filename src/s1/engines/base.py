@@ -6,8 +6,7 @@ Evaluation, serving and curation only ever see `Completion`, so they never care 
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Protocol
 
 from ..errors import UserError
@@ -72,6 +71,8 @@ class Request:
 
 OnToken = Callable[[int, int, ForcingState], None]
 """Called as on_token(request_index, token_id, state) after each appended token."""
+OnCompletion = Callable[[int, "Completion"], None]
+"""Called as on_completion(request_index, completion) as soon as a sequence finishes."""
 
 
 class Engine(Protocol):
@@ -82,7 +83,11 @@ class Engine(Protocol):
     def context_length(self) -> int: ...
 
     def generate(
-        self, requests: list[Request], batch_size: int = 8, on_token: OnToken | None = None
+        self,
+        requests: list[Request],
+        batch_size: int = 8,
+        on_token: OnToken | None = None,
+        on_completion: OnCompletion | None = None,
     ) -> list[Completion]: ...
 
 

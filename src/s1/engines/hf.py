@@ -18,7 +18,7 @@ from transformers import DynamicCache
 from ..forcing import ForcingState
 from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
-from .base import Completion, OnToken, Request, new_state, to_completion
+from .base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
 from .sampling import pick_tokens, row_generator
 
 
@@ -192,7 +192,13 @@ class HFEngine:
     def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> DecodeLoop:
         return DecodeLoop(self.model, self.tokenizer, self.format_tokens, max_batch, on_token)
 
-    def generate(self, requests: list[Request], batch_size: int = 8, on_token: OnToken | None = None) -> list[Completion]:
+    def generate(
+        self,
+        requests: list[Request],
+        batch_size: int = 8,
+        on_token: OnToken | None = None,
+        on_completion: OnCompletion | None = None,
+    ) -> list[Completion]:
         loop = self.loop(batch_size, on_token)
         for i, request in enumerate(requests):
             loop.add(i, request)
@@ -200,4 +206,6 @@ class HFEngine:
         while loop.busy:
             for i, request, state in loop.step():
                 results[i] = to_completion(request, state, self.tokenizer, self.fmt)
+                if on_completion:
+                    on_completion(i, results[i])
         return [results[i] for i in range(len(requests))]

@@ -17,7 +17,7 @@ import torch
 from ..forcing import ForcingState, Phase
 from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
-from .base import Completion, OnToken, Request, Sampling, to_completion
+from .base import Completion, OnCompletion, OnToken, Request, Sampling, to_completion
 
 
 @dataclass
@@ -174,12 +174,21 @@ class ReprefillEngine:
     def context_length(self) -> int:
         return self._context_length
 
-    def generate(self, requests: list[Request], batch_size: int = 8, on_token: OnToken | None = None) -> list[Completion]:
-        states = run_rounds(requests, self.format_tokens, self.backend, batch_size)
+    def generate(
+        self,
+        requests: list[Request],
+        batch_size: int = 8,
+        on_token: OnToken | None = None,
+        on_completion: OnCompletion | None = None,
+    ) -> list[Completion]:
         completions = []
-        for i, (request, state) in enumerate(zip(requests, states)):
-            if on_token:
-                for token in state.output:
-                    on_token(i, token, state)
-            completions.append(to_completion(request, state, self.tokenizer, self.fmt))
+        for start in range(0, len(requests), batch_size):
+            chunk = requests[start : start + batch_size]
+            for i, (request, state) in enumerate(zip(chunk, run_rounds(chunk, self.format_tokens, self.backend, batch_size)), start):
+                if on_token:
+                    for token in state.output:
+                        on_token(i, token, state)
+                completions.append(to_completion(request, state, self.tokenizer, self.fmt))
+                if on_completion:
+                    on_completion(i, completions[-1])
         return completions

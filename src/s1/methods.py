@@ -1,0 +1,99 @@
+"""The methods of the paper's Table 3 as lists of settings: each setting is one point on a curve.
+
+- budget forcing: caps (`max_thinking_tokens`) and/or "Wait" counts (`num_ignore`);
+- token-, step- and class-conditional control: the budget is only stated in the prompt, alone or
+  enforced by budget forcing as well;
+- rejection sampling: sample until the thinking fits the budget (bounded tries).
+A setting's `bounds` are the thinking lengths it asks for; Control counts how often they were kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .errors import UserError
+from .forcing import BudgetForcing
+
+METHODS = (
+    "budget_forcing",
+    "token_conditional",
+    "token_conditional+bf",
+    "step_conditional",
+    "step_conditional+bf",
+    "class_conditional",
+    "class_conditional+bf",
+    "rejection_sampling",
+)
+CLASS_PROMPTS = {
+    "short": "Think briefly: keep your reasoning as short as possible before answering.",
+    "long": "Think carefully and at length: reason as long as you need before answering.",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    method: str
+    label: str
+    forcing: BudgetForcing
+    instruction: str | None = None
+    """Appended to the question for the conditional methods."""
+    bounds: tuple[int, int | None] | None = None
+    """(min, max) thinking tokens requested; None when the setting asks for no length (class-conditional)."""
+    reject_over: int | None = None
+    """Rejection sampling: a sample thinking more than this many tokens is drawn again."""
+
+    def prompt(self, question: str) -> str:
+        return f"{question}\n\n{self.instruction}" if self.instruction else question
+
+    def in_bounds(self, thinking_tokens: int) -> bool:
+        low, high = self.bounds
+        return thinking_tokens >= low and (high is None or thinking_tokens <= high)
+
+
+def build_settings(
+    methods: list[str],
+    base: BudgetForcing,
+    caps: list[int | None],
+    num_ignores: list[int],
+    steps: list[int] | None = None,
+    tokens_per_step: int = 100,
+) -> list[Setting]:
+    """Every (method, setting) the sweep runs, in a stable order."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"Unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}.")
+    budgets = [c for c in caps if c is not None]
+    needs_budget = [m for m in methods if m != "budget_forcing"]
+    if needs_budget and not budgets:
+        raise UserError(f"Method {needs_budget[0]} needs token budgets; pass --max-thinking-tokens, e.g. 512,1024,2048.")
+    steps = steps or [max(1, b // tokens_per_step) for b in budgets]
+    settings: list[Setting] = []
+    for method in methods:
+        conditional, _, forced = method.partition("+")
+        if method == "budget_forcing":
+            for cap in caps:
+                for k in num_ignores:
+                    label = f"cap={cap}" if cap else "cap=none"
+                    if len(num_ignores) > 1 or k:
+                        label += f" wait={k}"
+                    forcing = replace(base, max_thinking_tokens=cap, num_ignore=k)
+                    settings.append(Setting(method, label, forcing, bounds=(base.min_thinking_tokens, cap)))
+        elif conditional == "token_conditional":
+            for n in budgets:
+                forcing = replace(base, max_thinking_tokens=n if forced else None)
+                settings.append(Setting(method, f"tokens={n}", forcing, f"Think for up to {n} tokens.", (0, n)))
+        elif conditional == "step_conditional":
+            for s in steps:
+                n = s * tokens_per_step
+                forcing = replace(base, max_thinking_tokens=n if forced else None)
+                settings.append(Setting(method, f"steps={s}", forcing, f"Think for up to {s} steps.", (0, n)))
+        elif conditional == "class_conditional":
+            for name, cap in (("short", min(budgets)), ("long", max(budgets))):
+                forcing = replace(base, max_thinking_tokens=cap if forced else None)
+                settings.append(Setting(method, name, forcing, CLASS_PROMPTS[name], (0, cap) if forced else None))
+        elif method == "rejection_sampling":
+            for n in budgets:
+                # One token over the budget is enough to know a sample does not fit: stop it there.
+                forcing = replace(base, max_thinking_tokens=n + 1, min_thinking_tokens=0, num_ignore=0)
+                settings.append(Setting(method, f"tokens={n}", forcing, None, (0, n), reject_over=n))
+    return settings

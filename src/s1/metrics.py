@@ -1,0 +1,80 @@
+"""The paper's metrics (s1 §3.2): accuracy with a bootstrap interval, Control, Scaling, Performance.
+
+A method is a set A of settings; each setting a has f(a) = accuracy and a position = the mean
+thinking tokens it produced. Control is the share of settings whose every sample stayed within the
+setting's requested bounds; Scaling is the mean slope over all pairs of settings; Performance is the
+best accuracy. The paper's Table 3 numbers (budget forcing Scaling 15) fit accuracy points per
+*doubling* of thinking tokens, not per raw token, so both units are reported, labelled.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from itertools import combinations
+
+
+def accuracy(correct: list[bool]) -> float:
+    return 100.0 * sum(correct) / len(correct) if correct else float("nan")
+
+
+def bootstrap_ci(correct: list[bool], level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of accuracy (in %), seeded so reports are reproducible."""
+    n = len(correct)
+    if n == 0:
+        return (float("nan"), float("nan"))
+    rng = random.Random(seed)
+    values = [1.0 if c else 0.0 for c in correct]
+    means = sorted(100.0 * sum(rng.choices(values, k=n)) / n for _ in range(resamples))
+    lo = means[int(math.floor((1 - level) / 2 * (resamples - 1)))]
+    hi = means[int(math.ceil((1 + level) / 2 * (resamples - 1)))]
+    return (lo, hi)
+
+
+def control(in_control: list[bool | None]) -> float | None:
+    """% of settings in control; settings with no requested bounds (None) do not count."""
+    judged = [c for c in in_control if c is not None]
+    return 100.0 * sum(judged) / len(judged) if judged else None
+
+
+def scaling(points: list[tuple[float, float]], per: str = "1k") -> float | None:
+    """Mean slope of accuracy (points) over all pairs a < b of (thinking tokens, accuracy).
+
+    per="1k": accuracy points per 1,000 thinking tokens, (f(b) - f(a)) / (b - a) * 1000.
+    per="doubling": accuracy points per doubling, (f(b) - f(a)) / log2(b / a).
+    """
+    pairs = [(a, b) for a, b in combinations(sorted(points), 2) if b[0] > a[0] > 0]
+    if not pairs:
+        return None
+    if per == "1k":
+        slopes = [(fb - fa) / (xb - xa) * 1000 for (xa, fa), (xb, fb) in pairs]
+    elif per == "doubling":
+        slopes = [(fb - fa) / math.log2(xb / xa) for (xa, fa), (xb, fb) in pairs]
+    else:
+        raise ValueError(f"per must be '1k' or 'doubling', got {per!r}")
+    return sum(slopes) / len(slopes)
+
+
+def performance(accuracies: list[float]) -> float | None:
+    return max(accuracies) if accuracies else None
+
+
+def majority_vote(answers: list[str | None]) -> int | None:
+    """Index of the first sample carrying the most common (non-empty) answer."""
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for i, a in enumerate(answers):
+        if a:
+            counts[a] = counts.get(a, 0) + 1
+            first.setdefault(a, i)
+    if not counts:
+        return None
+    best = max(counts, key=lambda a: (counts[a], -first[a]))
+    return first[best]
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al., 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)

@@ -1,0 +1,52 @@
+"""Scaling curves in the style of the paper's Figure 4: accuracy against thinking tokens, log2 x-axis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+Point = tuple  # (mean thinking tokens, accuracy %, setting label)
+
+
+def scaling_plot(curves: list[tuple[str, list[Point]]], path: str | Path, title: str = "") -> Path:
+    """One line per method, points sorted by thinking tokens and labelled with their setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.4), dpi=120)
+    top = 10.0
+    all_x: list[float] = []
+    for label, points in curves:
+        if not points:
+            continue
+        points = sorted((max(p[0], 1.0), p[1], p[2] if len(p) > 2 else "") for p in points)
+        xs, ys, names = zip(*points)
+        ax.plot(xs, ys, marker="o", linewidth=1.8, label=label)
+        for x, y, name in points:
+            if name:
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=6, alpha=0.7)
+        top = max(top, max(ys))
+        all_x += xs
+    ax.set_xscale("log", base=2)
+    if all_x:
+        lo, hi = min(all_x), max(all_x)
+        ticks = [2.0**k for k in range(0, 20) if lo / 1.5 <= 2.0**k <= hi * 1.5]
+        if len(ticks) < 3:  # a narrow range: label the measured points instead of powers of two
+            ticks = sorted({round(x) for x in all_x})
+        ax.set_xticks(ticks)
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("average thinking tokens (log2 scale)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, min(100.0, top * 1.15 + 2))
+    ax.grid(True, which="both", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if any(points for _, points in curves):
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

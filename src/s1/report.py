@@ -1,0 +1,55 @@
+"""`s1 report`: several run directories side by side, and all their curves on one plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import UserError
+from .plots import scaling_plot
+
+
+def load_summary(run: str) -> dict:
+    path = Path(run) / "summary.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{run} has no summary.json; point s1 report at a directory written by s1 eval.") from None
+    except json.JSONDecodeError:
+        raise UserError(f"{path} is not valid JSON; re-run s1 eval on it to rewrite the summary.") from None
+
+
+def compare(runs: list[str], plot: str | Path) -> str:
+    """Markdown: one accuracy table with a column per run, then the metrics of every run's methods."""
+    if not runs:
+        raise UserError("Name at least one run directory.")
+    summaries = [load_summary(r) for r in runs]
+    names = [Path(r).name for r in runs]
+    rows: dict[tuple, dict[int, str]] = {}
+    for i, summary in enumerate(summaries):
+        for bench, data in summary["benchmarks"].items():
+            for r in data["settings"]:
+                rows.setdefault((bench, r["method"], r["setting"]), {})[i] = (
+                    f"{r['accuracy']:.1f} ({r['mean_thinking_tokens']:.0f} tok)"
+                )
+    lines = ["| benchmark | method | setting | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for (bench, method, setting), cells in rows.items():
+        lines.append(f"| {bench} | {method} | {setting} | " + " | ".join(cells.get(i, "–") for i in range(len(names))) + " |")
+    lines += ["", "| run | benchmark | method | Control % | Scaling (pts / 1k tok) | Scaling (pts / doubling) | Performance % |",
+              "|---|---|---|---|---|---|---|"]
+
+    def f(v, spec=".1f"):
+        return "–" if v is None else format(v, spec)
+
+    curves = []
+    for name, summary in zip(names, summaries):
+        for bench, data in summary["benchmarks"].items():
+            for method, m in data["methods"].items():
+                lines.append(
+                    f"| {name} | {bench} | {method} | {f(m['control'])} | {f(m['scaling_per_1k_tokens'], '.2f')} | "
+                    f"{f(m['scaling_per_doubling'], '.2f')} | {f(m['performance'])} |"
+                )
+                points = [(r["mean_thinking_tokens"], r["accuracy"], r["setting"]) for r in data["settings"] if r["method"] == method]
+                curves.append((f"{name} · {bench} · {method}", points))
+    scaling_plot(curves, plot, title="s1 report")
+    return "\n".join(lines) + "\n"
