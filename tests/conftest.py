@@ -63,3 +63,10 @@ def tiny(tiny_dir):
     from s1.models import load_hf
 
     return load_hf(str(tiny_dir))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """../shared/data: real benchmark data, read in place, never copied into the project."""
+    assert DATA.is_dir(), f"{DATA} is missing: the tests read the shared benchmark data from beside the checkout"
+    return DATA

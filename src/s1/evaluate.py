@@ -6,6 +6,7 @@ Data flows one way: benchmark -> prompts -> engine with forcing -> completions -
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 from .benchmarks import Problem, load_benchmark
@@ -72,7 +73,7 @@ class EvalConfig:
         return build_settings(self.methods, self.forcing(), self.max_thinking_tokens, self.num_ignore, self.steps, self.tokens_per_step)
 
     def benchmark_names(self) -> list[str]:
-        return [self.data] if self.data else list(self.benchmarks)
+        return [Path(self.data).stem] if self.data else list(self.benchmarks)
 
     def problems(self, name: str) -> list[Problem]:
         if self.data:

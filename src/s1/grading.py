@@ -173,7 +173,8 @@ class Grader:
         except (cf.TimeoutError, cf.process.BrokenProcessPool):
             self._kill()
         if len(items) == 1:
-            return [Grade(extract(items[0][2])[0], False, "grading timed out or crashed; counted wrong")]
+            extracted = extract(items[0][2])[0]
+            return [Grade(extracted and extracted[:200], False, "grading timed out or crashed; counted wrong")]
         return [g for item in items for g in self.grade_many([item])]
 
     def _run(self, items, timeout: float) -> list[dict]:
