@@ -277,6 +277,34 @@ def train_command(
         err.print(f"Model saved to {final}; try: s1 generate --model {final} \"What is 7*8?\" --max-thinking-tokens 64", style="cyan")
 
 
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="smollm2 (embedded), a model directory, a .gguf file or a hub id (with --upstream: its tokenizer).")] = "smollm2",
+    engine: Annotated[str, typer.Option(help="hf (continuous batching), llamacpp (GGUF on CPU) or remote.")] = "hf",
+    format: Annotated[str, typer.Option("--format", help="Thinking format: s1 or r1.")] = "s1",
+    upstream: Annotated[Optional[list[str]], typer.Option(help="OpenAI-compatible server(s) to put budget forcing in front of; repeat for several.")] = None,
+    upstream_model: Annotated[Optional[str], typer.Option(help="Model name the upstream server expects (default: its first).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    batch_size: Annotated[int, typer.Option(help="Sequences decoded together (hf); concurrent requests (llamacpp: 1, remote: this).")] = 16,
+    served_model_name: Annotated[Optional[str], typer.Option(help="Name clients use in 'model' (default: --model).")] = None,
+    max_answer_tokens: Annotated[int, typer.Option(help="Default answer budget when a request sets no max_tokens.")] = 1024,
+    temperature: Annotated[float, typer.Option(help="Default temperature when a request sets none.")] = 0.0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
+) -> None:
+    """Serve an OpenAI-compatible API whose requests take budget-forcing fields."""
+    import uvicorn
+
+    from .serving import build_service
+
+    if upstream:
+        engine = "remote"
+    app_ = build_service(model, engine, format, upstream or [], upstream_model, batch_size, served_model_name,
+                         max_answer_tokens, temperature, device)
+    err.print(f"s1 serve: {served_model_name or model} ({engine}) on http://{host}:{port}/v1", style="cyan")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 def _quiet_libraries() -> None:
     import os
 

@@ -23,3 +23,42 @@ class IncrementalDecoder:
             return ""
         self.prefix_offset, self.read_offset = self.read_offset, end
         return after[len(before) :]
+
+
+class ThinkingSplitter:
+    """Streams one sequence as three texts: reasoning (thinking), content (the answer) and raw (all of it).
+
+    Content is the text after the end-of-thinking delimiter, without the separator's leading newlines
+    and without the final stop token, exactly as `to_completion` splits the finished sequence, so the
+    streamed pieces add up to the non-streamed response.
+    """
+
+    def __init__(self, tokenizer, think_end: str, stop_ids: frozenset[int]):
+        self.tokenizer = tokenizer
+        self.think_end = think_end
+        self.stop_ids = stop_ids
+        self.reasoning = None
+        self.raw = None
+        self.content_sent = 0
+        self.answering = False
+
+    def update(self, state) -> tuple[str, str, str]:
+        """(reasoning delta, content delta, raw delta) after the state's newest token."""
+        ids = state.output
+        if self.reasoning is None:
+            self.reasoning = IncrementalDecoder(self.tokenizer, ids)
+            self.raw = IncrementalDecoder(self.tokenizer, ids)
+        end = len(ids) - 1 if (state.done and ids and ids[-1] in self.stop_ids and state.finish_reason == "stop") else len(ids)
+        raw = self.raw.delta(end)
+        if state.thinking_end is None:
+            return self.reasoning.delta(), "", raw
+        reasoning = "" if self.answering else self.reasoning.delta(state.thinking_end)
+        self.answering = True
+        tail = self.tokenizer.decode(ids[state.thinking_end : end], skip_special_tokens=False)
+        _, found, answer = tail.partition(self.think_end)
+        answer = answer.lstrip("\n") if found else ""
+        if answer.endswith("\ufffd") and not state.done:
+            return reasoning, "", raw
+        content = answer[self.content_sent :]
+        self.content_sent = len(answer)
+        return reasoning, content, raw

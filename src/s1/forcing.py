@@ -94,6 +94,17 @@ class ForcingState:
     def done(self) -> bool:
         return self.phase is Phase.DONE
 
+    def needs_sample(self) -> bool:
+        """Whether the next token is the model's choice (False: it is forced, or the sequence ends).
+
+        Lets an engine feed a run of forced tokens in one forward pass instead of one per step.
+        """
+        if self.phase is Phase.THINKING:
+            return self.thinking_tokens < self.cap and not self._pending
+        if self.phase is Phase.ANSWER:
+            return self.answer_tokens < self.forcing.max_answer_tokens
+        return False
+
     def next_token(self, sample: Callable[[], int]) -> int | None:
         """The token this sequence appends this step, or None once it is finished.
 

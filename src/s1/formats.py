@@ -66,11 +66,20 @@ def render_prompt(tokenizer, question: str, fmt: ThinkingFormat, system: str | N
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": question}
     ]
+    return render_messages(tokenizer, messages, fmt)
+
+
+def render_messages(tokenizer, messages: list[dict], fmt: ThinkingFormat) -> str:
+    """A whole conversation through the chat template, ending with thinking opened for the reply."""
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     else:
-        text = question + "\n"
-    # Templates of R1-style models already open thinking; adding it twice would confuse the model.
+        text = "\n".join(m["content"] for m in messages) + "\n"
+    return open_thinking(text, fmt)
+
+
+def open_thinking(text: str, fmt: ThinkingFormat) -> str:
+    """Append the thinking-start delimiter unless the text (e.g. an R1 chat template) already ends with it."""
     if text.rstrip().endswith(fmt.think_start.rstrip()):
         return text.rstrip() + fmt.think_start[len(fmt.think_start.rstrip()):]
     return text + fmt.think_start

@@ -100,15 +100,22 @@ def make_request(
     sampling: Sampling,
     system: str | None = None,
 ) -> Request:
-    """Render and encode a question and check that prompt plus budget fit the model's context.
+    """Render one question through the chat template and prepare it (see `prepare`)."""
+    if not isinstance(question, str) or not question.strip():
+        raise UserError("The question is empty; pass the text of a question.")
+    prompt = render_prompt(tokenizer, question, format_tokens.fmt, system)
+    return prepare(tokenizer, format_tokens, context_length, prompt, forcing, sampling)
+
+
+def prepare(
+    tokenizer, format_tokens: FormatTokens, context_length: int, prompt: str, forcing: BudgetForcing, sampling: Sampling
+) -> Request:
+    """Encode a rendered prompt and check that prompt plus budget fit the model's context.
 
     A cap the context cannot hold is an error, not a silent clamp: a sweep over budgets whose largest
     point is quietly clamped would plot a point at the wrong place. With no cap, thinking may use
     whatever the context leaves after the answer's room.
     """
-    if not isinstance(question, str) or not question.strip():
-        raise UserError("The question is empty; pass the text of a question.")
-    prompt = render_prompt(tokenizer, question, format_tokens.fmt, system)
     ids = encode(tokenizer, prompt)
     ending = len(format_tokens.forced_end(forcing.answer_prefix, after_newline=False))
     room = context_length - len(ids) - ending - forcing.max_answer_tokens

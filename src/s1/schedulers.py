@@ -1,0 +1,137 @@
+"""Running an engine behind concurrent requests: each request gets a sink of events.
+
+`BatchScheduler` drives the transformers `DecodeLoop` on one thread: requests join the running batch
+between two steps (continuous batching) and a cancelled request leaves it at once. `SerialScheduler`
+runs any engine's `generate` one request per worker (llama.cpp in process, or remote servers that do
+their own batching). Events: ("delta", reasoning, content, raw), ("done", Completion), ("error", msg).
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from .detokenize import ThinkingSplitter
+from .engines.base import Request, to_completion
+
+Sink = Callable[[tuple], None]
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class BatchScheduler:
+    def __init__(self, engine, max_batch: int = 16):
+        self.engine = engine
+        self.loop = engine.loop(max_batch, on_token=self._on_token)
+        self.commands: queue.Queue = queue.Queue()
+        self.sinks: dict[int, tuple[Sink, ThinkingSplitter]] = {}
+        self.ids = itertools.count()
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, name="s1-decode-loop", daemon=True)
+        self.thread.start()
+
+    def submit(self, request: Request, sink: Sink) -> int:
+        rid = next(self.ids)
+        self.commands.put(("add", rid, request, sink))
+        return rid
+
+    def cancel(self, rid: int) -> None:
+        self.commands.put(("cancel", rid))
+
+    def close(self) -> None:
+        self.stopped = True
+        self.commands.put(("stop",))
+        self.thread.join(timeout=10)
+
+    def _splitter(self) -> ThinkingSplitter:
+        tokens = self.engine.format_tokens
+        return ThinkingSplitter(self.engine.tokenizer, tokens.fmt.think_end, tokens.answer_stop_ids)
+
+    def _apply(self, command) -> None:
+        if command[0] == "add":
+            _, rid, request, sink = command
+            self.sinks[rid] = (sink, self._splitter())
+            self.loop.add(rid, request)
+        elif command[0] == "cancel":
+            if self.sinks.pop(command[1], None) is not None:
+                self.loop.cancel(command[1])
+
+    def _run(self) -> None:
+        while not self.stopped:
+            try:
+                # Block only while idle; otherwise take what arrived and step at once.
+                command = self.commands.get() if not self.loop.busy else self.commands.get_nowait()
+                if command[0] == "stop":
+                    return
+                self._apply(command)
+                continue
+            except queue.Empty:
+                pass
+            try:
+                finished = self.loop.step()
+            except Exception as exc:  # a failed step fails the requests in it, not the server
+                for sink, _ in self.sinks.values():
+                    sink(("error", f"generation failed: {exc.__class__.__name__}: {exc}"))
+                self.sinks.clear()
+                self.loop = self.engine.loop(self.loop.max_batch, on_token=self._on_token)
+                continue
+            for rid, request, state in finished:
+                entry = self.sinks.pop(rid, None)
+                if entry is not None:
+                    entry[0](("done", to_completion(request, state, self.engine.tokenizer, self.engine.fmt)))
+
+    def _on_token(self, rid: int, token: int, state) -> None:
+        entry = self.sinks.get(rid)
+        if entry is not None:
+            sink, splitter = entry
+            sink(("delta", *splitter.update(state)))
+
+
+class SerialScheduler:
+    """One request per worker thread; `workers` bounds how many run at once."""
+
+    def __init__(self, engine, workers: int = 1):
+        self.engine = engine
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s1-worker")
+        self.cancelled: set[int] = set()
+        self.ids = itertools.count()
+        self.lock = threading.Lock()
+
+    def submit(self, request: Request, sink: Sink) -> int:
+        rid = next(self.ids)
+        self.pool.submit(self._work, rid, request, sink)
+        return rid
+
+    def cancel(self, rid: int) -> None:
+        with self.lock:
+            self.cancelled.add(rid)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _work(self, rid: int, request: Request, sink: Sink) -> None:
+        tokens = self.engine.format_tokens
+        splitter = ThinkingSplitter(self.engine.tokenizer, tokens.fmt.think_end, tokens.answer_stop_ids)
+
+        def on_token(_, token, state):
+            if rid in self.cancelled:
+                raise _Cancelled
+            sink(("delta", *splitter.update(state)))
+
+        try:
+            if rid in self.cancelled:
+                return
+            [completion] = self.engine.generate([request], batch_size=1, on_token=on_token)
+            sink(("done", completion))
+        except _Cancelled:
+            pass
+        except Exception as exc:
+            sink(("error", f"generation failed: {exc.__class__.__name__}: {exc}"))
+        finally:
+            with self.lock:
+                self.cancelled.discard(rid)

@@ -1,0 +1,35 @@
+"""Assembles what `s1 serve` runs: an engine, the scheduler that fits it, and the HTTP app."""
+
+from __future__ import annotations
+
+from .errors import UserError
+from .serve import Defaults, create_app
+
+
+def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstream_model: str | None, batch_size: int,
+                  served_model_name: str | None, max_answer_tokens: int, temperature: float, device: str = "auto"):
+    from .schedulers import BatchScheduler, SerialScheduler
+
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}.")
+    if engine == "hf":
+        from .engines.hf import HFEngine
+
+        eng = HFEngine.load(model, fmt, device=device)
+        scheduler = BatchScheduler(eng, max_batch=batch_size)
+    elif engine == "llamacpp":
+        from .engines.llamacpp import LlamaCppEngine
+
+        eng = LlamaCppEngine.load(model, fmt)
+        scheduler = SerialScheduler(eng, workers=1)
+    elif engine == "remote":
+        from .engines.remote import RemoteEngine
+
+        if not upstream:
+            raise UserError("The remote engine needs --upstream URL (an OpenAI-compatible server).")
+        eng = RemoteEngine.load(model, upstream, fmt, upstream_model)
+        scheduler = SerialScheduler(eng, workers=batch_size)
+    else:
+        raise UserError(f"Unknown engine {engine!r}; choose hf, llamacpp or remote.")
+    defaults = Defaults(max_answer_tokens=max_answer_tokens, temperature=temperature)
+    return create_app(eng, scheduler, served_model_name or model, defaults)
