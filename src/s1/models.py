@@ -175,3 +175,25 @@ def load_hf(name: str, device: str = "auto", dtype: str = "auto"):
             raise UserError(f"Could not load model {name!r} from the hub ({str(exc).splitlines()[0]}); check the id.") from None
     model.to(device).eval()
     return model, tokenizer
+
+
+def load_tokenizer(name: str):
+    """(tokenizer, context length) without loading weights: what remote engines need locally."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    source = resolve(name)
+    try:
+        if source.kind == "gguf":
+            converted = _gguf_cache_dir(Path(source.location))
+            if (converted / "config.json").exists():
+                location, kwargs = str(converted), {}
+            else:
+                location, kwargs = str(Path(source.location).parent), {"gguf_file": Path(source.location).name}
+        else:
+            location, kwargs = source.location, {}
+        offline = source.kind != "hub"
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline, **kwargs)
+        config = AutoConfig.from_pretrained(location, local_files_only=offline, **kwargs)
+    except OSError as exc:
+        raise UserError(f"Could not load the tokenizer of {name!r} ({str(exc).splitlines()[0]}); pass --model with the served model's tokenizer.") from None
+    return tokenizer, int(getattr(config, "max_position_embeddings", None) or 32768)

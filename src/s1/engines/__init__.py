@@ -5,10 +5,23 @@ from __future__ import annotations
 from ..errors import UserError
 from .base import Completion, Engine, Request, Sampling, make_request
 
-ENGINES = ("hf", "reprefill")
+ENGINES = ("hf", "reprefill", "llamacpp", "remote")
 
 
-def load_engine(model: str, engine: str = "hf", fmt="s1", device: str = "auto", dtype: str = "auto") -> Engine:
+def load_engine(
+    model: str, engine: str = "hf", fmt="s1", device: str = "auto", dtype: str = "auto", base_urls: list[str] | None = None
+) -> Engine:
+    """`model` names the weights (hf, reprefill, llamacpp) or, for remote, the served model's tokenizer."""
+    if engine == "llamacpp":
+        from .llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine.load(model, fmt)
+    if engine == "remote":
+        from .remote import RemoteEngine
+
+        return RemoteEngine.load(model, base_urls or [], fmt)
+    if base_urls:
+        raise UserError("--base-url is only for --engine remote.")
     if engine == "hf":
         from .hf import HFEngine
 
