@@ -47,10 +47,10 @@ def start(model: str, engine: str, batch: int) -> tuple[subprocess.Popen, str]:
 def one(base: str, i: int, args) -> tuple[float, int]:
     body = {"messages": [{"role": "user", "content": f"Question {i}: what is {i} times {i + 3}?"}],
             "max_thinking_tokens": args.cap, "num_ignore": 1, "max_tokens": args.answer}
-    start = time.perf_counter()
+    began = time.perf_counter()
     r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=900)
     r.raise_for_status()
-    return time.perf_counter() - start, r.json()["usage"]["completion_tokens"]
+    return time.perf_counter() - began, r.json()["usage"]["completion_tokens"]
 
 
 def main() -> None:
@@ -72,10 +72,10 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|")
         for c in args.concurrency:
             n = max(args.requests, c)
-            start = time.perf_counter()
+            began = time.perf_counter()
             with ThreadPoolExecutor(max_workers=c) as pool:
                 results = list(pool.map(lambda i: one(base, i, args), range(n)))
-            wall = time.perf_counter() - start
+            wall = time.perf_counter() - began
             latencies = sorted(r[0] for r in results)
             tokens = sum(r[1] for r in results)
             q = statistics.quantiles(latencies, n=100, method="inclusive")
