@@ -51,24 +51,20 @@ class _Streamer:
     """Prints one sequence's thinking (dimmed) and then its answer as tokens arrive."""
 
     def __init__(self, tokenizer, format_tokens):
-        from .detokenize import IncrementalDecoder
+        from .detokenize import ThinkingSplitter
 
-        self.tokenizer = tokenizer
-        self.format_tokens = format_tokens
-        self.decoder_cls = IncrementalDecoder
-        self.decoder = None
+        self.splitter = ThinkingSplitter(tokenizer, format_tokens.fmt.think_end, format_tokens.answer_stop_ids)
         self.answering = False
 
     def __call__(self, index, token, state) -> None:
-        if self.decoder is None:
-            self.decoder = self.decoder_cls(self.tokenizer, state.output)
-        if not self.answering and state.thinking_end is not None:
-            out.print(self.decoder.delta(state.thinking_end), style="dim", end="")
-            self.decoder = self.decoder_cls(self.tokenizer, state.output, state.thinking_end)
+        reasoning, content, _ = self.splitter.update(state)
+        if reasoning:
+            out.print(reasoning, style="dim", end="")
+        if state.thinking_end is not None and not self.answering:
             self.answering = True
-        if state.done and token in self.format_tokens.answer_stop_ids:
-            return
-        out.print(self.decoder.delta(), style=None if self.answering else "dim", end="")
+            out.print()
+        if content:
+            out.print(content, end="")
 
 
 def _print_completion(c, number: int | None) -> None:
