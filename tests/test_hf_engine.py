@@ -70,7 +70,8 @@ def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(tiny):
     assert alone == batched
     other = generate(QUESTIONS[0], engine, forcing, Sampling(temperature=1.0, seed=7))[0].output_token_ids
     greedy = generate(QUESTIONS[0], engine, forcing)[0].output_token_ids
-    assert alone != other or alone != greedy
+    assert alone != other, "another seed drew the very same tokens"
+    assert alone != greedy, "sampling at temperature 1 gave the greedy tokens"
 
 
 def test_completion_splits_thinking_from_answer(embedded):

@@ -13,7 +13,7 @@ from .benchmarks import Problem, load_benchmark
 from .engines import Engine, Sampling, load_engine, make_request
 from .errors import UserError
 from .forcing import BudgetForcing
-from .grading import Grader, _strip_latex
+from .grading import Grader, normalize_answer
 from .methods import Setting, build_settings
 from .metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
 from .rundir import RunDir, record_key
@@ -199,7 +199,7 @@ def _run_setting(config: EvalConfig, engine: Engine, grader: Grader, items: list
 
 
 def _normalized(answer: str | None) -> str | None:
-    return _strip_latex(answer) if answer else None
+    return normalize_answer(answer) if answer else None
 
 
 def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str, list[Problem]], records: dict) -> dict:

@@ -69,7 +69,8 @@ def _clean(value: str) -> str:
     return value.rstrip(".").strip()
 
 
-def _strip_latex(value: str) -> str:
+def normalize_answer(value: str) -> str:
+    """An answer without math delimiters, \\text{} wrappers, spaces, thousands separators or degrees."""
     value = _clean(value)
     value = re.sub(r"\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}", r"\1", value)
     value = value.replace("\\!", "").replace("{,}", "").replace(",", "").replace(" ", "")
@@ -83,11 +84,11 @@ def _math_equal(gold: str, answer: str) -> tuple[bool, str]:
     gold_parsed = parse(f"\\boxed{{{gold}}}")
     answer_parsed = parse(f"\\boxed{{{answer}}}")
     if not gold_parsed or not answer_parsed:
-        same = _strip_latex(gold) == _strip_latex(answer)
+        same = normalize_answer(gold) == normalize_answer(answer)
         return same, f"math-verify could not parse {'gold' if not gold_parsed else 'answer'}; text {'matches' if same else 'differs'}"
     if verify(gold_parsed, answer_parsed):
         return True, "math-verify: equivalent"
-    if _strip_latex(gold) == _strip_latex(answer):
+    if normalize_answer(gold) == normalize_answer(answer):
         return True, "text equal after removing LaTeX formatting"
     return False, "math-verify: not equivalent"
 
@@ -103,7 +104,7 @@ def _grade(kind: str, gold: str, text: str) -> Grade:
     if answer is None:
         return Grade(None, False, where)
     if kind == "integer":
-        value = _strip_latex(answer)
+        value = normalize_answer(answer)
         if re.fullmatch(r"[+-]?\d+", value):
             ok = int(value) == int(gold)
             return Grade(answer, ok, f"{where}: integer {int(value)} {'=' if ok else '!='} {int(gold)}")
@@ -114,7 +115,7 @@ def _grade(kind: str, gold: str, text: str) -> Grade:
 
 
 def _choice_letter(answer: str) -> str | None:
-    m = re.search(r"\(?\b([A-D])\b\)?", _strip_latex(answer).replace("\\text", ""))
+    m = re.search(r"\(?\b([A-D])\b\)?", normalize_answer(answer).replace("\\text", ""))
     return m.group(1) if m else None
 
 
