@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -102,6 +103,18 @@ def test_serve_as_a_budget_forcing_proxy(llama_server):
         assert data["choices"][0]["message"]["content"].startswith("Final Answer:")
         bad = httpx.post(f"{base}/v1/chat/completions", json={**body, "min_thinking_tokens": 50}, timeout=60)
         assert bad.status_code == 400
+        # streamed through the proxy, thinking arrives round by round and adds up to the whole
+        reasoning, content, chunks = "", "", 0
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json={**body, "stream": True}, timeout=300) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    delta = json.loads(line[6:])["choices"][0]["delta"]
+                    chunks += "reasoning_content" in delta
+                    reasoning += delta.get("reasoning_content", "")
+                    content += delta.get("content") or ""
+        message = data["choices"][0]["message"]
+        assert (reasoning, content) == (message["reasoning_content"], message["content"])
+        assert chunks >= 2
     finally:
         proc.terminate()
         proc.wait(timeout=30)

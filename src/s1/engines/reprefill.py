@@ -10,7 +10,7 @@ semantics in DESIGN.md directly and shares no control flow with `forcing.Forcing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generator, Protocol
+from typing import Callable, Generator, Protocol
 
 import torch
 
@@ -35,12 +35,18 @@ class Backend(Protocol):
         """New tokens per call, the stop token included when one ended it."""
 
 
-def forcing_rounds(request: Request, tokens: FormatTokens) -> Generator[Call, list[int], ForcingState]:
-    """One sequence's rounds: yields backend calls, receives their tokens, returns the finished record."""
+def new_record(request: Request, tokens: FormatTokens) -> ForcingState:
+    return ForcingState(forcing=request.forcing, tokens=tokens, cap=request.cap, last_token=request.prompt_token_ids[-1])
+
+
+def forcing_rounds(request: Request, tokens: FormatTokens, record: ForcingState) -> Generator[Call, list[int], ForcingState]:
+    """One sequence's rounds: yields backend calls, receives their tokens, fills in `record`.
+
+    `record.output` grows after every round, so a caller can stream a sequence round by round.
+    """
     forcing = request.forcing
-    out: list[int] = []
+    out = record.output
     thinking = used = 0
-    record = ForcingState(forcing=forcing, tokens=tokens, cap=request.cap, last_token=request.prompt_token_ids[-1])
     while True:
         remaining = request.cap - thinking
         if remaining <= 0:
@@ -67,7 +73,6 @@ def forcing_rounds(request: Request, tokens: FormatTokens) -> Generator[Call, li
         break
     answer = yield Call(request.prompt_token_ids + out, forcing.max_answer_tokens, tokens.answer_stop_ids, request.sampling)
     out += answer
-    record.output = out
     record.thinking_tokens, record.extensions_used = thinking, used
     record.answer_tokens = len(answer)
     record.phase = Phase.DONE
@@ -75,14 +80,17 @@ def forcing_rounds(request: Request, tokens: FormatTokens) -> Generator[Call, li
     return record
 
 
-def run_rounds(requests: list[Request], tokens: FormatTokens, backend: Backend, batch_size: int) -> list[ForcingState]:
+def run_rounds(
+    requests: list[Request], tokens: FormatTokens, backend: Backend, batch_size: int,
+    on_round: Callable[[int, ForcingState], None] | None = None,
+) -> list[ForcingState]:
     """Drive many sequences' rounds together, `batch_size` at a time, one backend call per round."""
-    results: list[ForcingState | None] = [None] * len(requests)
+    records = [new_record(r, tokens) for r in requests]
     for start in range(0, len(requests), batch_size):
         live = {}
         calls = {}
         for i in range(start, min(start + batch_size, len(requests))):
-            live[i] = forcing_rounds(requests[i], tokens)
+            live[i] = forcing_rounds(requests[i], tokens, records[i])
             calls[i] = next(live[i])
         while calls:
             order = list(calls)
@@ -91,9 +99,11 @@ def run_rounds(requests: list[Request], tokens: FormatTokens, backend: Backend, 
             for i, new in zip(order, outputs):
                 try:
                     calls[i] = live[i].send(list(new))
-                except StopIteration as stop:
-                    results[i] = stop.value
-    return results
+                except StopIteration:
+                    pass
+                if on_round:
+                    on_round(i, records[i])
+    return records
 
 
 class HFBackend:
@@ -181,14 +191,19 @@ class ReprefillEngine:
         on_token: OnToken | None = None,
         on_completion: OnCompletion | None = None,
     ) -> list[Completion]:
-        completions = []
-        for start in range(0, len(requests), batch_size):
-            chunk = requests[start : start + batch_size]
-            for i, (request, state) in enumerate(zip(chunk, run_rounds(chunk, self.format_tokens, self.backend, batch_size)), start):
-                if on_token:
-                    for token in state.output:
-                        on_token(i, token, state)
-                completions.append(to_completion(request, state, self.tokenizer, self.fmt))
+        sent = [0] * len(requests)
+        completions: dict[int, Completion] = {}
+
+        def on_round(i: int, state: ForcingState) -> None:
+            """Hand on what this round added; finish the sequence if it is done."""
+            if on_token:
+                for token in state.output[sent[i] :]:
+                    on_token(i, token, state)
+            sent[i] = len(state.output)
+            if state.done:
+                completions[i] = to_completion(requests[i], state, self.tokenizer, self.fmt)
                 if on_completion:
-                    on_completion(i, completions[-1])
-        return completions
+                    on_completion(i, completions[i])
+
+        run_rounds(requests, self.format_tokens, self.backend, batch_size, on_round)
+        return [completions[i] for i in range(len(requests))]
