@@ -53,7 +53,7 @@ class _Streamer:
     def __init__(self, tokenizer, format_tokens):
         from .detokenize import ThinkingSplitter
 
-        self.splitter = ThinkingSplitter(tokenizer, format_tokens.fmt.think_end, format_tokens.answer_stop_ids)
+        self.splitter = ThinkingSplitter(tokenizer, format_tokens)
         self.answering = False
 
     def __call__(self, index, token, state) -> None:

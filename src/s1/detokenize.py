@@ -33,10 +33,10 @@ class ThinkingSplitter:
     streamed pieces add up to the non-streamed response.
     """
 
-    def __init__(self, tokenizer, think_end: str, stop_ids: frozenset[int]):
+    def __init__(self, tokenizer, format_tokens):
         self.tokenizer = tokenizer
-        self.think_end = think_end
-        self.stop_ids = stop_ids
+        self.think_end = format_tokens.fmt.think_end
+        self.stop_ids = format_tokens.answer_stop_ids
         self.reasoning = None
         self.raw = None
         self.content_sent = 0

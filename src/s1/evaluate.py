@@ -164,7 +164,8 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
 def _run_setting(config: EvalConfig, engine: Engine, grader: Grader, items: list[_Item], finished) -> None:
     """Generate, grade and record one setting's items; rejection sampling redraws what does not fit."""
     setting = items[0].setting
-    temperature = config.temperature or 1.0 if setting.reject_over is not None else config.temperature
+    # rejection sampling needs randomness: at greedy settings it samples at temperature 1
+    temperature = (config.temperature or 1.0) if setting.reject_over is not None else config.temperature
     pending = items
     while pending:
         requests = [

@@ -48,14 +48,10 @@ class BatchScheduler:
         self.commands.put(("stop",))
         self.thread.join(timeout=10)
 
-    def _splitter(self) -> ThinkingSplitter:
-        tokens = self.engine.format_tokens
-        return ThinkingSplitter(self.engine.tokenizer, tokens.fmt.think_end, tokens.answer_stop_ids)
-
     def _apply(self, command) -> None:
         if command[0] == "add":
             _, rid, request, sink = command
-            self.sinks[rid] = (sink, self._splitter())
+            self.sinks[rid] = (sink, ThinkingSplitter(self.engine.tokenizer, self.engine.format_tokens))
             self.loop.add(rid, request)
         elif command[0] == "cancel":
             if self.sinks.pop(command[1], None) is not None:
@@ -115,8 +111,7 @@ class SerialScheduler:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _work(self, rid: int, request: Request, sink: Sink) -> None:
-        tokens = self.engine.format_tokens
-        splitter = ThinkingSplitter(self.engine.tokenizer, tokens.fmt.think_end, tokens.answer_stop_ids)
+        splitter = ThinkingSplitter(self.engine.tokenizer, self.engine.format_tokens)
 
         def on_token(_, token, state):
             if rid in self.cancelled:

@@ -172,8 +172,6 @@ class DecodeLoop:
 class HFEngine:
     """Budget-forced generation on any transformers causal LM."""
 
-    name = "hf"
-
     def __init__(self, model, tokenizer, fmt: str | ThinkingFormat = "s1"):
         self.model = model
         self.tokenizer = tokenizer

@@ -35,8 +35,6 @@ def _pick(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator | Non
 
 
 class LlamaCppEngine:
-    name = "llamacpp"
-
     def __init__(self, llm, tokenizer, fmt: str | ThinkingFormat = "s1"):
         self.llm = llm
         self.tokenizer = tokenizer

@@ -106,8 +106,6 @@ class RemoteBackend:
 
 
 class RemoteEngine(ReprefillEngine):
-    name = "remote"
-
     @classmethod
     def load(cls, name: str, base_urls: list[str], fmt: str | ThinkingFormat = "s1", upstream_model: str | None = None,
              mode: str = "auto") -> "RemoteEngine":

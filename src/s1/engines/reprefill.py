@@ -17,7 +17,7 @@ import torch
 from ..forcing import ForcingState, Phase
 from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
-from .base import Completion, OnCompletion, OnToken, Request, Sampling, to_completion
+from .base import Completion, OnCompletion, OnToken, Request, Sampling, new_state, to_completion
 
 
 @dataclass
@@ -33,10 +33,6 @@ class Call:
 class Backend(Protocol):
     def complete(self, calls: list[Call]) -> list[list[int]]:
         """New tokens per call, the stop token included when one ended it."""
-
-
-def new_record(request: Request, tokens: FormatTokens) -> ForcingState:
-    return ForcingState(forcing=request.forcing, tokens=tokens, cap=request.cap, last_token=request.prompt_token_ids[-1])
 
 
 def forcing_rounds(request: Request, tokens: FormatTokens, record: ForcingState) -> Generator[Call, list[int], ForcingState]:
@@ -85,7 +81,8 @@ def run_rounds(
     on_round: Callable[[int, ForcingState], None] | None = None,
 ) -> list[ForcingState]:
     """Drive many sequences' rounds together, `batch_size` at a time, one backend call per round."""
-    records = [new_record(r, tokens) for r in requests]
+    # new_state only makes the record that the rounds fill in; no ForcingState logic runs here.
+    records = [new_state(r, tokens) for r in requests]
     for start in range(0, len(requests), batch_size):
         live = {}
         calls = {}
@@ -160,8 +157,6 @@ class HFBackend:
 
 class ReprefillEngine:
     """Budget forcing through the re-prefill loop on any `Backend` (local transformers by default)."""
-
-    name = "reprefill"
 
     def __init__(self, backend: Backend, tokenizer, fmt: str | ThinkingFormat = "s1", context_length: int = 4096):
         self.backend = backend
