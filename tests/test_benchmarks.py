@@ -1,4 +1,5 @@
-"""Benchmark loaders on the shared real data, GPQA on a made-up CSV in the official layout."""
+"""Benchmarks as data: the shipped task files on the shared real data, a user's own task file, GPQA on a
+made-up CSV in the official layout (multi-line quoted fields included)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import csv
 import pytest
 
 from s1 import UserError
-from s1.benchmarks import gpqa_problem, load_benchmark
+from s1.benchmarks import available_tasks, load_benchmark
 
 GPQA_COLUMNS = ["Record ID", "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]
 
@@ -15,7 +16,7 @@ GPQA_COLUMNS = ["Record ID", "Question", "Correct Answer", "Incorrect Answer 1",
 @pytest.fixture
 def gpqa_dir(tmp_path):
     rows = [
-        ["rec1", "Which particle carries the electromagnetic force?", "photon", "gluon", "W boson", "graviton"],
+        ["rec1", "Which particle carries\nthe electromagnetic force?", "photon", "gluon", "W boson", "graviton"],
         ["rec2", "What is the pH of pure water at 25 C?", "7", "1", "14", "0"],
         ["rec3", "Which element has atomic number 6?", "carbon", "nitrogen", "oxygen", "boron"],
     ]
@@ -26,13 +27,26 @@ def gpqa_dir(tmp_path):
     return tmp_path
 
 
-def test_named_benchmarks_from_the_shared_data(data_dir):
+def test_every_shipped_benchmark_loads_from_the_shared_data(data_dir):
+    expected = {"aime24": (30, "integer"), "aime25": (30, "integer"), "math500": (500, "math"), "amc23": (40, "math"),
+                "gsm8k": (1319, "math"), "olympiadbench": (675, "math"), "minerva": (272, "math")}
+    for name, (count, kind) in expected.items():
+        problems = load_benchmark(name, data_dir=data_dir)
+        assert len(problems) == count and {p.kind for p in problems} == {kind}, name
+        assert len({p.id for p in problems}) == count, f"{name}: ids are unique"
+        assert all(p.question.strip() and p.answer.strip() for p in problems), name
+    assert set(available_tasks()) >= set(expected) | {"gpqa", "gpqa_simple_evals"}
+
+
+def test_golds_are_extracted_as_each_dataset_writes_them(data_dir):
     aime24 = load_benchmark("aime24", data_dir=data_dir)
-    assert len(aime24) == 30 and aime24[0].kind == "integer" and aime24[0].answer == "204"
-    assert len(load_benchmark("aime25", data_dir=data_dir)) == 30
-    math500 = load_benchmark("math500", data_dir=data_dir)
-    assert len(math500) == 500 and math500[0].kind == "math" and math500[0].id.startswith("test/")
-    assert math500[0].question.startswith("Convert the point")  # the bare question, as s1 prompts
+    assert aime24[0].answer == "204" and aime24[0].question.startswith("Every morning Aya")  # the bare question
+    assert load_benchmark("amc23", data_dir=data_dir)[0].answer == "27"  # 27.0 in the file
+    assert load_benchmark("gsm8k", data_dir=data_dir)[0].answer == "18"  # after '####'
+    assert load_benchmark("minerva", data_dir=data_dir)[0].answer == "1.6"  # the solution's last \boxed{}
+    olympiad = load_benchmark("olympiadbench", data_dir=data_dir)
+    assert olympiad[1].answer == "\\frac{1}{2 n+2}"  # $ stripped
+    assert load_benchmark("math500", data_dir=data_dir)[0].id.startswith("test/")
 
 
 def test_limit_and_ids(data_dir):
@@ -47,23 +61,69 @@ def test_environment_variable_names_the_data_dir(data_dir, monkeypatch):
     assert len(load_benchmark("aime25")) == 30
 
 
-def test_gpqa_choices_are_shuffled_by_a_fixed_seed_and_graded_by_letter(gpqa_dir):
+def test_gpqa_csv_keeps_newlines_and_shuffles_choices_by_a_fixed_seed(gpqa_dir):
     problems = load_benchmark("gpqa", data_dir=gpqa_dir)
     again = load_benchmark("gpqa", data_dir=gpqa_dir)
     assert [p.question for p in problems] == [p.question for p in again]
+    assert "carries\nthe electromagnetic" in problems[0].question  # a quoted newline survives
     for p in problems:
         assert p.kind == "choice" and p.answer in "ABCD"
         lines = p.question.splitlines()[-4:]
         assert [line[:3] for line in lines] == ["A) ", "B) ", "C) ", "D) "]
         correct_text = {"rec1": "photon", "rec2": "7", "rec3": "carbon"}[p.id]
         assert lines["ABCD".index(p.answer)] == f"{p.answer}) {correct_text}"
-    # the order is not always "correct first": the seed really shuffles
-    assert {p.answer for p in problems} != {"A"}
+    assert {p.answer for p in problems} != {"A"}  # the seed really shuffles
 
 
-def test_gpqa_row_without_official_columns_is_a_clear_error():
-    with pytest.raises(UserError, match="official columns"):
-        gpqa_problem({"question": "x"}, 0)
+def test_gpqa_simple_evals_prompt_asks_for_an_answer_line_with_the_same_choices(gpqa_dir):
+    s1_prompt = load_benchmark("gpqa", data_dir=gpqa_dir)
+    openai = load_benchmark("gpqa_simple_evals", data_dir=gpqa_dir)
+    for a, b in zip(s1_prompt, openai):
+        assert b.question.startswith("Answer the following multiple choice question.")
+        assert "'Answer: $LETTER'" in b.question and b.question.endswith(a.question)
+        assert a.answer == b.answer
+
+
+def test_gpqa_without_official_columns_is_a_clear_error(tmp_path):
+    (tmp_path / "gpqa_diamond.csv").write_text("question,answer\nx,y\n")
+    with pytest.raises(UserError, match="doc_to_choice cannot be rendered"):
+        load_benchmark("gpqa", data_dir=tmp_path)
+
+
+def test_a_users_task_file_defines_a_benchmark_without_code(tmp_path, data_dir):
+    task = tmp_path / "gsm8k_hard.yaml"
+    task.write_text(
+        "task: gsm8k_hard\n"
+        f"data_file: {data_dir / 'gsm8k_test.jsonl'}\n"
+        "dataset_path: openai/gsm8k\n"
+        "doc_to_text: \"Solve: {{ question }}\"\n"
+        "doc_to_target: \"{{ answer | after('####') }}\"\n"
+        "answer_kind: integer\n"
+    )
+    problems = load_benchmark(str(task), limit=2)
+    assert problems[0].question.startswith("Solve: Janet") and problems[0].answer == "18" and problems[0].kind == "integer"
+    # the same file found by name through --include-path
+    assert [p.id for p in load_benchmark("gsm8k_hard", include_path=tmp_path, limit=2)] == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("task: x\ndoc_to_text: '{{ q }}'\n", "needs a 'doc_to_target'"),
+        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\nanswer_kind: essay\ndata_file: f.jsonl\n", "answer_kind"),
+        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\nfewshot: 3\ndata_file: f.jsonl\n", "unknown field 'fewshot'"),
+        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\n", "needs data_file"),
+        ("task: [unclosed\n", "not valid YAML"),
+        ("task: x\ndoc_to_text: '{{ nope }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n", "doc_to_text cannot be rendered"),
+        ("task: x\ndoc_to_text: '{{ q.__class__ }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n", "cannot be rendered"),
+    ],
+)
+def test_bad_task_files_are_one_clear_error(tmp_path, body, words):
+    (tmp_path / "f.jsonl").write_text('{"q": "1+1?", "a": "2"}\n')
+    path = tmp_path / "task.yaml"
+    path.write_text(body)
+    with pytest.raises(UserError, match=words):
+        load_benchmark(str(path))
 
 
 def test_generic_jsonl_and_csv(tmp_path):
@@ -72,9 +132,18 @@ def test_generic_jsonl_and_csv(tmp_path):
     problems = load_benchmark(data=jsonl, question_field="q", answer_field="a", answer_kind="integer")
     assert [(p.id, p.answer, p.kind) for p in problems] == [("x", "2", "integer"), ("y", "4", "integer")]
     table = tmp_path / "mine.csv"
-    table.write_text("question,answer\nWhat is 3*3?,9\n")
+    table.write_text('question,answer\n"What is\n3*3?",9\n')
     [p] = load_benchmark(data=table)
-    assert p.question == "What is 3*3?" and p.answer == "9" and p.kind == "math"
+    assert p.question == "What is\n3*3?" and p.answer == "9" and p.kind == "math"
+
+
+def test_problem_content_hash_follows_prompt_gold_and_kind(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"q": "1+1?", "a": "2", "b": "3"}\n')
+    base = load_benchmark(data=path, question_field="q", answer_field="a")[0].content_hash()
+    assert load_benchmark(data=path, question_field="q", answer_field="a")[0].content_hash() == base
+    assert load_benchmark(data=path, question_field="q", answer_field="b")[0].content_hash() != base
+    assert load_benchmark(data=path, question_field="q", answer_field="a", answer_kind="integer")[0].content_hash() != base
 
 
 @pytest.mark.parametrize(
@@ -83,6 +152,8 @@ def test_generic_jsonl_and_csv(tmp_path):
         (dict(name="nope"), "Unknown benchmark"),
         (dict(name="aime24", data_dir="/no/such/dir"), "does not exist"),
         (dict(data="/no/such/file.jsonl"), "Cannot read data file"),
+        (dict(name="aime24", include_path="/no/such/dir"), "not a folder of task files"),
+        (dict(name="aime24", answer_kind="essay"), "--answer-kind must be"),
     ],
 )
 def test_bad_benchmark_input_is_one_clear_error(kwargs, words):

@@ -47,10 +47,22 @@ def test_bootstrap_interval_contains_the_mean_and_narrows_with_n():
     assert bootstrap_ci([True] * 10) == (100.0, 100.0)
 
 
-def test_majority_vote_picks_most_common_first_on_ties():
-    assert majority_vote(["3", "4", "4", None]) == 1
-    assert majority_vote(["3", "4"]) == 0
+def test_majority_vote_picks_the_largest_class_first_on_ties():
+    # classes as Grader.classes gives them: sample i's class is the index of its first equivalent answer
+    assert majority_vote([0, 1, 1, None]) == 1
+    assert majority_vote([0, 1]) == 0
     assert majority_vote([None, None]) is None
+
+
+def test_cluster_bootstrap_resamples_problems_not_samples():
+    """8 samples per problem, each problem all right or all wrong: the samples are not independent, and an
+    interval over 20 problems must be as wide as one over 20 single samples, not that of 160 samples."""
+    per_problem = [[True] * 8 if i % 2 else [False] * 8 for i in range(20)]
+    cluster = bootstrap_ci(per_problem)
+    naive = bootstrap_ci([c for g in per_problem for c in g])
+    single = bootstrap_ci([g[0] for g in per_problem])
+    assert cluster[1] - cluster[0] > 1.5 * (naive[1] - naive[0])
+    assert cluster == pytest.approx(single, abs=0.01)
 
 
 def test_pass_at_k_unbiased_estimator():

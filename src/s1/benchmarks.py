@@ -1,20 +1,33 @@
-"""Benchmarks as lists of `Problem`: AIME24, AIME25, MATH500, GPQA-Diamond, or any JSONL/CSV file.
+"""Benchmarks as data: each is a small YAML task file, read the way lm-evaluation-harness reads tasks.
 
-Each loads from a local file (`--data-dir` or $S1_DATA_DIR) or, when online, from the hub with
-`datasets`. Prompts are the bare question for math, as s1 does; GPQA appends its four choices in an
-order shuffled by a fixed seed per question, so the same question always shows the same order.
+A task names where its records come from (`data_file` in the data directory, else the hub's
+`dataset_path` / `dataset_name` / `test_split`), how a record becomes a prompt (`doc_to_text`, a Jinja
+template), its gold answer (`doc_to_target`) and how answers are graded (`answer_kind`: math, integer or
+choice). Multiple choice tasks list their options (`doc_to_choice`, with `doc_to_target` the index of the
+correct one) and may shuffle them with a fixed seed per record. The shipped tasks live in `s1/tasks/`; a
+user adds one by writing such a file and passing its path to `--benchmark`, or a folder of them to
+`--include-path`. Templates run in Jinja's sandbox, so a task file cannot run code.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+DATA_DIR_ENV = "S1_DATA_DIR"
+KINDS = ("math", "integer", "choice")
+LETTERS = "ABCDEFGHIJ"
+_ID_FIELDS = ("id", "unique_id", "idx", "Record ID")
 
 
 @dataclass(frozen=True)
@@ -25,103 +38,277 @@ class Problem:
     answer: str
     """Gold answer; for multiple choice, the letter of the correct choice as presented."""
     kind: str
-    """How to grade: math (math-verify), integer (AIME) or choice (GPQA letter)."""
+    """How to grade: math (math-verify), integer (AIME) or choice (letter)."""
     choices: tuple[str, ...] = field(default=())
+
+    def content_hash(self) -> str:
+        """Changes whenever the prompt, the gold answer or the grading kind changes."""
+        text = json.dumps([self.question, self.answer, self.kind, list(self.choices)], ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
-class Spec:
-    file: str
-    hub: tuple[str, str | None, str]
-    """(dataset id, config, split) for `datasets.load_dataset`."""
-    kind: str
+class Task:
+    """One benchmark, as declared in a task file (the field names are lm-evaluation-harness's)."""
+
+    task: str
+    doc_to_text: str
+    doc_to_target: str | int
+    answer_kind: str = "math"
+    data_file: str | None = None
+    dataset_path: str | None = None
+    dataset_name: str | None = None
+    test_split: str = "test"
+    id_field: str | None = None
+    doc_to_choice: tuple[str, ...] = ()
+    shuffle_choices: bool = False
+    choice_seed: int = 0
+    num_fewshot: int = 0
+    description: str = ""
+    source: Path | None = None
+    """The task file, so a relative data_file is found beside it."""
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: Path | None = None) -> "Task":
+        where = f"task file {source}" if source else "task"
+        if not isinstance(raw, dict):
+            raise UserError(f"The {where} must be a YAML mapping of fields (task, doc_to_text, doc_to_target, ...).")
+        known = set(cls.__dataclass_fields__) - {"source"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise UserError(f"The {where} has unknown field {unknown[0]!r}; the fields are {', '.join(sorted(known))}.")
+        for name in ("task", "doc_to_text", "doc_to_target"):
+            if raw.get(name) in (None, ""):
+                raise UserError(f"The {where} needs a {name!r} field.")
+        if raw.get("answer_kind", "math") not in KINDS:
+            raise UserError(f"The {where} has answer_kind {raw['answer_kind']!r}; use math, integer or choice.")
+        if raw.get("num_fewshot", 0):
+            raise UserError(f"The {where} asks for few-shot examples; s1 evaluates zero-shot, set num_fewshot: 0.")
+        if not raw.get("data_file") and not raw.get("dataset_path"):
+            raise UserError(f"The {where} needs data_file (a local file) or dataset_path (a hub id).")
+        choices = raw.get("doc_to_choice") or ()
+        if raw.get("answer_kind") == "choice" and not (isinstance(choices, list) and 2 <= len(choices) <= len(LETTERS)):
+            raise UserError(f"The {where} is multiple choice: list 2 to {len(LETTERS)} doc_to_choice templates.")
+        return cls(**{**raw, "doc_to_choice": tuple(choices), "source": source})
 
 
-SPECS = {
-    "aime24": Spec("aime24_nofigures.jsonl", ("simplescaling/aime24_nofigures", None, "train"), "integer"),
-    "aime25": Spec("aime25_nofigures.jsonl", ("simplescaling/aime25_nofigures", None, "train"), "integer"),
-    "math500": Spec("math500.jsonl", ("HuggingFaceH4/MATH-500", None, "test"), "math"),
-    "gpqa": Spec("gpqa_diamond.csv", ("Idavidrein/gpqa", "gpqa_diamond", "train"), "choice"),
-}
-DATA_DIR_ENV = "S1_DATA_DIR"
-GPQA_CHOICE_SEED = 0
+# ------------------------------------------------------------------------------------------ templates
 
+def _environment():
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
+    env.filters.update(last_boxed=_last_boxed, strip_math=_strip_math, number=_number, after=_after)
+    return env
+
+
+def _last_boxed(text) -> str:
+    from .grading import last_boxed
+
+    return last_boxed(str(text)) or ""
+
+
+def _strip_math(text) -> str:
+    return str(text).strip().strip("$").strip()
+
+
+def _number(value) -> str:
+    """27.0 -> '27', 2.5 -> '2.5', '025' -> '025' (strings are kept as written)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _after(text, marker: str) -> str:
+    return str(text).split(marker)[-1].strip()
+
+
+def _render(env, template: str, row: dict, extra: dict, what: str, task: str, number: int) -> str:
+    from jinja2 import TemplateError
+
+    names = {k: v for k, v in row.items() if isinstance(k, str) and k.isidentifier()}
+    try:
+        return env.from_string(template).render(**names, doc=row, **extra)
+    except TemplateError as exc:
+        raise UserError(f"Record {number} of {task}: {what} cannot be rendered ({exc}); check the task's fields.") from None
+
+
+# ------------------------------------------------------------------------------------------ loading
 
 def read_rows(path: Path) -> list[dict]:
-    """Rows of a JSONL, JSON-array or CSV file, with a clear error for anything unreadable."""
+    """Rows of a JSONL, JSON-array, CSV or Parquet file, with a clear error for anything unreadable."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            import datasets
+
+            return [dict(r) for r in datasets.Dataset.from_parquet(str(path))]
+        except Exception as exc:
+            raise UserError(f"Cannot read Parquet file {path} ({exc.__class__.__name__}); check the path.") from None
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"Cannot read data file {path} ({exc.__class__.__name__}); check the path.") from None
+        raise UserError(f"Cannot read data file {path} ({exc.__class__.__name__}); check the path and that it is UTF-8.") from None
     if path.suffix.lower() == ".csv":
-        return list(csv.DictReader(text.splitlines()))
+        # the whole text through the CSV parser: quoted fields keep their newlines
+        return list(csv.DictReader(io.StringIO(text, newline="")))
     if path.suffix.lower() == ".json":
         try:
             rows = json.loads(text)
         except json.JSONDecodeError:
             raise UserError(f"{path} is not valid JSON.") from None
-        if not isinstance(rows, list):
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise UserError(f"{path} must hold a JSON list of records.")
         return rows
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 raise UserError(f"Line {number} of {path} is not valid JSON; write one JSON object per line.") from None
+            if not isinstance(row, dict):
+                raise UserError(f"Line {number} of {path} is not a JSON object; write one record per line.")
+            rows.append(row)
     return rows
 
 
-def _hub_rows(name: str, spec: Spec) -> list[dict]:
+def _task_rows(task: Task, data_dir: str | Path | None) -> list[dict]:
+    folder = data_dir or os.environ.get(DATA_DIR_ENV)
+    if task.data_file:
+        candidates = [Path(task.data_file).expanduser()]
+        if folder:
+            candidates.insert(0, Path(folder) / task.data_file)
+        if task.source is not None:
+            candidates.append(task.source.parent / task.data_file)
+        for path in candidates:
+            if path.is_file():
+                return read_rows(path)
+        if folder and not Path(folder).is_dir():
+            raise UserError(f"Data directory {folder} does not exist; pass the folder that holds {task.data_file}.")
+        if folder or not task.dataset_path:
+            raise UserError(f"{task.data_file} was not found in {folder or 'the task file folder'}; put it there, "
+                            f"or pass --data-dir with the folder that holds it.")
     try:
         import datasets
 
-        repo, config, split = spec.hub
-        return [dict(r) for r in datasets.load_dataset(repo, config, split=split)]
+        return [dict(r) for r in datasets.load_dataset(task.dataset_path, task.dataset_name, split=task.test_split)]
     except Exception as exc:  # offline, gated or missing: all mean "give me a local file"
-        raise UserError(
-            f"Could not load {name} from the hub ({exc.__class__.__name__}); pass --data-dir with {spec.file} "
-            f"or set ${DATA_DIR_ENV}."
-        ) from None
+        hint = f"pass --data-dir with {task.data_file} or set ${DATA_DIR_ENV}" if task.data_file else "check dataset_path"
+        raise UserError(f"Could not load {task.task} from the hub ({exc.__class__.__name__}); {hint}.") from None
 
 
-def gpqa_problem(row: dict, index: int, seed: int = GPQA_CHOICE_SEED) -> Problem:
-    """Question plus `A) …` lines; the choice order comes from a seed and the question's id."""
-    try:
-        correct = row["Correct Answer"].strip()
-        options = [correct] + [row[f"Incorrect Answer {i}"].strip() for i in (1, 2, 3)]
-        question = row["Question"].strip()
-    except (KeyError, AttributeError):
-        raise UserError(
-            "A GPQA row lacks the official columns (Question, Correct Answer, Incorrect Answer 1..3); "
-            "use the official CSV layout."
-        ) from None
-    pid = str(row.get("Record ID") or index)
-    random.Random(f"{seed}:{pid}").shuffle(options)
-    letter = "ABCD"[options.index(correct)]
-    lines = "\n".join(f"{l}) {o}" for l, o in zip("ABCD", options))
-    return Problem(pid, f"{question}\n\n{lines}", letter, "choice", tuple(options))
-
-
-def _math_problems(rows: list[dict], kind: str, q_field: str, a_field: str, id_field: str | None) -> list[Problem]:
-    problems = []
-    for i, row in enumerate(rows):
-        if q_field not in row or a_field not in row:
-            raise UserError(f"Record {i + 1} has no {q_field!r} or {a_field!r} field; name them with --question-field/--answer-field.")
-        pid = str(row.get(id_field, i) if id_field else row.get("id", row.get("unique_id", i)))
-        answer = str(row[a_field]).strip()
-        if kind == "integer":
+def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
+    """Render each record into a Problem: prompt, gold answer, choices shuffled by a per-record seed."""
+    env = _environment()
+    id_field = task.id_field or next((f for f in _ID_FIELDS if rows and f in rows[0]), None)
+    problems, seen = [], set()
+    for number, row in enumerate(rows, 1):
+        pid = str(row.get(id_field, number - 1)) if id_field else str(number - 1)
+        if pid in seen:
+            raise UserError(f"Record {number} of {task.task} repeats id {pid!r}; ids must be unique (set id_field).")
+        seen.add(pid)
+        extra: dict = {}
+        if task.answer_kind == "choice":
+            options = [_render(env, t, row, {}, "doc_to_choice", task.task, number).strip() for t in task.doc_to_choice]
+            target = _render(env, str(task.doc_to_target), row, {}, "doc_to_target", task.task, number).strip()
+            correct = _correct_index(target, options, task.task, number)
+            order = list(range(len(options)))
+            if task.shuffle_choices:
+                random.Random(f"{task.choice_seed}:{pid}").shuffle(order)
+            shown = [options[i] for i in order]
+            answer = LETTERS[order.index(correct)]
+            extra = {"choices": shown, "letters": LETTERS[: len(shown)],
+                     "choice_lines": "\n".join(f"{l}) {o}" for l, o in zip(LETTERS, shown))}
+            question = _render(env, task.doc_to_text, row, extra, "doc_to_text", task.task, number)
+            problems.append(Problem(pid, question, answer, "choice", tuple(shown)))
+            continue
+        question = _render(env, task.doc_to_text, row, extra, "doc_to_text", task.task, number)
+        answer = _render(env, str(task.doc_to_target), row, extra, "doc_to_target", task.task, number).strip()
+        if not question.strip():
+            raise UserError(f"Record {number} of {task.task} has an empty question.")
+        if not answer:
+            raise UserError(f"Record {number} of {task.task} has an empty answer; check doc_to_target.")
+        if task.answer_kind == "integer":
+            plain = answer.replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", answer) else answer
             try:
-                answer = str(int(answer))
+                answer = str(int(float(plain))) if re.fullmatch(r"[+-]?\d+(\.0+)?", plain) else str(int(plain))
             except ValueError:
-                raise UserError(f"Record {pid} has a non-integer answer {answer!r}; use --answer-kind math.") from None
-        problems.append(Problem(pid, str(row[q_field]), answer, kind))
+                raise UserError(f"Record {pid} of {task.task} has a non-integer answer {answer!r}; use answer_kind: math.") from None
+        problems.append(Problem(pid, question, answer, task.answer_kind))
     return problems
 
 
-def _first_field(rows: list[dict], names: tuple[str, ...]) -> str | None:
-    return next((n for n in names if rows and n in rows[0]), None)
+def _correct_index(target: str, options: list[str], task: str, number: int) -> int:
+    if re.fullmatch(r"\d+", target) and int(target) < len(options):
+        return int(target)
+    if len(target) == 1 and target.upper() in LETTERS[: len(options)]:
+        return LETTERS.index(target.upper())
+    if target in options:
+        return options.index(target)
+    raise UserError(f"Record {number} of {task}: doc_to_target {target!r} is neither a choice index, a letter nor a choice.")
+
+
+# ------------------------------------------------------------------------------------------ registry
+
+def _read_task_file(path: Path) -> Task:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"Cannot read task file {path} ({exc.__class__.__name__}); check the path.") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"Task file {path} is not valid YAML ({str(exc).splitlines()[0]}).") from None
+    return Task.from_dict(raw, source=path.resolve())
+
+
+def available_tasks(include_path: str | Path | None = None) -> dict[str, Path]:
+    """Task name -> task file: the shipped tasks, then those in include_path (which may override them)."""
+    found: dict[str, Path] = {}
+    folders = [TASKS_DIR] + ([Path(include_path)] if include_path else [])
+    for folder in folders:
+        if not folder.is_dir():
+            raise UserError(f"--include-path {folder} is not a folder of task files.")
+        for path in sorted(folder.glob("*.y*ml")):
+            found[_read_task_file(path).task] = path
+    return found
+
+
+def get_task(name: str, include_path: str | Path | None = None) -> Task:
+    """A task by name, or from a path to a task file."""
+    if name.endswith((".yaml", ".yml")):
+        return _read_task_file(Path(name))
+    tasks = available_tasks(include_path)
+    if name not in tasks:
+        raise UserError(f"Unknown benchmark {name!r}; choose one of {', '.join(tasks)}, pass a task file "
+                        "(my_task.yaml), or --data FILE.")
+    return _read_task_file(tasks[name])
+
+
+def file_task(data: str | Path, question_field: str | None, answer_field: str | None, id_field: str | None,
+              answer_kind: str | None) -> tuple[Task, list[dict]]:
+    """A task made on the fly for `--data FILE`: the named (or guessed) question and answer fields.
+
+    The fields are copied under fixed names, so any field name (spaces included) works in the template."""
+    rows = read_rows(Path(data))
+    if not rows:
+        raise UserError(f"{data} holds no records.")
+    first = rows[0]
+    q = question_field or next((n for n in ("question", "problem", "prompt", "Question") if n in first), None)
+    a = answer_field or next((n for n in ("answer", "final_answer", "gt", "Correct Answer") if n in first), None)
+    if not q or not a:
+        raise UserError(f"Cannot tell which fields of {data} hold the question and answer; pass --question-field and --answer-field.")
+    for number, row in enumerate(rows, 1):
+        missing = [f for f in (q, a) if f not in row]
+        if missing:
+            raise UserError(f"Record {number} of {data} has no {missing[0]!r} field; name the fields with --question-field/--answer-field.")
+    kind = answer_kind or "math"
+    if kind == "choice":
+        raise UserError("A multiple-choice --data file needs its choices declared: write a task file with doc_to_choice.")
+    task = Task(task=Path(data).stem, doc_to_text="{{ doc['__question'] }}", doc_to_target="{{ doc['__answer'] | number }}",
+                answer_kind=kind, data_file=str(data), id_field=id_field)
+    return task, [{**r, "__question": r[q], "__answer": r[a]} for r in rows]
 
 
 def load_benchmark(
@@ -134,34 +321,23 @@ def load_benchmark(
     answer_kind: str | None = None,
     limit: int | None = None,
     ids: list[str] | None = None,
+    include_path: str | Path | None = None,
 ) -> list[Problem]:
-    """Problems of a named benchmark, or of `data` (any JSONL/CSV) when given."""
+    """Problems of a named benchmark (or task file), or of `data` (any JSONL/CSV/JSON/Parquet) when given."""
+    if answer_kind is not None and answer_kind not in KINDS:
+        raise UserError(f"--answer-kind must be math, integer or choice, got {answer_kind!r}.")
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}.")
     if data is not None:
-        rows = read_rows(Path(data))
-        q = question_field or _first_field(rows, ("question", "problem", "prompt", "Question"))
-        a = answer_field or _first_field(rows, ("answer", "final_answer", "gt", "Correct Answer"))
-        if not q or not a:
-            raise UserError(f"Cannot tell which fields of {data} hold the question and answer; pass --question-field and --answer-field.")
-        kind = answer_kind or "math"
-        problems = (
-            [gpqa_problem(r, i) for i, r in enumerate(rows)] if kind == "choice" else _math_problems(rows, kind, q, a, id_field)
-        )
+        task, rows = file_task(data, question_field, answer_field, id_field, answer_kind)
+        problems = problems_of(task, rows)
     else:
-        if name not in SPECS:
-            raise UserError(f"Unknown benchmark {name!r}; choose one of {', '.join(SPECS)}, or pass --data FILE.")
-        spec = SPECS[name]
-        folder = data_dir or os.environ.get(DATA_DIR_ENV)
-        if folder:
-            path = Path(folder) / spec.file
-            if not path.exists():
-                raise UserError(f"{path} does not exist; put {spec.file} in the data directory or drop --data-dir to use the hub.")
-            rows = read_rows(path)
-        else:
-            rows = _hub_rows(name, spec)
-        if name == "gpqa":
-            problems = [gpqa_problem(r, i) for i, r in enumerate(rows)]
-        else:
-            problems = _math_problems(rows, answer_kind or spec.kind, "problem", "answer", None)
+        task = get_task(name or "", include_path)
+        if answer_kind is not None and answer_kind != task.answer_kind:
+            if "choice" in (answer_kind, task.answer_kind):
+                raise UserError(f"{task.task} is graded as {task.answer_kind}; --answer-kind {answer_kind} cannot change that.")
+            task = Task(**{**task.__dict__, "answer_kind": answer_kind})
+        problems = problems_of(task, _task_rows(task, data_dir))
     if ids:
         wanted = set(ids)
         problems = [p for p in problems if p.id in wanted]
@@ -169,8 +345,6 @@ def load_benchmark(
         if missing:
             raise UserError(f"No problems with ids {', '.join(sorted(missing))}; check --ids against the data.")
     if limit is not None:
-        if limit < 1:
-            raise UserError(f"--limit must be at least 1, got {limit}.")
         problems = problems[:limit]
     if not problems:
         raise UserError("The benchmark holds no problems.")

@@ -18,14 +18,25 @@ def accuracy(correct: list[bool]) -> float:
     return 100.0 * sum(correct) / len(correct) if correct else float("nan")
 
 
-def bootstrap_ci(correct: list[bool], level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of accuracy (in %), seeded so reports are reproducible."""
-    n = len(correct)
+def bootstrap_ci(
+    correct: list[bool] | list[list[bool]], level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of accuracy (in %), seeded so reports are reproducible.
+
+    Given one list per problem (several samples each), problems are resampled, not samples: samples
+    of one problem are correlated, and resampling them alone gives intervals that are too narrow.
+    """
+    groups = [g if isinstance(g, (list, tuple)) else [g] for g in correct]
+    n = len(groups)
     if n == 0:
         return (float("nan"), float("nan"))
     rng = random.Random(seed)
-    values = [1.0 if c else 0.0 for c in correct]
-    means = sorted(100.0 * sum(rng.choices(values, k=n)) / n for _ in range(resamples))
+    sums = [(sum(1.0 for c in g if c), len(g)) for g in groups]
+    means = []
+    for _ in range(resamples):
+        picked = rng.choices(sums, k=n)
+        means.append(100.0 * sum(c for c, _ in picked) / sum(k for _, k in picked))
+    means.sort()
     lo = means[int(math.floor((1 - level) / 2 * (resamples - 1)))]
     hi = means[int(math.ceil((1 + level) / 2 * (resamples - 1)))]
     return (lo, hi)
@@ -59,17 +70,21 @@ def performance(accuracies: list[float]) -> float | None:
     return max(accuracies) if accuracies else None
 
 
-def majority_vote(answers: list[str | None]) -> int | None:
-    """Index of the first sample carrying the most common (non-empty) answer."""
-    counts: dict[str, int] = {}
-    first: dict[str, int] = {}
-    for i, a in enumerate(answers):
-        if a:
-            counts[a] = counts.get(a, 0) + 1
-            first.setdefault(a, i)
+def majority_vote(classes: list[int | None]) -> int | None:
+    """Index of the first sample of the largest answer class (ties: the class seen first).
+
+    `classes[i]` names sample i's equivalence class (grading.Grader.classes groups answers by
+    math-verify equivalence, so `1/2` and `\\frac12` vote together and `1,2` and `12` apart);
+    None is a sample with no answer, which never wins."""
+    counts: dict[int, int] = {}
+    first: dict[int, int] = {}
+    for i, c in enumerate(classes):
+        if c is not None:
+            counts[c] = counts.get(c, 0) + 1
+            first.setdefault(c, i)
     if not counts:
         return None
-    best = max(counts, key=lambda a: (counts[a], -first[a]))
+    best = max(counts, key=lambda c: (counts[c], -first[c]))
     return first[best]
 
 
