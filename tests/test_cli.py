@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -82,6 +84,113 @@ def test_bad_input_is_one_sentence_without_traceback(args, words):
     assert words in run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, run.stderr
+
+
+def one_error_line(run: subprocess.CompletedProcess) -> str:
+    """The run failed with exactly one 'Error:' line on stderr and no traceback; returns that line."""
+    assert run.returncode != 0, run.stdout
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, run.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def s1k_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("train") / "s1k.jsonl"
+    path.write_text(json.dumps({"question": "What is 2+2? " * 20, "thinking_trajectories": ["2+2=4"], "attempt": "4"}) + "\n")
+    return path
+
+
+BAD_INPUTS = {
+    "bare s1": ([], 2, "No command given"),
+    "unknown command": (["frobnicate"], 2, "No such command"),
+    "unknown option": (["generate", "--frob", "Q"], 2, "No such option"),
+    "non-integer cap": (["generate", "--max-thinking-tokens", "abc", "Q"], 2, "valid integer"),
+    "non-integer limit": (["eval", "--limit", "two"], 2, "valid integer"),
+    "--json with a value": (["generate", "Q", "--json", "true"], 2, "unexpected extra argument"),
+    "report without runs": (["report"], 2, "Missing argument"),
+    "report on a non-run dir": (["report", "/"], 1, "has no summary.json"),
+    "cuda without a GPU": (["generate", "--device", "cuda", "Q"], 1, "no CUDA GPU"),
+    "unknown device": (["generate", "--device", "tpu", "Q"], 1, "Unknown device"),
+    "tokens per step 0": (["eval", "--method", "step_conditional", "--max-thinking-tokens", "100", "--tokens-per-step", "0"], 1,
+                          "--tokens-per-step must be at least 1"),
+    "huge seed (generate)": (["generate", "--seed", str(2**64), "Q"], 1, "seed must be a whole number from 0"),
+    "huge seed (eval)": (["eval", "--seed", str(2**64)], 1, "--seed must be between 0"),
+    "empty question": (["generate", ""], 1, "question is empty"),
+    "answer kind": (["eval", "--answer-kind", "essay"], 1, "--answer-kind must be"),
+    "negative batch": (["eval", "--batch-size", "0"], 1, "--batch-size must be at least 1"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_cli_input_is_one_line_without_traceback(name, data_dir, tmp_path):
+    args, code, words = BAD_INPUTS[name]
+    if args and args[0] == "eval":
+        args = [*args, "--data-dir", str(data_dir), "--output", str(tmp_path / "run")]
+    run = s1(*args, timeout=120)
+    line = one_error_line(run)
+    assert words in line, run.stderr
+    assert run.returncode == code, run.stderr
+
+
+def test_unwritable_or_file_output_is_one_sentence(tmp_path, data_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for output in (blocker, blocker / "below"):
+        run = s1("eval", "--data-dir", str(data_dir), "--output", str(output), "--max-thinking-tokens", "8")
+        assert "--output" in one_error_line(run) or "output directory" in one_error_line(run)
+
+
+def test_unreadable_summary_is_one_sentence(tmp_path):
+    (tmp_path / "summary.json").write_bytes(b'{"benchmarks": "\xff"}')
+    line = one_error_line(s1("report", str(tmp_path)))
+    assert "cannot be read" in line
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--warmup-ratio", "-1"], "--warmup-ratio"),
+        (["--report-to", "bogus"], "--report-to must be one of"),
+        (["--logging-steps", "0"], "--logging-steps and --save-steps must be at least 1"),
+        (["--block-size", "16"], "no answer token"),
+    ],
+)
+def test_bad_train_input_is_one_sentence(tmp_path, s1k_file, args, words):
+    run = s1("train", "--data", str(s1k_file), "--output", str(tmp_path / "out"), "--max-steps", "1", *args)
+    assert words in one_error_line(run)
+
+
+def test_train_into_a_file_is_one_sentence(tmp_path, s1k_file):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert "is a file" in one_error_line(s1("train", "--data", str(s1k_file), "--output", str(target)))
+
+
+def test_ctrl_c_prints_interrupted_exits_130_and_leaves_nothing(tmp_path, tiny_dir, data_dir):
+    from tests.test_evaluate import alive, descendants
+
+    out = tmp_path / "run"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s1", "eval", "--model", str(tiny_dir), "--benchmark", "math500", "--limit", "12",
+         "--data-dir", str(data_dir), "--max-thinking-tokens", "48,96", "--max-answer-tokens", "8", "--batch-size", "1",
+         "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not ((out / "samples.jsonl").exists() and (out / "samples.jsonl").read_text()):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted; the test proves nothing"
+    children = descendants(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Interrupted." in stderr and "Traceback" not in stderr, stderr
+    deadline = time.time() + 15
+    while time.time() < deadline and any(alive(p) for p in children):
+        time.sleep(0.2)
+    assert not [p for p in children if alive(p)]
 
 
 def test_malformed_input_line_is_named(tmp_path):

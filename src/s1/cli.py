@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -118,6 +119,8 @@ def generate(
         raise UserError('No question given; pass one, as in s1 generate "What is 7*8?", or --input FILE.jsonl.')
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}.")
+    if any(not q.strip() for q in questions):
+        raise UserError("The question is empty; pass the text of a question.")
     forcing = BudgetForcing(
         max_thinking_tokens=max_thinking_tokens,
         min_thinking_tokens=min_thinking_tokens,
@@ -165,15 +168,17 @@ def _names(text: str) -> list[str]:
 
 @app.command("eval")
 def eval_command(
-    benchmark: Annotated[str, typer.Option(help="aime24, aime25, math500, gpqa; comma-separated for several.")] = "aime24",
+    benchmark: Annotated[str, typer.Option(help="aime24, aime25, math500, gpqa, gpqa_simple_evals, amc23, gsm8k, olympiadbench, minerva, or a task file (my_task.yaml); comma-separated for several.")] = "aime24",
     model: Annotated[str, typer.Option(help="smollm2 (embedded), a model directory, a .gguf file or a hub id.")] = "smollm2",
     format: Annotated[str, typer.Option("--format", help="Thinking format: s1 or r1.")] = "s1",
     engine: Annotated[str, typer.Option(help="hf (in-flight forcing), llamacpp, reprefill or remote.")] = "hf",
     base_url: Annotated[Optional[list[str]], typer.Option(help="OpenAI-compatible server(s) for --engine remote; repeat for several.")] = None,
     data: Annotated[Optional[str], typer.Option(help="Any JSONL/CSV/JSON file of problems instead of a named benchmark.")] = None,
-    data_dir: Annotated[Optional[str], typer.Option(envvar="S1_DATA_DIR", help="Folder with aime24_nofigures.jsonl, math500.jsonl, gpqa_diamond.csv ... (else the hub).")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(envvar="S1_DATA_DIR", help="Folder with the benchmarks' data files (aime24_nofigures.jsonl, math500.jsonl, gpqa_diamond.csv ...; else the hub).")] = None,
+    include_path: Annotated[Optional[str], typer.Option(help="Folder of your own task files (*.yaml), added to the shipped benchmarks.")] = None,
     question_field: Annotated[Optional[str], typer.Option(help="Field of --data holding the question.")] = None,
     answer_field: Annotated[Optional[str], typer.Option(help="Field of --data holding the answer.")] = None,
+    id_field: Annotated[Optional[str], typer.Option(help="Field of --data holding a unique id (default: id, unique_id or idx, else the row number).")] = None,
     answer_kind: Annotated[Optional[str], typer.Option(help="math, integer or choice (how answers are graded).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N problems.")] = None,
     ids: Annotated[Optional[str], typer.Option(help="Only these problem ids, comma-separated.")] = None,
@@ -194,12 +199,11 @@ def eval_command(
     batch_size: Annotated[int, typer.Option(help="Sequences decoded together.")] = 8,
     system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
     output: Annotated[Optional[str], typer.Option(help="Run directory (re-running the same command resumes it).")] = None,
+    only_current: Annotated[bool, typer.Option("--only-current", help="Summarize only this command's settings, not every setting in the run directory.")] = False,
 ) -> None:
     """Measure accuracy against thinking: sweep budgets and methods, grade, summarize, plot."""
     from .evaluate import EvalConfig, run_eval
 
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}.")
     config = EvalConfig(
         benchmarks=_names(benchmark), model=model, engine=engine, format=format, methods=_names(method),
         max_thinking_tokens=_int_list(max_thinking_tokens, "--max-thinking-tokens", allow_none=True),
@@ -208,13 +212,12 @@ def eval_command(
         max_answer_tokens=max_answer_tokens, steps=_int_list(steps, "--steps") if steps else None,
         tokens_per_step=tokens_per_step, samples=samples, temperature=temperature, top_p=top_p, seed=seed,
         max_tries=max_tries, batch_size=batch_size, system=system, data=data, data_dir=data_dir,
-        question_field=question_field, answer_field=answer_field, answer_kind=answer_kind, limit=limit,
-        ids=_names(ids) if ids else None, base_urls=list(base_url) if base_url else None,
+        question_field=question_field, answer_field=answer_field, id_field=id_field, answer_kind=answer_kind, limit=limit,
+        ids=_names(ids) if ids else None, base_urls=list(base_url) if base_url else None, include_path=include_path,
+        only_current=only_current,
     )
-    if answer_kind is not None and answer_kind not in ("math", "integer", "choice"):
-        raise UserError(f"--answer-kind must be math, integer or choice, got {answer_kind!r}.")
     if output is None:
-        name = Path(data).stem if data else "-".join(config.benchmarks)
+        name = Path(data).stem if data else "-".join(Path(b).stem for b in config.benchmarks)
         output = str(Path("runs") / f"{Path(model).name}-{name}")
     run_eval(config, output)
     out.print((Path(output) / "summary.md").read_text())
@@ -304,8 +307,6 @@ def serve(
 
 
 def _quiet_libraries() -> None:
-    import os
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         from transformers.utils import logging as hf_logging
@@ -316,24 +317,59 @@ def _quiet_libraries() -> None:
         pass
 
 
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that `finally` blocks stop workers and release locks."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _click_failure(exc: BaseException) -> int | None:
+    """Exit code for click's (or typer's bundled copy of click's) exceptions, after printing one line.
+
+    Matched by behaviour rather than class, because typer may raise its own copies of click's classes."""
+    kind = type(exc).__name__
+    if kind == "Abort":
+        err.print("Interrupted.")
+        return 130
+    if kind == "NoArgsIsHelpError" or (kind == "UsageError" and "Missing command" in str(exc)):
+        # typer has printed the help already
+        err.print("[bold red]Error:[/] No command given; run one of the commands above, e.g. s1 generate \"What is 7*8?\".")
+        return 2
+    if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+        message = " ".join(exc.format_message().split()).rstrip(".") + "."
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "s1"
+        hint = f" Run '{command} --help' for the options." if exc.exit_code == 2 else ""
+        err.print(f"[bold red]Error:[/] {message}{hint}", highlight=False)
+        return exc.exit_code
+    if hasattr(exc, "exit_code"):  # click.exceptions.Exit / typer.Exit
+        return exc.exit_code
+    return None
+
+
 def main() -> None:
     _quiet_libraries()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+        if code == 130:  # typer turns Ctrl-C into a silent exit code 130
+            err.print("Interrupted.")
     except UserError as exc:
         err.print(f"[bold red]Error:[/] {exc}")
-        sys.exit(1)
+        code = 1
     except KeyboardInterrupt:
         err.print("Interrupted.")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and aborts carry their own message
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+        code = 130
+    except Terminated:
+        err.print("Terminated.")
+        code = 143
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except Exception as exc:
+        code = _click_failure(exc)
+        if code is None:
+            raise
+    sys.exit(code)

@@ -1,26 +1,47 @@
 """Sweeps: run every (benchmark, method, setting, problem, sample), grade, record, resume, summarize.
 
 Data flows one way: benchmark -> prompts -> engine with forcing -> completions -> grading -> metrics.
+Grading runs in a background thread (its math in a worker process) while the engine decodes on.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
-from .benchmarks import Problem, load_benchmark
+from .benchmarks import Problem, file_task, get_task, load_benchmark
 from .engines import Engine, Sampling, load_engine, make_request
 from .errors import UserError
 from .forcing import BudgetForcing
+from .formats import get_format
 from .grading import Grader, normalize_answer
-from .methods import Setting, build_settings
+from .methods import METHODS, Setting, build_settings
 from .metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
-from .rundir import RunDir, record_key
+from .rundir import RunDir, identity_hash
 
-# Config fields that change what a sample is: a run resumes only when these match.
-IDENTITY = ("model", "engine", "format", "temperature", "top_p", "seed", "max_answer_tokens", "answer_prefix",
-            "extensions", "min_thinking_tokens", "system", "tokens_per_step", "max_tries", "data", "data_dir")
+# Run-level fields that change what a sample is. With the setting's full specification, the problem's
+# content hash and the sample index they make a sample's identity; the summary covers the settings of
+# the directory whose samples share this context.
+CONTEXT_FIELDS = ("model", "engine", "format", "system", "temperature", "top_p", "seed",
+                  "min_thinking_tokens", "extensions", "answer_prefix", "max_answer_tokens")
+SEED_LIMIT = 2**63
+
+NOTES = [
+    "accuracy: % of samples graded correct. 95% interval: percentile bootstrap over problems (2,000 resamples, "
+    "seed 0); all samples of a resampled problem stay together.",
+    "mean thinking tokens: thinking tokens per sample (forced extensions included), averaged; a setting's x position.",
+    "Control: % of a method's settings whose every sample kept the requested thinking bounds (budget forcing: "
+    "min <= tokens <= cap; token/step-conditional: <= the stated budget). Class-conditional: `short` counts when "
+    "its mean thinking is below the bare-question `default`, `long` when above; `default` itself is not counted.",
+    "Scaling: mean over all pairs of settings a < b (by mean thinking tokens) of the slope of accuracy, in points per "
+    "1,000 thinking tokens and in points per doubling ((f(b)-f(a)) / log2(b/a)), the unit that reproduces the "
+    "paper's Table 3. Reference settings (class-conditional `default`) are left out of Scaling and Performance.",
+    "Performance: the best accuracy among the method's settings.",
+    "maj@k: the most common answer among a problem's first k samples, answers grouped by math-verify equivalence; "
+    "pass@k: the unbiased estimator of Chen et al. (2021).",
+]
 
 
 @dataclass
@@ -47,12 +68,15 @@ class EvalConfig:
     system: str | None = None
     data: str | None = None
     data_dir: str | None = None
+    include_path: str | None = None
     question_field: str | None = None
     answer_field: str | None = None
+    id_field: str | None = None
     answer_kind: str | None = None
     limit: int | None = None
     ids: list[str] | None = None
     base_urls: list[str] | None = None
+    only_current: bool = False
 
     def forcing(self) -> BudgetForcing:
         return BudgetForcing(
@@ -60,40 +84,67 @@ class EvalConfig:
             answer_prefix=self.answer_prefix, max_answer_tokens=self.max_answer_tokens,
         )
 
+    def context(self) -> dict:
+        return {name: getattr(self, name) for name in CONTEXT_FIELDS}
+
     def settings(self) -> list[Setting]:
+        """Every setting of the sweep; all run-level values are checked here, before anything is loaded."""
         if self.samples < 1:
             raise UserError(f"--samples must be at least 1, got {self.samples}.")
         if self.samples > 1 and self.temperature == 0 and any(m != "rejection_sampling" for m in self.methods):
             raise UserError("--samples above 1 needs --temperature above 0; greedy samples would all be the same.")
         if self.max_tries < 1:
             raise UserError(f"--max-tries must be at least 1, got {self.max_tries}.")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}.")
+        if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
+            raise UserError(f"--seed must be between 0 and 2**63-1, got {self.seed}.")
+        if not self.methods:
+            raise UserError("--method names no method; choose from " + ", ".join(METHODS) + ".")
+        Sampling(temperature=self.temperature, top_p=self.top_p)
+        get_format(self.format)
         for cap in self.max_thinking_tokens:
             BudgetForcing(max_thinking_tokens=cap, min_thinking_tokens=self.min_thinking_tokens)
         for k in self.num_ignore:
             BudgetForcing(num_ignore=k)
-        return build_settings(self.methods, self.forcing(), self.max_thinking_tokens, self.num_ignore, self.steps, self.tokens_per_step)
+        settings = build_settings(self.methods, self.forcing(), self.max_thinking_tokens, self.num_ignore, self.steps,
+                                  self.tokens_per_step)
+        # rejection sampling's bounded tries change what its samples are: they belong to its settings
+        return [Setting(**{**s.__dict__, "max_tries": self.max_tries}) if s.reject_over is not None else s for s in settings]
 
-    def benchmark_names(self) -> list[str]:
-        return [Path(self.data).stem] if self.data else list(self.benchmarks)
-
-    def problems(self, name: str) -> list[Problem]:
+    def load_benchmarks(self) -> dict[str, list[Problem]]:
+        """Benchmark name -> its problems (validated: a bad file or field fails here, before any model loads)."""
         if self.data:
-            return load_benchmark(data=self.data, question_field=self.question_field, answer_field=self.answer_field,
-                                  answer_kind=self.answer_kind, limit=self.limit, ids=self.ids)
-        return load_benchmark(name, data_dir=self.data_dir, answer_kind=self.answer_kind, limit=self.limit, ids=self.ids)
+            name = file_task(self.data, self.question_field, self.answer_field, self.id_field, self.answer_kind)[0].task
+            return {name: load_benchmark(data=self.data, question_field=self.question_field, answer_field=self.answer_field,
+                                         id_field=self.id_field, answer_kind=self.answer_kind, limit=self.limit, ids=self.ids)}
+        if not self.benchmarks:
+            raise UserError("--benchmark names no benchmark; pass one such as aime24, or --data FILE.")
+        out = {}
+        for name in self.benchmarks:
+            task = get_task(name, self.include_path)
+            out[task.task] = load_benchmark(name, data_dir=self.data_dir, answer_kind=self.answer_kind, limit=self.limit,
+                                            ids=self.ids, include_path=self.include_path)
+        return out
+
+
+def context_hash(config: EvalConfig) -> str:
+    return identity_hash(config.context())
+
+
+def sample_identity(context: str, setting: Setting, problem: Problem, sample: int) -> str:
+    """Everything that changes a sample: run context, the setting's full spec, the problem's content, its index."""
+    return identity_hash([context, setting.spec(), problem.content_hash(), sample])
 
 
 @dataclass
 class _Item:
     benchmark: str
-    index: int
     problem: Problem
     setting: Setting
     sample: int
+    identity: str
     tries: int = 0
-
-    def key(self) -> tuple:
-        return (self.benchmark, str(self.problem.id), self.setting.method, self.setting.label, self.sample)
 
 
 class _Tally:
@@ -114,11 +165,52 @@ class _Tally:
         return f"acc {acc:5.1f}% | {rate:6.1f} tok/s"
 
 
+def problem_seed(seed: int, problem_id: str, sample: int, tries: int) -> int:
+    """A sample's seed comes from the problem's id, not its position: --limit/--ids never change a sample."""
+    return int(identity_hash([seed, str(problem_id), sample, tries]), 16) % SEED_LIMIT
+
+
 def _sampling(config: EvalConfig, item: _Item, temperature: float) -> Sampling:
-    seed = None
-    if config.seed is not None:
-        seed = config.seed + 1_000_003 * item.sample + 7_919 * item.index + 104_729 * item.tries
+    seed = None if config.seed is None else problem_seed(config.seed, item.problem.id, item.sample, item.tries)
     return Sampling(temperature=temperature, top_p=config.top_p, seed=seed)
+
+
+class _Recorder:
+    """Grades finished samples on a background thread and appends them, so decoding never waits on grading."""
+
+    def __init__(self, run: RunDir, grader: Grader, on_recorded):
+        self.run, self.grader, self.on_recorded = run, grader, on_recorded
+        self.queue: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.dropping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="s1-grading")
+        self.thread.start()
+
+    def put(self, record: dict, kind: str, gold: str, text: str) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((record, kind, gold, text))
+
+    def _loop(self) -> None:
+        while (job := self.queue.get()) is not None:
+            if self.error is not None or self.dropping:
+                continue
+            record, kind, gold, text = job
+            try:
+                grade = self.grader.grade(kind, gold, text)
+                record.update(extracted=grade.extracted, correct=grade.correct, reason=grade.reason)
+                self.run.append(record)
+                self.on_recorded(record)
+            except BaseException as exc:  # handed to the main thread at the next put or at close
+                self.error = exc
+
+    def close(self, drain: bool = True) -> None:
+        """drain=False (an interrupted run): drop what is not graded yet; those samples are in flight."""
+        self.dropping = not drain
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and drain:
+            raise self.error
 
 
 def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show_progress: bool = True) -> dict:
@@ -126,52 +218,61 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     settings = config.settings()
-    run = RunDir(output)
-    run.check_config(asdict(config), IDENTITY)
-    benchmarks = {name: config.problems(name) for name in config.benchmark_names()}
-    done = run.records()
-    items = [
-        _Item(name, i, p, s, k)
-        for name, problems in benchmarks.items()
-        for s in settings
-        for i, p in enumerate(problems)
-        for k in range(config.samples)
-    ]
-    todo = [it for it in items if it.key() not in done]
-    if todo:
-        engine = engine or load_engine(config.model, config.engine, config.format, base_urls=config.base_urls)
-        tally = _Tally()
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"), TimeRemainingColumn())
-        with Grader() as grader, Progress(*columns, disable=not show_progress, transient=False) as progress:
-            task = progress.add_task("eval", total=len(items), completed=len(items) - len(todo), stats="")
+    benchmarks = config.load_benchmarks()
+    context = context_hash(config)
+    with RunDir(output) as run, Grader() as grader:
+        run.log_invocation(asdict(config))
+        done = run.records()
+        items, seen = [], set()
+        for name, problems in benchmarks.items():
+            for s in settings:
+                for p in problems:
+                    for k in range(config.samples):
+                        identity = sample_identity(context, s, p, k)
+                        if identity not in seen:
+                            seen.add(identity)
+                            items.append(_Item(name, p, s, k, identity))
+        todo = [it for it in items if it.identity not in done]
+        if todo:
+            engine = engine or load_engine(config.model, config.engine, config.format, base_urls=config.base_urls)
+            tally = _Tally()
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                       TimeRemainingColumn())
+            with Progress(*columns, disable=not show_progress, transient=False) as progress:
+                task = progress.add_task("eval", total=len(items), completed=len(items) - len(todo), stats="")
 
-            def finished(record: dict) -> None:
-                run.append(record)
-                tally.add(record)
-                progress.update(task, advance=1, stats=tally.text())
+                def recorded(record: dict) -> None:
+                    tally.add(record)
+                    progress.update(task, advance=1, stats=tally.text())
 
-            for setting in settings:
-                batch = [it for it in todo if it.setting == setting]
-                if batch:
-                    progress.update(task, description=f"{setting.method} {setting.label}")
-                    _run_setting(config, engine, grader, batch, finished)
-    records = run.records()
-    summary = summarize(config, settings, benchmarks, records)
-    write_summary(run, config, summary)
+                recorder = _Recorder(run, grader, recorded)
+                try:
+                    for setting in settings:
+                        batch = [it for it in todo if it.setting == setting]
+                        if batch:
+                            progress.update(task, description=f"{setting.method} {setting.label}")
+                            _run_setting(config, engine, recorder, context, batch)
+                except BaseException:
+                    recorder.close(drain=False)
+                    raise
+                recorder.close()
+        summary = summarize(config, settings, benchmarks, run.records(), grader, skipped_lines=run.skipped_lines)
+        write_summary(run, config, summary)
     return summary
 
 
-def _run_setting(config: EvalConfig, engine: Engine, grader: Grader, items: list[_Item], finished) -> None:
-    """Generate, grade and record one setting's items; rejection sampling redraws what does not fit."""
+def _run_setting(config: EvalConfig, engine: Engine, recorder: _Recorder, context: str, items: list[_Item]) -> None:
+    """Generate one setting's items and hand them to the recorder; rejection sampling redraws what does not fit."""
     setting = items[0].setting
     # rejection sampling needs randomness: at greedy settings it samples at temperature 1
     temperature = (config.temperature or 1.0) if setting.reject_over is not None else config.temperature
     pending = items
     while pending:
+        samplings = [_sampling(config, it, temperature) for it in pending]
         requests = [
             make_request(engine.tokenizer, engine.format_tokens, engine.context_length, setting.prompt(it.problem.question),
-                         setting.forcing, _sampling(config, it, temperature), config.system)
-            for it in pending
+                         setting.forcing, sampling, config.system)
+            for it, sampling in zip(pending, samplings)
         ]
         start = time.perf_counter()
         retry: list[_Item] = []
@@ -180,72 +281,121 @@ def _run_setting(config: EvalConfig, engine: Engine, grader: Grader, items: list
             item = pending[i]
             item.tries += 1
             fits = setting.reject_over is None or completion.thinking_tokens <= setting.reject_over
-            if not fits and item.tries < config.max_tries:
+            if not fits and item.tries < (setting.max_tries or 1):
                 retry.append(item)
                 return
-            grade = grader.grade(item.problem.kind, item.problem.answer, completion.answer)
-            finished({
-                "benchmark": item.benchmark, "id": item.problem.id, "method": setting.method, "setting": setting.label,
-                "sample": item.sample, "prompt": completion.prompt,
+            record = {
+                "identity": item.identity, "context": context, "benchmark": item.benchmark, "id": item.problem.id,
+                "method": setting.method, "setting": setting.label, "sample": item.sample,
+                "setting_spec": setting.spec(), "problem_hash": item.problem.content_hash(), "seed": samplings[i].seed,
+                "prompt": completion.prompt,
                 "output": engine.tokenizer.decode(completion.output_token_ids, skip_special_tokens=False),
                 "thinking_tokens": completion.thinking_tokens, "answer_tokens": completion.answer_tokens,
                 "extensions_used": completion.extensions_used, "capped": completion.capped,
-                "finish_reason": completion.finish_reason, "gold": item.problem.answer,
-                "extracted": grade.extracted, "correct": grade.correct, "reason": grade.reason,
+                "finish_reason": completion.finish_reason, "gold": item.problem.answer, "kind": item.problem.kind,
                 "tries": item.tries, "fits": fits, "seconds": round(time.perf_counter() - start, 3),
-            })
+            }
+            recorder.put(record, item.problem.kind, item.problem.answer, completion.answer)
 
         engine.generate(requests, batch_size=config.batch_size, on_completion=on_completion)
         pending = retry
 
 
-def _normalized(answer: str | None) -> str | None:
-    return normalize_answer(answer) if answer else None
+def _setting_order(s: Setting) -> tuple:
+    cap = s.forcing.max_thinking_tokens
+    return (METHODS.index(s.method) if s.method in METHODS else len(METHODS), not s.reference,
+            float("inf") if cap is None else cap, s.forcing.num_ignore, s.label)
 
 
-def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str, list[Problem]], records: dict) -> dict:
-    """Per benchmark: one row per setting, then Control / Scaling / Performance per method."""
+def _all_settings(config: EvalConfig, settings: list[Setting], name: str, records: dict) -> list[Setting]:
+    """This invocation's settings, then every other setting in the directory run in the same context."""
+    if config.only_current:
+        return list(settings)
+    context = context_hash(config)
+    known = {(s.method, s.label) for s in settings}
+    extra: dict[tuple, Setting] = {}
+    for r in records.values():
+        if r.get("context") == context and r.get("benchmark") == name and (r["method"], r["setting"]) not in known:
+            try:
+                extra.setdefault((r["method"], r["setting"]), Setting.from_spec(r["setting_spec"]))
+            except (KeyError, TypeError, UserError):
+                continue
+    return list(settings) + sorted(extra.values(), key=_setting_order)
+
+
+def _voting(grader: Grader | None, kind: str, samples: list[dict]) -> list[int | None]:
+    answers = [r.get("extracted") for r in samples]
+    if grader is not None:
+        return grader.classes(kind, answers)
+    keys = [normalize_answer(a) if a else None for a in answers]
+    return [None if k is None else keys.index(k) for k in keys]
+
+
+def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str, list[Problem]], records: dict,
+              grader: Grader | None = None, skipped_lines: int = 0) -> dict:
+    """Per benchmark: one row per setting (every setting of the directory's context), then Control / Scaling /
+    Performance per method. Only samples whose identity matches the current problems are counted."""
+    context = context_hash(config)
     out = {}
+    used = 0
     for name, problems in benchmarks.items():
         rows = []
-        for s in settings:
+        for s in _all_settings(config, settings, name, records):
             per_problem = []
             for p in problems:
-                samples = [records.get((name, str(p.id), s.method, s.label, k)) for k in range(config.samples)]
+                samples = [records.get(sample_identity(context, s, p, k)) for k in range(config.samples)]
                 if all(samples):
-                    per_problem.append(samples)
+                    per_problem.append((p, samples))
             if not per_problem:
                 continue
-            flat = [r for samples in per_problem for r in samples]
-            correct = [bool(r["correct"]) for r in flat]
-            lo, hi = bootstrap_ci(correct)
+            used += sum(len(samples) for _, samples in per_problem)
+            groups = [[bool(r["correct"]) for r in samples] for _, samples in per_problem]
+            flat = [r for _, samples in per_problem for r in samples]
+            lo, hi = bootstrap_ci(groups)
             row = {
                 "method": s.method, "setting": s.label, "problems": len(per_problem), "samples": len(flat),
-                "accuracy": accuracy(correct), "ci_low": lo, "ci_high": hi,
+                "complete": len(per_problem) == len(problems), "reference": s.reference,
+                "accuracy": accuracy([c for g in groups for c in g]), "ci_low": lo, "ci_high": hi,
                 "mean_thinking_tokens": sum(r["thinking_tokens"] for r in flat) / len(flat),
                 "in_control": None if s.bounds is None else all(s.in_bounds(r["thinking_tokens"]) for r in flat),
+                "relative": s.relative,
             }
             if config.samples > 1:
                 row["maj@k"], row["pass@k"] = {}, {}
+                classes = [_voting(grader, p.kind, samples) for p, samples in per_problem]
                 for k in range(1, config.samples + 1):
-                    votes = [majority_vote([_normalized(r["extracted"]) for r in samples[:k]]) for samples in per_problem]
-                    row["maj@k"][k] = accuracy([v is not None and bool(samples[v]["correct"]) for v, samples in zip(votes, per_problem)])
+                    votes = [majority_vote(c[:k]) for c in classes]
+                    row["maj@k"][k] = accuracy([v is not None and bool(samples[v]["correct"])
+                                                for v, (_, samples) in zip(votes, per_problem)])
                     row["pass@k"][k] = 100.0 * sum(
-                        pass_at_k(len(samples), sum(bool(r["correct"]) for r in samples), k) for samples in per_problem
+                        pass_at_k(len(samples), sum(bool(r["correct"]) for r in samples), k) for _, samples in per_problem
                     ) / len(per_problem)
             rows.append(row)
+        _relative_control(rows)
         methods = {}
         for method in dict.fromkeys(r["method"] for r in rows):
             mine = [r for r in rows if r["method"] == method]
-            points = [(r["mean_thinking_tokens"], r["accuracy"]) for r in mine]
+            points = [(r["mean_thinking_tokens"], r["accuracy"]) for r in mine if not r["reference"]]
             methods[method] = {
                 "control": control([r["in_control"] for r in mine]),
                 "scaling_per_1k_tokens": scaling(points, "1k"),
                 "scaling_per_doubling": scaling(points, "doubling"),
-                "performance": performance([r["accuracy"] for r in mine]),
+                "performance": performance([r["accuracy"] for r in mine if not r["reference"]]),
             }
-        out[name] = {"settings": rows, "methods": methods}
-    return {"model": config.model, "benchmarks": out}
+        out[name] = {"problems": len(problems), "settings": rows, "methods": methods}
+    return {"model": config.model, "config": asdict(config), "benchmarks": out, "notes": NOTES,
+            "unused_samples": len(records) - used, "unreadable_lines": skipped_lines}
+
+
+def _relative_control(rows: list[dict]) -> None:
+    """Class-conditional settings are in control when their mean thinking lies on the asked side of the default's."""
+    for row in rows:
+        if row["relative"] is None:
+            continue
+        default = next((r for r in rows if r["method"] == row["method"] and r["reference"]), None)
+        if default is not None:
+            x, ref = row["mean_thinking_tokens"], default["mean_thinking_tokens"]
+            row["in_control"] = x < ref if row["relative"] == "below" else x > ref
 
 
 def _fmt(value, spec: str = ".1f", missing: str = "–") -> str:
@@ -255,11 +405,13 @@ def _fmt(value, spec: str = ".1f", missing: str = "–") -> str:
 def summary_markdown(summary: dict, title: str | None = None) -> str:
     lines = [f"# {title or 's1 eval: ' + summary['model']}", ""]
     for name, bench in summary["benchmarks"].items():
-        lines += [f"## {name}", "", "| method | setting | n | mean thinking tokens | accuracy % (95% CI) | in control |", "|---|---|---|---|---|---|"]
+        lines += [f"## {name}", "", "| method | setting | n | mean thinking tokens | accuracy % (95% CI) | in control |",
+                  "|---|---|---|---|---|---|"]
         for r in bench["settings"]:
             control_text = "–" if r["in_control"] is None else ("yes" if r["in_control"] else "no")
+            n = f"{r['samples']}" + ("" if r.get("complete", True) else f" ({r['problems']} of {bench['problems']} problems)")
             lines.append(
-                f"| {r['method']} | {r['setting']} | {r['samples']} | {r['mean_thinking_tokens']:.0f} | "
+                f"| {r['method']} | {r['setting']} | {n} | {r['mean_thinking_tokens']:.0f} | "
                 f"{r['accuracy']:.1f} ({r['ci_low']:.1f}–{r['ci_high']:.1f}) | {control_text} |"
             )
         if any("maj@k" in r for r in bench["settings"]):
@@ -270,14 +422,20 @@ def summary_markdown(summary: dict, title: str | None = None) -> str:
                 if "maj@k" in r:
                     lines.append(f"| {r['method']} | {r['setting']} | " + " | ".join(f"{r['maj@k'][k]:.1f}" for k in ks) + " | "
                                  + " | ".join(f"{r['pass@k'][k]:.1f}" for k in ks) + " |")
-        lines += ["", "| method | Control % | Scaling (points / 1k thinking tokens) | Scaling (points / doubling) | Performance % |", "|---|---|---|---|---|"]
+        lines += ["", "| method | Control % | Scaling (points / 1k thinking tokens) | Scaling (points / doubling) | Performance % |",
+                  "|---|---|---|---|---|"]
         for method, m in bench["methods"].items():
             lines.append(
                 f"| {method} | {_fmt(m['control'])} | {_fmt(m['scaling_per_1k_tokens'], '.2f')} | "
                 f"{_fmt(m['scaling_per_doubling'], '.2f')} | {_fmt(m['performance'])} |"
             )
         lines.append("")
-    lines.append("Scaling is the mean slope over all pairs of settings (s1 §3.2); the paper's Table 3 values read as points per doubling.")
+    lines += ["How to read this table:", ""] + [f"- {note}" for note in summary.get("notes", [])]
+    if summary.get("unused_samples"):
+        lines.append(f"- {summary['unused_samples']} samples in samples.jsonl belong to other configurations or problems "
+                     "and are not counted here.")
+    if summary.get("unreadable_lines"):
+        lines.append(f"- {summary['unreadable_lines']} unreadable lines in samples.jsonl were skipped.")
     return "\n".join(lines) + "\n"
 
 
@@ -286,15 +444,16 @@ def write_summary(run: RunDir, config: EvalConfig, summary: dict) -> None:
 
     from .plots import scaling_plot
 
-    run.write("summary.json", json.dumps(summary, indent=2) + "\n")
+    run.write("summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     run.write("summary.md", summary_markdown(summary))
     curves = [
         (f"{name}: {method}" if len(summary["benchmarks"]) > 1 else method,
-         [(r["mean_thinking_tokens"], r["accuracy"], r["setting"]) for r in bench["settings"] if r["method"] == method])
+         [(r["mean_thinking_tokens"], r["accuracy"], r["setting"]) for r in bench["settings"]
+          if r["method"] == method and not r["reference"]])
         for name, bench in summary["benchmarks"].items()
         for method in bench["methods"]
     ]
     scaling_plot(curves, run.path / "scaling.png", title=f"{config.model}: {', '.join(summary['benchmarks'])}")
 
 
-__all__ = ["EvalConfig", "run_eval", "summarize", "summary_markdown", "record_key"]
+__all__ = ["EvalConfig", "run_eval", "summarize", "summary_markdown", "sample_identity"]

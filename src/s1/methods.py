@@ -5,11 +5,16 @@
   enforced by budget forcing as well;
 - rejection sampling: sample until the thinking fits the budget (bounded tries).
 A setting's `bounds` are the thinking lengths it asks for; Control counts how often they were kept.
+Class-conditional settings ask for no length but for "shorter" or "longer" than the model's default, so
+each class-conditional method also runs a `default` setting (the bare question) as their reference.
+
+Labels are canonical: the same setting always gets the same label, whatever else the sweep holds,
+because labels name settings across resumed and extended runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from .errors import UserError
 from .forcing import BudgetForcing
@@ -41,11 +46,33 @@ class Setting:
     """(min, max) thinking tokens requested; None when the setting asks for no length (class-conditional)."""
     reject_over: int | None = None
     """Rejection sampling: a sample thinking more than this many tokens is drawn again."""
+    max_tries: int | None = None
+    """Rejection sampling: draws per sample before the last one is kept anyway."""
+    relative: str | None = None
+    """Class-conditional: "below" or "above" the method's default setting's mean thinking."""
+    reference: bool = False
+    """The bare-question default of a class-conditional method: a yardstick, not a point of its curve."""
+
+    def spec(self) -> dict:
+        """Everything that defines the setting, as JSON: stored with each sample, rebuilt by `from_spec`."""
+        out = asdict(self)
+        out["forcing"]["extensions"] = list(self.forcing.extensions)
+        out["bounds"] = list(self.bounds) if self.bounds is not None else None
+        return out
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Setting":
+        fields = dict(spec)
+        fields["forcing"] = BudgetForcing(**{**spec["forcing"], "extensions": tuple(spec["forcing"]["extensions"])})
+        fields["bounds"] = tuple(spec["bounds"]) if spec.get("bounds") is not None else None
+        return cls(**fields)
 
     def prompt(self, question: str) -> str:
         return f"{question}\n\n{self.instruction}" if self.instruction else question
 
     def in_bounds(self, thinking_tokens: int) -> bool:
+        if self.bounds is None:
+            return True
         low, high = self.bounds
         return thinking_tokens >= low and (high is None or thinking_tokens <= high)
 
@@ -66,6 +93,10 @@ def build_settings(
     needs_budget = [m for m in methods if m != "budget_forcing"]
     if needs_budget and not budgets:
         raise UserError(f"Method {needs_budget[0]} needs token budgets; pass --max-thinking-tokens, e.g. 512,1024,2048.")
+    if tokens_per_step < 1:
+        raise UserError(f"--tokens-per-step must be at least 1, got {tokens_per_step}.")
+    if steps is not None and any(s < 1 for s in steps):
+        raise UserError(f"--steps takes positive step budgets, got {','.join(map(str, steps))}.")
     steps = steps or [max(1, b // tokens_per_step) for b in budgets]
     settings: list[Setting] = []
     for method in methods:
@@ -73,10 +104,8 @@ def build_settings(
         if method == "budget_forcing":
             for cap in caps:
                 for k in num_ignores:
-                    label = f"cap={cap}" if cap else "cap=none"
-                    if len(num_ignores) > 1 or k:
-                        label += f" wait={k}"
                     forcing = replace(base, max_thinking_tokens=cap, num_ignore=k)
+                    label = f"cap={cap if cap else 'none'} wait={k}"
                     settings.append(Setting(method, label, forcing, bounds=(base.min_thinking_tokens, cap)))
         elif conditional == "token_conditional":
             for n in budgets:
@@ -88,12 +117,18 @@ def build_settings(
                 forcing = replace(base, max_thinking_tokens=n if forced else None)
                 settings.append(Setting(method, f"steps={s}", forcing, f"Think for up to {s} steps.", (0, n)))
         elif conditional == "class_conditional":
-            for name, cap in (("short", min(budgets)), ("long", max(budgets))):
+            settings.append(Setting(method, "default", replace(base, max_thinking_tokens=None), reference=True))
+            for name, cap, side in (("short", min(budgets), "below"), ("long", max(budgets), "above")):
                 forcing = replace(base, max_thinking_tokens=cap if forced else None)
-                settings.append(Setting(method, name, forcing, CLASS_PROMPTS[name], (0, cap) if forced else None))
+                label = f"{name} cap={cap}" if forced else name
+                settings.append(Setting(method, label, forcing, CLASS_PROMPTS[name], relative=side))
         elif method == "rejection_sampling":
             for n in budgets:
                 # One token over the budget is enough to know a sample does not fit: stop it there.
                 forcing = replace(base, max_thinking_tokens=n + 1, min_thinking_tokens=0, num_ignore=0)
                 settings.append(Setting(method, f"tokens={n}", forcing, None, (0, n), reject_over=n))
+    labels = [(s.method, s.label) for s in settings]
+    duplicate = next((l for l in labels if labels.count(l) > 1), None)
+    if duplicate:
+        raise UserError(f"The sweep lists {duplicate[0]} {duplicate[1]} twice; give each budget once.")
     return settings

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,16 @@ def pick_device(device: str = "auto") -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+        raise UserError(f"Unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps.")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device} was asked for, but torch sees no CUDA GPU here; use --device cpu or auto.")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {device} does not exist: torch sees {torch.cuda.device_count()} GPU(s).")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps was asked for, but this machine has no Apple GPU; use --device cpu or auto.")
     return device
 
 

@@ -12,11 +12,14 @@ from .plots import scaling_plot
 def load_summary(run: str) -> dict:
     path = Path(run) / "summary.json"
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"{run} has no summary.json; point s1 report at a directory written by s1 eval.") from None
-    except json.JSONDecodeError:
-        raise UserError(f"{path} is not valid JSON; re-run s1 eval on it to rewrite the summary.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"{path} cannot be read as JSON; re-run s1 eval on {run} to rewrite the summary.") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("benchmarks"), dict):
+        raise UserError(f"{path} is not an s1 eval summary; re-run s1 eval on {run} to rewrite it.")
+    return summary
 
 
 def compare(runs: list[str], plot: str | Path) -> str:
@@ -49,7 +52,11 @@ def compare(runs: list[str], plot: str | Path) -> str:
                     f"| {name} | {bench} | {method} | {f(m['control'])} | {f(m['scaling_per_1k_tokens'], '.2f')} | "
                     f"{f(m['scaling_per_doubling'], '.2f')} | {f(m['performance'])} |"
                 )
-                points = [(r["mean_thinking_tokens"], r["accuracy"], r["setting"]) for r in data["settings"] if r["method"] == method]
+                points = [(r["mean_thinking_tokens"], r["accuracy"], r["setting"]) for r in data["settings"]
+                          if r["method"] == method and not r.get("reference")]
                 curves.append((f"{name} · {bench} · {method}", points))
-    scaling_plot(curves, plot, title="s1 report")
+    try:
+        scaling_plot(curves, plot, title="s1 report")
+    except OSError as exc:
+        raise UserError(f"Cannot write the plot {plot} ({exc.strerror or exc}); choose another --plot.") from None
     return "\n".join(lines) + "\n"

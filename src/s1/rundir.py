@@ -1,35 +1,84 @@
-"""A run directory: config.json, samples.jsonl (append-only, one line per finished sample), summary.
+"""A run directory: history.jsonl, samples.jsonl (append-only, one line per finished sample), summary.
 
-Each sample is written, flushed and fsynced the moment it is graded, so a run killed at any moment
-loses at most the samples in flight; a torn last line is cut off on the next start, and records
-are keyed so a resumed run never writes one twice.
+Why it is built this way:
+- Each sample is written, flushed and fsynced the moment it is graded, so a run killed at any moment
+  loses at most the samples in flight; a torn last line is cut off on the next start.
+- Each sample carries an identity: a hash of everything that changes it (model, engine, format,
+  decoding, the setting's full forcing parameters, the problem's prompt, gold answer and grading kind,
+  the sample index). A resumed run reuses a sample only when the identity matches; anything else is
+  generated again. Nothing is ever deleted: a superseded sample stays in the file, unused.
+- Every invocation's configuration is appended to history.jsonl, never overwritten.
+- A lock file (flock, released by the kernel even on SIGKILL) stops two runs writing one directory.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
+import sys
+import time
 from pathlib import Path
 
 from .errors import UserError
 
 SAMPLES = "samples.jsonl"
-CONFIG = "config.json"
+HISTORY = "history.jsonl"
+LOCK = ".lock"
 
 
-def record_key(record: dict) -> tuple:
-    return (record["benchmark"], str(record["id"]), record["method"], record["setting"], int(record["sample"]))
+def identity_hash(value) -> str:
+    """A short, stable hash of a JSON-serializable value."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.samples = self.path / SAMPLES
+        self.skipped_lines = 0
+        self._lock_file = None
+
+    # -- opening and locking -----------------------------------------------------------------------
+    def open(self) -> "RunDir":
+        """Create the directory, take its lock and repair a torn last line; one clear error for each failure."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--output {self.path} is a file, not a directory; choose another --output.")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(self.path / LOCK, "a+")
         except OSError as exc:
-            raise UserError(f"Cannot create output directory {self.path} ({exc.strerror}); choose another --output.") from None
-        self.samples = self.path / SAMPLES
+            raise UserError(f"Cannot write to output directory {self.path} ({exc.strerror}); choose another --output.") from None
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "another process"
+            self._lock_file.close()
+            self._lock_file = None
+            raise UserError(
+                f"Another s1 eval ({holder}) is writing to {self.path}; wait for it to finish or choose another --output."
+            ) from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(f"pid {os.getpid()}")
+        self._lock_file.flush()
         self._repair()
+        return self
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> "RunDir":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _repair(self) -> None:
         """Cut a line torn by a crash, so appending continues on a clean line boundary."""
@@ -39,34 +88,22 @@ class RunDir:
         if data and not data.endswith(b"\n"):
             self.samples.write_bytes(data[: data.rfind(b"\n") + 1])
 
-    def check_config(self, config: dict, identity: tuple[str, ...]) -> None:
-        """Refuse to mix samples of a different model or decoding into an existing run."""
-        path = self.path / CONFIG
-        if path.exists():
-            try:
-                old = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                old = {}
-            changed = [k for k in identity if k in old and old.get(k) != config.get(k)]
-            if changed:
-                raise UserError(
-                    f"{self.path} holds a run with a different {', '.join(changed)}; use a new --output directory "
-                    "(a run only resumes with the same model and decoding settings)."
-                )
-        path.write_text(json.dumps(config, indent=2) + "\n")
-
-    def records(self) -> dict[tuple, dict]:
-        """Finished samples by key; the last copy wins, unreadable lines are skipped."""
-        found: dict[tuple, dict] = {}
+    # -- reading and writing -----------------------------------------------------------------------
+    def records(self) -> dict[str, dict]:
+        """Finished samples by identity; the last copy wins. Unreadable lines (bad JSON, bad UTF-8,
+        records of an older layout) are skipped and counted in `skipped_lines`."""
+        found: dict[str, dict] = {}
+        self.skipped_lines = 0
         if not self.samples.exists():
             return found
-        with self.samples.open(encoding="utf-8") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                    found[record_key(record)] = record
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    continue
+        for raw in self.samples.read_bytes().splitlines():
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8"))
+                found[record["identity"]] = record
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+                self.skipped_lines += 1
         return found
 
     def append(self, record: dict) -> None:
@@ -74,6 +111,14 @@ class RunDir:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    def log_invocation(self, config: dict) -> None:
+        """One line per invocation: when, the command line and the whole configuration."""
+        from . import __version__
+
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "s1_version": __version__, "config": config}
+        with (self.path / HISTORY).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
 
     def write(self, name: str, text: str) -> Path:
         target = self.path / name

@@ -9,6 +9,7 @@ launch` with the configs in configs/accelerate (FSDP full-shard, DeepSpeed ZeRO-
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from .errors import UserError
 from .formats import ThinkingFormat, get_format, encode
 
 TRACE_SOURCES = ("deepseek", "gemini")
+REPORT_TO = ("none", "wandb", "tensorboard")
 
 
 @dataclass
@@ -161,6 +163,29 @@ def validate(config: TrainConfig) -> int:
         raise UserError(f"--long-sequences must be truncate or drop, got {config.long_sequences!r}.")
     if config.trace_source not in TRACE_SOURCES:
         raise UserError(f"--trace-source must be one of {', '.join(TRACE_SOURCES)}.")
+    if not 0 <= config.warmup_ratio < 1:
+        raise UserError(f"--warmup-ratio is a share of all steps, from 0 up to (not including) 1; got {config.warmup_ratio}.")
+    if config.weight_decay < 0 or not (0 <= config.adam_beta1 < 1 and 0 <= config.adam_beta2 < 1):
+        raise UserError("--weight-decay must be at least 0 and --adam-beta1/--adam-beta2 from 0 up to 1.")
+    if config.logging_steps < 1 or config.save_steps < 1:
+        raise UserError(f"--logging-steps and --save-steps must be at least 1, got {config.logging_steps} and {config.save_steps}.")
+    if config.max_steps == 0 or config.max_steps < -1:
+        raise UserError(f"--max-steps must be -1 (all epochs) or at least 1, got {config.max_steps}.")
+    if not 0 <= config.seed < 2**32:
+        raise UserError(f"--seed must be from 0 to 2**32-1, got {config.seed}.")
+    if config.report_to not in REPORT_TO:
+        raise UserError(f"--report-to must be one of {', '.join(REPORT_TO)}, got {config.report_to!r}.")
+    if config.report_to != "none" and importlib.util.find_spec(config.report_to) is None:
+        raise UserError(f"--report-to {config.report_to} needs the {config.report_to} package; pip install {config.report_to}.")
+    output = Path(config.output)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output} is a file; training writes a directory there, choose another --output.")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"Cannot create --output {output} ({exc.strerror}); choose a writable place.") from None
+    if not os.access(output, os.W_OK):
+        raise UserError(f"--output {output} is not writable; choose a writable place.")
     per_step = config.micro_batch_size * _world_size()
     if config.batch_size % per_step:
         raise UserError(
@@ -192,6 +217,10 @@ def train(config: TrainConfig) -> Path:
     model, tokenizer = load_hf(config.model, device="cpu", dtype="float32")
     examples = [render_example(r, i, tokenizer, fmt, config.trace_source, config.system) for i, r in enumerate(records)]
     lengths = [len(encode(tokenizer, e["prompt"] + e["completion"])) for e in examples]
+    prompt_lengths = [len(encode(tokenizer, e["prompt"])) for e in examples]
+    if all(n >= config.block_size for n in prompt_lengths):
+        raise UserError(f"Every prompt is at least --block-size {config.block_size} tokens long, so no answer token "
+                        f"would be trained on; raise --block-size above {max(prompt_lengths)}.")
     long = [i for i, n in enumerate(lengths) if n > config.block_size]
     rank = int(os.environ.get("RANK", "0"))
     if long:

@@ -28,8 +28,8 @@ class Sampling:
             raise UserError(f"temperature must be zero (greedy) or a positive number, got {t!r}.")
         if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1:
             raise UserError(f"top_p must be in (0, 1], got {p!r}.")
-        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
-            raise UserError(f"seed must be a whole number, got {self.seed!r}.")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63):
+            raise UserError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed!r}.")
 
     @property
     def greedy(self) -> bool:
