@@ -86,6 +86,9 @@ def test_gpqa_simple_evals_prompt_asks_for_an_answer_line_with_the_same_choices(
 
 def test_gpqa_without_official_columns_is_a_clear_error(tmp_path):
     (tmp_path / "gpqa_diamond.csv").write_text("question,answer\nx,y\n")
+    with pytest.raises(UserError, match="no id field .Record ID."):
+        load_benchmark("gpqa", data_dir=tmp_path)
+    (tmp_path / "gpqa_diamond.csv").write_text("Record ID,Question\nr1,x\n")
     with pytest.raises(UserError, match="doc_to_choice cannot be rendered"):
         load_benchmark("gpqa", data_dir=tmp_path)
 
@@ -116,6 +119,12 @@ def test_a_users_task_file_defines_a_benchmark_without_code(tmp_path, data_dir):
         ("task: [unclosed\n", "not valid YAML"),
         ("task: x\ndoc_to_text: '{{ nope }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n", "doc_to_text cannot be rendered"),
         ("task: x\ndoc_to_text: '{{ q.__class__ }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n", "cannot be rendered"),
+        ("task: x\ndoc_to_text: 5\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n", "doc_to_text of the wrong type"),
+        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\nid_field: [1]\n", "wrong type"),
+        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\nshuffle_choices: 'no'\n", "wrong type"),
+        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\nid_field: nope\n", "no id field 'nope'"),
+        ("task: x\ndoc_to_text: '{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n",
+         "cannot be rendered"),
     ],
 )
 def test_bad_task_files_are_one_clear_error(tmp_path, body, words):

@@ -120,6 +120,9 @@ BAD_INPUTS = {
     "empty question": (["generate", ""], 1, "question is empty"),
     "answer kind": (["eval", "--answer-kind", "essay"], 1, "--answer-kind must be"),
     "negative batch": (["eval", "--batch-size", "0"], 1, "--batch-size must be at least 1"),
+    "rich markup in a value": (["eval", "--benchmark", "[/]"], 1, "Unknown benchmark '[/]'"),
+    "empty --ids": (["eval", "--ids", ","], 1, "--ids names no id"),
+    "unknown engine (eval)": (["eval", "--engine", "vllm"], 1, "Unknown engine"),
 }
 
 
@@ -177,14 +180,14 @@ def test_ctrl_c_prints_interrupted_exits_130_and_leaves_nothing(tmp_path, tiny_d
         [sys.executable, "-m", "s1", "eval", "--model", str(tiny_dir), "--benchmark", "math500", "--limit", "12",
          "--data-dir", str(data_dir), "--max-thinking-tokens", "48,96", "--max-answer-tokens", "8", "--batch-size", "1",
          "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
     )
     deadline = time.time() + 240
     while time.time() < deadline and not ((out / "samples.jsonl").exists() and (out / "samples.jsonl").read_text()):
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be interrupted; the test proves nothing"
     children = descendants(proc.pid)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group, grader worker included
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Interrupted." in stderr and "Traceback" not in stderr, stderr
     deadline = time.time() + 15

@@ -301,3 +301,35 @@ def test_report_puts_runs_side_by_side(tmp_path, tiny, problems_file):
     assert header.endswith("| a | b |")
     assert "cap=8 wait=0 | " in text and "| – |" in text  # b has no cap=8 point
     assert (tmp_path / "both.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_samples_graded_by_an_older_grader_are_graded_again(tmp_path, tiny, problems_file):
+    out = tmp_path / "run"
+    config = EvalConfig(data=str(problems_file), limit=2, max_thinking_tokens=[8], max_answer_tokens=2)
+    run_eval(config, str(out), engine=HFEngine(*tiny), show_progress=False)
+    original = lines(out)
+    stale = [{**r, "grader": 1, "correct": not r["correct"], "reason": "old grader"} for r in original]
+    (out / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale))
+    summary = run_eval(config, str(out), engine=HFEngine(*tiny), show_progress=False)
+    after = lines(out)
+    assert len(after) == 4, "each stale grade is followed by a new one; nothing is generated again"
+    regraded = {r["identity"]: r for r in after[2:]}
+    assert {i: (r["correct"], r["reason"]) for i, r in regraded.items()} == {r["identity"]: (r["correct"], r["reason"]) for r in original}
+    [row] = summary["benchmarks"]["twelve"]["settings"]
+    assert row["accuracy"] == 100.0 * sum(r["correct"] for r in original) / 2
+
+
+def test_partial_settings_are_shown_but_kept_out_of_the_method_metrics(tmp_path, tiny, problems_file):
+    out = tmp_path / "run"
+    engine = HFEngine(*tiny)
+    run_eval(EvalConfig(data=str(problems_file), limit=1, max_thinking_tokens=[8], max_answer_tokens=2), str(out),
+             engine=engine, show_progress=False)
+    summary = run_eval(EvalConfig(data=str(problems_file), limit=2, max_thinking_tokens=[16], max_answer_tokens=2), str(out),
+                       engine=engine, show_progress=False)
+    rows = {r["setting"]: r for r in summary["benchmarks"]["twelve"]["settings"]}
+    assert rows["cap=16 wait=0"]["complete"] and not rows["cap=8 wait=0"]["complete"]
+    assert rows["cap=8 wait=0"]["problems"] == 1
+    method = summary["benchmarks"]["twelve"]["methods"]["budget_forcing"]
+    assert method["scaling_per_1k_tokens"] is None, "one complete setting has no slope"
+    assert method["performance"] == rows["cap=16 wait=0"]["accuracy"]
+    assert "(1 of 2 problems)" in (out / "summary.md").read_text()

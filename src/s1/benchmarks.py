@@ -86,7 +86,16 @@ class Task:
             raise UserError(f"The {where} asks for few-shot examples; s1 evaluates zero-shot, set num_fewshot: 0.")
         if not raw.get("data_file") and not raw.get("dataset_path"):
             raise UserError(f"The {where} needs data_file (a local file) or dataset_path (a hub id).")
+        types = {"task": str, "doc_to_text": str, "doc_to_target": (str, int), "answer_kind": str, "data_file": str,
+                 "dataset_path": str, "dataset_name": str, "test_split": str, "id_field": str, "doc_to_choice": list,
+                 "shuffle_choices": bool, "choice_seed": int, "num_fewshot": int, "description": str}
+        for name, value in raw.items():
+            if value is not None and (not isinstance(value, types[name]) or (isinstance(value, bool) and types[name] is int)):
+                raise UserError(f"The {where} has a {name} of the wrong type ({type(value).__name__}); see the shipped "
+                                "tasks in s1/tasks/ for the form of each field.")
         choices = raw.get("doc_to_choice") or ()
+        if not all(isinstance(c, str) for c in choices):
+            raise UserError(f"The {where} lists doc_to_choice entries that are not text templates.")
         if raw.get("answer_kind") == "choice" and not (isinstance(choices, list) and 2 <= len(choices) <= len(LETTERS)):
             raise UserError(f"The {where} is multiple choice: list 2 to {len(LETTERS)} doc_to_choice templates.")
         return cls(**{**raw, "doc_to_choice": tuple(choices), "source": source})
@@ -130,8 +139,9 @@ def _render(env, template: str, row: dict, extra: dict, what: str, task: str, nu
     names = {k: v for k, v in row.items() if isinstance(k, str) and k.isidentifier()}
     try:
         return env.from_string(template).render(**names, doc=row, **extra)
-    except TemplateError as exc:
-        raise UserError(f"Record {number} of {task}: {what} cannot be rendered ({exc}); check the task's fields.") from None
+    except (TemplateError, RecursionError, TypeError, ValueError) as exc:
+        raise UserError(f"Record {number} of {task}: {what} cannot be rendered ({exc.__class__.__name__}: "
+                        f"{str(exc)[:200]}); check the task's fields.") from None
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -204,6 +214,8 @@ def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
     id_field = task.id_field or next((f for f in _ID_FIELDS if rows and f in rows[0]), None)
     problems, seen = [], set()
     for number, row in enumerate(rows, 1):
+        if task.id_field and task.id_field not in row:
+            raise UserError(f"Record {number} of {task.task} has no id field {task.id_field!r}; name an existing field.")
         pid = str(row.get(id_field, number - 1)) if id_field else str(number - 1)
         if pid in seen:
             raise UserError(f"Record {number} of {task.task} repeats id {pid!r}; ids must be unique (set id_field).")

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import UserError
 
@@ -213,14 +214,14 @@ def eval_command(
         tokens_per_step=tokens_per_step, samples=samples, temperature=temperature, top_p=top_p, seed=seed,
         max_tries=max_tries, batch_size=batch_size, system=system, data=data, data_dir=data_dir,
         question_field=question_field, answer_field=answer_field, id_field=id_field, answer_kind=answer_kind, limit=limit,
-        ids=_names(ids) if ids else None, base_urls=list(base_url) if base_url else None, include_path=include_path,
+        ids=_names(ids) if ids is not None else None, base_urls=list(base_url) if base_url else None, include_path=include_path,
         only_current=only_current,
     )
     if output is None:
         name = Path(data).stem if data else "-".join(Path(b).stem for b in config.benchmarks)
         output = str(Path("runs") / f"{Path(model).name}-{name}")
     run_eval(config, output)
-    out.print((Path(output) / "summary.md").read_text())
+    out.print((Path(output) / "summary.md").read_text(), markup=False)
     err.print(f"Run directory: {output} (samples.jsonl, summary.json, summary.md, scaling.png)", style="cyan")
 
 
@@ -232,7 +233,7 @@ def report(
     """Print several runs' tables side by side and draw them on one plot."""
     from .report import compare
 
-    out.print(compare([str(r) for r in runs], plot))
+    out.print(compare([str(r) for r in runs], plot), markup=False)
     err.print(f"Plot: {plot}", style="cyan")
 
 
@@ -342,7 +343,7 @@ def _click_failure(exc: BaseException) -> int | None:
         ctx = getattr(exc, "ctx", None)
         command = ctx.command_path if ctx is not None else "s1"
         hint = f" Run '{command} --help' for the options." if exc.exit_code == 2 else ""
-        err.print(f"[bold red]Error:[/] {message}{hint}", highlight=False)
+        err.print(f"[bold red]Error:[/] {escape(message)}{escape(hint)}", highlight=False)
         return exc.exit_code
     if hasattr(exc, "exit_code"):  # click.exceptions.Exit / typer.Exit
         return exc.exit_code
@@ -358,7 +359,7 @@ def main() -> None:
         if code == 130:  # typer turns Ctrl-C into a silent exit code 130
             err.print("Interrupted.")
     except UserError as exc:
-        err.print(f"[bold red]Error:[/] {exc}")
+        err.print(f"[bold red]Error:[/] {escape(str(exc))}")
         code = 1
     except KeyboardInterrupt:
         err.print("Interrupted.")

@@ -12,11 +12,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .benchmarks import Problem, file_task, get_task, load_benchmark
-from .engines import Engine, Sampling, load_engine, make_request
+from .engines import ENGINES, Engine, Sampling, load_engine, make_request
 from .errors import UserError
 from .forcing import BudgetForcing
 from .formats import get_format
-from .grading import Grader, normalize_answer
+from .grading import GRADER_VERSION, Grader, normalize_answer
 from .methods import METHODS, Setting, build_settings
 from .metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
 from .rundir import RunDir, identity_hash
@@ -38,7 +38,8 @@ NOTES = [
     "Scaling: mean over all pairs of settings a < b (by mean thinking tokens) of the slope of accuracy, in points per "
     "1,000 thinking tokens and in points per doubling ((f(b)-f(a)) / log2(b/a)), the unit that reproduces the "
     "paper's Table 3. Reference settings (class-conditional `default`) are left out of Scaling and Performance.",
-    "Performance: the best accuracy among the method's settings.",
+    "Performance: the best accuracy among the method's settings. Control, Scaling and Performance use only settings "
+    "with every current problem done; a partial row is marked with its problem count.",
     "maj@k: the most common answer among a problem's first k samples, answers grouped by math-verify equivalence; "
     "pass@k: the unbiased estimator of Chen et al. (2021).",
 ]
@@ -85,7 +86,10 @@ class EvalConfig:
         )
 
     def context(self) -> dict:
-        return {name: getattr(self, name) for name in CONTEXT_FIELDS}
+        """Numbers as floats, so temperature 0 from Python and 0.0 from the command line are one context."""
+        values = {name: getattr(self, name) for name in CONTEXT_FIELDS}
+        values["temperature"], values["top_p"] = float(self.temperature), float(self.top_p)
+        return values
 
     def settings(self) -> list[Setting]:
         """Every setting of the sweep; all run-level values are checked here, before anything is loaded."""
@@ -99,10 +103,16 @@ class EvalConfig:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}.")
         if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
             raise UserError(f"--seed must be between 0 and 2**63-1, got {self.seed}.")
+        if self.ids is not None and not self.ids:
+            raise UserError("--ids names no id; give comma-separated problem ids such as 60,71.")
         if not self.methods:
             raise UserError("--method names no method; choose from " + ", ".join(METHODS) + ".")
         Sampling(temperature=self.temperature, top_p=self.top_p)
         get_format(self.format)
+        if self.engine not in ENGINES:
+            raise UserError(f"Unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}.")
+        if self.engine == "remote" and not self.base_urls:
+            raise UserError("--engine remote needs --base-url URL of an OpenAI-compatible server.")
         for cap in self.max_thinking_tokens:
             BudgetForcing(max_thinking_tokens=cap, min_thinking_tokens=self.min_thinking_tokens)
         for k in self.num_ignore:
@@ -133,8 +143,9 @@ def context_hash(config: EvalConfig) -> str:
 
 
 def sample_identity(context: str, setting: Setting, problem: Problem, sample: int) -> str:
-    """Everything that changes a sample: run context, the setting's full spec, the problem's content, its index."""
-    return identity_hash([context, setting.spec(), problem.content_hash(), sample])
+    """Everything that changes a sample: run context, the setting's full spec, the problem's content and id
+    (its seed derives from the id), the sample index."""
+    return identity_hash([context, setting.spec(), problem.content_hash(), str(problem.id), sample])
 
 
 @dataclass
@@ -198,7 +209,7 @@ class _Recorder:
             record, kind, gold, text = job
             try:
                 grade = self.grader.grade(kind, gold, text)
-                record.update(extracted=grade.extracted, correct=grade.correct, reason=grade.reason)
+                record.update(extracted=grade.extracted, correct=grade.correct, reason=grade.reason, grader=GRADER_VERSION)
                 self.run.append(record)
                 self.on_recorded(record)
             except BaseException as exc:  # handed to the main thread at the next put or at close
@@ -256,7 +267,8 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
                     recorder.close(drain=False)
                     raise
                 recorder.close()
-        summary = summarize(config, settings, benchmarks, run.records(), grader, skipped_lines=run.skipped_lines)
+        records = _regrade(run, grader, run.records())
+        summary = summarize(config, settings, benchmarks, records, grader, skipped_lines=run.skipped_lines)
         write_summary(run, config, summary)
     return summary
 
@@ -295,10 +307,23 @@ def _run_setting(config: EvalConfig, engine: Engine, recorder: _Recorder, contex
                 "finish_reason": completion.finish_reason, "gold": item.problem.answer, "kind": item.problem.kind,
                 "tries": item.tries, "fits": fits, "seconds": round(time.perf_counter() - start, 3),
             }
+            record["answer"] = completion.answer
             recorder.put(record, item.problem.kind, item.problem.answer, completion.answer)
 
         engine.generate(requests, batch_size=config.batch_size, on_completion=on_completion)
         pending = retry
+
+
+def _regrade(run: RunDir, grader: Grader, records: dict[str, dict]) -> dict[str, dict]:
+    """Samples graded by another version of the grader are graded again (cheap next to generating them);
+    the new grade is appended, so the file keeps both."""
+    stale = [r for r in records.values() if r.get("grader") != GRADER_VERSION and "answer" in r and "kind" in r]
+    if stale:
+        grades = grader.grade_many([(r["kind"], r["gold"], r["answer"]) for r in stale])
+        for record, grade in zip(stale, grades):
+            record.update(extracted=grade.extracted, correct=grade.correct, reason=grade.reason, grader=GRADER_VERSION)
+            run.append(record)
+    return records
 
 
 def _setting_order(s: Setting) -> tuple:
@@ -374,7 +399,8 @@ def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str,
         _relative_control(rows)
         methods = {}
         for method in dict.fromkeys(r["method"] for r in rows):
-            mine = [r for r in rows if r["method"] == method]
+            # a setting with problems still missing (an interrupted run, an older --limit) would skew the metrics
+            mine = [r for r in rows if r["method"] == method and r["complete"]]
             points = [(r["mean_thinking_tokens"], r["accuracy"]) for r in mine if not r["reference"]]
             methods[method] = {
                 "control": control([r["in_control"] for r in mine]),

@@ -1,9 +1,9 @@
 """Answer extraction and equivalence: math by math-verify, AIME by integer, GPQA by letter.
 
 Why it is built this way:
-- Equivalence is math-verify's. The only text fallback compares answers with formatting removed but
-  every comma kept (a thousands separator `10,000` is rewritten first; a list `1,2` never becomes `12`),
-  so two different tuples, lists, intervals or numbers are never called equal.
+- Equivalence is math-verify's, guarded by an item count (a list `1,2` is never the number 12, while a
+  thousands separator `10,000` or `\\$1,450,000` is one number). The text fallback compares answers with
+  formatting removed but every comma kept, so it never calls two different tuples or numbers equal.
 - math-verify bounds its work with signal.alarm, which only works on a process's main thread and cannot
   stop a crash; so every check runs in a worker process's main thread, and a worker that hangs past a
   wall-clock limit is killed and replaced. A pathological expression costs one sample a "timeout",
@@ -18,12 +18,15 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import re
+import signal
 import threading
 import time
 from dataclasses import asdict, dataclass
 
 KINDS = ("math", "integer", "choice")
-CHOICE_LETTERS = "ABCD"
+# Stored with every grade; a run directory regrades samples graded by another version.
+GRADER_VERSION = 2
+CHOICE_LETTERS = "ABCDEFGHIJ"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ def last_boxed(text: str) -> str | None:
 _ANSWER_LINE = re.compile(
     r"(?:final\s+answer|answer)\s*(?:is\s*)?[:：]\s*(.+)|\banswer\s+is\s+(.+)", re.IGNORECASE
 )
+_ANSWER_PHRASE = re.compile(r"^\W*(?:the\s+)?(?:final\s+)?answer\W*(?:is)?\s*[:：]?\W*$", re.IGNORECASE)
 # A bare last line is taken as the answer only when it is short (a value, not a sentence of reasoning).
 _BARE_LINE_MAX = 40
 
@@ -83,7 +87,7 @@ def extract(text: str) -> tuple[str | None, str]:
             return value, "last 'Answer:' line"
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if lines:
-        value = _answer_value(lines[-1])
+        value = _answer_value(_ANSWER_PHRASE.sub("", lines[-1]))
         if value and len(value) <= _BARE_LINE_MAX:
             return value, "bare last line"
     return None, "no \\boxed{}, no 'Answer:' line and no short last line"
@@ -107,6 +111,7 @@ def _clean(value: str) -> str:
 
 # -------------------------------------------------------------------------------------- equivalence
 
+_UNITS = re.compile(r"\\(?:text|mathrm|textbf|mbox)\{[^{}]*\}|\\?\$|\\?%")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
@@ -117,11 +122,14 @@ def normalize_answer(value: str) -> str:
     So `1,2`, `(1,2)` and `12` stay three different strings.
     """
     value = _clean(value)
+    if _THOUSANDS.fullmatch(re.sub(r"\s+", "", _UNITS.sub("", value))):  # `\$1,450,000`, `10,000\%`
+        value = value.replace(",", "")
     value = re.sub(r"\\(?:text|mathrm|textbf|mbox|operatorname)\{([^{}]*)\}", r"\1", value)
     value = value.replace("{,}", ",").replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", "")
     value = re.sub(r"\\(?:left|right)(?![A-Za-z])", "", value)
     value = re.sub(r"\\[dt]frac", r"\\frac", value)
     value = re.sub(r"\^\{?\\circ\}?|°", "", value)
+    value = re.sub(r"(?<=\d)\s+(?=\d)", "|", value)  # `1 2` is not 12
     value = re.sub(r"\s+", "", value)
     if _THOUSANDS.fullmatch(value):
         value = value.replace(",", "")
@@ -145,18 +153,37 @@ def _math_equal(gold: str, answer: str) -> tuple[bool, str]:
 
 
 def _same_shape(gold: str, answer: str) -> bool:
-    """False when one side is a list/tuple (a comma that is no thousands separator) and the other is not
-    or has another length: math-verify reads `1,2` as 12 in some contexts, which must not count."""
-    def items(v: str) -> int:
-        v = normalize_answer(v)
-        depth, count = 0, 1
-        for ch in v:
-            depth += ch in "([{"
-            depth -= ch in ")]}"
-            count += ch == "," and depth <= 1
-        return count
+    """False when the two sides hold a different number of items (a comma that is no thousands separator
+    makes a list): math-verify reads `1,2` as 12 in some contexts, which must not count."""
+    return _item_count(gold) == _item_count(answer)
 
-    return items(gold) == items(answer)
+
+
+def _item_count(value: str) -> int:
+    """Items in an answer: a bare list or one wrapped in a single bracket pair counts its top-level commas;
+    currency, percent signs and text units are ignored, and `1,450,000` is one number."""
+    core = normalize_answer(_UNITS.sub("", value)).replace("\\{", "{").replace("\\}", "}")
+    if _THOUSANDS.fullmatch(core):
+        return 1
+    if core[:1] in "([{" and _closing(core, 0) == len(core) - 1:
+        core = core[1:-1]
+    depth, count = 0, 1
+    for ch in core:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        count += ch == "," and depth == 0
+    return count
+
+
+def _closing(text: str, start: int) -> int:
+    """Index of the bracket closing the one at `start` (any of ([{ against any of )]}, as intervals mix them)."""
+    depth = 0
+    for i in range(start, len(text)):
+        depth += text[i] in "([{"
+        depth -= text[i] in ")]}"
+        if depth == 0:
+            return i
+    return -1
 
 
 def _integer_value(value: str) -> int | None:
@@ -166,32 +193,43 @@ def _integer_value(value: str) -> int | None:
 
 # --------------------------------------------------------------------------------- multiple choice
 
-_CHOICE_PATTERNS = [
-    # \boxed{B}, \boxed{(B)}, \boxed{\text{B}}
-    re.compile(r"\\boxed\s*\{\s*(?:\\text(?:bf)?\s*\{)?\s*\(?([A-D])\)?\s*\}?\s*\}"),
-    # **B**, **(B)**, **B)**
-    re.compile(r"\*\*\s*\(?([A-D])\)?\s*\*\*"),
-    # answer: B / the answer is (B) / option B / choice: C / correct option is B / answer is option D
-    re.compile(r"(?i:answer|option|choice)\s*(?i:is)?\s*[:：]?\s*(?i:option|choice)?\s*\(?([A-D])\)?(?![A-Za-z0-9])"),
-    # B is correct / (B) is the right answer
-    re.compile(r"(?<![A-Za-z])\(?([A-D])\)?\s+(?i:is)\s+(?i:the\s+)?(?i:correct|right|best|answer)"),
-    # a line holding only the letter: "B", "(B)", "B.", "B)"
-    re.compile(r"(?m)^\s*\(?([A-D])[\).:]?\s*$"),
-]
+_WRAPPED = r"(?:\$|\\\(|\\\[)?\s*(?:\\(?:text|textbf|mathrm|mathbf)\s*\{)?\s*\(?([{L}])\)?"
 
 
-def choice_letter(text: str) -> str | None:
-    """The letter the text commits to; of all the phrasings found, the last one in the text wins."""
-    found = [(m.start(1), m.group(1)) for p in _CHOICE_PATTERNS for m in p.finditer(text)]
-    return max(found)[1] if found else None
+def _choice_patterns(letters: str) -> list[list[re.Pattern]]:
+    """Phrasings that commit to a letter, strongest first: a boxed letter or an explicit answer statement,
+    then looser mentions (`option B`, `B is correct`, `**B**`, a line holding only the letter)."""
+    L = f"A-{letters[-1]}"
+    letter = _WRAPPED.replace("{L}", L)
+    explicit = [
+        re.compile(r"\\boxed\s*\{\s*" + letter),
+        re.compile(r"(?i:answer)\s*(?i:is)?\s*[:：]?\s*(?i:option|choice)?\s*" + letter + r"(?![A-Za-z0-9])"),
+    ]
+    loose = [
+        re.compile(r"\*\*\s*\(?([" + L + r"])\)?\s*\*\*"),
+        re.compile(r"(?i:option|choice)\s*(?i:is)?\s*[:：]?\s*" + letter + r"(?![A-Za-z0-9])"),
+        re.compile(r"(?<![A-Za-z])\(?([" + L + r"])\)?\s+(?i:is)\s+(?i:the\s+)?(?i:correct|right|best|answer)"),
+        re.compile(r"(?m)^\s*\(?([" + L + r"])[\).:]?\s*$"),
+    ]
+    return [explicit, loose]
+
+
+def choice_letter(text: str, last_letter: str = "D") -> str | None:
+    """The letter the text commits to: of the strongest kind of phrasing found, the last one in the text.
+    Letters run from A to `last_letter` (the choices a task offers)."""
+    for patterns in _choice_patterns(CHOICE_LETTERS[: max(4, CHOICE_LETTERS.index(last_letter) + 1)]):
+        found = [(m.start(1), m.group(1)) for p in patterns for m in p.finditer(text)]
+        if found:
+            return max(found)[1]
+    return None
 
 
 # ------------------------------------------------------------------------------------------ grading
 
 def _grade(kind: str, gold: str, text: str) -> Grade:
     if kind == "choice":
-        letter = choice_letter(text)
         want = gold.strip().upper()
+        letter = choice_letter(text, want if want in CHOICE_LETTERS else "D")
         if letter is None:
             return Grade(None, False, "no choice letter found")
         return Grade(letter, letter == want, f"chose {letter}, correct is {want}")
@@ -252,7 +290,11 @@ def _grade_batch(items: list[tuple[str, str, str]]) -> list[dict]:
 
 
 def _watch_parent(parent: int) -> None:
-    """Runs in each worker: exit as soon as the process that started it is gone (SIGKILL included)."""
+    """Runs in each worker: exit as soon as the process that started it is gone (SIGKILL included).
+
+    Ctrl-C reaches the whole process group; the parent handles it and kills the worker, so the worker
+    ignores SIGINT instead of printing a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -328,5 +370,12 @@ class Grader:
                     max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_watch_parent, initargs=(os.getpid(),),
                 )
-            future = self._pool.submit(fn, *args)
-        return future.result(timeout=timeout)
+                try:  # a worker that cannot even start is a setup error, not a sample graded wrong
+                    self._pool.submit(int).result(timeout=300)
+                except cf.process.BrokenProcessPool:
+                    self._kill()
+                    raise RuntimeError(
+                        "The grading worker could not start. A script that uses s1's grader must run its code under "
+                        "`if __name__ == \"__main__\":` (workers are spawned and import the script again)."
+                    ) from None
+            return self._pool.submit(fn, *args).result(timeout=timeout)

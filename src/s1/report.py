@@ -17,7 +17,13 @@ def load_summary(run: str) -> dict:
         raise UserError(f"{run} has no summary.json; point s1 report at a directory written by s1 eval.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise UserError(f"{path} cannot be read as JSON; re-run s1 eval on {run} to rewrite the summary.") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("benchmarks"), dict):
+    benchmarks = summary.get("benchmarks") if isinstance(summary, dict) else None
+    fields = {"method", "setting", "accuracy", "mean_thinking_tokens"}
+    if not isinstance(benchmarks, dict) or not all(
+        isinstance(b, dict) and isinstance(b.get("settings"), list) and isinstance(b.get("methods"), dict)
+        and all(isinstance(r, dict) and fields <= set(r) for r in b["settings"])
+        for b in benchmarks.values()
+    ):
         raise UserError(f"{path} is not an s1 eval summary; re-run s1 eval on {run} to rewrite it.")
     return summary
 
