@@ -116,7 +116,7 @@ BAD_INPUTS = {
     "tokens per step 0": (["eval", "--method", "step_conditional", "--max-thinking-tokens", "100", "--tokens-per-step", "0"], 1,
                           "--tokens-per-step must be at least 1"),
     "huge seed (generate)": (["generate", "--seed", str(2**64), "Q"], 1, "seed must be a whole number from 0"),
-    "huge seed (eval)": (["eval", "--seed", str(2**64)], 1, "--seed must be between 0"),
+    "huge seed (eval)": (["eval", "--seed", str(2**64)], 1, "seed must be a whole number from 0"),
     "empty question": (["generate", ""], 1, "question is empty"),
     "answer kind": (["eval", "--answer-kind", "essay"], 1, "--answer-kind must be"),
     "negative batch": (["eval", "--batch-size", "0"], 1, "--batch-size must be at least 1"),

@@ -18,7 +18,7 @@ import json
 import os
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import UserError
@@ -323,7 +323,12 @@ def file_task(data: str | Path, question_field: str | None, answer_field: str | 
     return task, [{**r, "__question": r[q], "__answer": r[a]} for r in rows]
 
 
-def load_benchmark(
+def load_benchmark(*args, **kwargs) -> list[Problem]:
+    """Problems of a named benchmark (or task file), or of `data` (any JSONL/CSV/JSON/Parquet) when given."""
+    return benchmark_problems(*args, **kwargs)[1]
+
+
+def benchmark_problems(
     name: str | None = None,
     data_dir: str | Path | None = None,
     data: str | Path | None = None,
@@ -334,8 +339,8 @@ def load_benchmark(
     limit: int | None = None,
     ids: list[str] | None = None,
     include_path: str | Path | None = None,
-) -> list[Problem]:
-    """Problems of a named benchmark (or task file), or of `data` (any JSONL/CSV/JSON/Parquet) when given."""
+) -> tuple[str, list[Problem]]:
+    """(task name, problems), each task file and data file read once; see `load_benchmark`."""
     if answer_kind is not None and answer_kind not in KINDS:
         raise UserError(f"--answer-kind must be math, integer or choice, got {answer_kind!r}.")
     if limit is not None and limit < 1:
@@ -348,7 +353,7 @@ def load_benchmark(
         if answer_kind is not None and answer_kind != task.answer_kind:
             if "choice" in (answer_kind, task.answer_kind):
                 raise UserError(f"{task.task} is graded as {task.answer_kind}; --answer-kind {answer_kind} cannot change that.")
-            task = Task(**{**task.__dict__, "answer_kind": answer_kind})
+            task = replace(task, answer_kind=answer_kind)
         problems = problems_of(task, _task_rows(task, data_dir))
     if ids:
         wanted = set(ids)
@@ -360,4 +365,4 @@ def load_benchmark(
         problems = problems[:limit]
     if not problems:
         raise UserError("The benchmark holds no problems.")
-    return problems
+    return task.task, problems

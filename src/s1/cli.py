@@ -318,6 +318,11 @@ def _quiet_libraries() -> None:
         pass
 
 
+def _error(message: str) -> None:
+    """The one line a failed command prints; user text is escaped, so `[/]` in a value cannot break it."""
+    err.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
+
+
 class Terminated(BaseException):
     """SIGTERM, turned into an exception so that `finally` blocks stop workers and release locks."""
 
@@ -336,14 +341,14 @@ def _click_failure(exc: BaseException) -> int | None:
         return 130
     if kind == "NoArgsIsHelpError" or (kind == "UsageError" and "Missing command" in str(exc)):
         # typer has printed the help already
-        err.print("[bold red]Error:[/] No command given; run one of the commands above, e.g. s1 generate \"What is 7*8?\".")
+        _error('No command given; run one of the commands above, e.g. s1 generate "What is 7*8?".')
         return 2
     if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
         message = " ".join(exc.format_message().split()).rstrip(".") + "."
         ctx = getattr(exc, "ctx", None)
         command = ctx.command_path if ctx is not None else "s1"
         hint = f" Run '{command} --help' for the options." if exc.exit_code == 2 else ""
-        err.print(f"[bold red]Error:[/] {escape(message)}{escape(hint)}", highlight=False)
+        _error(message + hint)
         return exc.exit_code
     if hasattr(exc, "exit_code"):  # click.exceptions.Exit / typer.Exit
         return exc.exit_code
@@ -359,7 +364,7 @@ def main() -> None:
         if code == 130:  # typer turns Ctrl-C into a silent exit code 130
             err.print("Interrupted.")
     except UserError as exc:
-        err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+        _error(str(exc))
         code = 1
     except KeyboardInterrupt:
         err.print("Interrupted.")

@@ -11,12 +11,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from .benchmarks import Problem, file_task, get_task, load_benchmark
+from .benchmarks import Problem, benchmark_problems
 from .engines import ENGINES, Engine, Sampling, load_engine, make_request
+from .engines.base import SEED_LIMIT
 from .errors import UserError
 from .forcing import BudgetForcing
 from .formats import get_format
-from .grading import GRADER_VERSION, Grader, normalize_answer
+from .grading import GRADER_VERSION, Grader, text_classes
 from .methods import METHODS, Setting, build_settings
 from .metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
 from .rundir import RunDir, identity_hash
@@ -26,7 +27,6 @@ from .rundir import RunDir, identity_hash
 # the directory whose samples share this context.
 CONTEXT_FIELDS = ("model", "engine", "format", "system", "temperature", "top_p", "seed",
                   "min_thinking_tokens", "extensions", "answer_prefix", "max_answer_tokens")
-SEED_LIMIT = 2**63
 
 NOTES = [
     "accuracy: % of samples graded correct. 95% interval: percentile bootstrap over problems (2,000 resamples, "
@@ -101,13 +101,11 @@ class EvalConfig:
             raise UserError(f"--max-tries must be at least 1, got {self.max_tries}.")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}.")
-        if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
-            raise UserError(f"--seed must be between 0 and 2**63-1, got {self.seed}.")
         if self.ids is not None and not self.ids:
             raise UserError("--ids names no id; give comma-separated problem ids such as 60,71.")
         if not self.methods:
             raise UserError("--method names no method; choose from " + ", ".join(METHODS) + ".")
-        Sampling(temperature=self.temperature, top_p=self.top_p)
+        Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
         get_format(self.format)
         if self.engine not in ENGINES:
             raise UserError(f"Unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}.")
@@ -124,18 +122,14 @@ class EvalConfig:
 
     def load_benchmarks(self) -> dict[str, list[Problem]]:
         """Benchmark name -> its problems (validated: a bad file or field fails here, before any model loads)."""
+        common = dict(answer_kind=self.answer_kind, limit=self.limit, ids=self.ids)
         if self.data:
-            name = file_task(self.data, self.question_field, self.answer_field, self.id_field, self.answer_kind)[0].task
-            return {name: load_benchmark(data=self.data, question_field=self.question_field, answer_field=self.answer_field,
-                                         id_field=self.id_field, answer_kind=self.answer_kind, limit=self.limit, ids=self.ids)}
+            return dict([benchmark_problems(data=self.data, question_field=self.question_field, answer_field=self.answer_field,
+                                            id_field=self.id_field, **common)])
         if not self.benchmarks:
             raise UserError("--benchmark names no benchmark; pass one such as aime24, or --data FILE.")
-        out = {}
-        for name in self.benchmarks:
-            task = get_task(name, self.include_path)
-            out[task.task] = load_benchmark(name, data_dir=self.data_dir, answer_kind=self.answer_kind, limit=self.limit,
-                                            ids=self.ids, include_path=self.include_path)
-        return out
+        return dict(benchmark_problems(name, data_dir=self.data_dir, include_path=self.include_path, **common)
+                    for name in self.benchmarks)
 
 
 def context_hash(config: EvalConfig) -> str:
@@ -306,8 +300,8 @@ def _run_setting(config: EvalConfig, engine: Engine, recorder: _Recorder, contex
                 "extensions_used": completion.extensions_used, "capped": completion.capped,
                 "finish_reason": completion.finish_reason, "gold": item.problem.answer, "kind": item.problem.kind,
                 "tries": item.tries, "fits": fits, "seconds": round(time.perf_counter() - start, 3),
+                "answer": completion.answer,
             }
-            record["answer"] = completion.answer
             recorder.put(record, item.problem.kind, item.problem.answer, completion.answer)
 
         engine.generate(requests, batch_size=config.batch_size, on_completion=on_completion)
@@ -332,11 +326,10 @@ def _setting_order(s: Setting) -> tuple:
             float("inf") if cap is None else cap, s.forcing.num_ignore, s.label)
 
 
-def _all_settings(config: EvalConfig, settings: list[Setting], name: str, records: dict) -> list[Setting]:
+def _all_settings(config: EvalConfig, context: str, settings: list[Setting], name: str, records: dict) -> list[Setting]:
     """This invocation's settings, then every other setting in the directory run in the same context."""
     if config.only_current:
         return list(settings)
-    context = context_hash(config)
     known = {(s.method, s.label) for s in settings}
     extra: dict[tuple, Setting] = {}
     for r in records.values():
@@ -350,10 +343,7 @@ def _all_settings(config: EvalConfig, settings: list[Setting], name: str, record
 
 def _voting(grader: Grader | None, kind: str, samples: list[dict]) -> list[int | None]:
     answers = [r.get("extracted") for r in samples]
-    if grader is not None:
-        return grader.classes(kind, answers)
-    keys = [normalize_answer(a) if a else None for a in answers]
-    return [None if k is None else keys.index(k) for k in keys]
+    return grader.classes(kind, answers) if grader is not None else text_classes(answers)
 
 
 def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str, list[Problem]], records: dict,
@@ -365,7 +355,7 @@ def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str,
     used = 0
     for name, problems in benchmarks.items():
         rows = []
-        for s in _all_settings(config, settings, name, records):
+        for s in _all_settings(config, context, settings, name, records):
             per_problem = []
             for p in problems:
                 samples = [records.get(sample_identity(context, s, p, k)) for k in range(config.samples)]

@@ -158,7 +158,6 @@ def _same_shape(gold: str, answer: str) -> bool:
     return _item_count(gold) == _item_count(answer)
 
 
-
 def _item_count(value: str) -> int:
     """Items in an answer: a bare list or one wrapped in a single bracket pair counts its top-level commas;
     currency, percent signs and text units are ignored, and `1,450,000` is one number."""
@@ -279,6 +278,12 @@ def _classes(kind: str, answers: list[str | None]) -> list[int | None]:
     return out
 
 
+def text_classes(answers: list[str | None]) -> list[int | None]:
+    """Classes by normalized text: the fallback when equivalence cannot be computed."""
+    keys = [normalize_answer(a) if a else None for a in answers]
+    return [None if k is None else keys.index(k) for k in keys]
+
+
 def _grade_batch(items: list[tuple[str, str, str]]) -> list[dict]:
     out = []
     for kind, gold, text in items:
@@ -360,8 +365,7 @@ class Grader:
             return self._run(_classes, kind, answers, timeout=self.timeout * max(1, len(answers)))
         except (cf.TimeoutError, cf.process.BrokenProcessPool):
             self._kill()
-        keys = [normalize_answer(a) if a else None for a in answers]
-        return [None if k is None else keys.index(k) for k in keys]
+        return text_classes(answers)
 
     def _run(self, fn, *args, timeout: float):
         with self._lock:

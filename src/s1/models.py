@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import tempfile
-import re
 from dataclasses import dataclass
 from pathlib import Path
 

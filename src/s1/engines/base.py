@@ -14,6 +14,10 @@ from ..forcing import BudgetForcing, ForcingState
 from ..formats import FormatTokens, ThinkingFormat, encode, render_prompt
 
 
+SEED_LIMIT = 2**63
+"""Seeds run from 0 to 2**63-1: what every engine's generator accepts."""
+
+
 @dataclass(frozen=True)
 class Sampling:
     """temperature 0 is greedy decoding, as s1 evaluates."""
@@ -28,7 +32,7 @@ class Sampling:
             raise UserError(f"temperature must be zero (greedy) or a positive number, got {t!r}.")
         if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1:
             raise UserError(f"top_p must be in (0, 1], got {p!r}.")
-        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63):
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < SEED_LIMIT):
             raise UserError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed!r}.")
 
     @property
