@@ -81,3 +81,38 @@ def test_completion_splits_thinking_from_answer(embedded):
     assert "<|im_start|>answer" not in c.thinking
     assert len(c.output_token_ids) >= c.thinking_tokens + c.answer_tokens
     assert c.prompt.endswith("<|im_start|>assistant\n<|im_start|>think")
+
+
+def test_a_request_that_breaks_the_shared_step_fails_alone(tiny):
+    """Past the server's validation, an exception in one request's prefill or sampling fails that request
+    only: the others in the same batch finish with exactly the tokens they get alone."""
+    from dataclasses import replace as dc_replace
+
+    from s1 import BudgetForcing, Sampling
+    from s1.engines.base import prepare
+    from s1.engines.hf import HFEngine
+    from s1.formats import render_prompt
+
+    engine = HFEngine(*tiny)
+    forcing = BudgetForcing(max_thinking_tokens=12, max_answer_tokens=4)
+
+    def request(q, sampling=Sampling()):
+        prompt = render_prompt(engine.tokenizer, q, engine.fmt)
+        return prepare(engine.tokenizer, engine.format_tokens, engine.context_length, prompt, forcing, sampling)
+
+    good = [request(f"question {i}") for i in range(3)]
+    out_of_vocab = dc_replace(good[0], prompt_token_ids=good[0].prompt_token_ids + [10**7])
+    nan_sampling = Sampling(temperature=1.0, seed=1)
+    object.__setattr__(nan_sampling, "temperature", float("nan"))  # what no validated request can carry
+    bad_draw = request("question x", nan_sampling)
+    loop = engine.loop(max_batch=8)
+    for i, r in enumerate([good[0], out_of_vocab, good[1], bad_draw, good[2]]):
+        loop.add(i, r)
+    finished = {}
+    while loop.busy:
+        for i, _, state, _ in loop.step():
+            finished[i] = state.output
+    failed = {i for i, _ in loop.failed}
+    assert failed == {1, 3}
+    alone = engine.generate(good)
+    assert [finished[0], finished[2], finished[4]] == [c.output_token_ids for c in alone]

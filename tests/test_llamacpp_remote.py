@@ -14,8 +14,10 @@ import pytest
 from s1 import S1, BudgetForcing, generate
 from s1.engines.llamacpp import LlamaCppEngine
 from s1.engines.remote import RemoteEngine
+from s1.errors import UserError
 from s1.models import embedded_gguf
 
+from .test_remote import Proxy
 from .test_serve import free_port, start_server
 
 QUESTIONS = ["What is 7*8?", "Name three primes.", "Why is the sea salty?"]
@@ -85,11 +87,22 @@ def test_llamacpp_engine_applies_the_same_semantics(llamacpp):
     assert c.answer.startswith("Final Answer:")
 
 
-def test_requests_are_retried_on_another_server(llama_server):
+def test_servers_down_at_load_are_named_and_failing_ones_hand_over(llama_server):
     dead = f"http://127.0.0.1:{free_port()}"
-    engine = RemoteEngine.load("smollm2", [dead, llama_server])
-    results = generate(QUESTIONS * 2, engine, SETTINGS["cap only"][1])
-    assert len(results) == 6 and all(r.thinking_tokens <= 24 for r in results)
+    with pytest.raises(UserError, match=f"Cannot reach the server at {dead}"):
+        RemoteEngine.load("smollm2", [dead, llama_server])
+    flaky = Proxy(llama_server)
+    try:
+        engine = RemoteEngine.load("smollm2", [flaky.url, llama_server], retries=1, backoff=0.01)
+        assert engine.backend.modes == {flaky.base: "text", llama_server: "text"}  # llama.cpp takes no token ids
+        flaky.reset()
+        flaky.fail_always = 503
+        results = generate(QUESTIONS * 2, engine, SETTINGS["cap only"][1])
+        assert len(results) == 6 and all(r.thinking_tokens <= 24 for r in results)
+        assert flaky.completions == 3 * 2  # the three sequences placed there tried twice each, then moved for good
+        assert engine.backend.modes == {flaky.base: "text", llama_server: "text"}
+    finally:
+        flaky.close()
 
 
 def test_serve_as_a_budget_forcing_proxy(llama_server):

@@ -57,7 +57,7 @@ def server(tiny_dir):
 
 def client_settings(i: int) -> dict:
     return {"max_thinking_tokens": 10 + 3 * i, "num_ignore": i % 3, "min_thinking_tokens": (i % 4) * 2,
-            "max_tokens": 3 + i % 5, "extensions": ["Wait", "Hmm"] if i % 2 else "Wait"}
+            "max_answer_tokens": 3 + i % 5, "extensions": ["Wait", "Hmm"] if i % 2 else "Wait"}
 
 
 def reference(engine: HFEngine, question: str, s: dict):
@@ -65,31 +65,36 @@ def reference(engine: HFEngine, question: str, s: dict):
     ext = s["extensions"]
     forcing = BudgetForcing(max_thinking_tokens=s["max_thinking_tokens"], min_thinking_tokens=s["min_thinking_tokens"],
                             num_ignore=s["num_ignore"], extensions=tuple([ext] if isinstance(ext, str) else ext),
-                            max_answer_tokens=s["max_tokens"])
+                            max_answer_tokens=s["max_answer_tokens"])
     prompt = render_messages(engine.tokenizer, [{"role": "user", "content": question}], engine.fmt)
     return engine.generate([prepare(engine.tokenizer, engine.format_tokens, engine.context_length, prompt, forcing, Sampling())])[0]
 
 
 def chat(base: str, question: str, settings: dict, stream: bool) -> dict:
     body = {"model": "tiny", "messages": [{"role": "user", "content": question}], "stream": stream, **settings}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
     if not stream:
         r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
         r.raise_for_status()
         data = r.json()
         return {"thinking": data["choices"][0]["message"]["reasoning_content"], "answer": data["choices"][0]["message"]["content"],
                 "usage": data["usage"], "s1": data["s1"]}
-    thinking, answer, last = "", "", None
+    thinking, answer, chunks = "", "", []
     with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=300) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
-            chunk = json.loads(line[6:])
-            delta = chunk["choices"][0]["delta"]
-            thinking += delta.get("reasoning_content", "")
-            answer += delta.get("content") or ""
-            last = chunk
-    return {"thinking": thinking, "answer": answer, "usage": last["usage"], "s1": last["s1"]}
+            chunks.append(json.loads(line[6:]))
+    *choice_chunks, usage_chunk = chunks
+    # OpenAI's include_usage: usage is null on every chunk but a last one whose choices are empty
+    assert usage_chunk["choices"] == [] and all(c["usage"] is None for c in choice_chunks)
+    for chunk in choice_chunks:
+        delta = chunk["choices"][0]["delta"]
+        thinking += delta.get("reasoning_content", "")
+        answer += delta.get("content") or ""
+    return {"thinking": thinking, "answer": answer, "usage": usage_chunk["usage"], "s1": choice_chunks[-1]["s1"]}
 
 
 def test_32_concurrent_clients_each_get_their_own_settings(server, tiny):
@@ -128,7 +133,7 @@ def test_32_concurrent_clients_each_get_their_own_settings(server, tiny):
         assert got["s1"]["thinking_tokens"] == want.thinking_tokens <= s["max_thinking_tokens"]
         assert got["usage"]["completion_tokens_details"]["reasoning_tokens"] == want.thinking_tokens
         assert (got["thinking"], got["answer"]) == (want.thinking, want.answer), f"client {i} got another's text"
-        assert got["s1"]["answer_tokens"] <= s["max_tokens"]
+        assert got["s1"]["answer_tokens"] <= s["max_answer_tokens"]
         if not got["s1"]["capped"]:
             assert got["s1"]["thinking_tokens"] >= s["min_thinking_tokens"]
     assert time.time() - start < 600
@@ -137,7 +142,7 @@ def test_32_concurrent_clients_each_get_their_own_settings(server, tiny):
 @pytest.mark.parametrize(
     "body, words",
     [
-        ('{"messages": [{"role": "user", "content": "hi"}], "max_thinking_tokens": -1}', "max_thinking_tokens must be a positive"),
+        ('{"messages": [{"role": "user", "content": "hi"}], "max_thinking_tokens": -1}', "max_thinking_tokens: Input should be greater than or equal to 0"),
         ('{"messages": [{"role": "user", "content": "hi"}], "max_thinking_tokens": 4, "min_thinking_tokens": 9}', "larger than"),
         ('{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}', "is not served here"),
         ('{"messages": [{"role": "user", "content": "hi"}', "not valid JSON"),

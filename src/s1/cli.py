@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +18,10 @@ from .errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="s1: budget forcing and test-time scaling for reasoning models.")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+RemoteMode = Literal["auto", "ids", "text"]
+REMOTE_MODE_HELP = "--engine remote: ids (token ids: vLLM, s1 serve), text (llama.cpp's server) or auto (ask each server once)."
 
 
 @app.callback()
@@ -92,6 +96,7 @@ def generate(
     format: Annotated[str, typer.Option("--format", help="Thinking format: s1 or r1.")] = "s1",
     engine: Annotated[str, typer.Option(help="hf (in-flight forcing), llamacpp (GGUF, CPU), reprefill (s1's loop) or remote.")] = "hf",
     base_url: Annotated[Optional[list[str]], typer.Option(help="OpenAI-compatible server(s) for --engine remote; repeat for several.")] = None,
+    remote_mode: Annotated[RemoteMode, typer.Option(help=REMOTE_MODE_HELP)] = "auto",
     max_thinking_tokens: Annotated[Optional[int], typer.Option(help="Cap on thinking tokens.")] = None,
     min_thinking_tokens: Annotated[int, typer.Option(help="Replace every end of thinking before this many tokens.")] = 0,
     num_ignore: Annotated[int, typer.Option(help="Ignore the first K ends of thinking (s1's Wait count).")] = 0,
@@ -132,7 +137,7 @@ def generate(
     )
     sampling = Sampling(temperature=temperature, top_p=top_p, seed=seed)
     get_format(format)
-    eng = load_engine(model, engine, format, device=device, dtype=dtype, base_urls=base_url)
+    eng = load_engine(model, engine, format, device=device, dtype=dtype, base_urls=base_url, remote_mode=remote_mode)
     requests = [make_request(eng.tokenizer, eng.format_tokens, eng.context_length, q, forcing, sampling, system) for q in questions]
     stream = not as_json and len(requests) == 1
     on_token = _Streamer(eng.tokenizer, eng.format_tokens) if stream else None
@@ -174,6 +179,7 @@ def eval_command(
     format: Annotated[str, typer.Option("--format", help="Thinking format: s1 or r1.")] = "s1",
     engine: Annotated[str, typer.Option(help="hf (in-flight forcing), llamacpp, reprefill or remote.")] = "hf",
     base_url: Annotated[Optional[list[str]], typer.Option(help="OpenAI-compatible server(s) for --engine remote; repeat for several.")] = None,
+    remote_mode: Annotated[RemoteMode, typer.Option(help=REMOTE_MODE_HELP)] = "auto",
     data: Annotated[Optional[str], typer.Option(help="Any JSONL/CSV/JSON file of problems instead of a named benchmark.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(envvar="S1_DATA_DIR", help="Folder with the benchmarks' data files (aime24_nofigures.jsonl, math500.jsonl, gpqa_diamond.csv ...; else the hub).")] = None,
     include_path: Annotated[Optional[str], typer.Option(help="Folder of your own task files (*.yaml), added to the shipped benchmarks.")] = None,
@@ -215,6 +221,7 @@ def eval_command(
         max_tries=max_tries, batch_size=batch_size, system=system, data=data, data_dir=data_dir,
         question_field=question_field, answer_field=answer_field, id_field=id_field, answer_kind=answer_kind, limit=limit,
         ids=_names(ids) if ids is not None else None, base_urls=list(base_url) if base_url else None, include_path=include_path,
+        remote_mode=remote_mode,
         only_current=only_current,
     )
     if output is None:
@@ -290,21 +297,59 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     batch_size: Annotated[int, typer.Option(help="Sequences decoded together (hf); concurrent requests (llamacpp: 1, remote: this).")] = 16,
     served_model_name: Annotated[Optional[str], typer.Option(help="Name clients use in 'model' (default: --model).")] = None,
-    max_answer_tokens: Annotated[int, typer.Option(help="Default answer budget when a request sets no max_tokens.")] = 1024,
+    max_answer_tokens: Annotated[int, typer.Option(help="Default answer budget (tokens after thinking) for requests that set no max_answer_tokens.")] = 1024,
+    max_thinking_tokens: Annotated[Optional[int], typer.Option(help="Default thinking cap for requests that set none (0: no thinking).")] = None,
+    num_ignore: Annotated[int, typer.Option(help="Default number of ignored ends of thinking for requests that set none.")] = 0,
+    extension: Annotated[Optional[list[str]], typer.Option(help="Default extension(s) for requests that set none; repeat to rotate.")] = None,
+    answer_prefix: Annotated[str, typer.Option(help="Default text written after a forced end of thinking.")] = "Final Answer:",
+    reasoning_effort_caps: Annotated[str, typer.Option(help="Thinking caps that reasoning_effort low/medium/high map to.")] = "low=512,medium=2048,high=8192",
     temperature: Annotated[float, typer.Option(help="Default temperature when a request sets none.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
 ) -> None:
-    """Serve an OpenAI-compatible API whose requests take budget-forcing fields."""
+    """Serve the OpenAI API (as vLLM does) with budget-forcing fields in each request."""
+    import logging
+
     import uvicorn
 
+    from .forcing import BudgetForcing
+    from .protocol import Defaults
     from .serving import build_service
 
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be from 1 to 65535, got {port}.")
+    caps = _effort_caps(reasoning_effort_caps)
+    # Validated here, before the model loads, by the one class that checks forcing settings.
+    checked = BudgetForcing(max_thinking_tokens=max_thinking_tokens, num_ignore=num_ignore,
+                            extensions=tuple(extension or ("Wait",)), answer_prefix=answer_prefix,
+                            max_answer_tokens=max_answer_tokens)
+    from .engines.base import Sampling
+
+    Sampling(temperature=temperature)
     if upstream:
         engine = "remote"
-    app_ = build_service(model, engine, format, upstream or [], upstream_model, batch_size, served_model_name,
-                         max_answer_tokens, temperature, device)
+    defaults = Defaults(max_answer_tokens=max_answer_tokens, temperature=temperature, answer_prefix=answer_prefix,
+                        max_thinking_tokens=max_thinking_tokens, num_ignore=num_ignore, extensions=checked.extensions,
+                        reasoning_effort_caps=caps)
+    app_ = build_service(model, engine, format, upstream or [], upstream_model, batch_size, served_model_name, defaults, device)
+    logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.WARNING)
+    logging.getLogger("s1.serve").setLevel(logging.INFO)
     err.print(f"s1 serve: {served_model_name or model} ({engine}) on http://{host}:{port}/v1", style="cyan")
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    # Open streams must not hold a SIGTERM up: give them a few seconds, then close them.
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+
+
+def _effort_caps(text: str) -> dict[str, int]:
+    caps = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in ("minimal", "low", "medium", "high", "xhigh") or not value.strip().isdigit():
+            raise UserError(
+                f"--reasoning-effort-caps takes name=tokens pairs for minimal, low, medium, high or xhigh, such as "
+                f"'low=512,medium=2048,high=8192'; got {part!r}."
+            )
+        caps[name] = int(value)
+    return caps
 
 
 def _quiet_libraries() -> None:

@@ -77,6 +77,7 @@ class EvalConfig:
     limit: int | None = None
     ids: list[str] | None = None
     base_urls: list[str] | None = None
+    remote_mode: str = "auto"
     only_current: bool = False
 
     def forcing(self) -> BudgetForcing:
@@ -239,7 +240,8 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
                             items.append(_Item(name, p, s, k, identity))
         todo = [it for it in items if it.identity not in done]
         if todo:
-            engine = engine or load_engine(config.model, config.engine, config.format, base_urls=config.base_urls)
+            engine = engine or load_engine(config.model, config.engine, config.format, base_urls=config.base_urls,
+                                          remote_mode=config.remote_mode)
             tally = _Tally()
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                        TimeRemainingColumn())

@@ -2,8 +2,13 @@
 
 Pure Python and token-level, so every in-flight engine (transformers, llama.cpp, the server)
 shares one meaning of "cap", "ignore the end of thinking" and "minimum thinking" (DESIGN.md).
-The engine asks `next_token` once per decode step; the state either lets the model's sampled
-token through, replaces it, or feeds a forced token without needing a sample at all.
+It is the only place where cap, ignored ends, minimum, extension rotation and natural ends are
+decided. Two drivers feed it:
+- in flight (transformers, llama.cpp): the engine asks `next_token` once per decode step; the state
+  lets the model's sampled token through, replaces it, or feeds a forced token without a sample;
+- re-prefill (remote servers, the proxy, the reference backend): `round()` says how many tokens the
+  model may write next and which stop it, `feed()` takes what a backend call returned, and `forced()`
+  appends whatever the state forces before the next call.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ class BudgetForcing:
     """How long a model may think. Validated here and nowhere else."""
 
     max_thinking_tokens: int | None = None
-    """Cap on thinking tokens (forced extensions included); None: as much as the context allows."""
+    """Cap on thinking tokens (forced extensions included); None: as much as the context allows; 0: no thinking."""
     min_thinking_tokens: int = 0
     """Every attempt to stop thinking before this many tokens is replaced by an extension."""
     num_ignore: int = 0
@@ -37,6 +42,9 @@ class BudgetForcing:
     """Written after the forced end delimiter, so a capped model answers instead of thinking on."""
     max_answer_tokens: int = 1024
     """Tokens the model may write after thinking, the stop token included."""
+    max_tokens: int | None = None
+    """Bound on everything generated, thinking, delimiter and answer together (OpenAI's and vLLM's
+    `max_tokens`); reaching it ends the sequence with finish_reason "length"."""
 
     def __post_init__(self):
         if isinstance(self.extensions, str):
@@ -44,8 +52,8 @@ class BudgetForcing:
         else:
             object.__setattr__(self, "extensions", tuple(self.extensions))
         mx, mn = self.max_thinking_tokens, self.min_thinking_tokens
-        if mx is not None and (not _is_int(mx) or mx < 1):
-            raise UserError(f"max_thinking_tokens must be a positive whole number, got {mx!r}.")
+        if mx is not None and (not _is_int(mx) or mx < 0):
+            raise UserError(f"max_thinking_tokens must be zero (no thinking) or a positive whole number, got {mx!r}.")
         if not _is_int(mn) or mn < 0:
             raise UserError(f"min_thinking_tokens must be zero or a positive whole number, got {mn!r}.")
         if mx is not None and mn > mx:
@@ -56,10 +64,16 @@ class BudgetForcing:
             raise UserError(f"num_ignore must be zero or a positive whole number, got {self.num_ignore!r}.")
         if not _is_int(self.max_answer_tokens) or self.max_answer_tokens < 1:
             raise UserError(f"max_answer_tokens must be a positive whole number, got {self.max_answer_tokens!r}.")
+        if self.max_tokens is not None and (not _is_int(self.max_tokens) or self.max_tokens < 0):
+            raise UserError(f"max_tokens must be zero or a positive whole number, got {self.max_tokens!r}.")
         if not self.extensions or not all(isinstance(e, str) and e for e in self.extensions):
             raise UserError("extensions must be a list of non-empty strings, such as ['Wait'].")
         if not isinstance(self.answer_prefix, str):
             raise UserError("answer_prefix must be a string (it may be empty).")
+
+
+def _no_sample() -> int:
+    raise AssertionError("the forcing state asked for a sample while it was forcing tokens")
 
 
 class Phase(Enum):
@@ -88,7 +102,25 @@ class ForcingState:
     finish_reason: str | None = None
     thinking_end: int | None = None
     """Index in `output` where the end delimiter starts: output[:thinking_end] is the thinking."""
+    answer_stop_ids: frozenset[int] | None = None
+    """Ids that end the answer: the format's, plus a request's own `stop_token_ids`."""
+    plain: bool = False
+    """A plain continuation (no thinking at all): the whole output is the answer."""
     _pending: deque = field(default_factory=deque)
+
+    def __post_init__(self):
+        if self.answer_stop_ids is None:
+            self.answer_stop_ids = self.tokens.answer_stop_ids
+        if self.plain:
+            self.phase, self.thinking_end = Phase.ANSWER, 0
+
+    @property
+    def at_limit(self) -> bool:
+        return self.forcing.max_tokens is not None and len(self.output) >= self.forcing.max_tokens
+
+    def finish(self, reason: str) -> None:
+        """End the sequence for a reason outside forcing (a stop string in the answer, a client's limit)."""
+        self._finish(reason)
 
     @property
     def done(self) -> bool:
@@ -99,11 +131,51 @@ class ForcingState:
 
         Lets an engine feed a run of forced tokens in one forward pass instead of one per step.
         """
+        if self.at_limit:
+            return False
         if self.phase is Phase.THINKING:
             return self.thinking_tokens < self.cap and not self._pending
         if self.phase is Phase.ANSWER:
             return self.answer_tokens < self.forcing.max_answer_tokens
         return False
+
+    def round(self) -> tuple[int, frozenset[int]]:
+        """What the model may write next without the state stepping in: (at most this many tokens, stopping
+        after any of these ids). Valid when `needs_sample()`; a re-prefill backend call asks for exactly this."""
+        room = self.forcing.max_tokens - len(self.output) if self.forcing.max_tokens is not None else None
+        if self.phase is Phase.THINKING:
+            budget, stops = self.cap - self.thinking_tokens, self.tokens.end_trigger_ids
+        else:
+            budget, stops = self.forcing.max_answer_tokens - self.answer_tokens, self.answer_stop_ids
+        return (budget if room is None else min(budget, room)), stops
+
+    def feed(self, tokens: list[int]) -> int:
+        """Hand the state the tokens one backend call generated; returns how many it took.
+
+        It takes them one by one as if sampled and stops taking at the first token that changes the
+        phase or is replaced (an end of thinking, an answer stop), so a backend that ran past a stop
+        cannot smuggle tokens in.
+        """
+        taken = 0
+        for token in tokens:
+            if self.done or not self.needs_sample():
+                break
+            phase = self.phase
+            emitted = self.next_token(lambda: token)
+            taken += 1
+            if emitted != token or self.phase is not phase:
+                break
+        return taken
+
+    def forced(self) -> list[int]:
+        """Append everything the state forces before the model's next choice (an extension, the end
+        delimiter and answer prefix, or the end of the sequence) and return those tokens."""
+        out = []
+        while not self.done and not self.needs_sample():
+            token = self.next_token(_no_sample)
+            if token is not None:
+                out.append(token)
+        return out
 
     def next_token(self, sample: Callable[[], int]) -> int | None:
         """The token this sequence appends this step, or None once it is finished.
@@ -111,6 +183,8 @@ class ForcingState:
         `sample` is called only when the model's own choice matters, so a step that feeds a forced
         token wastes nothing but the logits it ignores.
         """
+        if self.phase is not Phase.DONE and self.at_limit:
+            return self._finish("length")
         if self.phase is Phase.THINKING:
             return self._think(sample)
         if self.phase is Phase.ENDING:
@@ -153,7 +227,7 @@ class ForcingState:
             return self._finish("length")
         token = sample()
         self._emit(token)
-        if token in self.tokens.answer_stop_ids:
+        if token in self.answer_stop_ids:
             self._finish("stop")
         return token
 

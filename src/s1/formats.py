@@ -161,6 +161,20 @@ class FormatTokens:
             return True, self.think_end_ids[1:]
         return False, self.think_end_ids
 
+    def check_extension(self, text: str) -> None:
+        """An extension must add thinking: one that encodes to nothing, or holds an end-of-thinking or
+        answer-stop token, would end the very thinking it is meant to extend."""
+        ids = self.extension(text)
+        if not ids:
+            raise UserError(f"The extension {text!r} encodes to no tokens; use a word such as 'Wait'.")
+        bad = [t for t in ids if t in self.end_trigger_ids or t in self.answer_stop_ids]
+        if bad:
+            token = self._tokenizer.decode([bad[0]], skip_special_tokens=False)
+            raise UserError(
+                f"The extension {text!r} contains {token!r}, which ends thinking in the {self.fmt.name!r} format; "
+                "use plain text such as 'Wait'."
+            )
+
     def extension(self, text: str) -> tuple[int, ...]:
         key = ("ext", text)
         if key not in self._cache:

@@ -4,6 +4,10 @@
 between two steps (continuous batching) and a cancelled request leaves it at once. `SerialScheduler`
 runs any engine's `generate` one request per worker (llama.cpp in process, or remote servers that do
 their own batching). Events: ("delta", reasoning, content, raw), ("done", Completion), ("error", msg).
+
+A request is submitted with its `Stream` options (stop strings and how text is decoded); each request's
+failure is its own: an error in one request's prefill or sampling ends that request with an error
+event and the batch goes on.
 """
 
 from __future__ import annotations
@@ -14,10 +18,32 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from dataclasses import dataclass, replace
+
 from .detokenize import ThinkingSplitter
-from .engines.base import Request, to_completion
+from .engines.base import Completion, Request, to_completion
 
 Sink = Callable[[tuple], None]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """How a request's text is cut and decoded: OpenAI's `stop` strings, vLLM's `include_stop_str_in_output`
+    and `skip_special_tokens` (the latter for plain continuations)."""
+
+    stop: tuple[str, ...] = ()
+    include_stop: bool = False
+    skip_special_tokens: bool = False
+
+    def splitter(self, engine) -> ThinkingSplitter:
+        return ThinkingSplitter(engine.tokenizer, engine.format_tokens, self.stop, self.include_stop, self.skip_special_tokens)
+
+
+def finished(completion: Completion, splitter: ThinkingSplitter) -> tuple:
+    """The done event: the completion cut at a matched stop string, and the raw text of the continuation."""
+    if splitter.matched is not None:
+        completion = replace(completion, answer=splitter.answer, finish_reason="stop", stop_reason=splitter.matched)
+    return ("done", completion, splitter.raw_text)
 
 
 class _Cancelled(Exception):
@@ -35,10 +61,15 @@ class BatchScheduler:
         self.thread = threading.Thread(target=self._run, name="s1-decode-loop", daemon=True)
         self.thread.start()
 
-    def submit(self, request: Request, sink: Sink) -> int:
+    def submit(self, request: Request, sink: Sink, stream: Stream = Stream()) -> int:
         rid = next(self.ids)
-        self.commands.put(("add", rid, request, sink))
+        self.commands.put(("add", rid, request, sink, stream))
         return rid
+
+    @property
+    def load(self) -> tuple[int, int]:
+        """(sequences decoding, requests waiting to join), for /metrics."""
+        return len(self.loop.rows), len(self.loop.waiting) + self.commands.qsize()
 
     def cancel(self, rid: int) -> None:
         self.commands.put(("cancel", rid))
@@ -50,8 +81,8 @@ class BatchScheduler:
 
     def _apply(self, command) -> None:
         if command[0] == "add":
-            _, rid, request, sink = command
-            self.sinks[rid] = (sink, ThinkingSplitter(self.engine.tokenizer, self.engine.format_tokens))
+            _, rid, request, sink, stream = command
+            self.sinks[rid] = (sink, stream.splitter(self.engine))
             self.loop.add(rid, request)
         elif command[0] == "cancel":
             if self.sinks.pop(command[1], None) is not None:
@@ -69,17 +100,23 @@ class BatchScheduler:
             except queue.Empty:
                 pass
             try:
-                finished = self.loop.step()
-            except Exception as exc:  # a failed step fails the requests in it, not the server
+                done = self.loop.step()
+            except Exception as exc:  # the shared forward pass failed: nothing can be kept, the server goes on
                 for sink, _ in self.sinks.values():
                     sink(("error", f"generation failed: {exc.__class__.__name__}: {exc}"))
                 self.sinks.clear()
                 self.loop = self.engine.loop(self.loop.max_batch, on_token=self._on_token)
                 continue
-            for rid, request, state in finished:
+            for rid, exc in self.loop.failed:
                 entry = self.sinks.pop(rid, None)
                 if entry is not None:
-                    entry[0](("done", to_completion(request, state, self.engine.tokenizer, self.engine.fmt)))
+                    entry[0](("error", f"generation failed: {exc.__class__.__name__}: {exc}"))
+            self.loop.failed.clear()
+            for rid, request, state, row in done:
+                entry = self.sinks.pop(rid, None)
+                if entry is not None:
+                    completion = to_completion(request, state, self.engine.tokenizer, self.engine.fmt, row.logprobs, row.prompt_logprobs)
+                    entry[0](finished(completion, entry[1]))
 
     def _on_token(self, rid: int, token: int, state) -> None:
         entry = self.sinks.get(rid)
@@ -97,11 +134,19 @@ class SerialScheduler:
         self.cancelled: set[int] = set()
         self.ids = itertools.count()
         self.lock = threading.Lock()
+        self.running = self.waiting = 0
 
-    def submit(self, request: Request, sink: Sink) -> int:
+    def submit(self, request: Request, sink: Sink, stream: Stream = Stream()) -> int:
         rid = next(self.ids)
-        self.pool.submit(self._work, rid, request, sink)
+        with self.lock:
+            self.waiting += 1
+        self.pool.submit(self._work, rid, request, sink, stream)
         return rid
+
+    @property
+    def load(self) -> tuple[int, int]:
+        with self.lock:
+            return self.running, self.waiting
 
     def cancel(self, rid: int) -> None:
         with self.lock:
@@ -110,8 +155,11 @@ class SerialScheduler:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def _work(self, rid: int, request: Request, sink: Sink) -> None:
-        splitter = ThinkingSplitter(self.engine.tokenizer, self.engine.format_tokens)
+    def _work(self, rid: int, request: Request, sink: Sink, stream: Stream) -> None:
+        splitter = stream.splitter(self.engine)
+        with self.lock:
+            self.waiting -= 1
+            self.running += 1
 
         def on_token(_, token, state):
             if rid in self.cancelled:
@@ -122,7 +170,7 @@ class SerialScheduler:
             if rid in self.cancelled:
                 return
             [completion] = self.engine.generate([request], batch_size=1, on_token=on_token)
-            sink(("done", completion))
+            sink(finished(completion, splitter))
         except _Cancelled:
             pass
         except Exception as exc:
@@ -130,3 +178,4 @@ class SerialScheduler:
         finally:
             with self.lock:
                 self.cancelled.discard(rid)
+                self.running -= 1

@@ -1,89 +1,103 @@
-"""`s1 serve`: an OpenAI-compatible HTTP server whose requests carry budget-forcing fields.
+"""`s1 serve`: the OpenAI API as vLLM serves it, with budget forcing in the request body.
 
 Thinking comes back as `reasoning_content` (the convention of vLLM and DeepSeek) and the answer as
-`content`; usage counts thinking tokens as `reasoning_tokens`. Extra body fields: `max_thinking_tokens`,
-`min_thinking_tokens`, `num_ignore`, `extensions`, `answer_prefix`; `max_tokens` bounds the answer.
+`content`. What each field means is in protocol.py and the README. This module runs requests:
+submits each choice to the scheduler, streams or collects the results, frees a slot when a client
+goes away, logs one line per request and keeps the Prometheus metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections import deque
 
 from fastapi import FastAPI, Request as HTTPRequest
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from .engines.base import Completion, Sampling, prepare
 from .errors import UserError
-from .forcing import BudgetForcing
-from .formats import open_thinking, render_messages
+from .protocol import (
+    BadRequest, ChatBody, CompletionBody, Defaults, Job, Translator, chat_logprobs, legacy_logprobs, s1_fields, usage,
+)
 
+log = logging.getLogger("s1.serve")
 
-class _Budget(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    stream: bool = False
-    n: int = 1
-    max_thinking_tokens: int | None = None
-    min_thinking_tokens: int = 0
-    num_ignore: int = 0
-    extensions: list[str] | str | None = None
-    answer_prefix: str | None = None
-
-
-class CompletionBody(_Budget):
-    prompt: str | list[int]
-
-
-class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str
-
-
-class ChatBody(_Budget):
-    messages: list[Message] = Field(min_length=1)
-
-
-@dataclass
-class Defaults:
-    max_answer_tokens: int = 1024
-    temperature: float = 0.0
-    answer_prefix: str = "Final Answer:"
-
-
-class BadRequest(Exception):
-    pass
+__all__ = ["create_app", "Defaults"]
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
 
 
-def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = None) -> FastAPI:
+class Metrics:
+    """Prometheus text at /metrics, with vLLM's metric names under the `s1:` prefix."""
+
+    def __init__(self, scheduler):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        running = Gauge("s1:num_requests_running", "Sequences being decoded.", registry=self.registry)
+        waiting = Gauge("s1:num_requests_waiting", "Sequences waiting for a slot.", registry=self.registry)
+        running.set_function(lambda: scheduler.load[0])
+        waiting.set_function(lambda: scheduler.load[1])
+        self.requests = Counter("s1:requests", "HTTP requests by status code.", ["status"], registry=self.registry)
+        self.prompt_tokens = Counter("s1:prompt_tokens", "Prompt tokens processed.", registry=self.registry)
+        self.generation_tokens = Counter("s1:generation_tokens", "Tokens generated.", registry=self.registry)
+        self.ttft = Histogram("s1:time_to_first_token_seconds", "Time to first generated token.", registry=self.registry,
+                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.latency = Histogram("s1:e2e_request_latency_seconds", "Request latency.", registry=self.registry,
+                                 buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+        self.recent: deque[tuple[float, int]] = deque()
+        rate = Gauge("s1:generation_tokens_per_second", "Tokens generated per second over the last 10 s.", registry=self.registry)
+        rate.set_function(self._rate)
+
+    def tokens(self, n: int) -> None:
+        self.generation_tokens.inc(n)
+        now = time.monotonic()
+        self.recent.append((now, n))
+
+    def _rate(self) -> float:
+        now = time.monotonic()
+        while self.recent and self.recent[0][0] < now - 10:
+            self.recent.popleft()
+        return sum(n for _, n in self.recent) / 10.0
+
+    def text(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = None, engine_name: str = "hf") -> FastAPI:
     """The ASGI app; `scheduler` runs `engine` behind concurrent requests (see schedulers.py)."""
     defaults = defaults or Defaults()
     app = FastAPI(title="s1 serve")
-    tokenizer, tokens = engine.tokenizer, engine.format_tokens
+    tokenizer, fmt = engine.tokenizer, engine.format_tokens.fmt
+    translate = Translator(engine, model_name, engine_name, defaults)
+    metrics = Metrics(scheduler)
+
+    @app.middleware("http")
+    async def count(request: HTTPRequest, call_next):
+        response = await call_next(request)
+        metrics.requests.labels(str(response.status_code)).inc()
+        if response.status_code >= 400:
+            log.info("%s %s status=%d", request.method, request.url.path, response.status_code)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        errors = exc.errors()
+        first = errors[0] if errors else {}
         if first.get("type") == "json_invalid":
             return _error(400, "The request body is not valid JSON.")
+        extra = [".".join(str(p) for p in e["loc"] if p != "body") for e in errors if e.get("type") == "extra_forbidden"]
+        if extra:
+            return _error(400, f"Unsupported field {extra[0]!r}: s1 serve does not implement it; remove it (the README lists every field).")
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(400, f"Invalid request: {where + ': ' if where else ''}{first.get('msg', 'malformed body')}.")
 
     @app.exception_handler(UserError)
@@ -94,146 +108,191 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
     async def _bad(request, exc: BadRequest):
         return _error(400, str(exc))
 
-    def settings(body: _Budget) -> tuple[BudgetForcing, Sampling]:
-        if body.model not in (None, "", model_name):
-            raise BadRequest(f"Model {body.model!r} is not served here; use {model_name!r} (see /v1/models).")
-        if body.n != 1:
-            raise BadRequest("Only n=1 is supported; send several requests for several samples.")
-        extensions = [body.extensions] if isinstance(body.extensions, str) else body.extensions
-        forcing = BudgetForcing(
-            max_thinking_tokens=body.max_thinking_tokens,
-            min_thinking_tokens=body.min_thinking_tokens,
-            num_ignore=body.num_ignore,
-            extensions=tuple(extensions) if extensions else ("Wait",),
-            answer_prefix=defaults.answer_prefix if body.answer_prefix is None else body.answer_prefix,
-            max_answer_tokens=body.max_completion_tokens or body.max_tokens or defaults.max_answer_tokens,
-        )
-        sampling = Sampling(
-            temperature=defaults.temperature if body.temperature is None else body.temperature,
-            top_p=1.0 if body.top_p is None else body.top_p,
-            seed=body.seed,
-        )
-        return forcing, sampling
-
-    async def run(http: HTTPRequest, request, stream_chunk, final) -> Any:
-        """Submit, then either stream chunks or wait for the whole completion; free the slot on disconnect."""
+    async def run(http: HTTPRequest, jobs: list[Job], stream_chunks, respond, kind: str):
+        """Submit every choice; stream chunks or answer once all are done; free the slots on disconnect."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        rid = scheduler.submit(request, lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
+        started = time.monotonic()
+        first_token = [None]
+
+        def sink_for(job: Job):
+            def sink(event):
+                loop.call_soon_threadsafe(events.put_nowait, (job.index, event))
+            return sink
+
+        rids = [scheduler.submit(job.request, sink_for(job), job.stream) for job in jobs]
+        metrics.prompt_tokens.inc(sum(len(j.request.prompt_token_ids) for j in jobs))
+
+        def cancel_all():
+            for rid in rids:
+                scheduler.cancel(rid)  # a no-op once finished
+
+        checked = [time.monotonic()]
 
         async def next_event():
+            """The next event of any choice; a client that went away (checked every second) cancels them all."""
             while True:
-                try:
-                    return await asyncio.wait_for(events.get(), timeout=1.0)
-                except asyncio.TimeoutError:
+                if time.monotonic() - checked[0] > 1.0:
+                    checked[0] = time.monotonic()
                     if await http.is_disconnected():
                         raise asyncio.CancelledError
+                try:
+                    index, event = await asyncio.wait_for(events.get(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    continue
+                if event[0] == "delta" and first_token[0] is None:
+                    first_token[0] = time.monotonic()
+                    metrics.ttft.observe(first_token[0] - started)
+                return index, event
 
-        if not stream_chunk:
+        def record(done: dict, status: int) -> None:
+            completions = list(done.values())
+            generated = sum(len(c.output_token_ids) for c in completions)
+            metrics.tokens(generated)
+            metrics.latency.observe(time.monotonic() - started)
+            log.info("%s %s choices=%d prompt=%d thinking=%d answer=%d latency=%.2fs status=%d", kind, http.url.path,
+                     len(jobs), sum(len(j.request.prompt_token_ids) for j in jobs),
+                     sum(c.thinking_tokens for c in completions), sum(c.answer_tokens for c in completions),
+                     time.monotonic() - started, status)
+
+        done: dict = {}
+        texts: dict = {}
+        if stream_chunks is None:
             try:
-                while True:
-                    event = await next_event()
-                    if event[0] == "done":
-                        return JSONResponse(final(event[1]))
+                while len(done) < len(jobs):
+                    index, event = await next_event()
                     if event[0] == "error":
+                        cancel_all()
+                        record(done, 500)
                         return _error(500, event[1], "server_error")
+                    if event[0] == "done":
+                        done[index], texts[index] = event[1], event[2]
             except asyncio.CancelledError:
-                scheduler.cancel(rid)
+                cancel_all()
                 raise
+            record(done, 200)
+            return JSONResponse(respond([done[j.index] for j in jobs], [texts[j.index] for j in jobs]))
 
         async def body():
+            status = 200
             try:
-                for chunk in stream_chunk(None):
+                for chunk in stream_chunks(None, None):
                     yield f"data: {json.dumps(chunk)}\n\n"
-                while True:
-                    event = await next_event()
+                while len(done) < len(jobs):
+                    index, event = await next_event()
                     if event[0] == "error":
-                        yield f"data: {json.dumps({'error': {'message': event[1], 'type': 'server_error'}})}\n\n"
+                        status = 500
+                        yield f"data: {json.dumps({'error': {'message': event[1], 'type': 'server_error', 'code': 500}})}\n\n"
                         break
-                    for chunk in stream_chunk(event):
-                        yield f"data: {json.dumps(chunk)}\n\n"
                     if event[0] == "done":
-                        break
+                        done[index] = event[1]
+                    for chunk in stream_chunks(index, event):
+                        yield f"data: {json.dumps(chunk)}\n\n"
+                if status == 200:
+                    for chunk in stream_chunks("end", list(done.values())):
+                        yield f"data: {json.dumps(chunk)}\n\n"
                 yield "data: [DONE]\n\n"
             finally:
-                scheduler.cancel(rid)  # a no-op once finished; frees the slot if the client went away
+                cancel_all()
+                record(done, status)
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
-    def usage(c: Completion) -> dict:
-        return {
-            "prompt_tokens": len(c.prompt_token_ids),
-            "completion_tokens": len(c.output_token_ids),
-            "total_tokens": len(c.prompt_token_ids) + len(c.output_token_ids),
-            "completion_tokens_details": {"reasoning_tokens": c.thinking_tokens},
-        }
-
-    def s1_fields(c: Completion) -> dict:
-        return {"thinking_tokens": c.thinking_tokens, "answer_tokens": c.answer_tokens,
-                "extensions_used": c.extensions_used, "capped": c.capped}
-
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "s1"}]}
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "s1",
+                                            "max_model_len": engine.context_length}]}
 
     @app.get("/health")
     async def health():
         return {"status": "ok"}
 
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def prompt_tokens(jobs: list[Job]) -> int:
+        seen = {}
+        for j in jobs:
+            seen[j.prompt_index] = len(j.request.prompt_token_ids)
+        return sum(seen.values())
+
     @app.post("/v1/chat/completions")
     async def chat(body: ChatBody, http: HTTPRequest):
-        forcing, sampling = settings(body)
-        prompt = render_messages(tokenizer, [m.model_dump() for m in body.messages], tokens.fmt)
-        request = prepare(tokenizer, tokens, engine.context_length, prompt, forcing, sampling)
+        jobs = translate.chat(body)
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": cid, "created": created, "model": model_name}
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
 
-        def final(c: Completion) -> dict:
-            message = {"role": "assistant", "content": c.answer, "reasoning_content": c.thinking}
-            return {**head, "object": "chat.completion", "usage": usage(c), "s1": s1_fields(c),
-                    "choices": [{"index": 0, "message": message, "finish_reason": c.finish_reason}]}
+        def respond(completions, _texts) -> dict:
+            choices = []
+            for job, c in zip(jobs, completions):
+                message = {"role": "assistant", "content": c.answer, "reasoning_content": c.thinking}
+                choice = {"index": job.index, "message": message, "logprobs": None, "finish_reason": c.finish_reason,
+                          "stop_reason": c.stop_reason, "s1": s1_fields(c)}
+                if body.logprobs:
+                    choice["logprobs"] = chat_logprobs(tokenizer, fmt, c)
+                choices.append(choice)
+            return {**head, "object": "chat.completion", "choices": choices, "usage": usage(completions, prompt_tokens(jobs)),
+                    "s1": s1_fields(completions[0])}
 
-        def chunks(event):
-            chunk = {**head, "object": "chat.completion.chunk"}
-            if event is None:
-                return [{**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+        def chunks(index, event):
+            chunk = {**head, "object": "chat.completion.chunk", **({"usage": None} if include_usage else {})}
+            if index is None:
+                return [{**chunk, "choices": [{"index": j.index, "delta": {"role": "assistant", "content": ""},
+                                               "logprobs": None, "finish_reason": None}]} for j in jobs]
+            if index == "end":
+                return [{**chunk, "choices": [], "usage": usage(event, prompt_tokens(jobs))}] if include_usage else []
             if event[0] == "delta":
                 _, reasoning, content, _ = event
                 delta = {**({"reasoning_content": reasoning} if reasoning else {}), **({"content": content} if content else {})}
-                return [{**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}] if delta else []
+                return [{**chunk, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]}] if delta else []
             c = event[1]
-            return [{**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": c.finish_reason}], "usage": usage(c), "s1": s1_fields(c)}]
+            return [{**chunk, "choices": [{"index": index, "delta": {}, "logprobs": None, "finish_reason": c.finish_reason,
+                                           "stop_reason": c.stop_reason}], "s1": s1_fields(c)}]
 
-        return await run(http, request, chunks if body.stream else None, final)
+        return await run(http, jobs, chunks if body.stream else None, respond, "chat")
 
     @app.post("/v1/completions")
     async def completions(body: CompletionBody, http: HTTPRequest):
-        forcing, sampling = settings(body)
-        prompt = body.prompt if isinstance(body.prompt, str) else tokenizer.decode(body.prompt)
-        if not prompt.strip():
-            raise BadRequest("The prompt is empty.")
-        request = prepare(tokenizer, tokens, engine.context_length, open_thinking(prompt, tokens.fmt), forcing, sampling)
+        jobs = translate.completion(body)
         cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": cid, "created": created, "model": model_name}
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
 
-        def text(c: Completion) -> str:
-            ids = c.output_token_ids[:-1] if c.finish_reason == "stop" else c.output_token_ids
-            return tokenizer.decode(ids, skip_special_tokens=False)
+        def respond(completions, texts) -> dict:
+            choices = []
+            for job, c, text in zip(jobs, completions, texts):
+                r = job.request
+                choice = {"index": job.index, "text": (r.prompt if body.echo else "") + text, "logprobs": None,
+                          "finish_reason": c.finish_reason, "stop_reason": c.stop_reason}
+                if not r.plain:
+                    choice.update(reasoning_content=c.thinking, answer=c.answer, s1=s1_fields(c))
+                if body.return_token_ids:
+                    choice.update(prompt_token_ids=list(r.prompt_token_ids), token_ids=list(c.output_token_ids))
+                if body.logprobs is not None:
+                    out = c.output_token_ids[: len(c.logprobs or [])]
+                    generated = legacy_logprobs(tokenizer, out, c.logprobs or [], len(r.prompt) if body.echo else 0)
+                    if body.echo:
+                        scored = legacy_logprobs(tokenizer, r.prompt_token_ids, c.prompt_logprobs or [])
+                        generated = {k: scored[k] + generated[k] for k in generated}
+                    choice["logprobs"] = generated
+                choices.append(choice)
+            return {**head, "object": "text_completion", "choices": choices, "usage": usage(completions, prompt_tokens(jobs))}
 
-        def final(c: Completion) -> dict:
-            choice = {"index": 0, "text": text(c), "reasoning_content": c.thinking, "answer": c.answer, "finish_reason": c.finish_reason}
-            return {**head, "object": "text_completion", "choices": [choice], "usage": usage(c), "s1": s1_fields(c)}
-
-        def chunks(event):
-            chunk = {**head, "object": "text_completion"}
-            if event is None:
+        def chunks(index, event):
+            chunk = {**head, "object": "text_completion", **({"usage": None} if include_usage else {})}
+            if index is None:
                 return []
+            if index == "end":
+                return [{**chunk, "choices": [], "usage": usage(event, prompt_tokens(jobs))}] if include_usage else []
             if event[0] == "delta":
                 raw = event[3]
-                return [{**chunk, "choices": [{"index": 0, "text": raw, "finish_reason": None}]}] if raw else []
+                return [{**chunk, "choices": [{"index": index, "text": raw, "logprobs": None, "finish_reason": None}]}] if raw else []
             c = event[1]
-            return [{**chunk, "choices": [{"index": 0, "text": "", "finish_reason": c.finish_reason}], "usage": usage(c), "s1": s1_fields(c)}]
+            return [{**chunk, "choices": [{"index": index, "text": "", "logprobs": None, "finish_reason": c.finish_reason,
+                                           "stop_reason": c.stop_reason}]}]
 
-        return await run(http, request, chunks if body.stream else None, final)
+        return await run(http, jobs, chunks if body.stream else None, respond, "completion")
 
     return app

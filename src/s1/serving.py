@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from .errors import UserError
-from .serve import Defaults, create_app
+from .protocol import Defaults
+from .serve import create_app
 
 
 def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstream_model: str | None, batch_size: int,
-                  served_model_name: str | None, max_answer_tokens: int, temperature: float, device: str = "auto"):
+                  served_model_name: str | None, defaults: Defaults, device: str = "auto", remote_mode: str = "auto"):
     from .schedulers import BatchScheduler, SerialScheduler
 
     if batch_size < 1:
@@ -27,9 +28,10 @@ def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstre
 
         if not upstream:
             raise UserError("The remote engine needs --upstream URL (an OpenAI-compatible server).")
-        eng = RemoteEngine.load(model, upstream, fmt, upstream_model)
+        eng = RemoteEngine.load(model, upstream, fmt, upstream_model, mode=remote_mode)
         scheduler = SerialScheduler(eng, workers=batch_size)
     else:
         raise UserError(f"Unknown engine {engine!r}; choose hf, llamacpp or remote.")
-    defaults = Defaults(max_answer_tokens=max_answer_tokens, temperature=temperature)
-    return create_app(eng, scheduler, served_model_name or model, defaults)
+    for text in defaults.extensions:
+        eng.format_tokens.check_extension(text)
+    return create_app(eng, scheduler, served_model_name or model, defaults, engine)

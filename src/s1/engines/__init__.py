@@ -9,9 +9,16 @@ ENGINES = ("hf", "reprefill", "llamacpp", "remote")
 
 
 def load_engine(
-    model: str, engine: str = "hf", fmt="s1", device: str = "auto", dtype: str = "auto", base_urls: list[str] | None = None
+    model: str, engine: str = "hf", fmt="s1", device: str = "auto", dtype: str = "auto", base_urls: list[str] | None = None,
+    remote_mode: str = "auto",
 ) -> Engine:
-    """`model` names the weights (hf, reprefill, llamacpp) or, for remote, the served model's tokenizer."""
+    """`model` names the weights (hf, reprefill, llamacpp) or, for remote, the served model's tokenizer.
+
+    `remote_mode` (remote only): "ids" sends token ids (vLLM, `s1 serve`), "text" sends text (llama.cpp's
+    server), "auto" asks each server once which it takes.
+    """
+    if remote_mode != "auto" and engine != "remote":
+        raise UserError("--remote-mode is only for --engine remote.")
     if engine == "llamacpp":
         from .llamacpp import LlamaCppEngine
 
@@ -19,7 +26,7 @@ def load_engine(
     if engine == "remote":
         from .remote import RemoteEngine
 
-        return RemoteEngine.load(model, base_urls or [], fmt)
+        return RemoteEngine.load(model, base_urls or [], fmt, mode=remote_mode)
     if base_urls:
         raise UserError("--base-url is only for --engine remote.")
     if engine == "hf":

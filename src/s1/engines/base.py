@@ -14,6 +14,8 @@ from ..forcing import BudgetForcing, ForcingState
 from ..formats import FormatTokens, ThinkingFormat, encode, render_prompt
 
 
+GREEDY_BELOW = 1e-5
+
 SEED_LIMIT = 2**63
 """Seeds run from 0 to 2**63-1: what every engine's generator accepts."""
 
@@ -37,7 +39,12 @@ class Sampling:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        """Temperatures below 1e-5 decode greedily, as vLLM does: dividing logits by them overflows."""
+        return self.temperature < GREEDY_BELOW
+
+
+TokenLogprob = tuple[float, dict[int, float]]
+"""A token's log-probability under the model, and the `k` most likely tokens at that position."""
 
 
 @dataclass
@@ -56,6 +63,12 @@ class Completion:
     extensions_used: int
     capped: bool
     finish_reason: str
+    stop_reason: int | str | None = None
+    """The stop token id or stop string that ended the sequence (vLLM's `stop_reason`); None otherwise."""
+    logprobs: list[TokenLogprob] | None = None
+    """Per output token, when the request asked for logprobs."""
+    prompt_logprobs: list[TokenLogprob | None] | None = None
+    """Per prompt token (None for the first), when the request asked for them (`echo` with logprobs)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +84,16 @@ class Request:
     sampling: Sampling
     cap: int
     """Thinking cap in force for this prompt (the user's, or the room the context leaves)."""
+    plain: bool = False
+    """A plain continuation of the prompt: no thinking, the whole output is the answer."""
+    stop_token_ids: frozenset[int] = frozenset()
+    """The request's own ids that end the answer, besides the format's."""
+    logprobs: int | None = None
+    """Return each output token's logprob and this many alternatives (0: the token's alone)."""
+    prompt_logprobs: int | None = None
+    """Return each prompt token's logprob and this many alternatives."""
+    min_tokens: int = 0
+    """Answer tokens before an answer stop may end it (vLLM's `min_tokens`; engines that mask logits only)."""
 
 
 OnToken = Callable[[int, int, ForcingState], None]
@@ -121,6 +144,28 @@ def prepare(
     whatever the context leaves after the answer's room.
     """
     ids = encode(tokenizer, prompt)
+    return prepare_ids(format_tokens, context_length, prompt, ids, forcing, sampling)
+
+
+def prepare_ids(
+    format_tokens: FormatTokens, context_length: int, prompt: str, ids: list[int], forcing: BudgetForcing, sampling: Sampling,
+    **options,
+) -> Request:
+    """`prepare` for a prompt already given as token ids (the server's `prompt: [ids]`); `options` are
+    `Request`'s per-request fields (plain, stop_token_ids, logprobs, prompt_logprobs)."""
+    if not ids:
+        raise UserError("The prompt is empty; send at least one token.")
+    for text in forcing.extensions:
+        format_tokens.check_extension(text)
+    if options.get("plain"):
+        room = context_length - len(ids)
+        budget = forcing.max_tokens if forcing.max_tokens is not None else forcing.max_answer_tokens
+        if budget > room:
+            raise UserError(
+                f"The prompt ({len(ids)} tokens) plus max_tokens ({budget}) exceed the model's context of "
+                f"{context_length} tokens; lower max_tokens to at most {max(room, 0)}."
+            )
+        return Request(prompt=prompt, prompt_token_ids=ids, forcing=forcing, sampling=sampling, cap=0, **options)
     ending = len(format_tokens.forced_end(forcing.answer_prefix, after_newline=False))
     room = context_length - len(ids) - ending - forcing.max_answer_tokens
     if forcing.max_thinking_tokens is None:
@@ -139,7 +184,13 @@ def prepare(
                 f"exceed the model's context of {context_length} tokens; lower --max-thinking-tokens to at most "
                 f"{max(room, 0)} or lower --max-answer-tokens."
             )
-    return Request(prompt=prompt, prompt_token_ids=ids, forcing=forcing, sampling=sampling, cap=cap)
+    if forcing.min_thinking_tokens > cap:
+        raise UserError(
+            f"min_thinking_tokens ({forcing.min_thinking_tokens}) cannot fit: the prompt ({len(ids)} tokens) and "
+            f"answer budget leave room for {cap} thinking tokens in the model's context of {context_length}; "
+            "lower the minimum."
+        )
+    return Request(prompt=prompt, prompt_token_ids=ids, forcing=forcing, sampling=sampling, cap=cap, **options)
 
 
 def new_state(request: Request, format_tokens: FormatTokens) -> ForcingState:
@@ -148,20 +199,29 @@ def new_state(request: Request, format_tokens: FormatTokens) -> ForcingState:
         tokens=format_tokens,
         cap=request.cap,
         last_token=request.prompt_token_ids[-1],
+        answer_stop_ids=format_tokens.answer_stop_ids | request.stop_token_ids,
+        plain=request.plain,
     )
 
 
-def to_completion(request: Request, state: ForcingState, tokenizer, fmt: ThinkingFormat) -> Completion:
+def to_completion(
+    request: Request, state: ForcingState, tokenizer, fmt: ThinkingFormat,
+    logprobs: list | None = None, prompt_logprobs: list | None = None,
+) -> Completion:
     """Split the output into thinking and answer text at the recorded end of thinking."""
     out = state.output
     end = state.thinking_end if state.thinking_end is not None else len(out)
     thinking = tokenizer.decode(out[:end], skip_special_tokens=False)
     tail = out[end:]
-    if tail and state.finish_reason == "stop":
+    stopped_by_token = bool(tail) and state.finish_reason == "stop" and tail[-1] in state.answer_stop_ids
+    if stopped_by_token:
         tail = tail[:-1]
     tail_text = tokenizer.decode(tail, skip_special_tokens=False)
-    _, found, answer = tail_text.partition(fmt.think_end)
-    answer = (answer if found else tail_text).lstrip("\n")
+    if state.plain:
+        answer = tail_text
+    else:
+        _, found, answer = tail_text.partition(fmt.think_end)
+        answer = (answer if found else tail_text).lstrip("\n")
     return Completion(
         prompt=request.prompt,
         prompt_token_ids=list(request.prompt_token_ids),
@@ -173,4 +233,7 @@ def to_completion(request: Request, state: ForcingState, tokenizer, fmt: Thinkin
         extensions_used=state.extensions_used,
         capped=state.capped,
         finish_reason=state.finish_reason or "length",
+        stop_reason=out[-1] if stopped_by_token and out[-1] in request.stop_token_ids else None,
+        logprobs=logprobs,
+        prompt_logprobs=prompt_logprobs,
     )

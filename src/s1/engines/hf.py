@@ -10,12 +10,14 @@ which is what continuous batching in the server needs.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from ..forcing import ForcingState
+from ..errors import UserError
 from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
 from .base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
@@ -31,6 +33,18 @@ class _Row:
     length: int
     """Real tokens of this sequence in the cache, which is also the position of its next token."""
     next_input: int | None = None
+    logprobs: list | None = None
+    prompt_logprobs: list | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def _token_logprobs(logprobs: torch.Tensor, token: int, k: int) -> tuple[float, dict[int, float]]:
+    """The chosen token's logprob and the k most likely tokens' (vLLM's and OpenAI's `logprobs`)."""
+    top = {}
+    if k:
+        values, ids = logprobs.topk(k)
+        top = dict(zip(ids.tolist(), values.tolist()))
+    return float(logprobs[token]), top
 
 
 def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
@@ -55,6 +69,9 @@ class DecodeLoop:
         self.waiting: deque[tuple[int, Request]] = deque()
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [rows, cached columns], 0 where left padding
+        self.failed: list[tuple[int, Exception]] = []
+        """Requests that failed on their own (a bad prefill, a sampling error): the caller reports
+        each one and takes it off the list; the rest of the batch goes on."""
 
     @property
     def busy(self) -> bool:
@@ -85,20 +102,53 @@ class DecodeLoop:
         return finished
 
     def _admit(self) -> list:
+        """Prefill the requests that fit, together where possible; one that fails alone fails alone."""
         free = self.max_batch - len(self.rows)
         if free <= 0 or not self.waiting:
             return []
         joining = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
+        scoring = [j for j in joining if j[1].prompt_logprobs is not None]
+        groups = [[j for j in joining if j[1].prompt_logprobs is None]] + [[j] for j in scoring]
+        finished = []
+        for group in groups:
+            if not group:
+                continue
+            try:
+                finished += self._join(group)
+            except Exception as exc:
+                if len(group) == 1:
+                    self.failed.append((group[0][0], exc))
+                    continue
+                for one in group:  # find the request that broke the joint prefill
+                    try:
+                        finished += self._join([one])
+                    except Exception as single:
+                        self.failed.append((one[0], single))
+        return finished
+
+    def _join(self, joining: list[tuple[int, Request]]) -> list:
         rows = [
-            _Row(i, r, new_state(r, self.format_tokens), row_generator(r.sampling, self.device), len(r.prompt_token_ids))
+            _Row(i, r, new_state(r, self.format_tokens), row_generator(r.sampling, self.device), len(r.prompt_token_ids),
+                 logprobs=[] if r.logprobs is not None else None)
             for i, r in joining
         ]
-        cache, mask, logits = self._prefill([r.request.prompt_token_ids for r in rows])
+        everything = any(r.request.prompt_logprobs is not None for r in rows)
+        cache, mask, logits = self._prefill([r.request.prompt_token_ids for r in rows], keep_all=everything)
+        if everything:
+            [row] = rows
+            row.prompt_logprobs = self._prompt_logprobs(row.request, logits[0])
+            logits = logits[:, -1, :]
         self._splice(rows, cache, mask)
         start = len(self.rows) - len(rows)
         return self._choose(rows, logits, offset=start)
 
-    def _prefill(self, prompts: list[list[int]]):
+    def _prompt_logprobs(self, request: Request, logits: torch.Tensor) -> list:
+        """Each prompt token's logprob given the tokens before it (None for the first), as `echo` needs."""
+        ids = request.prompt_token_ids
+        logprobs = logits.float().log_softmax(-1)
+        return [None] + [_token_logprobs(logprobs[i - 1], ids[i], request.prompt_logprobs) for i in range(1, len(ids))]
+
+    def _prefill(self, prompts: list[list[int]], keep_all: bool = False):
         width = max(len(p) for p in prompts)
         ids = torch.zeros((len(prompts), width), dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -109,9 +159,10 @@ class DecodeLoop:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+            logits_to_keep=0 if keep_all else 1,
         )
-        return out.past_key_values, mask, out.logits[:, -1, :]
+        return out.past_key_values, mask, out.logits if keep_all else out.logits[:, -1, :]
 
     def _splice(self, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor) -> None:
         """Join freshly prefilled rows to the running batch, left-padding whichever side is shorter."""
@@ -138,21 +189,51 @@ class DecodeLoop:
         return out.logits[:, -1, :]
 
     def _choose(self, rows: list[_Row], logits: torch.Tensor, offset: int = 0) -> list:
-        """Let each row's forcing state pick its next token; cut out the rows that finished."""
-        picks = pick_tokens(logits, [r.request.sampling for r in rows], [r.generator for r in rows])
-        finished, done_at = [], set()
+        """Let each row's forcing state pick its next token; cut out the rows that finished or failed."""
+        logits = self._mask_early_stops(rows, logits)
+        try:
+            picks = pick_tokens(logits, [r.request.sampling for r in rows], [r.generator for r in rows])
+        except Exception:  # one row's settings broke the batched draw: draw row by row, fail that row alone
+            picks = []
+            for j, r in enumerate(rows):
+                try:
+                    picks.append(pick_tokens(logits[j : j + 1], [r.request.sampling], [r.generator])[0])
+                except Exception as exc:
+                    picks.append(exc)
+        finished, drop = [], set()
         for j, (row, pick) in enumerate(zip(rows, picks)):
-            token = row.state.next_token(lambda: pick)
-            if token is not None and self.on_token:
-                self.on_token(row.index, token, row.state)
+            try:
+                if isinstance(pick, Exception):
+                    raise pick
+                token = row.state.next_token(lambda: pick)
+                if token is not None and row.logprobs is not None:
+                    row.logprobs.append(_token_logprobs(logits[j].float().log_softmax(-1), token, row.request.logprobs))
+                if token is not None and self.on_token:
+                    self.on_token(row.index, token, row.state)
+            except Exception as exc:
+                self.failed.append((row.index, exc))
+                drop.add(offset + j)
+                continue
             if row.state.done:
-                finished.append((row.index, row.request, row.state))
-                done_at.add(offset + j)
+                finished.append((row.index, row.request, row.state, row))
+                drop.add(offset + j)
             else:
                 row.next_input = token
-        if done_at:
-            self._keep_rows([i for i in range(len(self.rows)) if i not in done_at])
+        if drop:
+            self._keep_rows([i for i in range(len(self.rows)) if i not in drop])
         return finished
+
+    @staticmethod
+    def _mask_early_stops(rows: list[_Row], logits: torch.Tensor) -> torch.Tensor:
+        """vLLM's `min_tokens`: an answer stop cannot be sampled before that many answer tokens."""
+        early = [(j, r) for j, r in enumerate(rows) if r.request.min_tokens and r.state.answer_tokens < r.request.min_tokens
+                 and r.state.needs_sample() and r.state.thinking_end is not None]
+        if not early:
+            return logits
+        logits = logits.clone()
+        for j, r in early:
+            logits[j, sorted(r.state.answer_stop_ids)] = float("-inf")
+        return logits
 
     def _keep_rows(self, keep: list[int]) -> None:
         if not keep:
@@ -177,6 +258,7 @@ class HFEngine:
         self.tokenizer = tokenizer
         self.fmt = get_format(fmt)
         self.format_tokens = FormatTokens.build(tokenizer, self.fmt)
+        _check_plain_cache(model)
 
     @classmethod
     def load(cls, name: str, fmt: str | ThinkingFormat = "s1", device: str = "auto", dtype: str = "auto") -> "HFEngine":
@@ -202,8 +284,29 @@ class HFEngine:
             loop.add(i, request)
         results: dict[int, Completion] = {}
         while loop.busy:
-            for i, request, state in loop.step():
-                results[i] = to_completion(request, state, self.tokenizer, self.fmt)
+            for i, request, state, row in loop.step():
+                results[i] = to_completion(request, state, self.tokenizer, self.fmt, row.logprobs, row.prompt_logprobs)
                 if on_completion:
                     on_completion(i, results[i])
+            if loop.failed:
+                raise loop.failed[0][1]
         return [results[i] for i in range(len(requests))]
+
+
+def _check_plain_cache(model) -> None:
+    """The decode loop splices and cuts rows of a plain full-attention cache; refuse any other kind.
+
+    Sliding-window and hybrid caches (Gemma-2/3, Mistral with a window, GPT-OSS, linear-attention
+    hybrids) keep only part of each sequence, so splicing would silently mix rows up.
+    """
+    try:
+        layers = DynamicCache(config=model.config).layers
+    except Exception:
+        return
+    kinds = {type(layer).__name__ for layer in layers if type(layer) is not DynamicLayer}
+    if kinds:
+        raise UserError(
+            f"This model's cache is not plain full attention ({', '.join(sorted(kinds))}: a sliding window or a "
+            "hybrid), which the hf engine's in-flight batching cannot splice; use --engine reprefill "
+            "(transformers.generate) or --engine llamacpp with a GGUF file, or --engine remote against vLLM."
+        )

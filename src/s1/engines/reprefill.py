@@ -1,23 +1,43 @@
-"""The re-prefill loop: s1's original way of budget forcing, for engines that cannot force in flight.
+"""The re-prefill driver: budget forcing for backends that cannot force in flight.
 
-Generate with the end-of-thinking tokens as stop tokens, strip the stop, append an extension (or the
-forced end), and resubmit prompt + output as token ids. It needs nothing from a backend but "continue
-these token ids for at most N tokens, stopping at these ids", so it runs against any server; it is
-also the reference the in-flight engines are tested against, which is why it is written from the
-semantics in DESIGN.md directly and shares no control flow with `forcing.ForcingState`.
+Each round is one backend call: "continue these token ids for at most N tokens, stopping after any of
+these ids". The driver hands what came back to the sequence's `ForcingState`, which alone decides what
+happens next (an extension, the end delimiter, the answer), appends what it forces, and asks for the
+next round. That is s1's original loop (generate with stop tokens, append "Wait", resubmit token ids)
+with the decisions made in the same place as in the in-flight engines. It needs nothing else from a
+backend, so it runs against any server (the remote engine, the proxy) and on plain
+`transformers.generate` (the reference engine). The tests hold both drivers to an independent literal
+port of s1's script.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from typing import Callable, Generator, Protocol
 
 import torch
+from transformers import GenerationConfig
 
-from ..forcing import ForcingState, Phase
+from ..forcing import ForcingState
 from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
 from .base import Completion, OnCompletion, OnToken, Request, Sampling, new_state, to_completion
+
+_sequence_ids = itertools.count()
+
+
+@dataclass(eq=False)
+class Sequence:
+    """What a backend may keep about one sequence across its rounds.
+
+    A remote backend pins the sequence to one server (so its prefix cache makes each round cheap); the
+    transformers backend keeps the sequence's own random state (so rounds do not replay one stream).
+    """
+
+    id: int = field(default_factory=lambda: next(_sequence_ids))
+    server: str | None = None
+    rng_state: torch.Tensor | None = None
 
 
 @dataclass
@@ -28,6 +48,7 @@ class Call:
     max_tokens: int
     stop_ids: frozenset[int]
     sampling: Sampling
+    sequence: Sequence = field(default_factory=Sequence)
 
 
 class Backend(Protocol):
@@ -35,45 +56,28 @@ class Backend(Protocol):
         """New tokens per call, the stop token included when one ended it."""
 
 
-def forcing_rounds(request: Request, tokens: FormatTokens, record: ForcingState) -> Generator[Call, list[int], ForcingState]:
-    """One sequence's rounds: yields backend calls, receives their tokens, fills in `record`.
+class NoProgress(RuntimeError):
+    """A backend returned nothing for a round that asked for tokens: asking again would loop forever."""
 
-    `record.output` grows after every round, so a caller can stream a sequence round by round.
+
+def forcing_rounds(request: Request, state: ForcingState) -> Generator[Call, list[int], ForcingState]:
+    """One sequence's rounds: yields backend calls, receives their tokens, and lets `state` decide.
+
+    `state.output` grows after every round, so a caller can stream a sequence round by round.
     """
-    forcing = request.forcing
-    out = record.output
-    thinking = used = 0
-    while True:
-        remaining = request.cap - thinking
-        if remaining <= 0:
-            last = out[-1] if out else request.prompt_token_ids[-1]
-            record.thinking_end, record.capped = len(out), True
-            out += tokens.forced_end(forcing.answer_prefix, tokens.ends_with_newline(last))
-            break
-        new = yield Call(request.prompt_token_ids + out, remaining, tokens.end_trigger_ids, request.sampling)
-        stop = new.pop() if new and new[-1] in tokens.end_trigger_ids else None
-        out += new
-        thinking += len(new)
-        if stop is None:
-            continue
-        if used < forcing.num_ignore or thinking < forcing.min_thinking_tokens:
-            extension = tokens.extension(forcing.extensions[used % len(forcing.extensions)])
-            used += 1
-            taken = extension[: request.cap - thinking]
-            out += taken
-            thinking += len(taken)
-            continue
-        keep, rest = tokens.natural_end(stop)
-        record.thinking_end = len(out)
-        out += ([stop] if keep else []) + list(rest)
-        break
-    answer = yield Call(request.prompt_token_ids + out, forcing.max_answer_tokens, tokens.answer_stop_ids, request.sampling)
-    out += answer
-    record.thinking_tokens, record.extensions_used = thinking, used
-    record.answer_tokens = len(answer)
-    record.phase = Phase.DONE
-    record.finish_reason = "stop" if answer and answer[-1] in tokens.answer_stop_ids else "length"
-    return record
+    sequence = Sequence()
+    state.forced()
+    while not state.done:
+        budget, stops = state.round()
+        new = yield Call(request.prompt_token_ids + state.output, budget, stops, request.sampling, sequence)
+        if not new:
+            raise NoProgress(
+                f"the backend returned no tokens for a round that allowed {budget}; the server may have run out "
+                "of context or ignored the request"
+            )
+        state.feed(list(new))
+        state.forced()
+    return state
 
 
 def run_rounds(
@@ -81,13 +85,12 @@ def run_rounds(
     on_round: Callable[[int, ForcingState], None] | None = None,
 ) -> list[ForcingState]:
     """Drive many sequences' rounds together, `batch_size` at a time, one backend call per round."""
-    # new_state only makes the record that the rounds fill in; no ForcingState logic runs here.
     records = [new_state(r, tokens) for r in requests]
     for start in range(0, len(requests), batch_size):
         live = {}
         calls = {}
         for i in range(start, min(start + batch_size, len(requests))):
-            live[i] = forcing_rounds(requests[i], tokens, records[i])
+            live[i] = forcing_rounds(requests[i], records[i])
             calls[i] = next(live[i])
         while calls:
             order = list(calls)
@@ -100,11 +103,19 @@ def run_rounds(
                     pass
                 if on_round:
                     on_round(i, records[i])
+                if records[i].done and i in calls:  # ended from outside (a stop string): no further round
+                    del calls[i]
+                    live[i].close()
     return records
 
 
 class HFBackend:
-    """`Backend` on plain `transformers.generate`: the re-prefill loop exactly as a user would write it."""
+    """`Backend` on plain `transformers.generate`: the re-prefill loop exactly as a user would write it.
+
+    Generation settings are neutral (nothing inherited from the checkpoint's `generation_config`, such
+    as a repetition penalty, which the in-flight engines do not apply either), and each sampled
+    sequence draws from its own random stream, seeded once, continued across its rounds.
+    """
 
     def __init__(self, model, tokenizer):
         self.model = model
@@ -112,10 +123,11 @@ class HFBackend:
         self.device = next(model.parameters()).device
 
     def complete(self, calls: list[Call]) -> list[list[int]]:
-        """One padded `generate` per group of calls that share stop ids and sampling settings."""
+        """Greedy calls that share stop ids run as one padded `generate`; sampled calls run one by one."""
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(calls):
-            groups.setdefault((c.stop_ids, c.sampling), []).append(i)
+            key = (c.stop_ids,) if c.sampling.greedy else (c.stop_ids, i)
+            groups.setdefault(key, []).append(i)
         results: list[list[int]] = [[] for _ in calls]
         for members in groups.values():
             for i, row in zip(members, self._generate([calls[i] for i in members])):
@@ -131,19 +143,30 @@ class HFBackend:
             ids[i, width - len(c.token_ids):] = torch.tensor(c.token_ids)
             mask[i, width - len(c.token_ids):] = 1
         sampling, stops = calls[0].sampling, sorted(calls[0].stop_ids)
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
-        out = self.model.generate(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
+        config = GenerationConfig(
             max_new_tokens=max(c.max_tokens for c in calls),
             eos_token_id=stops,
             pad_token_id=stops[0],
             do_sample=not sampling.greedy,
-            temperature=None if sampling.greedy else sampling.temperature,
-            top_p=None if sampling.greedy else sampling.top_p,
-            top_k=None,
+            temperature=sampling.temperature if not sampling.greedy else 1.0,
+            top_p=sampling.top_p,
+            top_k=0,
         )
+        cuda = [self.device] if self.device.type == "cuda" else []
+        get_state = (lambda: torch.cuda.get_rng_state(self.device)) if cuda else torch.get_rng_state
+        set_state = (lambda s: torch.cuda.set_rng_state(s, self.device)) if cuda else torch.set_rng_state
+        with _neutral_defaults(self.model), torch.random.fork_rng(devices=cuda):
+            sequence = calls[0].sequence
+            if not sampling.greedy:
+                if sequence.rng_state is None:
+                    torch.manual_seed(sampling.seed if sampling.seed is not None else torch.seed())
+                    sequence.rng_state = get_state()
+                set_state(sequence.rng_state)
+            out = self.model.generate(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=config
+            )
+            if not sampling.greedy:
+                sequence.rng_state = get_state()
         results = []
         for c, row in zip(calls, out[:, width:].tolist()):
             row = row[: c.max_tokens]
@@ -153,6 +176,24 @@ class HFBackend:
                     break
             results.append(row)
         return results
+
+
+class _neutral_defaults:
+    """Swap the model's `generation_config` for the library defaults while generating.
+
+    transformers fills every setting left at its default from the checkpoint's own generation config,
+    so passing neutral values is not enough to keep, say, its repetition penalty out.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.saved = self.model.generation_config
+        self.model.generation_config = GenerationConfig()
+
+    def __exit__(self, *exc):
+        self.model.generation_config = self.saved
 
 
 class ReprefillEngine:

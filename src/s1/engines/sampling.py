@@ -29,6 +29,7 @@ def top_p_filter(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     probs = sorted_logits.softmax(dim=-1)
     before = probs.cumsum(dim=-1) - probs  # probability mass of strictly better tokens
     drop_sorted = before >= top_p.unsqueeze(-1)
+    drop_sorted[..., 0] = False  # the most likely token always stays, however small top_p rounds
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
