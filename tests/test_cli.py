@@ -63,8 +63,9 @@ def test_input_file_gives_one_json_line_per_question(tmp_path, embedded):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--max-thinking-tokens", "0", "Q"], "max_thinking_tokens must be a positive"),
-        (["--max-thinking-tokens", "-5", "Q"], "max_thinking_tokens must be a positive"),
+        (["--extension", "<|im_start|>", "--num-ignore", "1", "Q"], "ends thinking"),
+        (["--max-thinking-tokens", "-5", "Q"], "max_thinking_tokens must be zero (no thinking) or a positive"),
+        (["--min-thinking-tokens", "9000", "Q"], "cannot fit"),
         (["--max-thinking-tokens", "5", "--min-thinking-tokens", "9", "Q"], "larger than max_thinking_tokens"),
         (["--model", "no-such-org/no-such-model", "Q"], "not in the local cache"),
         (["--model", "./no/such/dir", "Q"], "does not exist"),

@@ -30,7 +30,8 @@ def drive(tokens, forcing: BudgetForcing, script: list[int], cap: int | None = N
 @pytest.mark.parametrize(
     "kwargs, words",
     [
-        (dict(max_thinking_tokens=0), "max_thinking_tokens"),
+        (dict(max_thinking_tokens=1.5), "max_thinking_tokens"),
+        (dict(max_tokens=-1), "max_tokens"),
         (dict(max_thinking_tokens=-5), "max_thinking_tokens"),
         (dict(min_thinking_tokens=-1), "min_thinking_tokens"),
         (dict(max_thinking_tokens=10, min_thinking_tokens=20), "larger than"),

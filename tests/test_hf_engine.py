@@ -116,3 +116,23 @@ def test_a_request_that_breaks_the_shared_step_fails_alone(tiny):
     assert failed == {1, 3}
     alone = engine.generate(good)
     assert [finished[0], finished[2], finished[4]] == [c.output_token_ids for c in alone]
+
+
+def test_sliding_window_models_are_refused_by_hf_and_run_by_reprefill(embedded):
+    """A cache that keeps only a window cannot be spliced: the hf engine refuses it by name, and the
+    reference engine (plain transformers.generate) runs the same tiny random Mistral-with-window."""
+    import pytest
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    from s1 import BudgetForcing, UserError, generate
+    from s1.engines.hf import HFEngine
+    from s1.engines.reprefill import ReprefillEngine
+
+    tokenizer = embedded[1]
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=16, max_position_embeddings=512)
+    model = AutoModelForCausalLM.from_config(config)
+    with pytest.raises(UserError, match="sliding window.*--engine reprefill"):
+        HFEngine(model, tokenizer)
+    [c] = generate("What is 7*8?", ReprefillEngine.from_model(model, tokenizer), BudgetForcing(max_thinking_tokens=24, max_answer_tokens=4))
+    assert c.thinking_tokens <= 24 and c.output_token_ids
