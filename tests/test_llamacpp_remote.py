@@ -108,7 +108,7 @@ def test_servers_down_at_load_are_named_and_failing_ones_hand_over(llama_server)
 def test_serve_as_a_budget_forcing_proxy(llama_server):
     proc, base = start_server("--model", "smollm2", "--upstream", llama_server)
     try:
-        body = {"messages": [{"role": "user", "content": "What is 7*8?"}], "max_thinking_tokens": 20, "num_ignore": 5, "max_tokens": 12}
+        body = {"messages": [{"role": "user", "content": "What is 7*8?"}], "max_thinking_tokens": 20, "num_ignore": 5, "max_answer_tokens": 12}
         r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
         assert r.status_code == 200, r.text
         data = r.json()

@@ -253,6 +253,8 @@ def test_cli_remote_errors_are_one_sentence():
     assert bogus.returncode == 2
     [line] = bogus.stderr.strip().splitlines()
     assert "--remote-mode" in line and "'bogus'" in line
+    bogus = s1("eval", "--engine", "remote", "--base-url", "http://127.0.0.1:1/v1", "--remote-mode", "bogus")
+    assert bogus.returncode == 2 and "--remote-mode" in bogus.stderr and len(bogus.stderr.strip().splitlines()) == 1
     closed = f"http://127.0.0.1:{free_port()}"
     down = s1("generate", "--engine", "remote", "--base-url", f"{closed}/v1", "Hi")
     assert down.returncode == 1, down.stderr

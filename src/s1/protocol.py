@@ -71,6 +71,7 @@ class _Body(BaseModel):
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     repetition_penalty: float = 1.0
+    repeat_penalty: float = 1.0  # llama.cpp's name for it
     top_k: int | None = None
     logit_bias: dict | None = None
     ignore_eos: bool = False
@@ -133,7 +134,7 @@ class Job:
 
 def refuse_unsupported(body: _Body, engine_name: str) -> None:
     """Fields that are accepted only at their neutral values, and options only some engines have."""
-    neutral = {"frequency_penalty": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.0, "ignore_eos": False}
+    neutral = {"frequency_penalty": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.0, "repeat_penalty": 1.0, "ignore_eos": False}
     for name, value in neutral.items():
         if getattr(body, name) != value:
             raise BadRequest(f"{name}={getattr(body, name)!r} is not supported by s1 serve; leave it at {value!r}.")
