@@ -18,7 +18,7 @@ from s1.errors import UserError
 from s1.models import embedded_gguf
 
 from .test_remote import Proxy
-from .test_serve import free_port, start_server
+from .test_serve import free_port, served, stop_server
 
 QUESTIONS = ["What is 7*8?", "Name three primes.", "Why is the sea salty?"]
 # llama-cpp-python's server takes text only, so each round is re-tokenized on the server, as in s1's
@@ -64,8 +64,7 @@ def llama_server(tmp_path_factory):
         proc.kill()
         raise RuntimeError("the llama.cpp server did not start in 120 s")
     yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_server(proc)
 
 
 @pytest.mark.parametrize("name", list(SETTINGS))
@@ -106,8 +105,7 @@ def test_servers_down_at_load_are_named_and_failing_ones_hand_over(llama_server)
 
 
 def test_serve_as_a_budget_forcing_proxy(llama_server):
-    proc, base = start_server("--model", "smollm2", "--upstream", llama_server)
-    try:
+    with served("--model", "smollm2", "--upstream", llama_server) as base:
         body = {"messages": [{"role": "user", "content": "What is 7*8?"}], "max_thinking_tokens": 20, "num_ignore": 5, "max_answer_tokens": 12}
         r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
         assert r.status_code == 200, r.text
@@ -128,6 +126,3 @@ def test_serve_as_a_budget_forcing_proxy(llama_server):
         message = data["choices"][0]["message"]
         assert (reasoning, content) == (message["reasoning_content"], message["content"])
         assert chunks >= 2
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .test_serve import start_server
+from .test_serve import served
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +27,8 @@ MAX_THINKING = 8
 
 @pytest.fixture(scope="module")
 def server(tiny_dir):
-    proc, base = start_server("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "4")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+    with served("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "4") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ get a 400 naming the problem and never harm the requests in flight beside them.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
@@ -18,7 +17,7 @@ from s1.engines.base import prepare, prepare_ids
 from s1.engines.hf import HFEngine
 from s1.formats import encode, render_messages
 
-from .test_serve import start_server
+from .test_serve import served
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -26,11 +25,9 @@ COMPLETIONS = "/v1/completions"
 
 @pytest.fixture(scope="module")
 def server(tiny_dir):
-    proc, base = start_server("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "16",
-                              "--reasoning-effort-caps", "low=4,medium=8,high=16", "--num-ignore", "1")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+    with served("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "16",
+                              "--reasoning-effort-caps", "low=4,medium=8,high=16", "--num-ignore", "1") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -227,8 +224,7 @@ def test_disconnected_clients_free_their_slots():
 
     The embedded model decodes slowly enough here that 1,500 forced thinking tokens take far longer than
     the few seconds the slots may take to free."""
-    proc, base = start_server("--model", "smollm2", "--batch-size", "8")
-    try:
+    with served("--model", "smollm2", "--batch-size", "8") as base:
         body = {"messages": [{"role": "user", "content": "long"}], "max_thinking_tokens": 1500,
                 "min_thinking_tokens": 1500, "max_answer_tokens": 50}
         clients = [httpx.Client(timeout=60) for _ in range(4)]
@@ -251,13 +247,6 @@ def test_disconnected_clients_free_their_slots():
             assert time.monotonic() - hung_up < 15, "disconnected clients kept decoding"
             time.sleep(0.1)
         print(f"5 slots freed {time.monotonic() - hung_up:.2f} s after the clients hung up")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise AssertionError("the server did not exit within 30 s of SIGTERM")
 
 
 def test_metrics_are_prometheus_text(server):

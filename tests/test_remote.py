@@ -22,7 +22,7 @@ from s1.errors import UserError
 from s1.formats import encode
 
 from .test_cli import s1
-from .test_serve import free_port, start_server
+from .test_serve import free_port, served
 
 QUESTIONS = ["What is 7*8?", "Name three primes.", "Why is the sea salty?", "Spell 'cat' backwards."]
 FORCING = BudgetForcing(max_thinking_tokens=40, num_ignore=2, max_answer_tokens=6)
@@ -97,10 +97,8 @@ class Proxy:
 
 @pytest.fixture(scope="module")
 def upstream(tiny_dir):
-    proc, base = start_server("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "8")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+    with served("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "8") as base:
+        yield base
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -47,12 +48,31 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("server did not start in time")
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM, as a user would; a server still alive 30 s later is killed and the test fails."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("the server did not exit within 30 s of SIGTERM")
+
+
+@contextlib.contextmanager
+def served(*args: str):
+    """`s1 serve ARGS` on a free port for the length of a with-block; yields its base URL."""
+    proc, base = start_server(*args)
+    try:
+        yield base
+    finally:
+        stop_server(proc)
+
+
 @pytest.fixture(scope="module")
 def server(tiny_dir):
-    proc, base = start_server("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "16")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+    with served("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "16") as base:
+        yield base
 
 
 def client_settings(i: int) -> dict:

@@ -26,7 +26,7 @@ from .protocol import (
 
 log = logging.getLogger("s1.serve")
 
-__all__ = ["create_app", "Defaults"]
+__all__ = ["create_app"]
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
