@@ -13,7 +13,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .engines.base import SEED_LIMIT, Completion, Request, Sampling, prepare_ids
-from .errors import UserError
 from .forcing import BudgetForcing
 from .formats import encode, open_thinking, render_messages
 from .schedulers import Stream

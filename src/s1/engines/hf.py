@@ -10,7 +10,7 @@ which is what continuous batching in the server needs.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
@@ -35,7 +35,6 @@ class _Row:
     next_input: int | None = None
     logprobs: list | None = None
     prompt_logprobs: list | None = None
-    extras: dict = field(default_factory=dict)
 
 
 def _token_logprobs(logprobs: torch.Tensor, token: int, k: int) -> tuple[float, dict[int, float]]:
