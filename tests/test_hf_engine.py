@@ -24,7 +24,7 @@ def test_requests_joining_a_running_batch_get_the_same_tokens_as_alone(tiny):
             loop.add(2, requests[2])  # joins while 0 and 1 are mid-thought
         if step == 19:
             loop.add(3, requests[3])
-        for i, request, state in loop.step():
+        for i, request, state, _row in loop.step():
             results[i] = to_completion(request, state, engine.tokenizer, engine.fmt).output_token_ids
         sizes.append(len(loop.rows))
         step += 1
