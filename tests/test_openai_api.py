@@ -229,8 +229,9 @@ def test_disconnected_clients_free_their_slots():
                 "min_thinking_tokens": 1500, "max_answer_tokens": 50}
         clients = [httpx.Client(timeout=60) for _ in range(4)]
         streams = [c.stream("POST", f"{base}{CHAT}", json={**body, "stream": True}) for c in clients]
-        for s in streams:
-            lines = s.__enter__().iter_lines()
+        # keep every line iterator alive: a dropped one closes its response, i.e. hangs up early
+        readers = [s.__enter__().iter_lines() for s in streams]
+        for lines in readers:
             for _ in range(4):
                 next(lines)
         with pytest.raises(httpx.ReadTimeout):  # a non-streaming client that gives up

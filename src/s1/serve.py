@@ -72,6 +72,29 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class _StatusCounter:
+    """Counts every response by status and logs refusals. Plain ASGI on purpose: Starlette's
+    `BaseHTTPMiddleware` (`@app.middleware`) hides a client's disconnect from the endpoint, so a
+    non-streaming client that gave up would keep its slot decoding to the end."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                self.metrics.requests.labels(str(status)).inc()
+                if status >= 400:
+                    log.info("%s %s status=%d", scope["method"], scope["path"], status)
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
 def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = None, engine_name: str = "hf") -> FastAPI:
     """The ASGI app; `scheduler` runs `engine` behind concurrent requests (see schedulers.py)."""
     defaults = defaults or Defaults()
@@ -80,13 +103,7 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
     translate = Translator(engine, model_name, engine_name, defaults)
     metrics = Metrics(scheduler)
 
-    @app.middleware("http")
-    async def count(request: HTTPRequest, call_next):
-        response = await call_next(request)
-        metrics.requests.labels(str(response.status_code)).inc()
-        if response.status_code >= 400:
-            log.info("%s %s status=%d", request.method, request.url.path, response.status_code)
-        return response
+    app.add_middleware(_StatusCounter, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc: RequestValidationError):
