@@ -34,6 +34,35 @@ def identity_hash(value) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def lock_directory(path: Path, what: str):
+    """Create `path` and hold its lock file (flock: the kernel frees it even after SIGKILL), or say who holds it."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--output {path} is a file, not a directory; choose another --output.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = open(path / LOCK, "a+")
+    except OSError as exc:
+        raise UserError(f"Cannot write to output directory {path} ({exc.strerror}); choose another --output.") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another --output.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def unlock_directory(handle) -> None:
+    if handle is not None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -44,35 +73,13 @@ class RunDir:
     # -- opening and locking -----------------------------------------------------------------------
     def open(self) -> "RunDir":
         """Create the directory, take its lock and repair a torn last line; one clear error for each failure."""
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"--output {self.path} is a file, not a directory; choose another --output.")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock_file = open(self.path / LOCK, "a+")
-        except OSError as exc:
-            raise UserError(f"Cannot write to output directory {self.path} ({exc.strerror}); choose another --output.") from None
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.seek(0)
-            holder = self._lock_file.read().strip() or "another process"
-            self._lock_file.close()
-            self._lock_file = None
-            raise UserError(
-                f"Another s1 eval ({holder}) is writing to {self.path}; wait for it to finish or choose another --output."
-            ) from None
-        self._lock_file.seek(0)
-        self._lock_file.truncate()
-        self._lock_file.write(f"pid {os.getpid()}")
-        self._lock_file.flush()
+        self._lock_file = lock_directory(self.path, "s1 eval")
         self._repair()
         return self
 
     def close(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
+        unlock_directory(self._lock_file)
+        self._lock_file = None
 
     def __enter__(self) -> "RunDir":
         return self.open()
@@ -121,8 +128,12 @@ class RunDir:
             f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
 
     def write(self, name: str, text: str) -> Path:
-        target = self.path / name
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-        return target
+        return write_atomic(self.path / name, text)
+
+
+def write_atomic(target: Path, text: str) -> Path:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+    return target

@@ -268,6 +268,20 @@ class HFEngine:
     def context_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", None) or 4096)
 
+    @torch.no_grad()
+    def choose(self, prompt_ids: list[int], options: list[list[int]]) -> int:
+        """The index of the option (token sequence) constrained greedy decoding writes after the prompt."""
+        from .sampling import choose_option
+
+        device = self.model.device
+        step = {"out": self.model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)}
+
+        def feed(token: int) -> None:
+            step["out"] = self.model(input_ids=torch.tensor([[token]], device=device),
+                                     past_key_values=step["out"].past_key_values, use_cache=True)
+
+        return choose_option(options, lambda: step["out"].logits[0, -1], feed)
+
     def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> DecodeLoop:
         return DecodeLoop(self.model, self.tokenizer, self.format_tokens, max_batch, on_token)
 

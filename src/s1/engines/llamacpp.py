@@ -75,6 +75,28 @@ class LlamaCppEngine:
                 on_completion(i, completions[-1])
         return completions
 
+    def choose(self, prompt_ids: list[int], options: list[list[int]]) -> int:
+        """The index of the option (token sequence) constrained greedy decoding writes after the prompt.
+
+        The part of the prompt already in llama.cpp's cache is kept (classification prompts share a long
+        list of labels), so only the new tail is evaluated."""
+        from .sampling import choose_option
+
+        self._feed_prompt(prompt_ids)
+        return choose_option(options, self._last_logits, lambda token: self.llm.eval([token]))
+
+    def _feed_prompt(self, ids: list[int]) -> None:
+        llm = self.llm
+        keep = 0
+        if not (getattr(llm, "_is_recurrent", True) or getattr(llm, "_is_hybrid", True)) and llm.n_tokens:
+            n = min(llm.n_tokens, len(ids) - 1)  # at least one token is evaluated, for fresh logits
+            same = llm.input_ids[:n] == np.asarray(ids[:n])
+            keep = n if same.all() else int(np.argmin(same))
+        if keep == 0:
+            llm.reset()
+        llm.n_tokens = keep  # eval() drops the cache from here on
+        llm.eval(ids[keep:])
+
     def _last_logits(self) -> np.ndarray:
         """Logits after the last evaluated token (llama-cpp-python keeps no copy unless logits_all)."""
         ctx = self.llm._ctx

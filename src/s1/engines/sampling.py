@@ -49,3 +49,27 @@ def pick_tokens(logits: torch.Tensor, samplings: list[Sampling], generators: lis
         for j, i in enumerate(sampled_rows):
             chosen[i] = torch.multinomial(probs[j], 1, generator=generators[i])[0]
     return chosen.tolist()
+
+
+def choose_option(options: list[list[int]], logits_now, feed) -> int:
+    """Constrained greedy decoding over a fixed set of replies (token sequences): at each position only
+    tokens that continue some option are allowed, and the most likely of them is taken. Returns the index
+    of the option decoded. `logits_now()` gives the logits for the next token, `feed(token)` appends one.
+
+    Why greedy over a trie rather than scoring every option: one forward per token of the reply instead of
+    one per option, and the same choice a constrained sampler (vLLM's guided_choice) makes at temperature 0.
+    """
+    if not options or any(not o for o in options):
+        raise ValueError("every option needs at least one token")
+    alive = list(range(len(options)))
+    position = 0
+    while True:
+        logits = logits_now()
+        allowed = {options[i][position] for i in alive}
+        best = max(allowed, key=lambda t: float(logits[t]))
+        alive = [i for i in alive if options[i][position] == best]
+        position += 1
+        complete = [i for i in alive if len(options[i]) == position]
+        if complete:
+            return complete[0]
+        feed(best)

@@ -1,0 +1,167 @@
+"""The curation config: one YAML file, declared here once and validated before any work starts.
+
+Input paths (sources, evaluation-set files, `data_dir`, the domain list) are relative to the config
+file, so a config runs the same from any folder; `output` is relative to where you run, like every
+other `--output` of s1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import UserError
+
+STRATEGIES = ("s1", "random", "longest", "diverse")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(_Strict):
+    """One pool source: a local file (JSONL/CSV/JSON/Parquet) or a hub dataset, and its field mapping."""
+
+    name: str = Field(min_length=1)
+    path: Optional[str] = None
+    hub: Optional[str] = None
+    subset: Optional[str] = None
+    split: str = "train"
+    fields: dict[str, str] = {}
+    """Pool field -> this source's field: question, solution, answer, id, cot_type."""
+    cot_type: str = "math"
+    limit: Optional[int] = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_place(self):
+        if (self.path is None) == (self.hub is None):
+            raise ValueError(f"source {self.name!r} needs exactly one of path (a local file) or hub (a dataset id)")
+        unknown = set(self.fields) - {"question", "solution", "answer", "id", "cot_type"}
+        if unknown:
+            raise ValueError(f"source {self.name!r} maps unknown pool field {sorted(unknown)[0]!r}; "
+                             "map question, solution, answer, id or cot_type")
+        return self
+
+
+class Role(_Strict):
+    """A model that curation calls: any engine of the project, its model and its decoding settings."""
+
+    engine: Literal["hf", "reprefill", "llamacpp", "remote"] = "llamacpp"
+    model: str = "smollm2"
+    base_urls: list[str] = []
+    remote_mode: Literal["auto", "ids", "text"] = "auto"
+    format: Literal["s1", "r1"] = "s1"
+    temperature: float = Field(default=0.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    seed: int = Field(default=0, ge=0)
+    max_thinking_tokens: Optional[int] = Field(default=None, ge=0)
+    """Teacher only: cap on thinking (None: whatever the context leaves)."""
+    max_tokens: int = Field(default=1024, ge=1)
+    """Answer tokens (the teacher's attempt, a solver's solution, a judge's or classifier's reply)."""
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    """Requests in flight at once (remote: spread over base_urls); sequences batched together in process."""
+    retries: int = Field(default=2, ge=0, le=20)
+    """Tries after a failed call (the remote engine retries each HTTP request on its own as well)."""
+    system: Optional[str] = None
+    prompt: Optional[str] = None
+    """The user message, with {question} (and for the judge {solution}, {attempt}; the classifier {domains})."""
+    constrained: bool = True
+    """Judge and classifier: restrict decoding to the valid replies where the engine allows it."""
+
+    def key(self) -> dict:
+        """What identifies this role's replies in the call cache (base URLs and concurrency do not)."""
+        return self.model_dump(exclude={"base_urls", "remote_mode", "concurrency", "retries"})
+
+
+class Preselect(_Strict):
+    """The paper's pre-selection: teacher-correct questions of some sources, and long teacher-correct ones of others."""
+
+    sources: list[str] = []
+    long_sources: list[str] = []
+    min_trace_tokens: int = Field(default=5600, ge=0)
+
+
+class Selection(_Strict):
+    n: int = Field(default=1000, ge=1)
+    strategy: Literal["s1", "random", "longest", "diverse"] = "s1"
+    seed: int = Field(default=0, ge=0)
+    preselect: Optional[Preselect] = None
+
+
+class Roles(_Strict):
+    teacher: Role = Role()
+    solvers: list[Role] = Field(default_factory=lambda: [Role()], min_length=1)
+    judge: Role = Role()
+    classifier: Role = Role()
+
+
+class CurateConfig(_Strict):
+    output: Optional[str] = None
+    sources: list[Source] = Field(min_length=1)
+    eval_sets: list[str] = []
+    """Benchmark names from `s1 eval`'s registry (aime24, math500, gpqa ...) or files of questions."""
+    data_dir: Optional[str] = None
+    """Folder with the named evaluation sets' files (else $S1_DATA_DIR, else the hub)."""
+    ngram: int = Field(default=8, ge=1, le=64)
+    roles: Roles = Roles()
+    student: str = "smollm2"
+    """The model to be trained: trace lengths are counted in its tokenizer."""
+    short_answer_chars: int = Field(default=64, ge=0)
+    """References up to this long are graded with math-verify; longer ones (proofs) by the judge."""
+    domains: Optional[str] = None
+    """A JSON object code -> name (default: the MSC top-level list shipped with s1)."""
+    domain_details: bool = False
+    """List each domain with its descriptions (msc.json's `prompt`, as the paper did), not just its title."""
+    selection: Selection = Selection()
+    base_dir: str = "."
+    """Folder that relative input paths start from (set to the config file's folder when loading)."""
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources):
+        names = [s.name for s in sources]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two sources are named {name!r}; give each source its own name")
+        return sources
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+def _describe(error: ValidationError, where: str) -> str:
+    first = error.errors()[0]
+    place = ".".join(str(p) for p in first["loc"]) or "the top level"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "is not a setting s1 curate knows; check its spelling against configs/curate/paper.yaml"
+    return f"{where}: {place} {message}."
+
+
+def load_config(path: str | Path, output: str | None = None) -> CurateConfig:
+    """Read and check a config; every problem is one sentence naming the setting."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"Cannot read config {path} ({exc.__class__.__name__}); check the path.") from None
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" near line {line + 1}" if line is not None else ""
+        raise UserError(f"Config {path} is not valid YAML{at}; fix its syntax.") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"Config {path} must be a YAML mapping with sources, roles and selection; see configs/curate/embedded.yaml.")
+    raw.setdefault("base_dir", str(path.resolve().parent))
+    try:
+        config = CurateConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(_describe(exc, f"Config {path}")) from None
+    if output is not None:
+        config.output = output
+    if not config.output:
+        raise UserError(f"Config {path} names no output directory; add `output: runs/curate` or pass --output.")
+    return config
