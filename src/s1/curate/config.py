@@ -56,7 +56,7 @@ class Role(_Strict):
     format: Literal["s1", "r1"] = "s1"
     temperature: float = Field(default=0.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, lt=2**62)
     max_thinking_tokens: Optional[int] = Field(default=None, ge=0)
     """Teacher only: cap on thinking (None: whatever the context leaves)."""
     max_tokens: int = Field(default=1024, ge=1)
