@@ -61,8 +61,9 @@ class Role(_Strict):
     """Teacher only: cap on thinking (None: whatever the context leaves)."""
     max_tokens: int = Field(default=1024, ge=1)
     """Answer tokens (the teacher's attempt, a solver's solution, a judge's or classifier's reply)."""
-    concurrency: int = Field(default=8, ge=1, le=1024)
-    """Requests in flight at once (remote: spread over base_urls); sequences batched together in process."""
+    concurrency: Optional[int] = Field(default=None, ge=1, le=1024)
+    """Calls handed to the engine at once (remote: in flight, spread over base_urls; hf: batched). Default:
+    1 for llamacpp, which runs one sequence at a time, else 8."""
     retries: int = Field(default=2, ge=0, le=20)
     """Tries after a failed call (the remote engine retries each HTTP request on its own as well)."""
     system: Optional[str] = None
@@ -70,6 +71,12 @@ class Role(_Strict):
     """The user message, with {question} (and for the judge {solution}, {attempt}; the classifier {domains})."""
     constrained: bool = True
     """Judge and classifier: restrict decoding to the valid replies where the engine allows it."""
+
+    @model_validator(mode="after")
+    def _default_concurrency(self):
+        if self.concurrency is None:
+            self.concurrency = 1 if self.engine == "llamacpp" else 8
+        return self
 
     def key(self) -> dict:
         """What identifies this role's replies in the call cache (base URLs and concurrency do not)."""
