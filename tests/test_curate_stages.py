@@ -255,3 +255,21 @@ def test_cli_errors(args, code, text):
     result = subprocess.run([sys.executable, "-m", "s1", "curate", *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == code, result.stderr
     assert result.stderr.startswith("Error:") and text in result.stderr and "Traceback" not in result.stderr
+
+
+def test_rerunning_a_stage_keeps_later_stages_verdicts(tmp_path):
+    """Re-running quality alone must not bring back a question difficulty dropped (nor one it dropped itself
+    and would drop again), and must bring back one it no longer drops."""
+    source = _write_jsonl(tmp_path / "pool.jsonl", [{"question": f"What is {i}+{i}?", "answer": str(2 * i)} for i in range(3)])
+    config = load_config(_config(tmp_path, [{"name": "p", "path": str(source)}]))
+    run(config, ["collect"], show_progress=False, say=lambda s: None)
+    with Store(tmp_path / "run") as store:
+        store.update({"p/0": {"thinking": "t", "attempt": "a"}, "p/1": {"thinking": "t", "attempt": "a"},
+                      "p/2": {"thinking": "t", "attempt": ""}})
+        store.set_drops("difficulty", {"p/0": "solved"}, ["p/0", "p/1", "p/2"])
+        store.set_drops("quality", {"p/1": "no trace"}, ["p/1"])  # a stale verdict: p/1 has a trace now
+    run(config, ["quality"], show_progress=False, say=lambda s: None)
+    rows = _rows(tmp_path / "run")
+    assert (rows["p/0"]["dropped_by"], rows["p/0"]["drop_rule"]) == ("difficulty", "solved")
+    assert rows["p/1"]["dropped_by"] is None
+    assert (rows["p/2"]["dropped_by"], rows["p/2"]["drop_rule"]) == ("quality", "no attempt")

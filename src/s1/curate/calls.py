@@ -59,8 +59,16 @@ class Engines:
 
     loaded: dict = field(default_factory=dict)
 
+    @staticmethod
+    def _key(role: Role) -> tuple:
+        return (role.engine, role.model, role.format, tuple(role.base_urls), role.remote_mode)
+
+    def put(self, role: Role, engine) -> None:
+        """Use `engine` (loaded already) for every role that names the same engine, model and format."""
+        self.loaded[self._key(role)] = engine
+
     def get(self, role: Role):
-        key = (role.engine, role.model, role.format, tuple(role.base_urls), role.remote_mode)
+        key = self._key(role)
         if key not in self.loaded:
             log.info("loading %s (%s)", role.model, role.engine)
             self.loaded[key] = load_engine(role.model, role.engine, role.format, base_urls=role.base_urls or None,
@@ -90,20 +98,23 @@ class Caller:
         """Replies aligned with `asks` (None where the call failed); cached replies cost no call.
         `on_reply(n)` is told each time n more asks have their answer (for progress bars)."""
         keys = [self.key(a) for a in asks]
-        unique = list(dict.fromkeys(keys))
-        replies: dict[str, dict | None] = dict(self.store.replies(unique))
+        first: dict[str, Ask] = {}
+        copies: dict[str, int] = {}
+        for key, ask in zip(keys, asks):
+            first.setdefault(key, ask)
+            copies[key] = copies.get(key, 0) + 1
+        replies: dict[str, dict | None] = dict(self.store.replies(list(first)))
         self.tally.cached += len(replies)
         if on_reply and replies:
-            on_reply(sum(k in replies for k in keys))
-        todo = [(k, asks[keys.index(k)]) for k in unique if k not in replies]
+            on_reply(sum(copies[k] for k in replies))
+        todo = [(k, a) for k, a in first.items() if k not in replies]
         if todo:
             engine = self.engines.get(self.role)
-            by_key_count = {k: keys.count(k) for k, _ in todo} if len(todo) < len(keys) else None
 
             def done(key: str, reply: dict | None) -> None:
                 replies[key] = reply
                 if on_reply:
-                    on_reply(by_key_count[key] if by_key_count else 1)
+                    on_reply(copies[key])
 
             constrained = [(k, a) for k, a in todo if a.choices and self.role.constrained and hasattr(engine, "choose")]
             chosen = {k for k, _ in constrained}

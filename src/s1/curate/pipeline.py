@@ -31,10 +31,10 @@ assert tuple(RUNNERS) == STAGES
 class Context:
     """What the stages share during one run: the config, the store, loaded engines, the grader, progress."""
 
-    def __init__(self, config: CurateConfig, store: Store, show_progress: bool):
+    def __init__(self, config: CurateConfig, store: Store, show_progress: bool, engines: Engines | None = None):
         self.config, self.store = config, store
         self.output = Path(config.output)
-        self.engines = Engines()
+        self.engines = engines or Engines()
         self._grader = None
         self._callers: dict[str, Caller] = {}
         self._progress = None
@@ -90,8 +90,10 @@ def _log_invocation(output: Path, config: CurateConfig, stages: list[str]) -> No
         f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
 
 
-def run(config: CurateConfig, stages: list[str] | None = None, show_progress: bool = True, say=print) -> dict:
-    """Run `stages` (default: all, in order) into config.output; returns the report."""
+def run(config: CurateConfig, stages: list[str] | None = None, show_progress: bool = True, say=print,
+        engines: Engines | None = None) -> dict:
+    """Run `stages` (default: all, in order) into config.output; returns the report. `engines` may hold
+    engines loaded already (`Engines.put`), which the roles naming them then use."""
     stages = list(stages or STAGES)
     for stage in stages:
         if stage not in RUNNERS:
@@ -99,7 +101,7 @@ def run(config: CurateConfig, stages: list[str] | None = None, show_progress: bo
     output = Path(config.output)
     with Store(output) as store:
         _log_invocation(output, config, stages)
-        with Context(config, store, show_progress) as ctx:
+        with Context(config, store, show_progress, engines) as ctx:
             for stage in stages:
                 if stage != "collect" and store.count() == 0:
                     raise UserError(f"The store in {output} holds no questions; run `s1 curate collect` (or run) first.")

@@ -102,11 +102,12 @@ class Store:
 
     def set_drops(self, stage: str, drops: dict[str, str], considered: list[str]) -> None:
         """Mark `drops` (id -> rule) as dropped by `stage` and clear the stage's old marks on the other rows
-        it considered, so re-running a stage with other settings gives exactly its new verdict."""
+        it considered, so re-running a stage with other settings gives exactly its new verdict. A later
+        stage's mark on a row this stage keeps stays: that verdict is the later stage's to change."""
         with self._write, self.db:
             self.db.executemany(
-                "UPDATE questions SET dropped_by = NULL, drop_rule = NULL WHERE id = ?",
-                [(i,) for i in considered if i not in drops],
+                "UPDATE questions SET dropped_by = NULL, drop_rule = NULL WHERE id = ? AND dropped_by = ?",
+                [(i, stage) for i in considered if i not in drops],
             )
             self.db.executemany("UPDATE questions SET dropped_by = ?, drop_rule = ? WHERE id = ?",
                                 [(stage, rule, i) for i, rule in drops.items()])
