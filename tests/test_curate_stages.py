@@ -273,3 +273,10 @@ def test_rerunning_a_stage_keeps_later_stages_verdicts(tmp_path):
     assert (rows["p/0"]["dropped_by"], rows["p/0"]["drop_rule"]) == ("difficulty", "solved")
     assert rows["p/1"]["dropped_by"] is None
     assert (rows["p/2"]["dropped_by"], rows["p/2"]["drop_rule"]) == ("quality", "no attempt")
+
+
+def test_unknown_eval_set_is_one_sentence(tmp_path):
+    source = _write_jsonl(tmp_path / "pool.jsonl", [{"question": "What is 1+1?", "answer": "2"}])
+    config = load_config(_config(tmp_path, [{"name": "p", "path": str(source)}], eval_sets=["aime2099"]))
+    with pytest.raises(UserError, match="neither a benchmark of s1 eval .* nor an existing file"):
+        run(config, ["collect", "decontaminate"], show_progress=False, say=lambda s: None)

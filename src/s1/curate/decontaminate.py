@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..benchmarks import _task_rows, get_task, read_rows
+from ..benchmarks import _task_rows, available_tasks, get_task, read_rows
 from ..errors import UserError
 
 STAGE = "decontaminate"
@@ -31,7 +31,11 @@ def eval_questions(name: str, config) -> list[str]:
             raise UserError(f"Evaluation set file {path} does not exist; fix eval_sets in the config.")
         rows, field = read_rows(path), None
     else:
-        task = get_task(name)
+        try:
+            task = get_task(name)
+        except UserError:
+            raise UserError(f"eval_sets names {name!r}, which is neither a benchmark of s1 eval ({', '.join(available_tasks())}) "
+                            "nor an existing file; fix eval_sets in the config.") from None
         data_dir = str(config.path(config.data_dir)) if config.data_dir else None
         rows = _task_rows(task, data_dir)
         named = re.match(r"\s*\{\{\s*(\w+)", task.doc_to_text)
