@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import resource
 import shutil
@@ -33,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
 
+from forcing import machine  # noqa: E402  (bench/forcing.py, beside this script)
 from s1.curate import load_config, run  # noqa: E402
 from s1.curate.calls import Engines  # noqa: E402
 from s1.curate.store import STAGES  # noqa: E402
@@ -43,16 +42,6 @@ from s1.models import load_tokenizer  # noqa: E402
 WORDS = ("integer real triangle circle prime sum product sequence function polynomial root angle area probability "
          "divisor remainder digit chord tangent vertex matrix vector series limit maximum minimum equation graph "
          "set subset coin dice ball box path grid square cube sphere plane line point ratio mean median").split()
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def synthetic_pool(path: Path, rows: int, rng: random.Random) -> None:
