@@ -221,6 +221,8 @@ GOOD_SOURCE = f"sources: [{{name: a, path: {DATA / 'amc23.jsonl'}}}]\noutput: ou
     (GOOD_SOURCE + "selection: {strategy: best}\n", "selection.strategy"),
     (GOOD_SOURCE + "roles: {teacher: {engine: vllm}}\n", "roles.teacher.engine"),
     (GOOD_SOURCE + "roles: {solvers: []}\n", "roles.solvers"),
+    (GOOD_SOURCE + "roles: {teacher: {engine: python, model: smollm2}}\n", "names its function as module:function"),
+    (GOOD_SOURCE + "roles: {teacher: {engine: python, model: 'm:'}}\n", "names its function as module:function"),
     (f"sources: [{{name: a, path: {DATA / 'amc23.jsonl'}, fields: {{prompt: q}}}}]\noutput: out\n", "unknown pool field 'prompt'"),
     (f"sources: [{{name: a, path: {DATA / 'amc23.jsonl'}}}]\n", "names no output directory"),
 ])
@@ -280,3 +282,66 @@ def test_unknown_eval_set_is_one_sentence(tmp_path):
     config = load_config(_config(tmp_path, [{"name": "p", "path": str(source)}], eval_sets=["aime2099"]))
     with pytest.raises(UserError, match="neither a benchmark of s1 eval .* nor an existing file"):
         run(config, ["collect", "decontaminate"], show_progress=False, say=lambda s: None)
+
+
+# ------------------------------------------------------------------------------- python roles
+def _walk_pool(tmp_path: Path, n: int = 12) -> Path:
+    from s1.demo import task
+
+    problems = task.held_out(n, seed=5, min_steps=1)
+    return _write_jsonl(tmp_path / "walks.jsonl", [{"id": i, "question": p.question, "answer": str(p.answer)}
+                                                   for i, p in enumerate(problems)])
+
+
+def _python_roles(teacher: str) -> dict:
+    role = lambda target: {"engine": "python", "model": target}  # noqa: E731
+    return {"teacher": role(teacher), "solvers": [role("s1.demo.task:solver")], "judge": role("s1.demo.task:solver"),
+            "classifier": role("s1.demo.task:classifier")}
+
+
+def test_python_roles_run_every_stage_and_cache_their_calls(tmp_path):
+    """A function in each role goes through the same call cache as a model: a re-run sends nothing."""
+    domains = tmp_path / "domains.json"
+    domains.write_text(json.dumps({"add": "Addition", "double": "Doubling", "square": "Squaring"}))
+    config = load_config(_config(tmp_path, [{"name": "walks", "path": str(_walk_pool(tmp_path))}], eval_sets=[],
+                                 roles=_python_roles("s1.demo.task:teacher"), domains=str(domains),
+                                 student=str(tmp_path / "student"), selection={"n": 5}))
+    from s1.demo import tiny
+
+    tiny.build(tmp_path / "student")
+    run(config, show_progress=False, say=lambda s: None)
+    rows = _rows(tmp_path / "run")
+    assert all(r["thinking"].startswith("1: ") and r["attempt"].startswith("Answer: ") for r in rows.values())
+    assert {r["domain"] for r in rows.values() if r["domain"]} <= {"add", "double", "square"}
+    kept = [r for r in rows.values() if r["dropped_by"] is None]
+    assert sum(1 for r in rows.values() if r["selected"] is not None) == min(5, len(kept)) > 0
+    assert all(r["dropped_by"] == "difficulty" for r in rows.values() if r["dropped_by"])  # solved: 1-2 steps or a lucky guess
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["calls"]["teacher"]["sent"] == 12
+    run(config, show_progress=False, say=lambda s: None)
+    again = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert again["calls"]["teacher"]["sent"] == 12 and again["calls"]["teacher"]["repeated"] == 0
+
+
+@pytest.mark.parametrize("target, message", [
+    ("no_such_module_s1:f", "Cannot load the python role 'no_such_module_s1:f'"),
+    ("json:no_such_function", "Cannot load the python role 'json:no_such_function'"),
+    ("json:__doc__", "is not a function"),
+])
+def test_python_role_that_cannot_load_is_one_sentence(tmp_path, target, message):
+    config = load_config(_config(tmp_path, [{"name": "walks", "path": str(_walk_pool(tmp_path, 2))}], eval_sets=[],
+                                 roles=_python_roles(target)))
+    with pytest.raises(UserError) as caught:
+        run(config, ["collect", "decontaminate", "traces"], show_progress=False, say=lambda s: None)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_python_role_that_fails_marks_its_calls_failed(tmp_path):
+    """A function that raises or returns the wrong thing fails its own calls; the rows are dropped by rule."""
+    config = load_config(_config(tmp_path, [{"name": "walks", "path": str(_walk_pool(tmp_path, 3))}], eval_sets=[],
+                                 roles=_python_roles("json:dumps")))  # returns a string, not a reply
+    run(config, ["collect", "decontaminate", "traces", "quality"], show_progress=False, say=lambda s: None)
+    rows = _rows(tmp_path / "run")
+    assert [r["drop_rule"] for r in rows.values()] == ["teacher call failed"] * 3
+    with Store(tmp_path / "run") as store:
+        assert store.call_stats()["teacher"]["failed"] == 3

@@ -107,3 +107,21 @@ def test_thinking_never_exceeds_the_cap_whatever_the_model_does(tokens):
     for script in ([IM_END] * 50, [IM_START, 5] * 25, [9] * 50):
         state = drive(tokens, forcing, script)
         assert state.thinking_tokens == 7 and state.capped
+
+
+def test_forced_spans_mark_what_the_state_wrote(tokens, embedded):
+    """Extensions, the forced end with its answer prefix, and a completed natural end are each one span."""
+    tok = embedded[1]
+    wait = encode(tok, "Wait")
+    forcing = BudgetForcing(max_thinking_tokens=6 + len(wait), num_ignore=1, max_answer_tokens=2)  # 6 own + Wait
+    state = drive(tokens, forcing, [100, 101, IM_END, 102, 103, 104, 105, 200, 201])
+    spans = {kind: (start, end) for kind, start, end in state.forced_spans}
+    assert spans["extension"] == (2, 2 + len(wait))
+    assert state.output[slice(*spans["extension"])] == wait
+    start, end = spans["forced_end"]
+    assert start == state.thinking_end and state.output[start:end] == encode(tok, "\n<|im_start|>answer\nFinal Answer:")
+    assert "delimiter" not in spans and state.output[end:] == [200, 201]
+
+    natural = drive(tokens, BudgetForcing(max_answer_tokens=1), [100, IM_START, 300], cap=50)
+    assert natural.forced_spans == [["delimiter", 2, 2 + len(tokens.think_end_ids) - 1]]
+    assert natural.output[1] == IM_START  # the model's own token is not marked

@@ -236,12 +236,37 @@ def eval_command(
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Run directories written by s1 eval.")],
     plot: Annotated[Path, typer.Option(help="Where to draw all runs on one plot.")] = Path("report.png"),
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", help="Also write one self-contained HTML page: plot, tables with confidence intervals, a sample browser.")] = None,
+    title: Annotated[Optional[str], typer.Option(help="The HTML page's title.")] = None,
 ) -> None:
-    """Print several runs' tables side by side and draw them on one plot."""
+    """Print several runs' tables side by side and draw them on one plot (and, with --html, a page to share)."""
     from .report import compare
 
     out.print(compare([str(r) for r in runs], plot), markup=False)
     err.print(f"Plot: {plot}", style="cyan")
+    if html is not None:
+        from .html_report import write_html
+
+        err.print(f"HTML: {write_html([str(r) for r in runs], html, title)}", style="cyan")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes everything; a second run resumes it.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option(help="A smaller pool and a few training steps: the mechanics in about a minute.")] = False,
+) -> None:
+    """The whole s1 loop offline on a CPU: make a toy pool, curate it, train a tiny model, evaluate test-time scaling."""
+    from .demo import demo as run_demo
+    from .evaluate import summary_markdown
+
+    result = run_demo(out_dir, quick=quick, say=lambda line: err.print(line, style="bold cyan", markup=False))
+    for summary, run in zip(result["summaries"], result["runs"]):
+        out.print(summary_markdown(summary, title=run.name).split("How to read this table:")[0].rstrip() + "\n", markup=False)
+    took = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result["times"].items())
+    err.print(f"Done in {sum(result['times'].values()):.0f} s ({took}).", style="cyan")
+    err.print(f"Report: {result['html']} (open it in a browser); plots: {', '.join(str(r / 'scaling.png') for r in result['runs'])}",
+              style="cyan")
 
 
 @app.command("train")

@@ -303,11 +303,23 @@ def _run_setting(config: EvalConfig, engine: Engine, recorder: _Recorder, contex
                 "finish_reason": completion.finish_reason, "gold": item.problem.answer, "kind": item.problem.kind,
                 "tries": item.tries, "fits": fits, "seconds": round(time.perf_counter() - start, 3),
                 "answer": completion.answer,
+                "forced": forced_offsets(engine.tokenizer, completion),
             }
             recorder.put(record, item.problem.kind, item.problem.answer, completion.answer)
 
         engine.generate(requests, batch_size=config.batch_size, on_completion=on_completion)
         pending = retry
+
+
+def forced_offsets(tokenizer, completion) -> list[list]:
+    """Budget forcing's own writing as [kind, start, end) character offsets into the record's `output`
+    (what a report highlights: extensions, the forced end and answer prefix, a completed delimiter)."""
+    ids, spans = completion.output_token_ids, completion.forced_spans
+
+    def at(i: int) -> int:
+        return len(tokenizer.decode(ids[:i], skip_special_tokens=False))
+
+    return [[kind, at(start), at(end)] for kind, start, end in spans]
 
 
 def _regrade(run: RunDir, grader: Grader, records: dict[str, dict]) -> dict[str, dict]:
@@ -466,7 +478,7 @@ def write_summary(run: RunDir, config: EvalConfig, summary: dict) -> None:
     run.write("summary.md", summary_markdown(summary))
     curves = [
         (f"{name}: {method}" if len(summary["benchmarks"]) > 1 else method,
-         [(r["mean_thinking_tokens"], r["accuracy"], r["setting"]) for r in bench["settings"]
+         [(r["mean_thinking_tokens"], r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high")) for r in bench["settings"]
           if r["method"] == method and not r["reference"]])
         for name, bench in summary["benchmarks"].items()
         for method in bench["methods"]

@@ -106,6 +106,9 @@ class ForcingState:
     """Ids that end the answer: the format's, plus a request's own `stop_token_ids`."""
     plain: bool = False
     """A plain continuation (no thinking at all): the whole output is the answer."""
+    forced_spans: list = field(default_factory=list)
+    """[kind, start, end) runs of `output` the state wrote, not the model: "extension", "forced_end" (the
+    delimiter and answer prefix at the cap) or "delimiter" (completing a natural end). For reports."""
     _pending: deque = field(default_factory=deque)
 
     def __post_init__(self):
@@ -188,7 +191,7 @@ class ForcingState:
         if self.phase is Phase.THINKING:
             return self._think(sample)
         if self.phase is Phase.ENDING:
-            return self._emit(self._pending.popleft())
+            return self._emit(self._pending.popleft(), self._ending_kind)
         if self.phase is Phase.ANSWER:
             return self._answer(sample)
         return None
@@ -199,7 +202,7 @@ class ForcingState:
             after_newline = self.tokens.ends_with_newline(self.last_token)
             return self._end(self.tokens.forced_end(self.forcing.answer_prefix, after_newline))
         if self._pending:
-            return self._emit(self._pending.popleft())
+            return self._emit(self._pending.popleft(), "extension")
         token = sample()
         if token not in self.tokens.end_trigger_ids:
             return self._emit(token)
@@ -207,7 +210,7 @@ class ForcingState:
             extension = self.forcing.extensions[self.extensions_used % len(self.forcing.extensions)]
             self.extensions_used += 1
             self._pending.extend(self.tokens.extension(extension))
-            return self._emit(self._pending.popleft())
+            return self._emit(self._pending.popleft(), "extension")
         keep, rest = self.tokens.natural_end(token)
         if keep:
             return self._end(rest, first=token)
@@ -219,8 +222,12 @@ class ForcingState:
         self._pending = deque(delimiter)
         self.phase = Phase.ENDING
         if first is None:
-            first = self._pending.popleft()
+            return self._emit(self._pending.popleft(), self._ending_kind)
         return self._emit(first)
+
+    @property
+    def _ending_kind(self) -> str:
+        return "forced_end" if self.capped else "delimiter"
 
     def _answer(self, sample) -> int | None:
         if self.answer_tokens >= self.forcing.max_answer_tokens:
@@ -231,7 +238,13 @@ class ForcingState:
             self._finish("stop")
         return token
 
-    def _emit(self, token: int) -> int:
+    def _emit(self, token: int, forced: str | None = None) -> int:
+        if forced is not None:
+            spans, at = self.forced_spans, len(self.output)
+            if spans and spans[-1][0] == forced and spans[-1][2] == at:
+                spans[-1][2] = at + 1
+            else:
+                spans.append([forced, at, at + 1])
         self.output.append(token)
         self.last_token = token
         if self.phase is Phase.THINKING:

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-Point = tuple  # (mean thinking tokens, accuracy %, setting label)
+Point = tuple  # (mean thinking tokens, accuracy %, setting label[, CI low, CI high]): error bars when given
 
 
-def scaling_plot(curves: list[tuple[str, list[Point]]], path: str | Path, title: str = "") -> Path:
-    """One line per method, points sorted by thinking tokens and labelled with their setting."""
+def _full(point: Point) -> tuple:
+    """(x, y, label, low, high) with the x clamped to 1 for the log axis and a missing interval as none."""
+    x, y = max(point[0], 1.0), point[1]
+    label = point[2] if len(point) > 2 else ""
+    low = point[3] if len(point) > 3 and point[3] is not None else y
+    high = point[4] if len(point) > 4 and point[4] is not None else y
+    return x, y, label, low, high
+
+
+def scaling_plot(curves: list[tuple[str, list[Point]]], path, title: str = "", format: str | None = None):
+    """One line per method, points sorted by thinking tokens and labelled with their setting.
+    `path` may be a file object, with `format` ("svg" for the HTML report)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,10 +31,14 @@ def scaling_plot(curves: list[tuple[str, list[Point]]], path: str | Path, title:
     for label, points in curves:
         if not points:
             continue
-        points = sorted((max(p[0], 1.0), p[1], p[2] if len(p) > 2 else "") for p in points)
-        xs, ys, names = zip(*points)
-        ax.plot(xs, ys, marker="o", linewidth=1.8, label=label)
-        for x, y, name in points:
+        points = sorted(_full(p) for p in points)
+        xs, ys, names, lows, highs = zip(*points)
+        line, = ax.plot(xs, ys, marker="o", linewidth=1.8, label=label)
+        if any(lo != y or hi != y for y, lo, hi in zip(ys, lows, highs)):
+            ax.errorbar(xs, ys, yerr=[[y - lo for y, lo in zip(ys, lows)], [hi - y for y, hi in zip(ys, highs)]],
+                        fmt="none", ecolor=line.get_color(), alpha=0.45, capsize=3, linewidth=1.2)
+            top = max(top, max(highs))
+        for x, y, name, _, _ in points:
             if name:
                 ax.annotate(name, (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=6, alpha=0.7)
         top = max(top, max(ys))
@@ -47,6 +61,6 @@ def scaling_plot(curves: list[tuple[str, list[Point]]], path: str | Path, title:
     if any(points for _, points in curves):
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format=format)
     plt.close(fig)
-    return Path(path)
+    return path

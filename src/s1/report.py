@@ -58,7 +58,7 @@ def compare(runs: list[str], plot: str | Path) -> str:
                     f"| {name} | {bench} | {method} | {f(m['control'])} | {f(m['scaling_per_1k_tokens'], '.2f')} | "
                     f"{f(m['scaling_per_doubling'], '.2f')} | {f(m['performance'])} |"
                 )
-                points = [(r["mean_thinking_tokens"], r["accuracy"], r["setting"]) for r in data["settings"]
+                points = [(r["mean_thinking_tokens"], r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high")) for r in data["settings"]
                           if r["method"] == method and not r.get("reference")]
                 curves.append((f"{name} · {bench} · {method}", points))
     try:

@@ -5,6 +5,11 @@ reply is stored the moment it arrives (one SQLite transaction), so a re-run send
 never came back. The engines are the project's own (`hf`, `reprefill`, `llamacpp`, `remote`): the
 remote engine spreads calls over its base URLs and retries each HTTP request with backoff; a call that
 still fails is retried here `role.retries` times as a whole, then marked failed.
+
+The `python` engine calls a function instead of a model (`model: package.module:function`), for a
+programmatic teacher (`s1 demo`'s), a rule-based solver or a client of a service s1 has no engine for.
+The function takes the user message and a `seed` keyword and returns {"thinking": ..., "answer": ...};
+its replies are cached and counted like any model's.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ class Engines:
 
     def get(self, role: Role):
         key = self._key(role)
+        if key not in self.loaded and role.engine == "python":
+            self.loaded[key] = FunctionEngine.load(role.model)
         if key not in self.loaded:
             log.info("loading %s (%s)", role.model, role.engine)
             self.loaded[key] = load_engine(role.model, role.engine, role.format, base_urls=role.base_urls or None,
@@ -81,6 +88,32 @@ class Engines:
             if backend is not None and hasattr(backend, "close"):
                 backend.close()
         self.loaded.clear()
+
+
+class FunctionEngine:
+    """A Python function in a role's place: called once per ask, in this process."""
+
+    def __init__(self, function: Callable[..., dict], name: str):
+        self.function, self.name = function, name
+
+    @classmethod
+    def load(cls, target: str) -> "FunctionEngine":
+        import importlib
+
+        module_name, _, attribute = target.partition(":")
+        try:
+            function = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise UserError(f"Cannot load the python role {target!r} ({exc}); name an importable module:function.") from None
+        if not callable(function):
+            raise UserError(f"The python role {target!r} is not a function; name one as module:function.")
+        return cls(function, target)
+
+    def reply(self, message: str, seed: int) -> dict:
+        reply = self.function(message, seed=seed)
+        if not isinstance(reply, dict) or not isinstance(reply.get("answer"), str):
+            raise ValueError(f"{self.name} returned {type(reply).__name__}, not a dict with a text 'answer'")
+        return {"thinking": str(reply.get("thinking") or ""), "answer": reply["answer"]}
 
 
 class Caller:
@@ -116,6 +149,10 @@ class Caller:
                 if on_reply:
                     on_reply(copies[key])
 
+            if isinstance(engine, FunctionEngine):
+                for key, ask in todo:
+                    done(key, self._call_function(engine, key, ask))
+                return [replies.get(k) for k in keys]
             constrained = [(k, a) for k, a in todo if a.choices and self.role.constrained and hasattr(engine, "choose")]
             chosen = {k for k, _ in constrained}
             free = [(k, a) for k, a in todo if k not in chosen]
@@ -157,6 +194,16 @@ class Caller:
         self.tally.sent += 1
         try:
             reply = {"answer": ask.choices[engine.choose(ids, options)], "constrained": True}
+        except Exception as exc:  # noqa: BLE001 - one failed call must not stop the stage
+            return self._failed(key, exc)
+        self.store.call_done(key, reply)
+        return reply
+
+    def _call_function(self, engine: FunctionEngine, key: str, ask: Ask) -> dict | None:
+        self.store.call_sent(key, self.name, {"message": ask.message})
+        self.tally.sent += 1
+        try:
+            reply = engine.reply(ask.message, seed=self.role.seed + ask.attempt)
         except Exception as exc:  # noqa: BLE001 - one failed call must not stop the stage
             return self._failed(key, exc)
         self.store.call_done(key, reply)

@@ -49,8 +49,9 @@ class Source(_Strict):
 class Role(_Strict):
     """A model that curation calls: any engine of the project, its model and its decoding settings."""
 
-    engine: Literal["hf", "reprefill", "llamacpp", "remote"] = "llamacpp"
+    engine: Literal["hf", "reprefill", "llamacpp", "remote", "python"] = "llamacpp"
     model: str = "smollm2"
+    """A model name, path or hub id; for the python engine, `module:function` (see calls.py)."""
     base_urls: list[str] = []
     remote_mode: Literal["auto", "ids", "text"] = "auto"
     format: Literal["s1", "r1"] = "s1"
@@ -74,6 +75,8 @@ class Role(_Strict):
 
     @model_validator(mode="after")
     def _default_concurrency(self):
+        if self.engine == "python" and (":" not in self.model or not all(self.model.split(":", 1))):
+            raise ValueError(f"a python role names its function as module:function, got {self.model!r}")
         if self.concurrency is None:
             self.concurrency = 1 if self.engine == "llamacpp" else 8
         return self

@@ -6,7 +6,7 @@ Evaluation, serving and curation only ever see `Completion`, so they never care 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol
 
 from ..errors import UserError
@@ -69,6 +69,8 @@ class Completion:
     """Per output token, when the request asked for logprobs."""
     prompt_logprobs: list[TokenLogprob | None] | None = None
     """Per prompt token (None for the first), when the request asked for them (`echo` with logprobs)."""
+    forced_spans: list[list] = field(default_factory=list)
+    """[kind, start, end) runs of `output_token_ids` written by budget forcing (ForcingState.forced_spans)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -236,4 +238,5 @@ def to_completion(
         stop_reason=out[-1] if stopped_by_token and out[-1] in request.stop_token_ids else None,
         logprobs=logprobs,
         prompt_logprobs=prompt_logprobs,
+        forced_spans=[list(span) for span in state.forced_spans],
     )

@@ -1,0 +1,210 @@
+"""`s1 report --html`: one self-contained page per run or comparison.
+
+The page holds the scaling plot (inline SVG), the per-setting table with 95% confidence intervals and
+majority-voting columns, the Control / Scaling / Performance metrics, and a sample browser: every
+graded sample with its thinking, the parts budget forcing wrote highlighted (extensions, the forced end
+and answer prefix, a completed delimiter), the extracted answer, the reference and the grader's reason.
+Nothing is fetched when the page opens: styles, script and plot are in the file, so it can be mailed
+or attached to a paper's supplement.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+
+from .errors import UserError
+from .report import load_summary
+from .rundir import RunDir, write_atomic
+
+MAX_SAMPLES = 2000
+"""Samples per run shown in the browser (the first ones of each setting, in problem order)."""
+FORCED_LABELS = {"extension": "extension (forced)", "forced_end": "forced end", "delimiter": "end completed"}
+
+
+def _svg_plot(curves: list, title: str) -> str:
+    """The scaling plot as inline SVG, drawn by the same function as scaling.png."""
+    from .plots import scaling_plot
+
+    buffer = io.BytesIO()
+    scaling_plot(curves, buffer, title=title, format="svg")
+    svg = buffer.getvalue().decode("utf-8")
+    return svg[svg.find("<svg"):]
+
+
+def _run_samples(run: str, summary: dict) -> list[dict]:
+    """The samples the summary counts (current context and settings), latest grade of each, capped per run."""
+    shown = {(bench, r["method"], r["setting"]) for bench, data in summary["benchmarks"].items() for r in data["settings"]}
+    records = RunDir(run).records() if (Path(run) / "samples.jsonl").exists() else {}
+    picked = [r for r in records.values()
+              if (r.get("benchmark"), r.get("method"), r.get("setting")) in shown and "output" in r and "correct" in r]
+    picked.sort(key=lambda r: (r.get("benchmark", ""), r.get("method", ""), r.get("setting", ""), str(r.get("id")), r.get("sample", 0)))
+    return picked[:MAX_SAMPLES]
+
+
+def _highlight(output: str, forced: list) -> str:
+    """The output as HTML with budget forcing's spans marked; thinking and answer split at the delimiter."""
+    parts, at = [], 0
+    for kind, start, end in sorted(forced or [], key=lambda s: s[1]):
+        if start < at or end > len(output):
+            continue
+        parts.append(html.escape(output[at:start]))
+        parts.append(f'<mark class="{kind}" title="{FORCED_LABELS.get(kind, kind)}">{html.escape(output[start:end])}</mark>')
+        at = end
+    parts.append(html.escape(output[at:]))
+    return "".join(parts)
+
+
+def _ci_bar(row: dict) -> str:
+    lo, hi, acc = row["ci_low"], row["ci_high"], row["accuracy"]
+    return (f'<span class="ci"><span class="range" style="left:{lo:.1f}%;width:{max(hi - lo, 0.5):.1f}%"></span>'
+            f'<span class="point" style="left:{acc:.1f}%"></span></span>')
+
+
+def _settings_table(name: str, bench: dict) -> str:
+    rows = bench["settings"]
+    voting = next((r for r in rows if "maj@k" in r), None)
+    ks = list(voting["maj@k"]) if voting else []
+    head = ("<tr><th>method</th><th>setting</th><th>n</th><th>mean thinking tokens</th><th>accuracy % (95% CI)</th>"
+            "<th></th><th>in control</th>" + "".join(f"<th>maj@{k}</th>" for k in ks) + "</tr>")
+    body = []
+    for r in rows:
+        control = "–" if r.get("in_control") is None else ("yes" if r["in_control"] else "no")
+        votes = "".join(f"<td>{r['maj@k'][k]:.1f}</td>" if "maj@k" in r else "<td>–</td>" for k in ks)
+        n = f"{r['samples']}" + ("" if r.get("complete", True) else f" ({r['problems']} of {bench['problems']})")
+        body.append(
+            f"<tr><td>{html.escape(r['method'])}</td><td>{html.escape(r['setting'])}</td><td>{n}</td>"
+            f"<td>{r['mean_thinking_tokens']:.0f}</td><td>{r['accuracy']:.1f} ({r['ci_low']:.1f}–{r['ci_high']:.1f})</td>"
+            f"<td>{_ci_bar(r)}</td><td>{control}</td>{votes}</tr>"
+        )
+    return f"<h3>{html.escape(name)} <small>{bench['problems']} problems</small></h3><table>{head}{''.join(body)}</table>"
+
+
+def _metrics_table(summaries: list[tuple[str, dict]]) -> str:
+    def f(v, spec=".1f"):
+        return "–" if v is None else format(v, spec)
+
+    rows = []
+    for run, summary in summaries:
+        for bench, data in summary["benchmarks"].items():
+            for method, m in data["methods"].items():
+                rows.append(f"<tr><td>{html.escape(run)}</td><td>{html.escape(bench)}</td><td>{html.escape(method)}</td>"
+                            f"<td>{f(m['control'])}</td><td>{f(m['scaling_per_1k_tokens'], '.2f')}</td>"
+                            f"<td>{f(m['scaling_per_doubling'], '.2f')}</td><td>{f(m['performance'])}</td></tr>")
+    return ("<table><tr><th>run</th><th>benchmark</th><th>method</th><th>Control %</th><th>Scaling (points / 1k tokens)</th>"
+            "<th>Scaling (points / doubling)</th><th>Performance %</th></tr>" + "".join(rows) + "</table>")
+
+
+def _sample_cards(run: str, samples: list[dict]) -> str:
+    cards = []
+    for r in samples:
+        verdict = "correct" if r["correct"] else "wrong"
+        setting = f"{r['method']} {r['setting']}"
+        flags = []
+        if r.get("extensions_used"):
+            flags.append(f"{r['extensions_used']} extension{'s' if r['extensions_used'] != 1 else ''}")
+        if r.get("capped"):
+            flags.append("capped")
+        question = r.get("prompt", "")
+        cards.append(
+            f'<details class="sample {verdict}" data-run="{html.escape(run)}" data-setting="{html.escape(setting)}" '
+            f'data-verdict="{verdict}"><summary><span class="verdict">{"✓" if r["correct"] else "✗"}</span> '
+            f'<b>{html.escape(str(r.get("id")))}</b> · {html.escape(setting)}'
+            f'{" · sample " + str(r["sample"]) if r.get("sample") else ""} · {r.get("thinking_tokens", 0)} thinking tokens'
+            f'{" · " + ", ".join(flags) if flags else ""} · answer <code>{html.escape(str(r.get("extracted")))}</code>'
+            f' (reference <code>{html.escape(str(r.get("gold")))}</code>)</summary>'
+            f'<div class="prompt"><span class="label">prompt</span>{html.escape(question)}</div>'
+            f'<div class="output"><span class="label">output</span>{_highlight(r["output"], r.get("forced"))}</div>'
+            f'<div class="reason">grader: {html.escape(str(r.get("reason", "")))}</div></details>'
+        )
+    return "".join(cards)
+
+
+STYLE = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+main{max-width:1100px;margin:auto;padding:24px 28px 60px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:32px 0 8px;border-bottom:1px solid #dde1e7;padding-bottom:4px}
+h3{font-size:16px;margin:18px 0 6px}h3 small{color:#6b7280;font-weight:normal}
+.sub{color:#6b7280;margin:0 0 18px}
+.plot{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:8px;text-align:center}.plot svg{max-width:100%;height:auto}
+table{border-collapse:collapse;background:#fff;border:1px solid #dde1e7;font-size:14px;margin:6px 0 10px}
+th,td{padding:5px 10px;border-bottom:1px solid #eceff3;text-align:right;white-space:nowrap}
+th{background:#eef1f5;font-weight:600}td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}
+.ci{display:inline-block;position:relative;width:140px;height:10px;background:#eef1f5;border-radius:5px}
+.ci .range{position:absolute;top:0;height:10px;background:#9cc3f5;border-radius:5px}
+.ci .point{position:absolute;top:-2px;width:3px;height:14px;margin-left:-1px;background:#1f5fbf}
+.filters{display:flex;gap:10px;flex-wrap:wrap;align-items:center;margin:8px 0 12px}
+select,input{font:inherit;padding:3px 6px;border:1px solid #c8ced8;border-radius:5px;background:#fff}
+.legend mark{margin-right:8px}
+details.sample{background:#fff;border:1px solid #dde1e7;border-left:4px solid #c0392b;border-radius:6px;margin:6px 0;padding:6px 10px}
+details.sample.correct{border-left-color:#2e8b57}
+summary{cursor:pointer}.verdict{font-weight:bold}.correct .verdict{color:#2e8b57}.wrong .verdict{color:#c0392b}
+.prompt,.output{white-space:pre-wrap;font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,monospace;background:#f9fafb;
+ border:1px solid #eceff3;border-radius:5px;padding:8px;margin:8px 0;overflow-x:auto}
+.prompt{color:#6b7280}.label{display:block;font:11px system-ui,sans-serif;text-transform:uppercase;color:#9aa1ac;margin-bottom:2px}
+mark{border-radius:3px;padding:0 2px}mark.extension{background:#ffe08a}mark.forced_end{background:#f7b2b2}
+mark.delimiter{background:#d9e2ef}.reason{color:#4b5563;font-size:13px}.count{color:#6b7280}
+"""
+
+SCRIPT = """
+const pick=()=>{const s=document.getElementById('setting').value,v=document.getElementById('verdict').value,
+q=document.getElementById('search').value.toLowerCase();let n=0;
+document.querySelectorAll('details.sample').forEach(d=>{const ok=(!s||(d.dataset.run+' '+d.dataset.setting)===s)&&
+(!v||d.dataset.verdict===v)&&(!q||d.textContent.toLowerCase().includes(q));d.style.display=ok?'':'none';if(ok)n++;});
+document.getElementById('count').textContent=n+' shown';};
+document.querySelectorAll('.filters select,.filters input').forEach(e=>e.addEventListener('input',pick));pick();
+"""
+
+
+def render(runs: list[str], title: str | None = None, intro: str = "") -> str:
+    """The whole page for one or more run directories written by `s1 eval`."""
+    if not runs:
+        raise UserError("Name at least one run directory.")
+    names = [Path(r).resolve().name for r in runs]
+    summaries = [load_summary(r) for r in runs]
+    curves = []
+    for name, summary in zip(names, summaries):
+        for bench, data in summary["benchmarks"].items():
+            for method in data["methods"]:
+                label = " · ".join(([name] if len(runs) > 1 else []) + ([bench] if len(summary["benchmarks"]) > 1 else []) + [method])
+                curves.append((label, [(r["mean_thinking_tokens"], r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high")) for r in data["settings"]
+                                       if r["method"] == method and not r.get("reference")]))
+    title = title or ("s1 report: " + ", ".join(names))
+    tables = "".join(
+        (f"<h3>{html.escape(name)}</h3>" if len(runs) > 1 else "")
+        + "".join(_settings_table(bench, data) for bench, data in summary["benchmarks"].items())
+        for name, summary in zip(names, summaries)
+    )
+    samples = [(name, _run_samples(run, summary)) for name, run, summary in zip(names, runs, summaries)]
+    options = sorted({f"{name} {r['method']} {r['setting']}" for name, rs in samples for r in rs})
+    cards = "".join(_sample_cards(name, rs) for name, rs in samples)
+    models = ", ".join(sorted({str(s.get("model")) for s in summaries}))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summaries[0].get("notes", []))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{html.escape(title)}</title><style>{STYLE}</style></head><body><main>
+<h1>{html.escape(title)}</h1><p class="sub">model {html.escape(models)} · {len(runs)} run{'s' if len(runs) > 1 else ''}</p>
+{intro}
+<h2>Accuracy against thinking</h2><div class="plot">{_svg_plot(curves, "")}</div>
+<h2>Settings</h2>{tables}
+<h2>Control, Scaling, Performance</h2>{_metrics_table(list(zip(names, summaries)))}
+<details><summary>How to read these tables</summary><ul>{notes}</ul></details>
+<h2>Samples</h2>
+<div class="filters"><select id="setting"><option value="">every setting</option>
+{''.join(f'<option value="{html.escape(o)}">{html.escape(o)}</option>' for o in options)}</select>
+<select id="verdict"><option value="">correct and wrong</option><option value="correct">correct</option><option value="wrong">wrong</option></select>
+<input id="search" placeholder="search text"><span id="count" class="count"></span></div>
+<p class="legend">Highlighted: <mark class="extension">extension (forced)</mark><mark class="forced_end">forced end and answer prefix</mark>
+<mark class="delimiter">end delimiter completed</mark></p>
+{cards}
+</main><script>{SCRIPT}</script></body></html>
+"""
+
+
+def write_html(runs: list[str], path: str | Path, title: str | None = None, intro: str = "") -> Path:
+    page = render(runs, title, intro)
+    try:
+        return write_atomic(Path(path), page)
+    except OSError as exc:
+        raise UserError(f"Cannot write {path} ({exc.strerror or exc}); choose another --html path.") from None
