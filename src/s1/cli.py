@@ -265,7 +265,7 @@ def demo(
         out.print(summary_markdown(summary, title=run.name).split("How to read this table:")[0].rstrip() + "\n", markup=False)
     took = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result["times"].items())
     err.print(f"Done in {sum(result['times'].values()):.0f} s ({took}).", style="cyan")
-    err.print(f"Report: {result['html']} (open it in a browser); plots: {', '.join(str(r / 'scaling.png') for r in result['runs'])}",
+    err.print(f"Report: {result['html']} (open it in a browser); all curves on one plot: {result['html'].parent / 'scaling.png'}",
               style="cyan")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from pathlib import Path
 
 from .errors import UserError
@@ -33,14 +34,26 @@ def _svg_plot(curves: list, title: str) -> str:
     return svg[svg.find("<svg"):]
 
 
+def _natural(text: str) -> list:
+    """Sort key that puts problem 2 before problem 10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
+
+
 def _run_samples(run: str, summary: dict) -> list[dict]:
-    """The samples the summary counts (current context and settings), latest grade of each, capped per run."""
-    shown = {(bench, r["method"], r["setting"]) for bench, data in summary["benchmarks"].items() for r in data["settings"]}
+    """The samples the summary counts (its benchmarks and settings), in the summary's setting order, then by
+    problem; capped per run so a large sweep still opens quickly."""
+    order = {(bench, r["method"], r["setting"]): i for bench, data in summary["benchmarks"].items()
+             for i, r in enumerate(data["settings"])}
     records = RunDir(run).records() if (Path(run) / "samples.jsonl").exists() else {}
     picked = [r for r in records.values()
-              if (r.get("benchmark"), r.get("method"), r.get("setting")) in shown and "output" in r and "correct" in r]
-    picked.sort(key=lambda r: (r.get("benchmark", ""), r.get("method", ""), r.get("setting", ""), str(r.get("id")), r.get("sample", 0)))
+              if (r.get("benchmark"), r.get("method"), r.get("setting")) in order and "output" in r and "correct" in r]
+    picked.sort(key=lambda r: (r["benchmark"], order[(r["benchmark"], r["method"], r["setting"])],
+                               _natural(str(r.get("id"))), r.get("sample", 0)))
     return picked[:MAX_SAMPLES]
+
+
+def _shown(value) -> str:
+    return "none found" if value is None else str(value)
 
 
 def _highlight(output: str, forced: list) -> str:
@@ -78,7 +91,8 @@ def _settings_table(name: str, bench: dict) -> str:
             f"<td>{r['mean_thinking_tokens']:.0f}</td><td>{r['accuracy']:.1f} ({r['ci_low']:.1f}–{r['ci_high']:.1f})</td>"
             f"<td>{_ci_bar(r)}</td><td>{control}</td>{votes}</tr>"
         )
-    return f"<h3>{html.escape(name)} <small>{bench['problems']} problems</small></h3><table>{head}{''.join(body)}</table>"
+    return (f"<h3>{html.escape(name)} <small>{bench['problems']} problems</small></h3>"
+            f"<div class=\"scroll\"><table>{head}{''.join(body)}</table></div>")
 
 
 def _metrics_table(summaries: list[tuple[str, dict]]) -> str:
@@ -98,7 +112,7 @@ def _metrics_table(summaries: list[tuple[str, dict]]) -> str:
 
 def _sample_cards(run: str, samples: list[dict]) -> str:
     cards = []
-    for r in samples:
+    for number, r in enumerate(samples):
         verdict = "correct" if r["correct"] else "wrong"
         setting = f"{r['method']} {r['setting']}"
         flags = []
@@ -109,10 +123,10 @@ def _sample_cards(run: str, samples: list[dict]) -> str:
         question = r.get("prompt", "")
         cards.append(
             f'<details class="sample {verdict}" data-run="{html.escape(run)}" data-setting="{html.escape(setting)}" '
-            f'data-verdict="{verdict}"><summary><span class="verdict">{"✓" if r["correct"] else "✗"}</span> '
+            f'data-verdict="{verdict}"{" open" if number == 0 else ""}><summary><span class="verdict">{"✓" if r["correct"] else "✗"}</span> '
             f'<b>{html.escape(str(r.get("id")))}</b> · {html.escape(setting)}'
             f'{" · sample " + str(r["sample"]) if r.get("sample") else ""} · {r.get("thinking_tokens", 0)} thinking tokens'
-            f'{" · " + ", ".join(flags) if flags else ""} · answer <code>{html.escape(str(r.get("extracted")))}</code>'
+            f'{" · " + ", ".join(flags) if flags else ""} · answer <code>{html.escape(_shown(r.get("extracted")))}</code>'
             f' (reference <code>{html.escape(str(r.get("gold")))}</code>)</summary>'
             f'<div class="prompt"><span class="label">prompt</span>{html.escape(question)}</div>'
             f'<div class="output"><span class="label">output</span>{_highlight(r["output"], r.get("forced"))}</div>'
@@ -126,7 +140,7 @@ body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:
 main{max-width:1100px;margin:auto;padding:24px 28px 60px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:32px 0 8px;border-bottom:1px solid #dde1e7;padding-bottom:4px}
 h3{font-size:16px;margin:18px 0 6px}h3 small{color:#6b7280;font-weight:normal}
-.sub{color:#6b7280;margin:0 0 18px}
+.sub{color:#6b7280;margin:0 0 18px}.scroll{overflow-x:auto}
 .plot{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:8px;text-align:center}.plot svg{max-width:100%;height:auto}
 table{border-collapse:collapse;background:#fff;border:1px solid #dde1e7;font-size:14px;margin:6px 0 10px}
 th,td{padding:5px 10px;border-bottom:1px solid #eceff3;text-align:right;white-space:nowrap}

@@ -6,7 +6,8 @@
    think, a classifier by task type), through its real stages, store and call cache;
 3. train: `s1 train` of a tiny character-level Llama from scratch on the selection;
 4. eval: `s1 eval` over thinking caps, over Wait counts, and majority voting over sampled answers;
-5. report: `report.html` (`s1 report --html` on the three runs) and a table on the terminal.
+5. report: `report.html` (`s1 report --html` on the three runs), `report.md` and `scaling.png` (`s1 report`),
+   and the tables on the terminal.
 
 Every stage writes into one directory and picks up what an earlier run finished: curation from its
 store, training from its checkpoints (or skips it when the model is there), evaluation from its samples.
@@ -33,10 +34,10 @@ class Plan:
     held_out: int = 200
     planted: int = 10
     select: int = 1000
-    epochs: float = 12.0
+    epochs: float = 20.0
     max_steps: int = -1
     lr: float = 3e-3
-    batch_size: int = 32
+    batch_size: int = 16
     caps: tuple[int, ...] = (16, 32, 48, 64, 80, 112)
     wait_cap: int = 160
     num_ignore: tuple[int, ...] = (0, 1, 2)
@@ -47,7 +48,7 @@ class Plan:
     seed: int = 0
 
 
-QUICK = Plan(pool=400, held_out=24, planted=4, select=120, epochs=1.0, max_steps=12, caps=(16, 112),
+QUICK = Plan(pool=400, held_out=24, planted=4, select=120, epochs=1.0, max_steps=12, batch_size=32, caps=(16, 112),
              wait_cap=160, num_ignore=(0, 1), vote_cap=48, vote_samples=3)
 
 
@@ -98,7 +99,7 @@ def train(out: Path, data: Path, plan: Plan) -> Path:
     checkpoints = list((out / "student").glob("checkpoint-*"))
     config = TrainConfig(model=str(out / "student-init"), data=str(data), output=str(out / "student"), epochs=plan.epochs,
                          max_steps=plan.max_steps, lr=plan.lr, batch_size=plan.batch_size, micro_batch_size=plan.batch_size,
-                         block_size=tiny.CONTEXT, warmup_ratio=0.05, weight_decay=0.0, save_steps=100, logging_steps=10,
+                         block_size=tiny.CONTEXT, warmup_ratio=0.05, weight_decay=0.0, save_steps=100, logging_steps=50,
                          resume=bool(checkpoints), seed=plan.seed)
     return sft(config)
 
@@ -110,7 +111,7 @@ def evaluate(out: Path, model: Path, plan: Plan) -> list[Path]:
 
     engine = load_engine(str(model), "hf", "s1", device="cpu")
     base = EvalConfig(model=str(model), engine="hf", data=str(out / "data" / "heldout.jsonl"), benchmarks=[],
-                      max_answer_tokens=8, batch_size=plan.eval_batch, seed=plan.seed)
+                      max_answer_tokens=16, batch_size=plan.eval_batch, seed=plan.seed)
     runs = [
         (out / "eval-caps", replace(base, max_thinking_tokens=list(plan.caps), num_ignore=[0])),
         (out / "eval-wait", replace(base, max_thinking_tokens=[plan.wait_cap], num_ignore=list(plan.num_ignore))),
@@ -133,7 +134,7 @@ cap, <b>eval-vote</b> samples {votes} answers per problem at cap {vote_cap} and 
 def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str], None] = print) -> dict:
     """Run (or resume) the demo into `out`; returns where its products are and how long each stage took."""
     from ..html_report import write_html
-    from ..report import load_summary
+    from ..report import compare, load_summary
 
     plan = QUICK if quick else Plan()
     out = Path(out)
@@ -166,6 +167,7 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str]
     selected = sum(1 for _ in selection.open(encoding="utf-8"))
     intro = INTRO.format(selected=selected, pool=plan.pool, held=plan.held_out, votes=plan.vote_samples, vote_cap=plan.vote_cap)
     html = write_html([str(r) for r in runs], out / "report.html", title="s1 demo: test-time scaling on digit walks", intro=intro)
+    (out / "report.md").write_text(compare([str(r) for r in runs], out / "scaling.png"), encoding="utf-8")
     times["report"] = time.perf_counter() - start
     (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
     return {"runs": runs, "html": html, "model": model, "selection": selection, "times": times,

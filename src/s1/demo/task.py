@@ -6,9 +6,11 @@ one rule. Nobody can read the answer off the question: it takes one line of thin
 more steps, the harder the problem, and a thinking cap that cuts the walk short leaves the model
 guessing. That is the whole point of the demo: accuracy has to rise with the thinking budget.
 
-The programmatic teacher writes one numbered line per step ("3: 2*4+7=5"). Some traces slip on a
-line, write "Wait", and redo it, as long reasoning traces do; a few pool items are planted broken
-(an image, a missing answer) for the quality rules to drop.
+The programmatic teacher writes one numbered line per step ("3: 2*4+7=5"). As in long reasoning
+traces, "Wait" means "let me redo that": some lines slip and are redone right after a "Wait", some
+correct lines are re-checked and confirmed the same way, and some traces re-check their last line
+before answering. So "Wait" never means "one more step", and a forced one has something to do. A few
+pool items are planted broken (an image, exam numbering, no reference) for the quality rules to drop.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ PHRASES = {"add": "add {k}", "double": "double plus {k}", "square": "square plus
 all three: decontamination then matches a problem, not the template shared by thousands of them."""
 MAX_STEPS = 9
 SLIP_RATE = 0.08
+"""Share of lines that slip (a wrong digit, then "Wait, " and the line redone)."""
+CHECK_RATE = 0.05
+"""Share of correct lines re-checked in place ("Wait, " and the same line again)."""
+FINAL_CHECKS = (0.6, 0.25, 0.1, 0.05)
+"""Chances that a trace ends with 0, 1, 2 or 3 re-checks of its last line, each on a line of its own
+(so a model that has checked once has seen what a second "Wait" asks for)."""
 GLANCE_STEPS = 2
 """The demo's solver gets problems of up to this many steps right at a glance (see `solver`)."""
 
@@ -57,15 +65,21 @@ class Problem:
         return self.walk()[-1][1]
 
     def trace(self, rng: random.Random | None = None) -> str:
-        """The teacher's thinking: one numbered line per step; with `rng`, a line may slip and be redone."""
+        """The teacher's thinking: one numbered line per step; with `rng`, slips, checks and a final check."""
         line = RULES[self.domain][1]
         lines = []
         for i, (x, y) in enumerate(self.walk(), 1):
             text = line.format(x=x, k=self.k, y=y)
-            if rng is not None and rng.random() < SLIP_RATE:
-                wrong = (y + rng.randint(1, 9)) % 10
-                text = f"{line.format(x=x, k=self.k, y=wrong)} Wait, {text}"
+            draw = rng.random() if rng is not None else 1.0
+            if draw < SLIP_RATE:
+                text = f"{line.format(x=x, k=self.k, y=(y + rng.randint(1, 9)) % 10)} Wait, {text}"
+            elif draw < SLIP_RATE + CHECK_RATE:
+                text = f"{text} Wait, {text}"
             lines.append(f"{i}: {text}")
+        if rng is not None:
+            x, y = self.walk()[-1]
+            checks = rng.choices(range(len(FINAL_CHECKS)), weights=FINAL_CHECKS)[0]
+            lines += [f"Wait, {line.format(x=x, k=self.k, y=y)}"] * checks
         return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ which is what continuous batching in the server needs.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from dataclasses import dataclass
 
@@ -22,6 +23,10 @@ from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
 from .base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
 from .sampling import pick_tokens, row_generator
+
+# transformers 5.x renames the forward argument `past_key_values` to `cache` and warns on every call; the
+# old name works across the whole supported range (>=5.23), so the rename waits for that floor to move.
+warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
 
 
 @dataclass

@@ -1,0 +1,100 @@
+"""`s1 demo --quick` end to end through the real CLI, its resumption, and `s1 report --html`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from s1.demo import QUICK, task
+from s1.html_report import _highlight
+
+def _demo(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "s1", "demo", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+
+
+def _lines(path: Path) -> int:
+    return sum(1 for _ in path.open(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    result = _demo(out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_every_stage_and_reports(demo_run):
+    out, result = demo_run
+    for number, name in enumerate(("pool", "curate", "train", "eval", "report"), 1):
+        assert f"[{number}/5] {name}" in result.stderr
+    # curation: the planted broken items and evaluation problems are caught, the selection is exported
+    report = json.loads((out / "curate" / "report.json").read_text())
+    rules = {(stage["stage"], rule): count for stage in report["stages"] for rule, count in stage["rules"].items()}
+    assert {("quality", "image"), ("quality", "numbering"), ("quality", "no reference")} <= set(rules)
+    assert rules[("decontaminate", "eval:heldout")] >= QUICK.planted
+    assert rules[("difficulty", "solved")] > 0
+    selection = [json.loads(line) for line in (out / "curate" / "s1k.jsonl").open()]
+    assert len(selection) == QUICK.select
+    assert {task.parse(r["question"]).domain for r in selection} == set(task.RULES)
+    held = {json.loads(line)["question"] for line in (out / "data" / "heldout.jsonl").open()}
+    assert not held & {r["question"] for r in selection}
+    # training produced a model; evaluation graded every sample of every setting
+    assert (out / "student" / "final" / "s1_train.json").exists()
+    for run, settings in (("eval-caps", len(QUICK.caps)), ("eval-wait", len(QUICK.num_ignore)), ("eval-vote", 1)):
+        summary = json.loads((out / run / "summary.json").read_text())
+        rows = summary["benchmarks"]["heldout"]["settings"]
+        assert len(rows) == settings and all(r["complete"] and r["problems"] == QUICK.held_out for r in rows)
+    vote = json.loads((out / "eval-vote" / "summary.json").read_text())["benchmarks"]["heldout"]["settings"][0]
+    assert set(vote["maj@k"]) == {str(k) for k in range(1, QUICK.vote_samples + 1)}
+    # the terminal shows the tables; the page has the plot, the tables and the samples
+    assert "| budget_forcing | cap=16 wait=0 |" in result.stdout and "maj@3" in result.stdout
+    assert (out / "scaling.png").stat().st_size > 10_000 and "| eval-caps | eval-wait | eval-vote |" in (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") == 1 and "<script src" not in page and "http://" not in page.split("<svg")[0]
+    for text in ("eval-caps", "eval-wait", "eval-vote", "cap=16 wait=0", "maj@3", "95% CI", "Control %", "digit walks"):
+        assert text in page
+    samples = QUICK.held_out * (len(QUICK.caps) + len(QUICK.num_ignore) + QUICK.vote_samples)
+    assert page.count('<details class="sample') == samples
+    assert page.count('<mark class="forced_end"') >= QUICK.held_out  # cap 16 forces an end on every problem
+    assert '<mark class="extension"' in page  # wait=1 appends one
+
+
+@pytest.mark.slow
+def test_second_run_reuses_what_the_first_finished(demo_run):
+    out, _ = demo_run
+    model = out / "student" / "final" / "model.safetensors"
+    before = {p: _lines(p) for p in out.glob("eval-*/samples.jsonl")}
+    stamp = model.stat().st_mtime_ns
+    result = _demo(out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert model.stat().st_mtime_ns == stamp  # not trained again
+    assert {p: _lines(p) for p in out.glob("eval-*/samples.jsonl")} == before  # nothing generated again
+    calls = json.loads((out / "curate" / "report.json").read_text())["calls_total"]
+    assert calls["repeated"] == 0
+    assert re.search(r"traces: .*sent 0, from cache \d+", result.stderr)
+
+
+def test_report_html_is_one_sentence_on_bad_input(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "s1", "report", str(tmp_path), "--html", str(tmp_path / "r.html"),
+                             "--plot", str(tmp_path / "r.png")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "has no summary.json" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_forced_spans_are_marked_and_text_is_escaped():
+    """The page shows model text as text: markup in an output is escaped, spans out of range are skipped."""
+    output = "<script>x</script> 1+1=2Wait, sure\n<|im_start|>answer\nFinal Answer: 2"
+    wait = output.index("Wait")
+    end = output.index("\n<|im_start|>")
+    page = _highlight(output, [["extension", wait, wait + 4], ["forced_end", end, end + len("\n<|im_start|>answer\nFinal Answer:")], ["extension", 5, 999]])
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert '<mark class="extension" title="extension (forced)">Wait</mark>' in page
+    assert '<mark class="forced_end" title="forced end">\n&lt;|im_start|&gt;answer\nFinal Answer:</mark>' in page
