@@ -98,3 +98,13 @@ def test_forced_spans_are_marked_and_text_is_escaped():
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert '<mark class="extension" title="extension (forced)">Wait</mark>' in page
     assert '<mark class="forced_end" title="forced end">\n&lt;|im_start|&gt;answer\nFinal Answer:</mark>' in page
+
+
+@pytest.mark.parametrize("where, message", [("file", "is a file"), ("/proc/s1-demo", "Cannot create --out")])
+def test_demo_out_that_cannot_be_a_directory_is_one_sentence(tmp_path, where, message):
+    target = tmp_path / "taken.txt" if where == "file" else Path(where)
+    if where == "file":
+        target.write_text("x")
+    result = _demo(target)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") <= 2

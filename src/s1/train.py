@@ -272,6 +272,7 @@ def train(config: TrainConfig) -> Path:
         report_to=[] if config.report_to == "none" else [config.report_to],
         seed=config.seed,
         include_num_input_tokens_seen=True,
+        disable_tqdm=False,  # the CLI quiets transformers' logging, which would also hide the training bar
         dataset_num_proc=None,
         use_cpu=not _cuda(),  # without it, processes on a machine with no GPU would not form a (gloo) group
         ddp_backend="gloo" if _world_size() > 1 and not _cuda() else None,

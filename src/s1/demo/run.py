@@ -23,6 +23,7 @@ from typing import Callable
 
 import yaml
 
+from ..errors import UserError
 from . import task, tiny
 
 
@@ -138,7 +139,12 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str]
 
     plan = QUICK if quick else Plan()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; the demo writes a directory there, so choose another --out.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"Cannot create --out {out} ({exc.strerror or exc}); choose a writable place.") from None
     times: dict[str, float] = {}
     stages = ("pool", "curate", "train", "eval", "report")
 
