@@ -108,3 +108,12 @@ def test_demo_out_that_cannot_be_a_directory_is_one_sentence(tmp_path, where, me
     result = _demo(target)
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.count("\n") <= 2
+
+
+def test_demo_will_not_resume_a_run_of_other_sizes(tmp_path):
+    """A directory holding a full demo is not silently reused by --quick (its model was trained for another size)."""
+    import dataclasses
+
+    (tmp_path / "plan.json").write_text(json.dumps(dataclasses.asdict(dataclasses.replace(QUICK, pool=3000))))
+    result = _demo(tmp_path)
+    assert result.returncode == 1 and "holds another demo run" in result.stderr and "Traceback" not in result.stderr

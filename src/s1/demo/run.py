@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -51,6 +51,21 @@ class Plan:
 
 QUICK = Plan(pool=400, held_out=24, planted=4, select=120, epochs=1.0, max_steps=12, batch_size=32, caps=(16, 112),
              wait_cap=160, num_ignore=(0, 1), vote_cap=48, vote_samples=3)
+
+
+def check_plan(out: Path, plan: Plan) -> None:
+    """A directory resumes only the run it holds: a model trained for one size must not be reused for another."""
+    path, wanted = out / "plan.json", asdict(plan)
+    if path.exists():
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            found = None
+        if found != json.loads(json.dumps(wanted)):
+            kind = "a --quick" if found == json.loads(json.dumps(asdict(QUICK))) else "another"
+            raise UserError(f"{out} holds {kind} demo run; resume it with the same options, or choose another --out.")
+    else:
+        path.write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -145,6 +160,7 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str]
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"Cannot create --out {out} ({exc.strerror or exc}); choose a writable place.") from None
+    check_plan(out, plan)
     times: dict[str, float] = {}
     stages = ("pool", "curate", "train", "eval", "report")
 
