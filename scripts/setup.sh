@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv and installs s1, offline-capable after the first run.
-#   bash scripts/setup.sh          what `s1 demo`, generate, eval, train, curate and serve need (no compiling)
+#   bash scripts/setup.sh          s1 with its transformers engines: `s1 demo`, generate, eval, train, curate
+#                                  and serve (no compiling)
 #   bash scripts/setup.sh --dev    also the test tools (pytest, openai, lm-eval) and the llama.cpp engine,
 #                                  which PyPI has only as source: the first --dev set-up compiles it (minutes)
 # torch is pinned to the CPU build first so that resolving the package never pulls CUDA wheels;

@@ -63,8 +63,21 @@ def test_quick_demo_runs_every_stage_and_reports(demo_run):
         assert text in page
     samples = QUICK.held_out * (len(QUICK.caps) + len(QUICK.num_ignore) + QUICK.vote_samples)
     assert page.count('<details class="sample') == samples
-    assert page.count('<mark class="forced_end"') >= QUICK.held_out  # cap 16 forces an end on every problem
-    assert '<mark class="extension"' in page  # wait=1 appends one
+    # the spans eval stored mark exactly what budget forcing wrote, and the page marks each of them
+    records = [json.loads(line) for run in ("eval-caps", "eval-wait", "eval-vote") for line in (out / run / "samples.jsonl").open()]
+    forced_ends = 0
+    for r in records:
+        kinds = [kind for kind, _, _ in r["forced"]]
+        assert kinds.count("extension") == r["extensions_used"] and kinds.count("forced_end") == int(r["capped"])
+        for kind, start, end in r["forced"]:
+            text = r["output"][start:end]
+            expected = {"extension": text == "Wait", "delimiter": "<|im_start|>answer".endswith(text),  # after a sampled <|im_start|>
+                        "forced_end": text.lstrip("\n") == "<|im_start|>answer\nFinal Answer:"}
+            assert expected[kind], (kind, text)
+        forced_ends += r["capped"]
+    assert forced_ends > 0
+    assert page.count('<mark class="forced_end" title=') == forced_ends
+    assert page.count('<mark class="extension" title=') == sum(r["extensions_used"] for r in records)
 
 
 @pytest.mark.slow
@@ -100,11 +113,17 @@ def test_forced_spans_are_marked_and_text_is_escaped():
     assert '<mark class="forced_end" title="forced end">\n&lt;|im_start|&gt;answer\nFinal Answer:</mark>' in page
 
 
-@pytest.mark.parametrize("where, message", [("file", "is a file"), ("/proc/s1-demo", "Cannot create --out")])
-def test_demo_out_that_cannot_be_a_directory_is_one_sentence(tmp_path, where, message):
-    target = tmp_path / "taken.txt" if where == "file" else Path(where)
+@pytest.mark.parametrize("where, message", [("file", "is a file"), ("/proc/s1-demo", "Cannot create --out"),
+                                            ("busy", "is not empty and holds no demo run"),
+                                            ("corrupt", "plan.json cannot be read")])
+def test_demo_out_that_cannot_be_used_is_one_sentence(tmp_path, where, message):
+    target = {"file": tmp_path / "taken.txt", "busy": tmp_path, "corrupt": tmp_path}.get(where, Path(where))
     if where == "file":
         target.write_text("x")
+    if where == "busy":
+        (tmp_path / "notes.txt").write_text("mine")
+    if where == "corrupt":
+        (tmp_path / "plan.json").write_text("{not json")
     result = _demo(target)
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert result.stderr.count("\n") <= 2
@@ -117,3 +136,32 @@ def test_demo_will_not_resume_a_run_of_other_sizes(tmp_path):
     (tmp_path / "plan.json").write_text(json.dumps(dataclasses.asdict(dataclasses.replace(QUICK, pool=3000))))
     result = _demo(tmp_path)
     assert result.returncode == 1 and "holds another demo run" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_report_html_shows_only_what_the_summary_counts_and_survives_bad_records(demo_run, tmp_path):
+    """Samples of another context in the same directory are not shown; a broken record is skipped, not fatal;
+    a summary without the fields the page needs is one sentence."""
+    import shutil
+
+    run = tmp_path / "eval-caps"
+    shutil.copytree(demo_run[0] / "eval-caps", run)
+    lines = (run / "samples.jsonl").read_text().splitlines()
+    other = [json.loads(line) for line in lines[:5]]
+    for i, r in enumerate(other):
+        r.update(identity=f"other-{i}", context="another-model")
+    broken = dict(json.loads(lines[0]), identity="broken", forced="not a list")
+    with (run / "samples.jsonl").open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in other + [broken])
+    page = tmp_path / "page.html"
+    result = subprocess.run([sys.executable, "-m", "s1", "report", str(run), "--html", str(page), "--plot",
+                             str(tmp_path / "p.png")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert page.read_text().count('<details class="sample') == QUICK.held_out * len(QUICK.caps)
+    summary = json.loads((run / "summary.json").read_text())
+    for row in summary["benchmarks"]["heldout"]["settings"]:
+        del row["ci_low"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    result = subprocess.run([sys.executable, "-m", "s1", "report", str(run), "--html", str(page), "--plot",
+                             str(tmp_path / "p.png")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "lacks what the page needs" in result.stderr and "Traceback" not in result.stderr

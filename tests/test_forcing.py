@@ -125,3 +125,29 @@ def test_forced_spans_mark_what_the_state_wrote(tokens, embedded):
     natural = drive(tokens, BudgetForcing(max_answer_tokens=1), [100, IM_START, 300], cap=50)
     assert natural.forced_spans == [["delimiter", 2, 2 + len(tokens.think_end_ids) - 1]]
     assert natural.output[1] == IM_START  # the model's own token is not marked
+
+
+def test_extensions_in_a_row_are_separate_spans(tokens, embedded):
+    """A model that asks to stop right after an extension gets a second one: two spans, not one merged."""
+    wait = encode(embedded[1], "Wait")
+    state = drive(tokens, BudgetForcing(max_thinking_tokens=50, num_ignore=2, max_answer_tokens=1),
+                  [100, IM_END, IM_END, IM_END, 300], cap=50)
+    extensions = [span for span in state.forced_spans if span[0] == "extension"]
+    assert state.extensions_used == 2 and len(extensions) == 2
+    assert all(state.output[start:end] == wait for _, start, end in extensions)
+
+
+def test_forced_offsets_are_character_offsets_into_the_output(embedded):
+    """Eval stores spans as character offsets into the decoded output, also after multi-byte text."""
+    from types import SimpleNamespace
+
+    from s1.evaluate import forced_offsets
+
+    tok = embedded[1]
+    before, wait, end = encode(tok, "Größe 漢字 ok"), encode(tok, "Wait"), encode(tok, "\n<|im_start|>answer\nFinal Answer:")
+    ids = before + wait + end + encode(tok, " 4")
+    spans = [["extension", len(before), len(before) + len(wait)],
+             ["forced_end", len(before) + len(wait), len(before) + len(wait) + len(end)]]
+    output = tok.decode(ids, skip_special_tokens=False)
+    offsets = forced_offsets(tok, SimpleNamespace(output_token_ids=ids, forced_spans=spans))
+    assert [output[s:e] for _, s, e in offsets] == ["Wait", "\n<|im_start|>answer\nFinal Answer:"]

@@ -262,7 +262,7 @@ def demo(
 
     result = run_demo(out_dir, quick=quick, say=lambda line: err.print(line, style="bold cyan", markup=False))
     for summary, run in zip(result["summaries"], result["runs"]):
-        out.print(summary_markdown(summary, title=run.name).split("How to read this table:")[0].rstrip() + "\n", markup=False)
+        out.print(summary_markdown(summary, title=run.name, notes=False), markup=False)
     took = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result["times"].items())
     err.print(f"Done in {sum(result['times'].values()):.0f} s ({took}).", style="cyan")
     err.print(f"Report: {result['html']} (open it in a browser); all curves on one plot: {result['html'].parent / 'scaling.png'}",

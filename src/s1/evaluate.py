@@ -413,7 +413,7 @@ def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str,
                 "performance": performance([r["accuracy"] for r in mine if not r["reference"]]),
             }
         out[name] = {"problems": len(problems), "settings": rows, "methods": methods}
-    return {"model": config.model, "config": asdict(config), "benchmarks": out, "notes": NOTES,
+    return {"model": config.model, "context": context, "config": asdict(config), "benchmarks": out, "notes": NOTES,
             "unused_samples": len(records) - used, "unreadable_lines": skipped_lines}
 
 
@@ -432,7 +432,7 @@ def _fmt(value, spec: str = ".1f", missing: str = "–") -> str:
     return missing if value is None else format(value, spec)
 
 
-def summary_markdown(summary: dict, title: str | None = None) -> str:
+def summary_markdown(summary: dict, title: str | None = None, notes: bool = True) -> str:
     lines = [f"# {title or 's1 eval: ' + summary['model']}", ""]
     for name, bench in summary["benchmarks"].items():
         lines += [f"## {name}", "", "| method | setting | n | mean thinking tokens | accuracy % (95% CI) | in control |",
@@ -460,6 +460,8 @@ def summary_markdown(summary: dict, title: str | None = None) -> str:
                 f"{_fmt(m['scaling_per_doubling'], '.2f')} | {_fmt(m['performance'])} |"
             )
         lines.append("")
+    if not notes:
+        return "\n".join(lines) + "\n"
     lines += ["How to read this table:", ""] + [f"- {note}" for note in summary.get("notes", [])]
     if summary.get("unused_samples"):
         lines.append(f"- {summary['unused_samples']} samples in samples.jsonl belong to other configurations or problems "
@@ -472,14 +474,12 @@ def summary_markdown(summary: dict, title: str | None = None) -> str:
 def write_summary(run: RunDir, config: EvalConfig, summary: dict) -> None:
     import json
 
-    from .plots import scaling_plot
+    from .plots import method_points, scaling_plot
 
     run.write("summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     run.write("summary.md", summary_markdown(summary))
     curves = [
-        (f"{name}: {method}" if len(summary["benchmarks"]) > 1 else method,
-         [(r["mean_thinking_tokens"], r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high")) for r in bench["settings"]
-          if r["method"] == method and not r["reference"]])
+        (f"{name}: {method}" if len(summary["benchmarks"]) > 1 else method, method_points(bench["settings"], method))
         for name, bench in summary["benchmarks"].items()
         for method in bench["methods"]
     ]

@@ -210,7 +210,7 @@ class ForcingState:
             extension = self.forcing.extensions[self.extensions_used % len(self.forcing.extensions)]
             self.extensions_used += 1
             self._pending.extend(self.tokens.extension(extension))
-            return self._emit(self._pending.popleft(), "extension")
+            return self._emit(self._pending.popleft(), "extension", new_span=True)
         keep, rest = self.tokens.natural_end(token)
         if keep:
             return self._end(rest, first=token)
@@ -238,10 +238,10 @@ class ForcingState:
             self._finish("stop")
         return token
 
-    def _emit(self, token: int, forced: str | None = None) -> int:
+    def _emit(self, token: int, forced: str | None = None, new_span: bool = False) -> int:
         if forced is not None:
             spans, at = self.forced_spans, len(self.output)
-            if spans and spans[-1][0] == forced and spans[-1][2] == at:
+            if spans and not new_span and spans[-1][0] == forced and spans[-1][2] == at:
                 spans[-1][2] = at + 1
             else:
                 spans.append([forced, at, at + 1])

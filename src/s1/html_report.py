@@ -16,11 +16,13 @@ import re
 from pathlib import Path
 
 from .errors import UserError
+from .plots import method_points
 from .report import load_summary
 from .rundir import RunDir, write_atomic
 
 MAX_SAMPLES = 2000
-"""Samples per run shown in the browser (the first ones of each setting, in problem order)."""
+"""Samples per run shown in the browser, shared evenly among its settings (the first problems of each)."""
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 FORCED_LABELS = {"extension": "extension (forced)", "forced_end": "forced end", "delimiter": "end completed"}
 
 
@@ -39,33 +41,55 @@ def _natural(text: str) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
 
 
-def _run_samples(run: str, summary: dict) -> list[dict]:
-    """The samples the summary counts (its benchmarks and settings), in the summary's setting order, then by
-    problem; capped per run so a large sweep still opens quickly."""
+def _valid(record: dict) -> bool:
+    """A record the page can show: text output, a verdict, and well-formed forced spans (others are skipped)."""
+    spans = record.get("forced") or []
+    return (isinstance(record.get("output"), str) and "correct" in record and isinstance(spans, list)
+            and all(isinstance(x, list) and len(x) == 3 and isinstance(x[0], str)
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in x[1:]) for x in spans))
+
+
+def _run_samples(run: str, summary: dict) -> tuple[list[dict], int]:
+    """The samples the summary counts (its context, benchmarks and settings) in the summary's setting order,
+    then by problem; at most MAX_SAMPLES, shared evenly among the settings. Returns them and how many there were."""
     order = {(bench, r["method"], r["setting"]): i for bench, data in summary["benchmarks"].items()
              for i, r in enumerate(data["settings"])}
     records = RunDir(run).records() if (Path(run) / "samples.jsonl").exists() else {}
+    context = summary.get("context")
     picked = [r for r in records.values()
-              if (r.get("benchmark"), r.get("method"), r.get("setting")) in order and "output" in r and "correct" in r]
+              if (r.get("benchmark"), r.get("method"), r.get("setting")) in order
+              and (context is None or r.get("context") == context) and _valid(r)]
     picked.sort(key=lambda r: (r["benchmark"], order[(r["benchmark"], r["method"], r["setting"])],
                                _natural(str(r.get("id"))), r.get("sample", 0)))
-    return picked[:MAX_SAMPLES]
+    per_setting, shown, counts = max(1, MAX_SAMPLES // max(1, len(order))), [], {}
+    for r in picked:
+        key = (r["benchmark"], r["method"], r["setting"])
+        counts[key] = counts.get(key, 0) + 1
+        if counts[key] <= per_setting:
+            shown.append(r)
+    return shown, len(picked)
 
 
 def _shown(value) -> str:
     return "none found" if value is None else str(value)
 
 
+def _text(value) -> str:
+    """Model text as HTML: escaped, with control characters shown as escapes instead of breaking the page."""
+    return html.escape(CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)))
+
+
 def _highlight(output: str, forced: list) -> str:
-    """The output as HTML with budget forcing's spans marked; thinking and answer split at the delimiter."""
+    """The output as HTML with budget forcing's spans marked (spans that overlap or run past the end are skipped)."""
     parts, at = [], 0
     for kind, start, end in sorted(forced or [], key=lambda s: s[1]):
-        if start < at or end > len(output):
+        if start < at or end > len(output) or start >= end:
             continue
-        parts.append(html.escape(output[at:start]))
-        parts.append(f'<mark class="{kind}" title="{FORCED_LABELS.get(kind, kind)}">{html.escape(output[start:end])}</mark>')
+        label = html.escape(FORCED_LABELS.get(kind, kind))
+        parts.append(_text(output[at:start]))
+        parts.append(f'<mark class="{html.escape(kind)}" title="{label}">{_text(output[start:end])}</mark>')
         at = end
-    parts.append(html.escape(output[at:]))
+    parts.append(_text(output[at:]))
     return "".join(parts)
 
 
@@ -118,6 +142,7 @@ def _sample_cards(run: str, samples: list[dict]) -> str:
         flags = []
         if r.get("extensions_used"):
             flags.append(f"{r['extensions_used']} extension{'s' if r['extensions_used'] != 1 else ''}")
+        flags = [html.escape(str(f)) for f in flags]
         if r.get("capped"):
             flags.append("capped")
         question = r.get("prompt", "")
@@ -125,12 +150,12 @@ def _sample_cards(run: str, samples: list[dict]) -> str:
             f'<details class="sample {verdict}" data-run="{html.escape(run)}" data-setting="{html.escape(setting)}" '
             f'data-verdict="{verdict}"{" open" if number == 0 else ""}><summary><span class="verdict">{"✓" if r["correct"] else "✗"}</span> '
             f'<b>{html.escape(str(r.get("id")))}</b> · {html.escape(setting)}'
-            f'{" · sample " + str(r["sample"]) if r.get("sample") else ""} · {r.get("thinking_tokens", 0)} thinking tokens'
-            f'{" · " + ", ".join(flags) if flags else ""} · answer <code>{html.escape(_shown(r.get("extracted")))}</code>'
-            f' (reference <code>{html.escape(str(r.get("gold")))}</code>)</summary>'
-            f'<div class="prompt"><span class="label">prompt</span>{html.escape(question)}</div>'
+            f'{" · sample " + _text(r["sample"]) if r.get("sample") else ""} · {_text(r.get("thinking_tokens", 0))} thinking tokens'
+            f'{" · " + ", ".join(flags) if flags else ""} · answer <code>{_text(_shown(r.get("extracted")))}</code>'
+            f' (reference <code>{_text(r.get("gold"))}</code>)</summary>'
+            f'<div class="prompt"><span class="label">prompt</span>{_text(question)}</div>'
             f'<div class="output"><span class="label">output</span>{_highlight(r["output"], r.get("forced"))}</div>'
-            f'<div class="reason">grader: {html.escape(str(r.get("reason", "")))}</div></details>'
+            f'<div class="reason">grader: {_text(r.get("reason", ""))}</div></details>'
         )
     return "".join(cards)
 
@@ -175,22 +200,34 @@ def render(runs: list[str], title: str | None = None, intro: str = "") -> str:
     """The whole page for one or more run directories written by `s1 eval`."""
     if not runs:
         raise UserError("Name at least one run directory.")
-    names = [Path(r).resolve().name for r in runs]
     summaries = [load_summary(r) for r in runs]
+    try:
+        return _page(runs, summaries, title, intro)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"A summary.json lacks what the page needs ({exc.__class__.__name__}: {exc}); re-run s1 eval "
+                        "on the run directories to rewrite their summaries.") from None
+
+
+def _page(runs: list[str], summaries: list[dict], title: str | None, intro: str) -> str:
+    names = [Path(r).resolve().name for r in runs]
     curves = []
     for name, summary in zip(names, summaries):
         for bench, data in summary["benchmarks"].items():
             for method in data["methods"]:
                 label = " · ".join(([name] if len(runs) > 1 else []) + ([bench] if len(summary["benchmarks"]) > 1 else []) + [method])
-                curves.append((label, [(r["mean_thinking_tokens"], r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high")) for r in data["settings"]
-                                       if r["method"] == method and not r.get("reference")]))
+                curves.append((label, method_points(data["settings"], method)))
     title = title or ("s1 report: " + ", ".join(names))
     tables = "".join(
         (f"<h3>{html.escape(name)}</h3>" if len(runs) > 1 else "")
         + "".join(_settings_table(bench, data) for bench, data in summary["benchmarks"].items())
         for name, summary in zip(names, summaries)
     )
-    samples = [(name, _run_samples(run, summary)) for name, run, summary in zip(names, runs, summaries)]
+    found = [_run_samples(run, summary) for run, summary in zip(runs, summaries)]
+    samples = [(name, shown) for name, (shown, _) in zip(names, found)]
+    counted = sum(total for _, total in found)
+    showing = sum(len(shown) for _, shown in samples)
+    limited = (f" The page shows {showing} of the {counted} samples, the first problems of each setting."
+               if showing < counted else "")
     options = sorted({f"{name} {r['method']} {r['setting']}" for name, rs in samples for r in rs})
     cards = "".join(_sample_cards(name, rs) for name, rs in samples)
     models = ", ".join(sorted({str(s.get("model")) for s in summaries}))
@@ -210,7 +247,7 @@ def render(runs: list[str], title: str | None = None, intro: str = "") -> str:
 <select id="verdict"><option value="">correct and wrong</option><option value="correct">correct</option><option value="wrong">wrong</option></select>
 <input id="search" placeholder="search text"><span id="count" class="count"></span></div>
 <p class="legend">Highlighted: <mark class="extension">extension (forced)</mark><mark class="forced_end">forced end and answer prefix</mark>
-<mark class="delimiter">end delimiter completed</mark></p>
+<mark class="delimiter">end delimiter completed</mark>.{limited}</p>
 {cards}
 </main><script>{SCRIPT}</script></body></html>
 """

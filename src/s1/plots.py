@@ -7,6 +7,12 @@ from pathlib import Path
 Point = tuple  # (mean thinking tokens, accuracy %, setting label[, CI low, CI high]): error bars when given
 
 
+def method_points(rows: list[dict], method: str) -> list[Point]:
+    """One method's curve from a summary's setting rows (reference settings are not on the curve)."""
+    return [(r["mean_thinking_tokens"], r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high"))
+            for r in rows if r["method"] == method and not r.get("reference")]
+
+
 def _full(point: Point) -> tuple:
     """(x, y, label, low, high) with the x clamped to 1 for the log axis and a missing interval as none."""
     x, y = max(point[0], 1.0), point[1]

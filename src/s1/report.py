@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .errors import UserError
-from .plots import scaling_plot
+from .plots import method_points, scaling_plot
 
 
 def load_summary(run: str) -> dict:
@@ -58,9 +58,7 @@ def compare(runs: list[str], plot: str | Path) -> str:
                     f"| {name} | {bench} | {method} | {f(m['control'])} | {f(m['scaling_per_1k_tokens'], '.2f')} | "
                     f"{f(m['scaling_per_doubling'], '.2f')} | {f(m['performance'])} |"
                 )
-                points = [(r["mean_thinking_tokens"], r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high")) for r in data["settings"]
-                          if r["method"] == method and not r.get("reference")]
-                curves.append((f"{name} · {bench} · {method}", points))
+                curves.append((f"{name} · {bench} · {method}", method_points(data["settings"], method)))
     try:
         scaling_plot(curves, plot, title="s1 report")
     except OSError as exc:

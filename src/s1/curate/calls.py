@@ -9,7 +9,8 @@ still fails is retried here `role.retries` times as a whole, then marked failed.
 The `python` engine calls a function instead of a model (`model: package.module:function`), for a
 programmatic teacher (`s1 demo`'s), a rule-based solver or a client of a service s1 has no engine for.
 The function takes the user message and a `seed` keyword and returns {"thinking": ..., "answer": ...};
-its replies are cached and counted like any model's.
+its replies are cached and counted like any model's. It gets the message only (no system prompt, no
+choice list to constrain to) and is called once per ask: a call that raises is marked failed, not retried.
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ class FunctionEngine:
         module_name, _, attribute = target.partition(":")
         try:
             function = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as exc:
-            raise UserError(f"Cannot load the python role {target!r} ({exc}); name an importable module:function.") from None
+        except Exception as exc:  # noqa: BLE001 - whatever importing the user's module raises is one sentence
+            reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+            raise UserError(f"Cannot load the python role {target!r} ({reason}); name an importable module:function.") from None
         if not callable(function):
             raise UserError(f"The python role {target!r} is not a function; name one as module:function.")
         return cls(function, target)

@@ -24,6 +24,7 @@ from typing import Callable
 import yaml
 
 from ..errors import UserError
+from ..rundir import write_atomic
 from . import task, tiny
 
 
@@ -54,18 +55,21 @@ QUICK = Plan(pool=400, held_out=24, planted=4, select=120, epochs=1.0, max_steps
 
 
 def check_plan(out: Path, plan: Plan) -> None:
-    """A directory resumes only the run it holds: a model trained for one size must not be reused for another."""
-    path, wanted = out / "plan.json", asdict(plan)
-    if path.exists():
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            found = None
-        if found != json.loads(json.dumps(wanted)):
-            kind = "a --quick" if found == json.loads(json.dumps(asdict(QUICK))) else "another"
-            raise UserError(f"{out} holds {kind} demo run; resume it with the same options, or choose another --out.")
-    else:
-        path.write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
+    """A directory resumes only the demo run it holds: a model trained for one size must not be reused for
+    another, and a folder that holds something else is not written into."""
+    path, wanted = out / "plan.json", json.loads(json.dumps(asdict(plan)))
+    if not path.exists():
+        if any(out.iterdir()):
+            raise UserError(f"--out {out} is not empty and holds no demo run; choose an empty or new directory.")
+        write_atomic(path, json.dumps(wanted, indent=1) + "\n")
+        return
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise UserError(f"{path} cannot be read; delete {out} to start the demo afresh, or choose another --out.") from None
+    if found != wanted:
+        kind = "a --quick" if found == json.loads(json.dumps(asdict(QUICK))) else "another"
+        raise UserError(f"{out} holds {kind} demo run; resume it with the same options, or choose another --out.")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -141,10 +145,10 @@ def evaluate(out: Path, model: Path, plan: Plan) -> list[Path]:
 
 INTRO = """<p>This page was written by <code>s1 demo</code>: a tiny character-level model, trained from scratch on a
 CPU on {selected} problems that <code>s1 curate</code> chose from a pool of {pool}, answers {held} held-out
-<em>digit walks</em> (“Start at 4 and double it and add 7, 6 times. What is the last digit?”). A walk takes one
-line of thinking per step, so a thinking cap that stops the model early leaves it guessing. The runs:
-<b>eval-caps</b> sweeps the cap, <b>eval-wait</b> suppresses the end of thinking 0, 1, 2 times at a generous
-cap, <b>eval-vote</b> samples {votes} answers per problem at cap {vote_cap} and votes (maj@k).</p>"""
+<em>digit walks</em> (“{example}”). A walk takes one line of thinking per step, so a thinking cap that stops the
+model early leaves it guessing. The runs: <b>eval-caps</b> sweeps the cap, <b>eval-wait</b> suppresses the end of
+thinking {waits} times at cap {wait_cap}, <b>eval-vote</b> samples {votes} answers per problem at cap {vote_cap} and
+votes (maj@k).</p>"""
 
 
 def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str], None] = print) -> dict:
@@ -153,7 +157,7 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str]
     from ..report import compare, load_summary
 
     plan = QUICK if quick else Plan()
-    out = Path(out)
+    out = Path(out).expanduser().resolve()  # the model path is part of eval's context: one spelling per directory
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; the demo writes a directory there, so choose another --out.")
     try:
@@ -187,7 +191,9 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str]
 
     start = stage(5, "report")
     selected = sum(1 for _ in selection.open(encoding="utf-8"))
-    intro = INTRO.format(selected=selected, pool=plan.pool, held=plan.held_out, votes=plan.vote_samples, vote_cap=plan.vote_cap)
+    intro = INTRO.format(selected=selected, pool=plan.pool, held=plan.held_out, votes=plan.vote_samples, vote_cap=plan.vote_cap,
+                         example=task.Problem("double", 4, 7, 6).question, wait_cap=plan.wait_cap,
+                         waits=", ".join(map(str, plan.num_ignore)))
     html = write_html([str(r) for r in runs], out / "report.html", title="s1 demo: test-time scaling on digit walks", intro=intro)
     (out / "report.md").write_text(compare([str(r) for r in runs], out / "scaling.png"), encoding="utf-8")
     times["report"] = time.perf_counter() - start

@@ -46,7 +46,7 @@ class LlamaCppEngine:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise UserError("The llamacpp engine needs llama-cpp-python; run `pip install llama-cpp-python` (scripts/setup.sh does).") from None
+            raise UserError("The llamacpp engine needs llama-cpp-python; run `bash scripts/setup.sh --dev` (it compiles it once).") from None
         from transformers import AutoTokenizer
 
         source = resolve(name)
