@@ -34,12 +34,21 @@ def identity_hash(value) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def lock_directory(path: Path, what: str):
-    """Create `path` and hold its lock file (flock: the kernel frees it even after SIGKILL), or say who holds it."""
+def make_directory(path: Path, option: str = "--output", what: str = "s1") -> Path:
+    """Create the directory a command writes into, or say in one sentence why it cannot be there."""
     if path.exists() and not path.is_dir():
-        raise UserError(f"--output {path} is a file, not a directory; choose another --output.")
+        raise UserError(f"{option} {path} is a file; {what} writes a directory there, so choose another {option}.")
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"Cannot create {option} {path} ({exc.strerror or exc}); choose a writable place.") from None
+    return path
+
+
+def lock_directory(path: Path, what: str):
+    """Create `path` and hold its lock file (flock: the kernel frees it even after SIGKILL), or say who holds it."""
+    make_directory(path, what=what)
+    try:
         handle = open(path / LOCK, "a+")
     except OSError as exc:
         raise UserError(f"Cannot write to output directory {path} ({exc.strerror}); choose another --output.") from None

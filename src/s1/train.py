@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .rundir import make_directory
 from .formats import ThinkingFormat, get_format, encode
 
 TRACE_SOURCES = ("deepseek", "gemini")
@@ -177,13 +178,7 @@ def validate(config: TrainConfig) -> int:
         raise UserError(f"--report-to must be one of {', '.join(REPORT_TO)}, got {config.report_to!r}.")
     if config.report_to != "none" and importlib.util.find_spec(config.report_to) is None:
         raise UserError(f"--report-to {config.report_to} needs the {config.report_to} package; pip install {config.report_to}.")
-    output = Path(config.output)
-    if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output} is a file; training writes a directory there, choose another --output.")
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"Cannot create --output {output} ({exc.strerror}); choose a writable place.") from None
+    output = make_directory(Path(config.output), what="training")
     if not os.access(output, os.W_OK):
         raise UserError(f"--output {output} is not writable; choose a writable place.")
     per_step = config.micro_batch_size * _world_size()

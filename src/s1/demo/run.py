@@ -24,7 +24,7 @@ from typing import Callable
 import yaml
 
 from ..errors import UserError
-from ..rundir import write_atomic
+from ..rundir import make_directory, write_atomic
 from . import task, tiny
 
 
@@ -54,10 +54,15 @@ QUICK = Plan(pool=400, held_out=24, planted=4, select=120, epochs=1.0, max_steps
              wait_cap=160, num_ignore=(0, 1), vote_cap=48, vote_samples=3)
 
 
+def _as_json(plan: Plan) -> dict:
+    """The plan as plan.json holds it (tuples become lists), so a read file compares equal."""
+    return json.loads(json.dumps(asdict(plan)))
+
+
 def check_plan(out: Path, plan: Plan) -> None:
     """A directory resumes only the demo run it holds: a model trained for one size must not be reused for
     another, and a folder that holds something else is not written into."""
-    path, wanted = out / "plan.json", json.loads(json.dumps(asdict(plan)))
+    path, wanted = out / "plan.json", _as_json(plan)
     if not path.exists():
         if any(out.iterdir()):
             raise UserError(f"--out {out} is not empty and holds no demo run; choose an empty or new directory.")
@@ -68,7 +73,7 @@ def check_plan(out: Path, plan: Plan) -> None:
     except (OSError, UnicodeDecodeError, ValueError):
         raise UserError(f"{path} cannot be read; delete {out} to start the demo afresh, or choose another --out.") from None
     if found != wanted:
-        kind = "a --quick" if found == json.loads(json.dumps(asdict(QUICK))) else "another"
+        kind = "a --quick" if found == _as_json(QUICK) else "another"
         raise UserError(f"{out} holds {kind} demo run; resume it with the same options, or choose another --out.")
 
 
@@ -157,13 +162,8 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str]
     from ..report import compare, load_summary
 
     plan = QUICK if quick else Plan()
-    out = Path(out).expanduser().resolve()  # the model path is part of eval's context: one spelling per directory
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; the demo writes a directory there, so choose another --out.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"Cannot create --out {out} ({exc.strerror or exc}); choose a writable place.") from None
+    # the model path is part of eval's context: one spelling per directory
+    out = make_directory(Path(out).expanduser().resolve(), "--out", "the demo")
     check_plan(out, plan)
     times: dict[str, float] = {}
     stages = ("pool", "curate", "train", "eval", "report")
