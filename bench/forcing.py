@@ -94,7 +94,7 @@ def plain_generate(model, tokenizer, engine, questions, new_tokens: int) -> floa
     return seconds
 
 
-def llamacpp_engine(name: str):
+def llamacpp_engine(name: str, parallel: int):
     """The llama.cpp engine on the same GGUF, when the model is one and llama-cpp-python is installed."""
     try:
         from s1.engines.llamacpp import LlamaCppEngine
@@ -102,7 +102,7 @@ def llamacpp_engine(name: str):
 
         if resolve(name).kind != "gguf":
             return None
-        return LlamaCppEngine.load(name, n_ctx=4096)
+        return LlamaCppEngine.load(name, parallel=parallel, ctx_size=2048 * parallel)
     except Exception:
         return None
 
@@ -110,7 +110,7 @@ def llamacpp_engine(name: str):
 def run(args) -> None:
     model, tokenizer = load(args.model)
     inflight, reprefill = HFEngine(model, tokenizer), ReprefillEngine.from_model(model, tokenizer)
-    llamacpp = llamacpp_engine(args.model)
+    llamacpp = llamacpp_engine(args.model, max(args.batch))
     print(f"machine: {machine()}")
     print(f"model: {args.model}, dtype {next(model.parameters()).dtype}, cap {args.cap} thinking + {args.answer} answer tokens\n")
     header = "| batch | forced ext. | method | tokens | seconds | tokens/s | ms/step | tokens/s vs generate | tokens/s vs re-prefill |"
@@ -136,8 +136,9 @@ def run(args) -> None:
             rows["generate"] = (batch * steps, t_plain)
             rows["in-flight"] = (tokens, t_in)
             rows["re-prefill"] = (tokens, t_re)
-            if llamacpp is not None:  # one sequence at a time, on the 4-bit GGUF
-                t_cpp, out_cpp = timed(lambda: generate(questions, llamacpp, forcing))
+            if llamacpp is not None:  # the 4-bit GGUF, `batch` sequences in one llama_batch
+                llamacpp.runtime.clear()  # no prompt prefix kept from the previous row of the table
+                t_cpp, out_cpp = timed(lambda: generate(questions, llamacpp, forcing, batch_size=batch))
                 rows["llama.cpp in-flight (Q4_1)"] = (sum(len(c.output_token_ids) for c in out_cpp), t_cpp)
             rate = {method: n / seconds for method, (n, seconds) in rows.items()}
             for method, (n, seconds) in rows.items():

@@ -3,7 +3,7 @@
 Starts a real server on 127.0.0.1, sends budget-forced chat requests (each client its own question),
 and prints tokens/s (completion tokens, thinking included) and latency percentiles per concurrency.
 
-    python bench/serve.py [--model smollm2] [--engine hf|llamacpp] [--concurrency 1 8 32] [--requests 32]
+    python bench/serve.py [--model smollm2] [--engine hf|llamacpp] [--concurrency 1 8 32] [--requests 32] [--threads N]
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(model: str, engine: str, batch: int) -> tuple[subprocess.Popen, str]:
+def start(model: str, engine: str, batch: int, extra: list[str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "s1", "serve", "--model", model, "--engine", engine, "--port", str(port),
-                             "--batch-size", str(batch)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--batch-size", str(batch), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -61,8 +61,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level (at least the concurrency)")
     parser.add_argument("--cap", type=int, default=48)
     parser.add_argument("--answer", type=int, default=16)
+    parser.add_argument("--ctx-size", type=int, default=None, help="llamacpp: KV cells of all sequences (default 2048 each)")
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    proc, base = start(args.model, args.engine, max(args.concurrency))
+    batch = max(args.concurrency)
+    extra = ["--threads", str(args.threads)] if args.threads else []
+    if args.engine == "llamacpp":
+        extra += ["--ctx-size", str(args.ctx_size or 2048 * batch)]
+    proc, base = start(args.model, args.engine, batch, extra)
     try:
         one(base, 0, args)  # warm-up
         print(f"machine: {machine()}")

@@ -36,17 +36,18 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def llamacpp():
-    return LlamaCppEngine.load("smollm2", n_ctx=4096, n_threads=2)
+    return LlamaCppEngine.load("smollm2", parallel=4, ctx_size=4 * 4096, threads=2)
 
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    """llama-cpp-python's own OpenAI-compatible server on the embedded GGUF."""
+    """llama-cpp-python's own OpenAI-compatible server on the embedded GGUF, with flash attention as the
+    in-process engine uses it (llama.cpp's default), so both compute the same logits."""
     port = free_port()
     log = open(tmp_path_factory.mktemp("llama") / "server.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "4096", "--n_threads", "2"],
+         "--n_ctx", "4096", "--n_threads", "2", "--flash_attn", "true"],
         stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -70,7 +71,7 @@ def llama_server(tmp_path_factory):
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_remote_engine_matches_in_process_llamacpp(llamacpp, llama_server, name):
     fmt, forcing = SETTINGS[name]
-    local = generate(QUESTIONS, LlamaCppEngine(llamacpp.llm, llamacpp.tokenizer, fmt), forcing)
+    local = generate(QUESTIONS, LlamaCppEngine(llamacpp.runtime, llamacpp.tokenizer, fmt), forcing)
     remote = generate(QUESTIONS, RemoteEngine.load("smollm2", [llama_server], fmt), forcing)
     if name != "cap only":
         assert any(r.extensions_used for r in local), "no extension was forced; the case proves nothing"

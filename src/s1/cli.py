@@ -137,7 +137,8 @@ def generate(
     )
     sampling = Sampling(temperature=temperature, top_p=top_p, seed=seed)
     get_format(format)
-    eng = load_engine(model, engine, format, device=device, dtype=dtype, base_urls=base_url, remote_mode=remote_mode)
+    eng = load_engine(model, engine, format, device=device, dtype=dtype, base_urls=base_url, remote_mode=remote_mode,
+                      parallel=batch_size)
     requests = [make_request(eng.tokenizer, eng.format_tokens, eng.context_length, q, forcing, sampling, system) for q in questions]
     stream = not as_json and len(requests) == 1
     on_token = _Streamer(eng.tokenizer, eng.format_tokens) if stream else None
@@ -320,7 +321,9 @@ def serve(
     upstream_model: Annotated[Optional[str], typer.Option(help="Model name the upstream server expects (default: its first).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    batch_size: Annotated[int, typer.Option(help="Sequences decoded together (hf); concurrent requests (llamacpp: 1, remote: this).")] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", "--parallel", "-np", help="Sequences decoded together (hf, llamacpp: llama-server's --parallel); requests in flight (remote).")] = 16,
+    ctx_size: Annotated[Optional[int], typer.Option("--ctx-size", "-c", help="llamacpp: KV cells of all sequences together, split evenly among them (llama-server's --ctx-size; default 8192 per sequence).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads for decoding (default: llamacpp all cores, hf torch's choice).")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(help="Name clients use in 'model' (default: --model).")] = None,
     max_answer_tokens: Annotated[int, typer.Option(help="Default answer budget (tokens after thinking) for requests that set no max_answer_tokens.")] = 1024,
     max_thinking_tokens: Annotated[Optional[int], typer.Option(help="Default thinking cap for requests that set none (0: no thinking).")] = None,
@@ -355,7 +358,8 @@ def serve(
     defaults = Defaults(max_answer_tokens=max_answer_tokens, temperature=temperature, answer_prefix=answer_prefix,
                         max_thinking_tokens=max_thinking_tokens, num_ignore=num_ignore, extensions=checked.extensions,
                         reasoning_effort_caps=caps)
-    app_ = build_service(model, engine, format, upstream or [], upstream_model, batch_size, served_model_name, defaults, device)
+    app_ = build_service(model, engine, format, upstream or [], upstream_model, batch_size, served_model_name, defaults, device,
+                         ctx_size=ctx_size, threads=threads)
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.WARNING)
     logging.getLogger("s1.serve").setLevel(logging.INFO)
     err.print(f"s1 serve: {served_model_name or model} ({engine}) on http://{host}:{port}/v1", style="cyan")

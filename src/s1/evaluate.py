@@ -241,7 +241,7 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
         todo = [it for it in items if it.identity not in done]
         if todo:
             engine = engine or load_engine(config.model, config.engine, config.format, base_urls=config.base_urls,
-                                          remote_mode=config.remote_mode)
+                                          remote_mode=config.remote_mode, parallel=config.batch_size)
             tally = _Tally()
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                        TimeRemainingColumn())

@@ -24,7 +24,7 @@ def generate(
     questions = [questions] if single else list(questions)
     forcing = forcing or BudgetForcing()
     sampling = sampling or Sampling()
-    eng = load_engine(model, engine, fmt) if isinstance(model, str) else model
+    eng = load_engine(model, engine, fmt, parallel=batch_size) if isinstance(model, str) else model
     requests = [
         make_request(eng.tokenizer, eng.format_tokens, eng.context_length, q, forcing, sampling, system)
         for q in questions

@@ -8,21 +8,32 @@ from .serve import create_app
 
 
 def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstream_model: str | None, batch_size: int,
-                  served_model_name: str | None, defaults: Defaults, device: str = "auto", remote_mode: str = "auto"):
+                  served_model_name: str | None, defaults: Defaults, device: str = "auto", remote_mode: str = "auto",
+                  ctx_size: int | None = None, threads: int | None = None):
+    """`batch_size` sequences decode together (hf, llamacpp) or are in flight (remote); `ctx_size` is the
+    llama.cpp context of all of them together (llama-server's --ctx-size); `threads` the CPU threads."""
     from .schedulers import BatchScheduler, SerialScheduler
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}.")
+    if ctx_size is not None and engine != "llamacpp":
+        raise UserError("--ctx-size is for --engine llamacpp (the hf engine's context is the model's own).")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}.")
     if engine == "hf":
         from .engines.hf import HFEngine
 
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         eng = HFEngine.load(model, fmt, device=device)
         scheduler = BatchScheduler(eng, max_batch=batch_size)
     elif engine == "llamacpp":
         from .engines.llamacpp import LlamaCppEngine
 
-        eng = LlamaCppEngine.load(model, fmt)
-        scheduler = SerialScheduler(eng, workers=1)
+        eng = LlamaCppEngine.load(model, fmt, parallel=batch_size, ctx_size=ctx_size, threads=threads)
+        scheduler = BatchScheduler(eng, max_batch=batch_size)
     elif engine == "remote":
         from .engines.remote import RemoteEngine
 

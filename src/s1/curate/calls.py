@@ -80,7 +80,7 @@ class Engines:
         if key not in self.loaded:
             log.info("loading %s (%s)", role.model, role.engine)
             self.loaded[key] = load_engine(role.model, role.engine, role.format, base_urls=role.base_urls or None,
-                                           remote_mode=role.remote_mode)
+                                           remote_mode=role.remote_mode, parallel=role.concurrency)
         return self.loaded[key]
 
     def close(self) -> None:

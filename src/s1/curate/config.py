@@ -63,8 +63,8 @@ class Role(_Strict):
     max_tokens: int = Field(default=1024, ge=1)
     """Answer tokens (the teacher's attempt, a solver's solution, a judge's or classifier's reply)."""
     concurrency: Optional[int] = Field(default=None, ge=1, le=1024)
-    """Calls handed to the engine at once (remote: in flight, spread over base_urls; hf: batched). Default:
-    1 for llamacpp, which runs one sequence at a time, else 8."""
+    """Calls handed to the engine at once (remote: in flight, spread over base_urls; hf and llamacpp:
+    batched). Default 8."""
     retries: int = Field(default=2, ge=0, le=20)
     """Tries after a failed call (the remote engine retries each HTTP request on its own as well)."""
     system: Optional[str] = None
@@ -78,7 +78,7 @@ class Role(_Strict):
         if self.engine == "python" and (":" not in self.model or not all(self.model.split(":", 1))):
             raise ValueError(f"a python role names its function as module:function, got {self.model!r}")
         if self.concurrency is None:
-            self.concurrency = 1 if self.engine == "llamacpp" else 8
+            self.concurrency = 8
         return self
 
     def key(self) -> dict:

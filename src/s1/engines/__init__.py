@@ -10,19 +10,20 @@ ENGINES = ("hf", "reprefill", "llamacpp", "remote")
 
 def load_engine(
     model: str, engine: str = "hf", fmt="s1", device: str = "auto", dtype: str = "auto", base_urls: list[str] | None = None,
-    remote_mode: str = "auto",
+    remote_mode: str = "auto", parallel: int = 8,
 ) -> Engine:
     """`model` names the weights (hf, reprefill, llamacpp) or, for remote, the served model's tokenizer.
 
     `remote_mode` (remote only): "ids" sends token ids (vLLM, `s1 serve`), "text" sends text (llama.cpp's
-    server), "auto" asks each server once which it takes.
+    server), "auto" asks each server once which it takes. `parallel` (llamacpp only): sequences its
+    context holds at once, the batch size it will be asked to run.
     """
     if remote_mode != "auto" and engine != "remote":
         raise UserError("--remote-mode is only for --engine remote.")
     if engine == "llamacpp":
         from .llamacpp import LlamaCppEngine
 
-        return LlamaCppEngine.load(model, fmt)
+        return LlamaCppEngine.load(model, fmt, parallel=parallel)
     if engine == "remote":
         from .remote import RemoteEngine
 

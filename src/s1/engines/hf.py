@@ -21,7 +21,7 @@ from ..forcing import ForcingState
 from ..errors import UserError
 from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
-from .base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
+from .base import Completion, OnCompletion, OnToken, Request, new_state, run_loop
 from .sampling import pick_tokens, row_generator
 
 # transformers 5.x renames the forward argument `past_key_values` to `cache` and warns on every call; the
@@ -297,18 +297,7 @@ class HFEngine:
         on_token: OnToken | None = None,
         on_completion: OnCompletion | None = None,
     ) -> list[Completion]:
-        loop = self.loop(batch_size, on_token)
-        for i, request in enumerate(requests):
-            loop.add(i, request)
-        results: dict[int, Completion] = {}
-        while loop.busy:
-            for i, request, state, row in loop.step():
-                results[i] = to_completion(request, state, self.tokenizer, self.fmt, row.logprobs, row.prompt_logprobs)
-                if on_completion:
-                    on_completion(i, results[i])
-            if loop.failed:
-                raise loop.failed[0][1]
-        return [results[i] for i in range(len(requests))]
+        return run_loop(self.loop(batch_size, on_token), requests, self.tokenizer, self.fmt, on_completion)
 
 
 def _check_plain_cache(model) -> None:
