@@ -1,9 +1,9 @@
 """Running an engine behind concurrent requests: each request gets a sink of events.
 
-`BatchScheduler` drives an engine's running batch (the transformers `DecodeLoop` or llama.cpp's
-`BatchLoop`) on one thread: requests join it between two steps (continuous batching) and a cancelled
-request leaves it at once. `SerialScheduler` runs any engine's `generate` one request per worker
-(remote servers, which do their own batching). Events: ("delta", reasoning, content, raw), ("done", Completion), ("error", msg).
+`BatchScheduler` drives an engine's running batch (`engines.batching.BatchLoop`, over the transformers
+or the llama.cpp runtime) on one thread: requests join it between two steps (continuous batching) and a
+cancelled request leaves it at once. `SerialScheduler` runs any engine's `generate` one request per
+worker (remote servers, which do their own batching). Events: ("delta", reasoning, content, raw), ("done", Completion), ("error", msg).
 
 A request is submitted with its `Stream` options (stop strings and how text is decoded); each request's
 failure is its own: an error in one request's prefill or sampling ends that request with an error

@@ -1,257 +1,139 @@
-"""transformers engine: an own batched decode loop over a KV cache with budget forcing in flight.
+"""transformers engine: budget forcing in flight over a KV cache written in place, with continuous batching.
 
-Every step feeds each live sequence exactly one token — sampled, or forced by its `ForcingState`
-(an extension, the end delimiter, the answer prefix) — so forcing never re-processes a prompt and
-no sequence waits for another. Sequences are rows of one left-padded cache: a finished row is
-cut out at once, and a new request is prefilled on its own and spliced in beside the running rows,
-which is what continuous batching in the server needs.
+The shared `batching.BatchLoop` decides what each step feeds; `HFRuntime.forward` feeds it in one
+forward of the model as a packed ragged batch — every row's tokens side by side in one sequence,
+each with its own positions — the way vLLM batches: a decoding row adds one token, a forced run all
+its tokens, a joining prompt a chunk. No row is padded to another's length and nothing is
+concatenated: each row's keys and values go straight into that row's own buffers (grown by doubling,
+so a row that outgrows them copies only itself), a joining or leaving row touches no other, and a
+small attention function of ours attends each row's queries to that row's cache alone. It is
+registered with transformers' `AttentionInterface` and switched on only for these forwards, so the
+same model object keeps its own attention everywhere else.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections import deque
-from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
+import torch.nn.functional as F
+from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from ..forcing import ForcingState
 from ..errors import UserError
 from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
-from .base import Completion, OnCompletion, OnToken, Request, new_state, run_loop
-from .sampling import pick_tokens, row_generator
+from .base import Completion, OnCompletion, OnToken, Request, run_loop
+from .batching import BatchLoop
 
 # transformers 5.x renames the forward argument `past_key_values` to `cache` and warns on every call; the
 # old name works across the whole supported range (>=5.23), so the rename waits for that floor to move.
 warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
 
-
-@dataclass
-class _Row:
-    index: int
-    request: Request
-    state: ForcingState
-    generator: torch.Generator | None
-    length: int
-    """Real tokens of this sequence in the cache, which is also the position of its next token."""
-    next_input: int | None = None
-    logprobs: list | None = None
-    prompt_logprobs: list | None = None
+ATTENTION = "s1_rows"
+FIRST_CAPACITY = 256
 
 
-def _token_logprobs(logprobs: torch.Tensor, token: int, k: int) -> tuple[float, dict[int, float]]:
-    """The chosen token's logprob and the k most likely tokens' (vLLM's and OpenAI's `logprobs`)."""
-    top = {}
-    if k:
-        values, ids = logprobs.topk(k)
-        top = dict(zip(ids.tolist(), values.tolist()))
-    return float(logprobs[token]), top
+class RowCache:
+    """One sequence's keys and values, per layer [kv heads, capacity, head dim], written in place."""
+
+    def __init__(self):
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def write(self, layer: int, start: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        end = start + keys.shape[1]
+        if layer == len(self.keys):
+            capacity = max(FIRST_CAPACITY, 2 * end)
+            self.keys.append(keys.new_empty(keys.shape[0], capacity, keys.shape[2]))
+            self.values.append(values.new_empty(values.shape[0], capacity, values.shape[2]))
+        elif end > self.keys[layer].shape[1]:  # grow this row alone, by doubling
+            for buffers in (self.keys, self.values):
+                old = buffers[layer]
+                buffers[layer] = old.new_empty(old.shape[0], max(2 * old.shape[1], end), old.shape[2])
+                buffers[layer][:, : old.shape[1]] = old
+        self.keys[layer][:, start:end] = keys
+        self.values[layer][:, start:end] = values
 
 
-def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    if width == 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = width
-    return torch.cat([t.new_zeros(shape), t], dim=dim)
+class _Segments:
+    """What the model's attention layers see as their cache during one packed forward: `update` writes
+    each row's new keys and values into its `RowCache`; the attention function reads them back."""
+
+    is_compileable = False
+
+    def __init__(self, segments: list[tuple[RowCache, int, int, int]]):
+        self.segments = segments
+        """(row cache, first position, tokens, offset in the packed sequence)."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        for row, start, n, offset in self.segments:
+            row.write(layer_idx, start, key_states[0, :, offset : offset + n], value_states[0, :, offset : offset + n])
+        return key_states, value_states
 
 
-class DecodeLoop:
-    """A running batch. `add` queues a request; each `step` admits queued ones and advances all by one token."""
+def _row_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Each row's queries attend to that row's cache only: causal within a run, everything before it."""
+    layer, (_, heads, total, dim) = module.layer_idx, query.shape
+    out = query.new_empty(1, total, heads, dim)
+    for row, start, n, offset in kwargs["s1_segments"].segments:
+        keys, values = row.keys[layer][:, : start + n], row.values[layer][:, : start + n]
+        groups = heads // keys.shape[0]  # query heads sharing one key/value head (GQA)
+        q = query[0, :, offset : offset + n].reshape(keys.shape[0], groups * n, dim)
+        mask = None
+        if n > 1:
+            causal = torch.arange(start + n, device=q.device) <= torch.arange(start, start + n, device=q.device).unsqueeze(1)
+            mask = causal.repeat(groups, 1)
+        o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scaling)
+        out[0, offset : offset + n] = o.reshape(heads, n, dim).transpose(0, 1)
+    return out, None
 
-    def __init__(self, model, tokenizer, format_tokens: FormatTokens, max_batch: int = 8, on_token: OnToken | None = None):
+
+AttentionInterface.register(ATTENTION, _row_attention)
+
+
+class HFRuntime:
+    """Rows of a transformers causal LM, each with its own `RowCache` (see `batching` for the interface)."""
+
+    slots = 1 << 20  # as many rows as the loop's max_batch asks for
+
+    def __init__(self, model):
         self.model = model
-        self.tokenizer = tokenizer
-        self.format_tokens = format_tokens
-        self.max_batch = max_batch
-        self.on_token = on_token
         self.device = next(model.parameters()).device
-        self.rows: list[_Row] = []
-        self.waiting: deque[tuple[int, Request]] = deque()
-        self.cache: DynamicCache | None = None
-        self.mask: torch.Tensor | None = None  # [rows, cached columns], 0 where left padding
-        self.failed: list[tuple[int, Exception]] = []
-        """Requests that failed on their own (a bad prefill, a sampling error): the caller reports
-        each one and takes it off the list; the rest of the batch goes on."""
+        self.vocab_size = int(model.get_input_embeddings().num_embeddings)
+        self.rows: dict[int, RowCache] = {}
 
-    @property
-    def busy(self) -> bool:
-        return bool(self.rows or self.waiting)
+    def acquire(self, free: list[int], ids: list[int], reuse: bool = True) -> tuple[int, int]:
+        self.rows[free[0]] = RowCache()
+        return free[0], 0
 
-    def add(self, index: int, request: Request) -> None:
-        self.waiting.append((index, request))
-
-    def cancel(self, index: int) -> bool:
-        """Drop a request (a client went away); its slot is free at the next step."""
-        for i, (j, _) in enumerate(self.waiting):
-            if j == index:
-                del self.waiting[i]
-                return True
-        keep = [i for i, row in enumerate(self.rows) if row.index != index]
-        if len(keep) == len(self.rows):
-            return False
-        self._keep_rows(keep)
-        return True
+    def release(self, slot: int) -> None:
+        self.rows.pop(slot, None)
 
     @torch.inference_mode()
-    def step(self) -> list[tuple[int, Request, ForcingState]]:
-        """Advance every sequence by one token; returns the sequences that finished in this step."""
-        finished = self._admit()
-        if self.rows:
-            logits = self._decode()
-            finished += self._choose(self.rows, logits)
-        return finished
-
-    def _admit(self) -> list:
-        """Prefill the requests that fit, together where possible; one that fails alone fails alone."""
-        free = self.max_batch - len(self.rows)
-        if free <= 0 or not self.waiting:
-            return []
-        joining = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
-        scoring = [j for j in joining if j[1].prompt_logprobs is not None]
-        groups = [[j for j in joining if j[1].prompt_logprobs is None]] + [[j] for j in scoring]
-        finished = []
-        for group in groups:
-            if not group:
-                continue
-            try:
-                finished += self._join(group)
-            except Exception as exc:
-                if len(group) == 1:
-                    self.failed.append((group[0][0], exc))
-                    continue
-                for one in group:  # find the request that broke the joint prefill
-                    try:
-                        finished += self._join([one])
-                    except Exception as single:
-                        self.failed.append((one[0], single))
-        return finished
-
-    def _join(self, joining: list[tuple[int, Request]]) -> list:
-        rows = [
-            _Row(i, r, new_state(r, self.format_tokens), row_generator(r.sampling, self.device), len(r.prompt_token_ids),
-                 logprobs=[] if r.logprobs is not None else None)
-            for i, r in joining
-        ]
-        everything = any(r.request.prompt_logprobs is not None for r in rows)
-        cache, mask, logits = self._prefill([r.request.prompt_token_ids for r in rows], keep_all=everything)
-        if everything:
-            [row] = rows
-            row.prompt_logprobs = self._prompt_logprobs(row.request, logits[0])
-            logits = logits[:, -1, :]
-        self._splice(rows, cache, mask)
-        start = len(self.rows) - len(rows)
-        return self._choose(rows, logits, offset=start)
-
-    def _prompt_logprobs(self, request: Request, logits: torch.Tensor) -> list:
-        """Each prompt token's logprob given the tokens before it (None for the first), as `echo` needs."""
-        ids = request.prompt_token_ids
-        logprobs = logits.float().log_softmax(-1)
-        return [None] + [_token_logprobs(logprobs[i - 1], ids[i], request.prompt_logprobs) for i in range(1, len(ids))]
-
-    def _prefill(self, prompts: list[list[int]], keep_all: bool = False):
-        width = max(len(p) for p in prompts)
-        ids = torch.zeros((len(prompts), width), dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
-            logits_to_keep=0 if keep_all else 1,
-        )
-        return out.past_key_values, mask, out.logits if keep_all else out.logits[:, -1, :]
-
-    def _splice(self, rows: list[_Row], cache: DynamicCache, mask: torch.Tensor) -> None:
-        """Join freshly prefilled rows to the running batch, left-padding whichever side is shorter."""
-        if self.cache is None:
-            self.rows, self.cache, self.mask = rows, cache, mask
-            return
-        old, new = self.mask.shape[1], mask.shape[1]
-        width = max(old, new)
-        for mine, theirs in zip(self.cache.layers, cache.layers):
-            mine.keys = torch.cat([_left_pad(mine.keys, width - old, 2), _left_pad(theirs.keys, width - new, 2)])
-            mine.values = torch.cat([_left_pad(mine.values, width - old, 2), _left_pad(theirs.values, width - new, 2)])
-        self.mask = torch.cat([_left_pad(self.mask, width - old, 1), _left_pad(mask, width - new, 1)])
-        self.rows = self.rows + rows
-
-    def _decode(self) -> torch.Tensor:
-        ids = torch.tensor([[r.next_input] for r in self.rows], device=self.device)
-        positions = torch.tensor([[r.length] for r in self.rows], device=self.device)
-        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
-        out = self.model(
-            input_ids=ids, attention_mask=self.mask, position_ids=positions, past_key_values=self.cache, use_cache=True
-        )
-        for r in self.rows:
-            r.length += 1
-        return out.logits[:, -1, :]
-
-    def _choose(self, rows: list[_Row], logits: torch.Tensor, offset: int = 0) -> list:
-        """Let each row's forcing state pick its next token; cut out the rows that finished or failed."""
-        logits = self._mask_early_stops(rows, logits)
+    def forward(self, runs: list[tuple[int, int, list[int], int]]) -> list[torch.Tensor | None]:
+        ids, positions, segments, keep, spans = [], [], [], [], []
+        for slot, start, tokens, want in runs:
+            offset = len(ids)
+            segments.append((self.rows[slot], start, len(tokens), offset))
+            ids += tokens
+            positions += range(start, start + len(tokens))
+            first = len(keep)
+            keep += [] if want == 0 else [len(ids) - 1] if want == 1 else range(offset, len(ids))
+            spans.append((first, len(keep), want))
+        cache, config = _Segments(segments), self.model.config
+        own = config._attn_implementation
+        config._attn_implementation = ATTENTION
         try:
-            picks = pick_tokens(logits, [r.request.sampling for r in rows], [r.generator for r in rows])
-        except Exception:  # one row's settings broke the batched draw: draw row by row, fail that row alone
-            picks = []
-            for j, r in enumerate(rows):
-                try:
-                    picks.append(pick_tokens(logits[j : j + 1], [r.request.sampling], [r.generator])[0])
-                except Exception as exc:
-                    picks.append(exc)
-        finished, drop = [], set()
-        for j, (row, pick) in enumerate(zip(rows, picks)):
-            try:
-                if isinstance(pick, Exception):
-                    raise pick
-                token = row.state.next_token(lambda: pick)
-                if token is not None and row.logprobs is not None:
-                    row.logprobs.append(_token_logprobs(logits[j].float().log_softmax(-1), token, row.request.logprobs))
-                if token is not None and self.on_token:
-                    self.on_token(row.index, token, row.state)
-            except Exception as exc:
-                self.failed.append((row.index, exc))
-                drop.add(offset + j)
-                continue
-            if row.state.done:
-                finished.append((row.index, row.request, row.state, row))
-                drop.add(offset + j)
-            else:
-                row.next_input = token
-        if drop:
-            self._keep_rows([i for i in range(len(self.rows)) if i not in drop])
-        return finished
-
-    @staticmethod
-    def _mask_early_stops(rows: list[_Row], logits: torch.Tensor) -> torch.Tensor:
-        """vLLM's `min_tokens`: an answer stop cannot be sampled before that many answer tokens."""
-        early = [(j, r) for j, r in enumerate(rows) if r.request.min_tokens and r.state.answer_tokens < r.request.min_tokens
-                 and r.state.needs_sample() and r.state.thinking_end is not None]
-        if not early:
-            return logits
-        logits = logits.clone()
-        for j, r in early:
-            logits[j, sorted(r.state.answer_stop_ids)] = float("-inf")
-        return logits
-
-    def _keep_rows(self, keep: list[int]) -> None:
-        if not keep:
-            self.rows, self.cache, self.mask = [], None, None
-            return
-        self.rows = [self.rows[i] for i in keep]
-        index = torch.tensor(keep, device=self.device)
-        self.mask = self.mask.index_select(0, index)
-        # Columns that are padding for every remaining row cost attention time for nothing.
-        start = int((self.mask.sum(0) > 0).long().argmax())
-        self.mask = self.mask[:, start:]
-        for layer in self.cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, start:]
-            layer.values = layer.values.index_select(0, index)[:, :, start:]
+            out = self.model(
+                input_ids=torch.tensor([ids], device=self.device), position_ids=torch.tensor([positions], device=self.device),
+                past_key_values=cache, use_cache=True, s1_segments=cache,
+                logits_to_keep=torch.tensor(keep or [len(ids) - 1], device=self.device),
+            )
+        finally:
+            config._attn_implementation = own
+        logits = out.logits[0]
+        return [None if want == 0 else logits[a] if want == 1 else logits[a:b] for a, b, want in spans]
 
 
 class HFEngine:
@@ -287,8 +169,8 @@ class HFEngine:
 
         return choose_option(options, lambda: step["out"].logits[0, -1], feed)
 
-    def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> DecodeLoop:
-        return DecodeLoop(self.model, self.tokenizer, self.format_tokens, max_batch, on_token)
+    def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> BatchLoop:
+        return BatchLoop(HFRuntime(self.model), self.format_tokens, max_batch, on_token)
 
     def generate(
         self,

@@ -1,0 +1,244 @@
+"""Continuous batching with budget forcing in flight, for every in-process engine.
+
+A running batch is a set of rows, one per sequence, each holding the tokens it needs fed before the
+model's next choice: its prompt (or what a reused prefix leaves of it), then its last sampled token
+and any run of tokens its `ForcingState` forces after it (an extension, the end delimiter and answer
+prefix). Each step feeds every row's pending tokens in one forward of the engine's runtime — decoding
+rows first, then chunks of prompts still joining, sized so that the step lasts about STEP_SECONDS
+while others decode — and lets each row whose tokens are all in choose its next one. A finished row
+leaves at once and its slot goes to the next waiting request.
+
+Runtimes (llama.cpp's KV streams, the transformers engine's per-row cache) provide:
+- `slots`: how many rows they hold at most; `vocab_size`;
+- `acquire(free, ids, reuse) -> (slot, kept)`: a free slot for a prompt, and how many of its leading
+  tokens the slot already holds (a prompt prefix kept from the slot's last sequence);
+- `forward(runs) -> logits`: runs of (slot, first position, tokens, want) with want 0 (no logits),
+  1 (the last token's, shape [vocab]) or 2 (every token's, [len, vocab]);
+- `release(slot)`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+
+from ..forcing import ForcingState
+from ..formats import FormatTokens
+from .base import OnToken, Request, new_state
+from .sampling import pick_tokens, row_generator
+
+BATCH_TOKENS = 512
+"""Tokens one step feeds at most, all rows together."""
+STEP_SECONDS = 0.25
+"""While rows are decoding, a joining prompt's chunk is sized so a step takes about this long: a long
+prompt then delays each running row's next token by a fraction of a second, not by its whole prefill."""
+MIN_CHUNK = 16
+
+
+@dataclass
+class Row:
+    index: int
+    request: Request
+    state: ForcingState
+    generator: torch.Generator | None
+    slot: int
+    pending: list[int]
+    """Tokens to feed before the model's next choice."""
+    position: int
+    """Tokens of this sequence the runtime already holds; the position of pending[0]."""
+    logprobs: list | None = None
+    prompt_logprobs: list | None = None
+
+    @property
+    def joining(self) -> bool:
+        return self.position < len(self.request.prompt_token_ids)
+
+
+def token_logprobs(logprobs: torch.Tensor, token: int, k: int) -> tuple[float, dict[int, float]]:
+    """The chosen token's logprob and the k most likely tokens' (vLLM's and OpenAI's `logprobs`)."""
+    top = {}
+    if k:
+        values, ids = logprobs.topk(k)
+        top = dict(zip(ids.tolist(), values.tolist()))
+    return float(logprobs[token]), top
+
+
+class BatchLoop:
+    """A running batch. `add` queues a request; each `step` admits what fits and advances every row."""
+
+    def __init__(self, runtime, format_tokens: FormatTokens, max_batch: int = 8, on_token: OnToken | None = None):
+        self.runtime = runtime
+        self.format_tokens = format_tokens
+        self.max_batch = max(1, min(max_batch, runtime.slots))
+        self.on_token = on_token
+        self.rows: list[Row] = []
+        self.waiting: deque[tuple[int, Request]] = deque()
+        self.free = list(range(self.max_batch))
+        self.failed: list[tuple[int, Exception]] = []
+        """Requests that failed on their own (a token outside the vocabulary, a sampling error): the caller
+        reports each one and takes it off the list; the rest of the batch goes on."""
+        self.rate: float | None = None
+        """Tokens per second the last steps fed (a running average), which sizes prompt chunks."""
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.rows or self.waiting)
+
+    def add(self, index: int, request: Request) -> None:
+        self.waiting.append((index, request))
+
+    def cancel(self, index: int) -> bool:
+        """Drop a request (a client went away); its slot is free at the next step."""
+        for i, (j, _) in enumerate(self.waiting):
+            if j == index:
+                del self.waiting[i]
+                return True
+        for row in self.rows:
+            if row.index == index:
+                self._release(row)
+                return True
+        return False
+
+    def step(self) -> list[tuple[int, Request, ForcingState, Row]]:
+        """Feed every row what it needs and let each complete one choose; returns the rows that finished."""
+        finished = self._admit()
+        if not self.rows:
+            return finished
+        runs = self._plan()
+        began = time.perf_counter()
+        logits = self.runtime.forward([(row.slot, row.position, row.pending[:n], self._want(row, n)) for row, n in runs])
+        rate = sum(n for _, n in runs) / max(time.perf_counter() - began, 1e-6)
+        self.rate = rate if self.rate is None else 0.5 * (self.rate + rate)
+        choosing = []
+        for (row, n), out in zip(runs, logits):
+            if row.prompt_logprobs is not None and row.joining:
+                self._score_prompt(row, n, out)
+                out = out[-1]
+            row.position += n
+            del row.pending[:n]
+            if not row.pending:
+                choosing.append((row, out))
+        if choosing:
+            finished += self._choose([r for r, _ in choosing], torch.stack([o for _, o in choosing]))
+        return finished
+
+    def _admit(self) -> list:
+        finished = []
+        while self.free and self.waiting:
+            index, request = self.waiting.popleft()
+            ids, vocab = request.prompt_token_ids, self.runtime.vocab_size
+            bad = next((t for t in ids if not 0 <= t < vocab), None)
+            if bad is not None:
+                self.failed.append((index, ValueError(f"token id {bad} is outside the vocabulary (0 to {vocab - 1})")))
+                continue
+            scored = request.prompt_logprobs is not None
+            slot, kept = self.runtime.acquire(self.free, ids, reuse=not scored)
+            self.free.remove(slot)
+            row = Row(index, request, new_state(request, self.format_tokens), row_generator(request.sampling, "cpu"), slot,
+                      pending=list(ids[kept:]), position=kept, logprobs=[] if request.logprobs is not None else None,
+                      prompt_logprobs=[None] if scored else None)
+            self.rows.append(row)
+            finished += self._force(row)
+        return finished
+
+    def _plan(self) -> list[tuple[Row, int]]:
+        """How many pending tokens each row feeds: rows past their prompt first (a token, or a forced run),
+        then joining prompts in arrival order, in chunks of what is left of BATCH_TOKENS or, while others
+        decode, of the tokens that fit in STEP_SECONDS at the measured rate."""
+        runs, room = [], BATCH_TOKENS
+        for row in sorted(self.rows, key=lambda r: r.joining):
+            if row.joining and runs and not runs[-1][0].joining and self.rate is not None:
+                room = min(room, max(MIN_CHUNK, int(self.rate * STEP_SECONDS) - (BATCH_TOKENS - room)))
+            n = min(len(row.pending), room)
+            if n <= 0:
+                break
+            runs.append((row, n))
+            room -= n
+        return runs
+
+    @staticmethod
+    def _want(row: Row, n: int) -> int:
+        if row.prompt_logprobs is not None and row.joining:
+            return 2
+        return 1 if n == len(row.pending) else 0
+
+    def _score_prompt(self, row: Row, n: int, logits: torch.Tensor) -> None:
+        """Each prompt token's logprob given the tokens before it (None for the first), as `echo` needs."""
+        ids = row.request.prompt_token_ids
+        logprobs = logits.float().log_softmax(-1)
+        for i in range(n):
+            target = row.position + i + 1
+            if target < len(ids):
+                row.prompt_logprobs.append(token_logprobs(logprobs[i], ids[target], row.request.prompt_logprobs))
+
+    def _choose(self, rows: list[Row], logits: torch.Tensor) -> list:
+        """Let each row's forcing state pick its next token; release the rows that finished or failed."""
+        logits = self._mask_early_stops(rows, logits)
+        try:
+            picks = pick_tokens(logits, [r.request.sampling for r in rows], [r.generator for r in rows])
+        except Exception:  # one row's settings broke the batched draw: draw row by row, fail that row alone
+            picks = []
+            for j, r in enumerate(rows):
+                try:
+                    picks.append(pick_tokens(logits[j : j + 1], [r.request.sampling], [r.generator])[0])
+                except Exception as exc:
+                    picks.append(exc)
+        finished = []
+        for j, (row, pick) in enumerate(zip(rows, picks)):
+            try:
+                if isinstance(pick, Exception):
+                    raise pick
+                token = row.state.next_token(lambda: pick)
+                if token is not None and row.logprobs is not None:
+                    row.logprobs.append(token_logprobs(logits[j].float().log_softmax(-1), token, row.request.logprobs))
+                if token is not None and self.on_token:
+                    self.on_token(row.index, token, row.state)
+                if token is not None and not row.state.done:
+                    row.pending.append(token)
+            except Exception as exc:
+                self.failed.append((row.index, exc))
+                self._release(row)
+                continue
+            finished += self._force(row)
+        return finished
+
+    def _force(self, row: Row) -> list:
+        """Queue the run of tokens the state forces before the model's next choice; release a finished row."""
+        try:
+            while not row.state.done and not row.state.needs_sample():
+                token = row.state.next_token(lambda: -1)  # never called: the state forces this token
+                if token is None:
+                    break
+                if not row.state.done:
+                    row.pending.append(token)
+                if self.on_token:
+                    self.on_token(row.index, token, row.state)
+        except Exception as exc:
+            self.failed.append((row.index, exc))
+            self._release(row)
+            return []
+        if row.state.done:
+            self._release(row)
+            return [(row.index, row.request, row.state, row)]
+        return []
+
+    @staticmethod
+    def _mask_early_stops(rows: list[Row], logits: torch.Tensor) -> torch.Tensor:
+        """vLLM's `min_tokens`: an answer stop cannot be sampled before that many answer tokens."""
+        early = [(j, r) for j, r in enumerate(rows) if r.request.min_tokens and r.state.answer_tokens < r.request.min_tokens
+                 and r.state.needs_sample() and r.state.thinking_end is not None]
+        if not early:
+            return logits
+        logits = logits.clone()
+        for j, r in early:
+            logits[j, sorted(r.state.answer_stop_ids)] = float("-inf")
+        return logits
+
+    def _release(self, row: Row) -> None:
+        """Take a row out of the batch; the runtime may keep what its slot holds for a prompt with the same start."""
+        self.rows.remove(row)
+        self.runtime.release(row.slot)
+        self.free.append(row.slot)
