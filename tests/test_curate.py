@@ -105,7 +105,7 @@ def test_killed_run_resumes_without_losing_rows_or_repeating_calls(tmp_path):
     report = json.loads((output / "report.json").read_text())
     calls = report["calls_total"]
     assert calls["repeated"] == 0, calls
-    assert calls["resent"] <= 1  # at most the one call in flight at the kill (llama.cpp runs one at a time)
+    assert calls["resent"] <= 8  # at most the calls in flight at the kill (the teacher's concurrency, 8)
     assert report["calls"]["teacher"]["keys"] >= done_before
 
     pool = rows(output)

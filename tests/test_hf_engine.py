@@ -136,3 +136,56 @@ def test_sliding_window_models_are_refused_by_hf_and_run_by_reprefill(embedded):
         HFEngine(model, tokenizer)
     [c] = generate("What is 7*8?", ReprefillEngine.from_model(model, tokenizer), BudgetForcing(max_thinking_tokens=24, max_answer_tokens=4))
     assert c.thinking_tokens <= 24 and c.output_token_ids
+
+
+def test_thread_tuner_keeps_the_count_whose_steps_cost_least():
+    from s1.engines.threads import ThreadTuner
+
+    tuner = ThreadTuner([1, 2], every=10, probe=2)
+    cost = {1: 0.010, 2: 0.030}  # seconds per token each count would take on a busy machine
+    seen = []
+    for _ in range(30):
+        n = tuner.threads()
+        seen.append(n)
+        tuner.record(n, cost[n] * 8, 8)
+    assert tuner.current == 1, "the cheaper count was not kept"
+    assert seen[:4] == [1, 1, 2, 2] and seen[4:10] == [1] * 6  # a round tries each count, then runs the best
+    assert seen[10:14] == [2, 2, 1, 1]  # and the next round measures again
+    cost[1], cost[2] = 0.030, 0.010  # the other process finished
+    for _ in range(30):
+        n = tuner.threads()
+        tuner.record(n, cost[n] * 8, 8)
+    assert tuner.current == 2
+
+
+def test_a_long_prompt_joins_in_chunks_while_running_rows_keep_decoding(tiny):
+    from s1.engines.base import prepare_ids
+    from s1.engines.batching import BATCH_TOKENS
+
+    engine = HFEngine(*tiny)
+    thinking = BudgetForcing(max_thinking_tokens=60, min_thinking_tokens=60, max_answer_tokens=2)
+    running = [make_request(engine.tokenizer, engine.format_tokens, engine.context_length, q, thinking, Sampling())
+               for q in QUESTIONS[:2]]
+    text = engine.tokenizer.encode(" ".join(QUESTIONS), add_special_tokens=False)
+    ids = (text * (3 * BATCH_TOKENS // len(text) + 1))[: 3 * BATCH_TOKENS]
+    long = prepare_ids(engine.format_tokens, engine.context_length, "long", ids,
+                       BudgetForcing(max_thinking_tokens=4, max_answer_tokens=2), Sampling())
+    alone = [engine.generate([r])[0].output_token_ids for r in running + [long]]
+    produced = []
+    loop = engine.loop(3, on_token=lambda i, token, state: produced.append(i))
+    loop.add(0, running[0])
+    loop.add(1, running[1])
+    loop.step()
+    loop.step()
+    loop.add(2, long)
+    results, joining_steps = {}, 0
+    while loop.busy:
+        produced.clear()
+        joining = any(r.index == 2 and r.joining for r in loop.rows) or bool(loop.waiting)
+        for i, _, state, _ in loop.step():
+            results[i] = list(state.output)
+        if joining and 2 not in produced:
+            joining_steps += 1
+            assert {0, 1} <= set(produced) or {0, 1} & set(results), "a running row waited while the long prompt joined"
+    assert joining_steps >= 3, "the long prompt joined in one step"
+    assert [results[i] for i in range(3)] == alone

@@ -175,3 +175,22 @@ def test_bad_serve_flags_exit_with_one_sentence(args, message):
     run = s1("serve", "--model", "smollm2", "--port", "1", *args, timeout=120)
     assert run.returncode != 0 and message in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_logprobs_prompt_logprobs_and_min_tokens_through_the_shared_loop(engine):
+    from dataclasses import replace
+
+    [plain] = _requests(engine, ["Say hi."], BudgetForcing(max_thinking_tokens=8, max_answer_tokens=6))
+    scored = replace(plain, logprobs=2, prompt_logprobs=1)
+    [c] = engine.generate([scored])
+    assert len(c.logprobs) == len(c.output_token_ids)
+    for token, (logprob, top) in zip(c.output_token_ids, c.logprobs):
+        assert len(top) == 2 and logprob <= 0
+    sampled = [i for i, (_, top) in enumerate(c.logprobs) if c.output_token_ids[i] in top]
+    assert sampled, "greedy tokens should be among the top alternatives"
+    assert c.prompt_logprobs[0] is None and len(c.prompt_logprobs) == len(c.prompt_token_ids)
+    assert all(lp <= 0 and len(top) == 1 for lp, top in c.prompt_logprobs[1:])
+    # min_tokens: an answer stop cannot end the answer before that many answer tokens
+    [free] = engine.generate([replace(plain, forcing=BudgetForcing(max_thinking_tokens=8, max_answer_tokens=12))])
+    [held] = engine.generate([replace(plain, forcing=BudgetForcing(max_thinking_tokens=8, max_answer_tokens=12), min_tokens=10)])
+    assert free.answer_tokens < 10 <= held.answer_tokens

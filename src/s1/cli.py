@@ -323,7 +323,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     batch_size: Annotated[int, typer.Option("--batch-size", "--parallel", "-np", help="Sequences decoded together (hf, llamacpp: llama-server's --parallel); requests in flight (remote).")] = 16,
     ctx_size: Annotated[Optional[int], typer.Option("--ctx-size", "-c", help="llamacpp: KV cells of all sequences together, split evenly among them (llama-server's --ctx-size; default 8192 per sequence).")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads for decoding (default: llamacpp all cores, hf torch's choice).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads for decoding (default: llamacpp all cores; hf chosen by measuring its own steps).")] = None,
     served_model_name: Annotated[Optional[str], typer.Option(help="Name clients use in 'model' (default: --model).")] = None,
     max_answer_tokens: Annotated[int, typer.Option(help="Default answer budget (tokens after thinking) for requests that set no max_answer_tokens.")] = 1024,
     max_thinking_tokens: Annotated[Optional[int], typer.Option(help="Default thinking cap for requests that set none (0: no thinking).")] = None,

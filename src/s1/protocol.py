@@ -131,6 +131,10 @@ class Job:
     prompt_index: int
 
 
+IN_PROCESS = ("hf", "llamacpp")
+"""Engines whose rows run in `engines.batching.BatchLoop`, which sees the logits (logprobs, min_tokens)."""
+
+
 def refuse_unsupported(body: _Body, engine_name: str) -> None:
     """Fields that are accepted only at their neutral values, and options only some engines have."""
     neutral = {"frequency_penalty": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.0, "repeat_penalty": 1.0, "ignore_eos": False}
@@ -143,8 +147,9 @@ def refuse_unsupported(body: _Body, engine_name: str) -> None:
         raise BadRequest("logit_bias is not supported by s1 serve; remove it.")
     if body.stream_options is not None and not body.stream:
         raise BadRequest("stream_options is only allowed with stream: true.")
-    if body.min_tokens and engine_name != "hf":
-        raise BadRequest("min_tokens needs the hf engine (it masks stop tokens in the logits); remove it or serve with --engine hf.")
+    if body.min_tokens and engine_name not in IN_PROCESS:
+        raise BadRequest("min_tokens needs an in-process engine (it masks stop tokens in the logits); remove it or serve with "
+                         "--engine hf or llamacpp.")
     if isinstance(body, CompletionBody):
         if body.suffix:
             raise BadRequest("suffix (fill-in-the-middle) is not supported by s1 serve; remove it.")
@@ -165,8 +170,8 @@ def refuse_unsupported(body: _Body, engine_name: str) -> None:
         if body.stream and body.logprobs:
             raise BadRequest("logprobs are supported without streaming only; set stream: false.")
     wants_logprobs = (isinstance(body, CompletionBody) and body.logprobs is not None) or (isinstance(body, ChatBody) and body.logprobs)
-    if wants_logprobs and engine_name != "hf":
-        raise BadRequest("logprobs need the hf engine; serve with --engine hf or remove logprobs.")
+    if wants_logprobs and engine_name not in IN_PROCESS:
+        raise BadRequest("logprobs need an in-process engine; serve with --engine hf or llamacpp, or remove logprobs.")
 
 
 class Translator:

@@ -23,11 +23,7 @@ def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstre
     if engine == "hf":
         from .engines.hf import HFEngine
 
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
-        eng = HFEngine.load(model, fmt, device=device)
+        eng = HFEngine.load(model, fmt, device=device, threads=threads)
         scheduler = BatchScheduler(eng, max_batch=batch_size)
     elif engine == "llamacpp":
         from .engines.llamacpp import LlamaCppEngine

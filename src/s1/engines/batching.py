@@ -50,7 +50,11 @@ class Row:
     position: int
     """Tokens of this sequence the runtime already holds; the position of pending[0]."""
     logprobs: list | None = None
+    """Per output token, when asked; None marks a forced token not scored yet (it is fed in a run with
+    others, and scored from the logits of the token before it once that run is fed)."""
     prompt_logprobs: list | None = None
+    unscored: int = 0
+    last_logits: torch.Tensor | None = None
 
     @property
     def joining(self) -> bool:
@@ -114,9 +118,13 @@ class BatchLoop:
         self.rate = rate if self.rate is None else 0.5 * (self.rate + rate)
         choosing = []
         for (row, n), out in zip(runs, logits):
-            if row.prompt_logprobs is not None and row.joining:
-                self._score_prompt(row, n, out)
+            if out is not None and out.dim() == 2:  # every token's logits: score the prompt or forced tokens
+                if row.prompt_logprobs is not None and row.joining:
+                    self._score_prompt(row, n, out)
+                if row.unscored:
+                    self._score_forced(row, row.pending[:n], out)
                 out = out[-1]
+            row.last_logits = out if out is not None else row.last_logits
             row.position += n
             del row.pending[:n]
             if not row.pending:
@@ -161,7 +169,7 @@ class BatchLoop:
 
     @staticmethod
     def _want(row: Row, n: int) -> int:
-        if row.prompt_logprobs is not None and row.joining:
+        if (row.prompt_logprobs is not None and row.joining) or row.unscored:
             return 2
         return 1 if n == len(row.pending) else 0
 
@@ -173,6 +181,31 @@ class BatchLoop:
             target = row.position + i + 1
             if target < len(ids):
                 row.prompt_logprobs.append(token_logprobs(logprobs[i], ids[target], row.request.prompt_logprobs))
+
+    def _score_rest(self, row: Row) -> None:
+        """A row that ends before its pending tokens were fed still owes their scores: a prompt to echo with
+        max_tokens 0, or forced tokens written before a limit ended it. Feed them alone, chunk by chunk."""
+        while row.pending and (row.unscored or (row.prompt_logprobs is not None and row.joining)):
+            tokens = row.pending[:BATCH_TOKENS]
+            [logits] = self.runtime.forward([(row.slot, row.position, tokens, 2)])
+            if row.prompt_logprobs is not None and row.joining:
+                self._score_prompt(row, len(tokens), logits)
+            if row.unscored:
+                self._score_forced(row, tokens, logits)
+            row.last_logits = logits[-1]
+            row.position += len(tokens)
+            del row.pending[: len(tokens)]
+
+    def _score_forced(self, row: Row, tokens: list[int], logits: torch.Tensor) -> None:
+        """Logprobs of the forced tokens among `tokens` (fed from row.position), each from the logits of the
+        token before it, as if the model had been asked at every step."""
+        base = row.position - len(row.request.prompt_token_ids)
+        for i, token in enumerate(tokens):
+            at = base + i
+            if at >= 0 and row.logprobs[at] is None:
+                source = logits[i - 1] if i else row.last_logits
+                row.logprobs[at] = token_logprobs(source.float().log_softmax(-1), token, row.request.logprobs)
+                row.unscored -= 1
 
     def _choose(self, rows: list[Row], logits: torch.Tensor) -> list:
         """Let each row's forcing state pick its next token; release the rows that finished or failed."""
@@ -214,8 +247,13 @@ class BatchLoop:
                     break
                 if not row.state.done:
                     row.pending.append(token)
+                if row.logprobs is not None:
+                    row.logprobs.append(None)
+                    row.unscored += 1
                 if self.on_token:
                     self.on_token(row.index, token, row.state)
+            if row.state.done:
+                self._score_rest(row)
         except Exception as exc:
             self.failed.append((row.index, exc))
             self._release(row)

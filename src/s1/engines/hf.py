@@ -25,6 +25,7 @@ from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
 from .base import Completion, OnCompletion, OnToken, Request, run_loop
 from .batching import BatchLoop
+from .threads import ThreadTuner
 
 # transformers 5.x renames the forward argument `past_key_values` to `cache` and warns on every call; the
 # old name works across the whole supported range (>=5.23), so the rename waits for that floor to move.
@@ -80,11 +81,11 @@ def _row_attention(module, query, key, value, attention_mask, scaling=None, drop
         keys, values = row.keys[layer][:, : start + n], row.values[layer][:, : start + n]
         groups = heads // keys.shape[0]  # query heads sharing one key/value head (GQA)
         q = query[0, :, offset : offset + n].reshape(keys.shape[0], groups * n, dim)
-        mask = None
-        if n > 1:
+        if n == 1:  # a decoding row: two small matmuls, without SDPA's dispatch around them
+            o = torch.bmm(torch.bmm(q, keys.transpose(1, 2)).mul_(scaling).softmax(-1), values)
+        else:
             causal = torch.arange(start + n, device=q.device) <= torch.arange(start, start + n, device=q.device).unsqueeze(1)
-            mask = causal.repeat(groups, 1)
-        o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scaling)
+            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=causal.repeat(groups, 1), scale=scaling)
         out[0, offset : offset + n] = o.reshape(heads, n, dim).transpose(0, 1)
     return out, None
 
@@ -97,11 +98,17 @@ class HFRuntime:
 
     slots = 1 << 20  # as many rows as the loop's max_batch asks for
 
-    def __init__(self, model):
+    def __init__(self, model, threads: int | None = None):
         self.model = model
         self.device = next(model.parameters()).device
         self.vocab_size = int(model.get_input_embeddings().num_embeddings)
         self.rows: dict[int, RowCache] = {}
+        self.tuner = None
+        if self.device.type == "cpu":
+            if threads:
+                torch.set_num_threads(threads)
+            else:
+                self.tuner = ThreadTuner.for_this_machine()
 
     def acquire(self, free: list[int], ids: list[int], reuse: bool = True) -> tuple[int, int]:
         self.rows[free[0]] = RowCache()
@@ -110,8 +117,13 @@ class HFRuntime:
     def release(self, slot: int) -> None:
         self.rows.pop(slot, None)
 
-    @torch.inference_mode()
     def forward(self, runs: list[tuple[int, int, list[int], int]]) -> list[torch.Tensor | None]:
+        if self.tuner is None:
+            return self._forward(runs)
+        return self.tuner.run(lambda: (self._forward(runs), sum(len(tokens) for _, _, tokens, _ in runs)))
+
+    @torch.inference_mode()
+    def _forward(self, runs: list[tuple[int, int, list[int], int]]) -> list[torch.Tensor | None]:
         ids, positions, segments, keep, spans = [], [], [], [], []
         for slot, start, tokens, want in runs:
             offset = len(ids)
@@ -139,17 +151,20 @@ class HFRuntime:
 class HFEngine:
     """Budget-forced generation on any transformers causal LM."""
 
-    def __init__(self, model, tokenizer, fmt: str | ThinkingFormat = "s1"):
+    def __init__(self, model, tokenizer, fmt: str | ThinkingFormat = "s1", threads: int | None = None):
         self.model = model
+        self.threads = threads
+        """CPU threads for torch; None: chosen by measurement as the engine runs (see `threads`)."""
         self.tokenizer = tokenizer
         self.fmt = get_format(fmt)
         self.format_tokens = FormatTokens.build(tokenizer, self.fmt)
         _check_plain_cache(model)
 
     @classmethod
-    def load(cls, name: str, fmt: str | ThinkingFormat = "s1", device: str = "auto", dtype: str = "auto") -> "HFEngine":
+    def load(cls, name: str, fmt: str | ThinkingFormat = "s1", device: str = "auto", dtype: str = "auto",
+             threads: int | None = None) -> "HFEngine":
         model, tokenizer = load_hf(name, device=device, dtype=dtype)
-        return cls(model, tokenizer, fmt)
+        return cls(model, tokenizer, fmt, threads)
 
     @property
     def context_length(self) -> int:
@@ -170,7 +185,7 @@ class HFEngine:
         return choose_option(options, lambda: step["out"].logits[0, -1], feed)
 
     def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> BatchLoop:
-        return BatchLoop(HFRuntime(self.model), self.format_tokens, max_batch, on_token)
+        return BatchLoop(HFRuntime(self.model, self.threads), self.format_tokens, max_batch, on_token)
 
     def generate(
         self,
