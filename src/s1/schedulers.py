@@ -5,9 +5,9 @@ or the llama.cpp runtime) on one thread: requests join it between two steps (con
 cancelled request leaves it at once. `SerialScheduler` runs any engine's `generate` one request per
 worker (remote servers, which do their own batching). Events: ("delta", reasoning, content, raw), ("done", Completion), ("error", msg).
 
-A request is submitted with its `Stream` options (stop strings and how text is decoded); each request's
-failure is its own: an error in one request's prefill or sampling ends that request with an error
-event and the batch goes on.
+A request is submitted with its `Stream` options (stop strings and how text is decoded); a request's
+own failure (a token id outside the vocabulary, a sampling error) ends that request with an error event
+and the batch goes on; a failed forward pass, which all rows share, ends every running request.
 """
 
 from __future__ import annotations

@@ -124,7 +124,8 @@ class BatchLoop:
                 if row.unscored:
                     self._score_forced(row, row.pending[:n], out)
                 out = out[-1]
-            row.last_logits = out if out is not None else row.last_logits
+            if row.logprobs is not None and out is not None:
+                row.last_logits = out
             row.position += n
             del row.pending[:n]
             if not row.pending:
@@ -143,11 +144,16 @@ class BatchLoop:
                 self.failed.append((index, ValueError(f"token id {bad} is outside the vocabulary (0 to {vocab - 1})")))
                 continue
             scored = request.prompt_logprobs is not None
+            try:
+                state = new_state(request, self.format_tokens)
+                generator = row_generator(request.sampling, getattr(self.runtime, "device", "cpu"))
+            except Exception as exc:
+                self.failed.append((index, exc))
+                continue
             slot, kept = self.runtime.acquire(self.free, ids, reuse=not scored)
             self.free.remove(slot)
-            row = Row(index, request, new_state(request, self.format_tokens), row_generator(request.sampling, "cpu"), slot,
-                      pending=list(ids[kept:]), position=kept, logprobs=[] if request.logprobs is not None else None,
-                      prompt_logprobs=[None] if scored else None)
+            row = Row(index, request, state, generator, slot, pending=list(ids[kept:]), position=kept,
+                      logprobs=[] if request.logprobs is not None else None, prompt_logprobs=[None] if scored else None)
             self.rows.append(row)
             finished += self._force(row)
         return finished
@@ -252,13 +258,12 @@ class BatchLoop:
                     row.unscored += 1
                 if self.on_token:
                     self.on_token(row.index, token, row.state)
-            if row.state.done:
-                self._score_rest(row)
         except Exception as exc:
             self.failed.append((row.index, exc))
             self._release(row)
             return []
         if row.state.done:
+            self._score_rest(row)  # a failing forward here fails the batch, as in `step`
             self._release(row)
             return [(row.index, row.request, row.state, row)]
         return []

@@ -8,7 +8,8 @@ concatenated: each row's keys and values go straight into that row's own buffers
 so a row that outgrows them copies only itself), a joining or leaving row touches no other, and a
 small attention function of ours attends each row's queries to that row's cache alone. It is
 registered with transformers' `AttentionInterface` and switched on only for these forwards, so the
-same model object keeps its own attention everywhere else.
+same model object keeps its own attention everywhere else (which is why the model must not be run from
+another thread while a loop steps).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def _row_attention(module, query, key, value, attention_mask, scaling=None, drop
         groups = heads // keys.shape[0]  # query heads sharing one key/value head (GQA)
         q = query[0, :, offset : offset + n].reshape(keys.shape[0], groups * n, dim)
         if n == 1:  # a decoding row: two small matmuls, without SDPA's dispatch around them
-            o = torch.bmm(torch.bmm(q, keys.transpose(1, 2)).mul_(scaling).softmax(-1), values)
+            scores = torch.bmm(q, keys.transpose(1, 2)).mul_(scaling).softmax(-1, dtype=torch.float32)
+            o = torch.bmm(scores.to(values.dtype), values)
         else:
             causal = torch.arange(start + n, device=q.device) <= torch.arange(start, start + n, device=q.device).unsqueeze(1)
             # 4-D, so torch takes its fused (flash) kernel: three times faster than the 3-D path on long prompts
@@ -100,17 +102,12 @@ class HFRuntime:
 
     slots = 1 << 20  # as many rows as the loop's max_batch asks for
 
-    def __init__(self, model, threads: int | None = None):
+    def __init__(self, model, tuner: ThreadTuner | None = None):
         self.model = model
         self.device = next(model.parameters()).device
         self.vocab_size = int(model.get_input_embeddings().num_embeddings)
         self.rows: dict[int, RowCache] = {}
-        self.tuner = None
-        if self.device.type == "cpu":
-            if threads:
-                torch.set_num_threads(threads)
-            else:
-                self.tuner = ThreadTuner.for_this_machine()
+        self.tuner = tuner
 
     def acquire(self, free: list[int], ids: list[int], reuse: bool = True) -> tuple[int, int]:
         self.rows[free[0]] = RowCache()
@@ -155,8 +152,13 @@ class HFEngine:
 
     def __init__(self, model, tokenizer, fmt: str | ThinkingFormat = "s1", threads: int | None = None):
         self.model = model
-        self.threads = threads
-        """CPU threads for torch; None: chosen by measurement as the engine runs (see `threads`)."""
+        self.tuner = None
+        """Chooses torch's CPU thread count as the engine runs, unless `threads` fixes it (see `threads`)."""
+        if next(model.parameters()).device.type == "cpu":
+            if threads:
+                torch.set_num_threads(threads)
+            else:
+                self.tuner = ThreadTuner.for_this_machine()
         self.tokenizer = tokenizer
         self.fmt = get_format(fmt)
         self.format_tokens = FormatTokens.build(tokenizer, self.fmt)
@@ -187,7 +189,7 @@ class HFEngine:
         return choose_option(options, lambda: step["out"].logits[0, -1], feed)
 
     def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> BatchLoop:
-        return BatchLoop(HFRuntime(self.model, self.threads), self.format_tokens, max_batch, on_token)
+        return BatchLoop(HFRuntime(self.model, self.tuner), self.format_tokens, max_batch, on_token)
 
     def generate(
         self,
@@ -200,10 +202,11 @@ class HFEngine:
 
 
 def _check_plain_cache(model) -> None:
-    """The decode loop splices and cuts rows of a plain full-attention cache; refuse any other kind.
+    """The loop's attention is plain full causal attention over each row's whole cache; refuse other kinds.
 
-    Sliding-window and hybrid caches (Gemma-2/3, Mistral with a window, GPT-OSS, linear-attention
-    hybrids) keep only part of each sequence, so splicing would silently mix rows up.
+    Sliding-window and hybrid models (Gemma-2/3, Mistral with a window, GPT-OSS, linear-attention
+    hybrids) attend to part of each sequence or keep recurrent state, which `_row_attention` would
+    silently get wrong.
     """
     try:
         layers = DynamicCache(config=model.config).layers
@@ -213,6 +216,6 @@ def _check_plain_cache(model) -> None:
     if kinds:
         raise UserError(
             f"This model's cache is not plain full attention ({', '.join(sorted(kinds))}: a sliding window or a "
-            "hybrid), which the hf engine's in-flight batching cannot splice; use --engine reprefill "
+            "hybrid), which the hf engine's in-flight batching does not compute; use --engine reprefill "
             "(transformers.generate) or --engine llamacpp with a GGUF file, or --engine remote against vLLM."
         )

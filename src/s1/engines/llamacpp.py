@@ -48,9 +48,11 @@ class Runtime:
             raise UserError(f"--threads must be at least 1, got {threads}.")
         self.model = _internals.LlamaModel(path_model=path, params=llama_cpp.llama_model_default_params(), verbose=False)
         trained = self.model.n_ctx_train()
-        per_sequence = n_ctx_seq or min(trained, DEFAULT_CONTEXT)
+        per_sequence = n_ctx_seq if n_ctx_seq is not None else min(trained, DEFAULT_CONTEXT)
         if per_sequence < 16:
             raise UserError(f"The context per sequence would be {per_sequence} tokens; raise --ctx-size or lower --batch-size.")
+        if per_sequence * parallel > 2**31 - 1:
+            raise UserError(f"--ctx-size {per_sequence * parallel} is more than llama.cpp can address; lower it.")
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = per_sequence * parallel
         params.n_seq_max = parallel
@@ -58,11 +60,20 @@ class Runtime:
         params.n_batch = params.n_ubatch = BATCH_TOKENS
         params.n_threads = params.n_threads_batch = threads or os.cpu_count() or 1
         self.threads = params.n_threads
-        self.context = _internals.LlamaContext(model=self.model, params=params, verbose=False)
+        try:
+            self.context = _internals.LlamaContext(model=self.model, params=params, verbose=False)
+        except ValueError:
+            raise UserError(f"llama.cpp could not allocate a context of {parallel} × {per_sequence} tokens; lower --batch-size "
+                            "(--parallel) or --ctx-size.") from None
+        raw = self.model.model
+        self.keeps_prefixes = not (llama_cpp.llama_model_is_recurrent(raw) or llama_cpp.llama_model_is_hybrid(raw)
+                                   or llama_cpp.llama_model_n_swa(raw) > 0)
+        """Whether a stream's leading cells can be kept for the next prompt: not for recurrent or hybrid
+        models (their state cannot be cut) nor sliding-window ones (old cells may be gone)."""
         self.batch = _internals.LlamaBatch(n_tokens=BATCH_TOKENS, embd=0, n_seq_max=1, verbose=False)
-        self.parallel = self.slots = parallel
+        self.slots = parallel
         self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self.context.ctx))
-        self.n_vocab = self.vocab_size = self.model.n_vocab()
+        self.vocab_size = self.model.n_vocab()
         self.held: list[list[int]] = [[] for _ in range(parallel)]
 
     def forward(self, runs: list[tuple[int, int, list[int], int]]) -> list[torch.Tensor | None]:
@@ -98,20 +109,27 @@ class Runtime:
             self.clear()  # what the cells hold is unknown now
             raise RuntimeError(f"llama_decode returned {code}")
         for seq, start, tokens, _ in runs:
-            self.held[seq][start:] = tokens
+            if len(self.held[seq]) < start:  # cannot happen while callers feed positions in order; if it did,
+                self.held[seq] = []          # what the stream holds is unknown, so nothing of it is reused
+            else:
+                self.held[seq][start:] = tokens
         return where
 
     def logits(self, index: int) -> np.ndarray:
-        return np.ctypeslib.as_array(self.api.llama_get_logits_ith(self.context.ctx, index), shape=(self.n_vocab,))
+        return np.ctypeslib.as_array(self.api.llama_get_logits_ith(self.context.ctx, index), shape=(self.vocab_size,))
 
     def forget(self, seq: int, start: int = 0) -> None:
-        """Free a sequence's cells from `start` on (all of them by default)."""
-        self.api.llama_memory_seq_rm(self.context.memory, seq, start, -1)
+        """Free a sequence's cells from `start` on (all of them by default, or when a cut is refused)."""
+        if not self.api.llama_memory_seq_rm(self.context.memory, seq, start, -1):
+            self.api.llama_memory_seq_rm(self.context.memory, seq, -1, -1)
+            start = 0
         del self.held[seq][start:]
 
     def shared(self, seq: int, ids: list[int]) -> int:
         """How many leading tokens of `ids` the stream already holds (never all: the last one is fed again,
         for fresh logits)."""
+        if not self.keeps_prefixes:
+            return 0
         n = 0
         for a, b in zip(self.held[seq], ids[:-1]):
             if a != b:
@@ -121,9 +139,8 @@ class Runtime:
 
     def reuse(self, seq: int, ids: list[int]) -> int:
         """Keep the stream's prefix shared with `ids`, free the rest; returns the tokens kept."""
-        keep = self.shared(seq, ids)
-        self.forget(seq, keep)
-        return keep
+        self.forget(seq, self.shared(seq, ids))
+        return len(self.held[seq])
 
     def acquire(self, free: list[int], ids: list[int], reuse: bool = True) -> tuple[int, int]:
         """The free stream holding most of this prompt, and how many of its tokens it keeps."""
@@ -138,7 +155,7 @@ class Runtime:
 
     def clear(self) -> None:
         self.api.llama_memory_clear(self.context.memory, True)
-        self.held = [[] for _ in range(self.parallel)]
+        self.held = [[] for _ in range(self.slots)]
 
 
 class LlamaCppEngine:
