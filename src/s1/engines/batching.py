@@ -35,6 +35,9 @@ BATCH_TOKENS = 512
 STEP_SECONDS = 0.25
 """While rows are decoding, a joining prompt's chunk is sized so a step takes about this long: a long
 prompt then delays each running row's next token by a fraction of a second, not by its whole prefill."""
+SHORT_PROMPT = 128
+"""A prompt this short joins whole, whatever the time budget: a burst of chat requests must not join a
+few tokens a step (each costs little; it is a long prompt that would stall the others)."""
 MIN_CHUNK = 16
 
 
@@ -160,17 +163,23 @@ class BatchLoop:
 
     def _plan(self) -> list[tuple[Row, int]]:
         """How many pending tokens each row feeds: rows past their prompt first (a token, or a forced run),
-        then joining prompts in arrival order, in chunks of what is left of BATCH_TOKENS or, while others
-        decode, of the tokens that fit in STEP_SECONDS at the measured rate."""
+        then joining prompts in arrival order within what is left of BATCH_TOKENS. While others decode, a
+        long prompt's chunk is what fits in STEP_SECONDS at the measured rate (at least MIN_CHUNK);
+        a short one (SHORT_PROMPT) joins whole."""
         runs, room = [], BATCH_TOKENS
+        timed = None  # tokens left in this step's time budget, once rows are decoding
         for row in sorted(self.rows, key=lambda r: r.joining):
-            if row.joining and runs and not runs[-1][0].joining and self.rate is not None:
-                room = min(room, max(MIN_CHUNK, int(self.rate * STEP_SECONDS) - (BATCH_TOKENS - room)))
+            if row.joining and timed is None and runs and self.rate is not None:
+                timed = int(self.rate * STEP_SECONDS) - (BATCH_TOKENS - room)
             n = min(len(row.pending), room)
+            if timed is not None and len(row.pending) > SHORT_PROMPT:
+                n = min(n, max(timed, MIN_CHUNK))
             if n <= 0:
                 break
             runs.append((row, n))
             room -= n
+            if timed is not None:
+                timed -= n
         return runs
 
     @staticmethod
