@@ -186,8 +186,11 @@ def test_logprobs_prompt_logprobs_and_min_tokens_through_the_shared_loop(engine)
     assert len(c.logprobs) == len(c.output_token_ids)
     for token, (logprob, top) in zip(c.output_token_ids, c.logprobs):
         assert len(top) == 2 and logprob <= 0
-    sampled = [i for i, (_, top) in enumerate(c.logprobs) if c.output_token_ids[i] in top]
-    assert sampled, "greedy tokens should be among the top alternatives"
+    forced = {i for _, start, end in c.forced_spans for i in range(start, end)}
+    assert forced and len(forced) < len(c.output_token_ids), "the case should mix forced and chosen tokens"
+    for i, (token, (logprob, top)) in enumerate(zip(c.output_token_ids, c.logprobs)):
+        if i not in forced:  # greedy: the chosen token is the most likely one
+            assert logprob == pytest.approx(max(top.values())) and token in top
     assert c.prompt_logprobs[0] is None and len(c.prompt_logprobs) == len(c.prompt_token_ids)
     assert all(lp <= 0 and len(top) == 1 for lp, top in c.prompt_logprobs[1:])
     # min_tokens: an answer stop cannot end the answer before that many answer tokens

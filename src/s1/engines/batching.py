@@ -172,7 +172,7 @@ class BatchLoop:
             if row.joining and timed is None and runs and self.rate is not None:
                 timed = int(self.rate * STEP_SECONDS) - (BATCH_TOKENS - room)
             n = min(len(row.pending), room)
-            if timed is not None and len(row.pending) > SHORT_PROMPT:
+            if timed is not None and len(row.request.prompt_token_ids) > SHORT_PROMPT:
                 n = min(n, max(timed, MIN_CHUNK))
             if n <= 0:
                 break

@@ -78,12 +78,7 @@ def _row_attention(module, query, key, value, attention_mask, scaling=None, drop
     """Each row's queries attend to that row's cache only: causal within a run, everything before it."""
     layer, (_, heads, total, dim) = module.layer_idx, query.shape
     out = query.new_empty(1, total, heads, dim)
-    segments = kwargs["s1_segments"].segments
-    decoding = [s for s in segments if s[2] == 1]
-    if len(decoding) >= GATHER_ROWS and _gather_pays(decoding, layer):
-        _decoding_rows_together(decoding, layer, query, out, scaling)
-        segments = [s for s in segments if s[2] != 1]
-    for row, start, n, offset in segments:
+    for row, start, n, offset in kwargs["s1_segments"].segments:
         keys, values = row.keys[layer][:, : start + n], row.values[layer][:, : start + n]
         groups = heads // keys.shape[0]  # query heads sharing one key/value head (GQA)
         q = query[0, :, offset : offset + n].reshape(keys.shape[0], groups * n, dim)
@@ -97,37 +92,6 @@ def _row_attention(module, query, key, value, attention_mask, scaling=None, drop
                                                scale=scaling)[0]
         out[0, offset : offset + n] = o.reshape(heads, n, dim).transpose(0, 1)
     return out, None
-
-
-GATHER_ROWS = 4
-GATHER_BYTES = 512 * 1024
-"""Decoding rows attend in one batched call when copying their caches side by side costs less than a
-dozen small operations a row: while the longest cache of one layer (keys and values) is this small."""
-
-
-def _gather_pays(decoding, layer: int) -> bool:
-    keys = decoding[0][0].keys[layer]
-    longest = max(start for _, start, _, _ in decoding) + 1
-    return longest * keys.shape[0] * keys.shape[2] * keys.element_size() * 2 <= GATHER_BYTES
-
-
-def _decoding_rows_together(decoding, layer: int, query, out, scaling) -> None:
-    """One-token rows in one attention call: their caches copied side by side (short ones padded and
-    masked), which at short lengths costs less than a call per row."""
-    first = decoding[0][0].keys[layer]
-    kv_heads, dim, longest = first.shape[0], first.shape[2], max(start for _, start, _, _ in decoding) + 1
-    keys = first.new_zeros(len(decoding), kv_heads, longest, dim)
-    values = torch.zeros_like(keys)
-    for i, (row, start, _, _) in enumerate(decoding):
-        keys[i, :, : start + 1] = row.keys[layer][:, : start + 1]
-        values[i, :, : start + 1] = row.values[layer][:, : start + 1]
-    lengths = torch.tensor([start + 1 for _, start, _, _ in decoding], device=keys.device)
-    mask = (torch.arange(longest, device=keys.device) < lengths.unsqueeze(1))[:, None, None, :]
-    offsets = torch.tensor([offset for _, _, _, offset in decoding], device=keys.device)
-    heads = query.shape[1]
-    q = query[0].index_select(1, offsets).transpose(0, 1).reshape(len(decoding), kv_heads, heads // kv_heads, dim)
-    o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scaling)
-    out[0, offsets] = o.reshape(len(decoding), heads, dim)
 
 
 AttentionInterface.register(ATTENTION, _row_attention)
