@@ -6,7 +6,8 @@ tokens, so at large batches the bound becomes arithmetic: peak matmul FLOP/s / (
 This script measures both limits on this machine (a large copy for bandwidth, a large float32 matmul for
 FLOP/s, with torch's threads) and prints them for the embedded model in float32 (transformers engines) and
 for its GGUF file (llama.cpp reads the quantized weights); pass `--measured NAME=TOKENS_PER_S` to print an
-engine's measured speed as a share of its limit.
+engine's measured speed as a share of its limit (a name with batchN is read against N times the batch-1
+bound, capped by the matmul peak).
 
     python bench/roofline.py [--model smollm2] [--measured hf-batch1=28.1 --measured llamacpp-batch1=75]
 """
@@ -14,6 +15,7 @@ engine's measured speed as a share of its limit.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -87,11 +89,19 @@ def main() -> None:
         for item in args.measured:
             name, _, value = item.partition("=")
             speed = float(value)
+            found = re.search(r"batch(\d+)", name)
+            batch = int(found.group(1)) if found else None
             gguf = name.startswith("llamacpp") and gguf_bytes
-            limit = bytes_per_s / gguf_bytes if gguf else batch1
-            if "batch1" not in name and not gguf:
-                limit = batched
-            which = "GGUF batch-1 bandwidth" if gguf else ("float32 batch-1 bandwidth" if "batch1" in name else "matmul peak")
+            # B sequences read the weights once for B tokens: B times the batch-1 bound, until the matmul
+            # peak caps it (float32 only: no int8 peak is measured, so GGUF rows use the bandwidth bound)
+            per_read = bytes_per_s / gguf_bytes if gguf else batch1
+            if batch is None:
+                limit, which = batched, "matmul peak"
+            elif gguf:
+                limit, which = batch * per_read, f"GGUF bandwidth x {batch}"
+            else:
+                limit = min(batch * per_read, batched)
+                which = f"float32 bandwidth x {batch}" if limit < batched else "matmul peak"
             print(f"| {name} | {speed:.1f} | {which}: {limit:.0f} | {100 * speed / limit:.0f}% |")
 
 
