@@ -170,14 +170,17 @@ class ForcingState:
                 break
         return taken
 
-    def forced(self) -> list[int]:
+    def forced(self, on_token: Callable[[int], None] | None = None) -> list[int]:
         """Append everything the state forces before the model's next choice (an extension, the end
-        delimiter and answer prefix, or the end of the sequence) and return those tokens."""
+        delimiter and answer prefix, or the end of the sequence) and return those tokens; `on_token` is
+        called with each one right after it is appended (for streaming)."""
         out = []
         while not self.done and not self.needs_sample():
             token = self.next_token(_no_sample)
             if token is not None:
                 out.append(token)
+                if on_token:
+                    on_token(token)
         return out
 
     def next_token(self, sample: Callable[[], int]) -> int | None:

@@ -255,18 +255,16 @@ class BatchLoop:
 
     def _force(self, row: Row) -> list:
         """Queue the run of tokens the state forces before the model's next choice; release a finished row."""
+        def appended(token: int) -> None:
+            row.pending.append(token)
+            if row.logprobs is not None:
+                row.logprobs.append(None)
+                row.unscored += 1
+            if self.on_token:
+                self.on_token(row.index, token, row.state)
+
         try:
-            while not row.state.done and not row.state.needs_sample():
-                token = row.state.next_token(lambda: -1)  # never called: the state forces this token
-                if token is None:
-                    break
-                if not row.state.done:
-                    row.pending.append(token)
-                if row.logprobs is not None:
-                    row.logprobs.append(None)
-                    row.unscored += 1
-                if self.on_token:
-                    self.on_token(row.index, token, row.state)
+            row.state.forced(appended)
         except Exception as exc:
             self.failed.append((row.index, exc))
             self._release(row)
