@@ -121,16 +121,7 @@ class BatchLoop:
         self.rate = rate if self.rate is None else 0.5 * (self.rate + rate)
         choosing = []
         for (row, n), out in zip(runs, logits):
-            if out is not None and out.dim() == 2:  # every token's logits: score the prompt or forced tokens
-                if row.prompt_logprobs is not None and row.joining:
-                    self._score_prompt(row, n, out)
-                if row.unscored:
-                    self._score_forced(row, row.pending[:n], out)
-                out = out[-1]
-            if row.logprobs is not None and out is not None:
-                row.last_logits = out
-            row.position += n
-            del row.pending[:n]
+            out = self._advance(row, n, out)
             if not row.pending:
                 choosing.append((row, out))
         if choosing:
@@ -197,19 +188,28 @@ class BatchLoop:
             if target < len(ids):
                 row.prompt_logprobs.append(token_logprobs(logprobs[i], ids[target], row.request.prompt_logprobs))
 
+    def _advance(self, row: Row, n: int, out: torch.Tensor | None) -> torch.Tensor | None:
+        """Account for the row's first `n` pending tokens, just fed: score what is owed from their logits
+        (every token's, when asked: the prompt to echo, forced tokens) and move on; returns the last token's."""
+        if out is not None and out.dim() == 2:
+            if row.prompt_logprobs is not None and row.joining:
+                self._score_prompt(row, n, out)
+            if row.unscored:
+                self._score_forced(row, row.pending[:n], out)
+            out = out[-1]
+        if row.logprobs is not None and out is not None:
+            row.last_logits = out
+        row.position += n
+        del row.pending[:n]
+        return out
+
     def _score_rest(self, row: Row) -> None:
         """A row that ends before its pending tokens were fed still owes their scores: a prompt to echo with
         max_tokens 0, or forced tokens written before a limit ended it. Feed them alone, chunk by chunk."""
         while row.pending and (row.unscored or (row.prompt_logprobs is not None and row.joining)):
             tokens = row.pending[:BATCH_TOKENS]
             [logits] = self.runtime.forward([(row.slot, row.position, tokens, 2)])
-            if row.prompt_logprobs is not None and row.joining:
-                self._score_prompt(row, len(tokens), logits)
-            if row.unscored:
-                self._score_forced(row, tokens, logits)
-            row.last_logits = logits[-1]
-            row.position += len(tokens)
-            del row.pending[: len(tokens)]
+            self._advance(row, len(tokens), logits)
 
     def _score_forced(self, row: Row, tokens: list[int], logits: torch.Tensor) -> None:
         """Logprobs of the forced tokens among `tokens` (fed from row.position), each from the logits of the
