@@ -120,23 +120,6 @@ class Engine(Protocol):
     ) -> list[Completion]: ...
 
 
-def run_loop(loop, requests: list[Request], tokenizer, fmt: ThinkingFormat, on_completion: OnCompletion | None = None) -> list[Completion]:
-    """Drive a running batch (an engine's `loop`) over a fixed list of requests until all are done.
-
-    Completions are handed to `on_completion` as each one finishes, and returned in request order."""
-    for i, request in enumerate(requests):
-        loop.add(i, request)
-    results: dict[int, Completion] = {}
-    while loop.busy:
-        for i, request, state, row in loop.step():
-            results[i] = to_completion(request, state, tokenizer, fmt, row.logprobs, row.prompt_logprobs)
-            if on_completion:
-                on_completion(i, results[i])
-        if loop.failed:
-            raise loop.failed[0][1]
-    return [results[i] for i in range(len(requests))]
-
-
 def make_request(
     tokenizer,
     format_tokens: FormatTokens,

@@ -27,7 +27,7 @@ import torch
 
 from ..forcing import ForcingState
 from ..formats import FormatTokens
-from .base import OnToken, Request, new_state
+from .base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
 from .sampling import pick_tokens, row_generator
 
 BATCH_TOKENS = 512
@@ -71,6 +71,31 @@ def token_logprobs(logprobs: torch.Tensor, token: int, k: int) -> tuple[float, d
         values, ids = logprobs.topk(k)
         top = dict(zip(ids.tolist(), values.tolist()))
     return float(logprobs[token]), top
+
+
+class LoopEngine:
+    """`generate` for the engines whose `loop(max_batch, on_token)` returns a `BatchLoop`: every request
+    queued at once, completions handed to `on_completion` as each finishes and returned in request order."""
+
+    def generate(
+        self,
+        requests: list[Request],
+        batch_size: int = 8,
+        on_token: OnToken | None = None,
+        on_completion: OnCompletion | None = None,
+    ) -> list[Completion]:
+        loop = self.loop(batch_size, on_token)
+        for i, request in enumerate(requests):
+            loop.add(i, request)
+        results: dict[int, Completion] = {}
+        while loop.busy:
+            for i, request, state, row in loop.step():
+                results[i] = to_completion(request, state, self.tokenizer, self.fmt, row.logprobs, row.prompt_logprobs)
+                if on_completion:
+                    on_completion(i, results[i])
+            if loop.failed:
+                raise loop.failed[0][1]
+        return [results[i] for i in range(len(requests))]
 
 
 class BatchLoop:

@@ -24,8 +24,8 @@ from transformers.cache_utils import DynamicLayer
 from ..errors import UserError
 from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
-from .base import Completion, OnCompletion, OnToken, Request, run_loop
-from .batching import BatchLoop
+from .base import OnToken
+from .batching import BatchLoop, LoopEngine
 from .threads import ThreadTuner
 
 # transformers 5.x renames the forward argument `past_key_values` to `cache` and warns on every call; the
@@ -147,7 +147,7 @@ class HFRuntime:
         return [None if want == 0 else logits[a] if want == 1 else logits[a:b] for a, b, want in spans]
 
 
-class HFEngine:
+class HFEngine(LoopEngine):
     """Budget-forced generation on any transformers causal LM."""
 
     def __init__(self, model, tokenizer, fmt: str | ThinkingFormat = "s1", threads: int | None = None):
@@ -190,15 +190,6 @@ class HFEngine:
 
     def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> BatchLoop:
         return BatchLoop(HFRuntime(self.model, self.tuner), self.format_tokens, max_batch, on_token)
-
-    def generate(
-        self,
-        requests: list[Request],
-        batch_size: int = 8,
-        on_token: OnToken | None = None,
-        on_completion: OnCompletion | None = None,
-    ) -> list[Completion]:
-        return run_loop(self.loop(batch_size, on_token), requests, self.tokenizer, self.fmt, on_completion)
 
 
 def _check_plain_cache(model) -> None:

@@ -18,8 +18,8 @@ import torch
 from ..errors import UserError
 from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import resolve
-from .base import Completion, OnCompletion, OnToken, Request, run_loop
-from .batching import BATCH_TOKENS, BatchLoop
+from .base import OnToken
+from .batching import BATCH_TOKENS, BatchLoop, LoopEngine
 
 DEFAULT_CONTEXT = 8192
 """Tokens per sequence when no --ctx-size is given (capped at the model's trained context)."""
@@ -158,7 +158,7 @@ class Runtime:
         self.held = [[] for _ in range(self.slots)]
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(LoopEngine):
     def __init__(self, runtime: Runtime, tokenizer, fmt: str | ThinkingFormat = "s1"):
         self.runtime = runtime
         self.tokenizer = tokenizer
@@ -192,15 +192,6 @@ class LlamaCppEngine:
 
     def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> BatchLoop:
         return BatchLoop(self.runtime, self.format_tokens, max_batch, on_token)
-
-    def generate(
-        self,
-        requests: list[Request],
-        batch_size: int = 8,
-        on_token: OnToken | None = None,
-        on_completion: OnCompletion | None = None,
-    ) -> list[Completion]:
-        return run_loop(self.loop(batch_size, on_token), requests, self.tokenizer, self.fmt, on_completion)
 
     def choose(self, prompt_ids: list[int], options: list[list[int]]) -> int:
         """The index of the option (token sequence) constrained greedy decoding writes after the prompt.
