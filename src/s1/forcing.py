@@ -14,7 +14,7 @@ decided. Two drivers feed it:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Callable
 
@@ -116,6 +116,16 @@ class ForcingState:
             self.answer_stop_ids = self.tokens.answer_stop_ids
         if self.plain:
             self.phase, self.thinking_end = Phase.ANSWER, 0
+
+    def fork(self) -> "ForcingState":
+        """An independent copy to continue from here: a search expands one trajectory into several."""
+        return replace(self, output=list(self.output), forced_spans=[list(s) for s in self.forced_spans],
+                       _pending=deque(self._pending))
+
+    @property
+    def thinking(self) -> bool:
+        """Still in the thinking phase (a search's steps are steps of thinking)."""
+        return self.phase is Phase.THINKING
 
     @property
     def at_limit(self) -> bool:

@@ -141,6 +141,9 @@ class FormatTokens:
             self._cache[key] = self._tokenizer.decode([token_id]).endswith("\n")
         return self._cache[key]
 
+    def text(self, ids) -> str:
+        return self._tokenizer.decode(list(ids), skip_special_tokens=False)
+
     def forced_end(self, answer_prefix: str, after_newline: bool) -> tuple[int, ...]:
         """Delimiter plus answer prefix injected at the cap; the newline only if the text lacks one."""
         key = ("end", answer_prefix, after_newline)

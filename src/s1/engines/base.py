@@ -71,9 +71,14 @@ class Completion:
     """Per prompt token (None for the first), when the request asked for them (`echo` with logprobs)."""
     forced_spans: list[list] = field(default_factory=list)
     """[kind, start, end) runs of `output_token_ids` written by budget forcing (ForcingState.forced_spans)."""
+    prefill_tokens: int | None = None
+    """Prompt tokens the engine actually processed for this request (what a kept or forked prefix saved is
+    not counted); None where the engine cannot tell."""
+    state: ForcingState | None = field(default=None, repr=False, compare=False)
+    """Where a paused trajectory stands (finish_reason "step"): a search continues it with `Request.resume`."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "state"}
 
 
 @dataclass
@@ -96,6 +101,41 @@ class Request:
     """Return each prompt token's logprob and this many alternatives."""
     min_tokens: int = 0
     """Answer tokens before an answer stop may end it (vLLM's `min_tokens`; engines that mask logits only)."""
+    resume: ForcingState | None = None
+    """Continue this trajectory (a copy of it) instead of starting afresh: the engine feeds the prompt and
+    the trajectory's output so far, from a kept prefix where it holds one. Used by tree search."""
+    step: "StepRule | None" = None
+    """Pause the trajectory after one step of thinking (finish_reason "step"); None runs it to the end."""
+
+
+@dataclass(frozen=True)
+class StepRule:
+    """Where a search pauses a trajectory to score it: after a step of thinking. A step ends once its text
+    holds the delimiter (a blank line by default, as REBASE and the PRMs trained on PRM800K split steps)
+    after some non-blank text, or after `max_tokens` tokens. `max_tokens` 0 pauses before the first token:
+    the prompt alone is processed, so a search's root holds its prefix once for all its children.
+    The answer is not split: once thinking ends, the trajectory runs to its end."""
+
+    delimiter: str = "\n\n"
+    max_tokens: int = 256
+
+    def __post_init__(self):
+        if not isinstance(self.delimiter, str) or not self.delimiter:
+            raise UserError("The step delimiter must be non-empty text, such as a blank line.")
+        if not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool) or self.max_tokens < 0:
+            raise UserError(f"--max-step-tokens must be a whole number of tokens, got {self.max_tokens!r}.")
+
+    def ended(self, state: ForcingState, since: int, text: Callable[[list[int]], str]) -> bool:
+        """Whether the step that began at output index `since` is over (checked after each appended token)."""
+        if not state.thinking or state.done:
+            return False
+        out = state.output
+        if len(out) - since >= self.max_tokens:
+            return True
+        window = out[max(since, len(out) - 4):]
+        if self.delimiter not in text(window) or self.delimiter in text(window[:-1]):
+            return False
+        return bool(text(out[since:]).rpartition(self.delimiter)[0].strip())
 
 
 OnToken = Callable[[int, int, ForcingState], None]
@@ -208,9 +248,10 @@ def new_state(request: Request, format_tokens: FormatTokens) -> ForcingState:
 
 def to_completion(
     request: Request, state: ForcingState, tokenizer, fmt: ThinkingFormat,
-    logprobs: list | None = None, prompt_logprobs: list | None = None,
+    logprobs: list | None = None, prompt_logprobs: list | None = None, prefill_tokens: int | None = None,
 ) -> Completion:
-    """Split the output into thinking and answer text at the recorded end of thinking."""
+    """Split the output into thinking and answer text at the recorded end of thinking. A trajectory paused
+    after a step (not done) has finish_reason "step" and carries its state, to be resumed."""
     out = state.output
     end = state.thinking_end if state.thinking_end is not None else len(out)
     thinking = tokenizer.decode(out[:end], skip_special_tokens=False)
@@ -234,9 +275,11 @@ def to_completion(
         answer_tokens=state.answer_tokens,
         extensions_used=state.extensions_used,
         capped=state.capped,
-        finish_reason=state.finish_reason or "length",
+        finish_reason=state.finish_reason or ("length" if state.done else "step"),
         stop_reason=out[-1] if stopped_by_token and out[-1] in request.stop_token_ids else None,
         logprobs=logprobs,
         prompt_logprobs=prompt_logprobs,
         forced_spans=[list(span) for span in state.forced_spans],
+        prefill_tokens=prefill_tokens,
+        state=None if state.done else state,
     )

@@ -10,11 +10,13 @@ leaves at once and its slot goes to the next waiting request.
 
 Runtimes (llama.cpp's KV streams, the transformers engine's per-row cache) provide:
 - `slots`: how many rows they hold at most; `vocab_size`;
-- `acquire(free, ids, reuse) -> (slot, kept)`: a free slot for a prompt, and how many of its leading
-  tokens the slot already holds (a prompt prefix kept from the slot's last sequence);
+- `acquire(free, ids, reuse) -> (slot, kept, logits)`: a free slot for a prompt, how many of its leading
+  tokens the slot already holds (a prefix kept from the slot's last sequence, or forked from a paused
+  one), and the logits after the last of them when it holds them all (else None);
 - `forward(runs) -> logits`: runs of (slot, first position, tokens, want) with want 0 (no logits),
   1 (the last token's, shape [vocab]) or 2 (every token's, [len, vocab]);
-- `release(slot)`.
+- `release(slot, logits=None)`: a paused row's slot comes with its last logits, so the runtime may keep
+  its cache for the rows that continue it.
 """
 
 from __future__ import annotations
@@ -58,10 +60,20 @@ class Row:
     prompt_logprobs: list | None = None
     unscored: int = 0
     last_logits: torch.Tensor | None = None
+    context: int = 0
+    """Tokens fed before this row generates: its prompt, and a resumed trajectory's output so far."""
+    prefilled: int = 0
+    """Of those, the ones this row feeds itself (the rest were held: a kept or forked prefix)."""
+    since: int = 0
+    """Where this row's step began in `state.output` (a search pauses rows after a step)."""
+    pausing: bool = False
+    """The step is over: feed what is pending, then pause the row, keeping its cache and last logits."""
+    ready: torch.Tensor | None = None
+    """Logits for the next choice, held with a forked prefix: the row chooses without a forward."""
 
     @property
     def joining(self) -> bool:
-        return self.position < len(self.request.prompt_token_ids)
+        return self.position < self.context
 
 
 def token_logprobs(logprobs: torch.Tensor, token: int, k: int) -> tuple[float, dict[int, float]]:
@@ -90,7 +102,8 @@ class LoopEngine:
         results: dict[int, Completion] = {}
         while loop.busy:
             for i, request, state, row in loop.step():
-                results[i] = to_completion(request, state, self.tokenizer, self.fmt, row.logprobs, row.prompt_logprobs)
+                results[i] = to_completion(request, state, self.tokenizer, self.fmt, row.logprobs, row.prompt_logprobs,
+                                           prefill_tokens=row.prefilled)
                 if on_completion:
                     on_completion(i, results[i])
             if loop.failed:
@@ -139,16 +152,27 @@ class BatchLoop:
         finished = self._admit()
         if not self.rows:
             return finished
-        runs = self._plan()
-        began = time.perf_counter()
-        logits = self.runtime.forward([(row.slot, row.position, row.pending[:n], self._want(row, n)) for row, n in runs])
-        rate = sum(n for _, n in runs) / max(time.perf_counter() - began, 1e-6)
-        self.rate = rate if self.rate is None else 0.5 * (self.rate + rate)
         choosing = []
-        for (row, n), out in zip(runs, logits):
-            out = self._advance(row, n, out)
-            if not row.pending:
+        for row in [r for r in self.rows if r.ready is not None]:
+            out, row.ready = row.ready, None
+            if row.pausing:
+                finished.append(self._pause(row, out))
+            else:
                 choosing.append((row, out))
+        runs = self._plan()
+        if runs:
+            began = time.perf_counter()
+            logits = self.runtime.forward([(row.slot, row.position, row.pending[:n], self._want(row, n)) for row, n in runs])
+            rate = sum(n for _, n in runs) / max(time.perf_counter() - began, 1e-6)
+            self.rate = rate if self.rate is None else 0.5 * (self.rate + rate)
+            for (row, n), out in zip(runs, logits):
+                out = self._advance(row, n, out)
+                if row.pending:
+                    continue
+                if row.pausing:
+                    finished.append(self._pause(row, out))
+                else:
+                    choosing.append((row, out))
         if choosing:
             finished += self._choose([r for r, _ in choosing], torch.stack([o for _, o in choosing]))
         return finished
@@ -164,15 +188,19 @@ class BatchLoop:
                 continue
             scored = request.prompt_logprobs is not None
             try:
-                state = new_state(request, self.format_tokens)
+                if request.resume is not None and (scored or request.logprobs is not None):
+                    raise ValueError("a resumed trajectory cannot return logprobs")
+                state = request.resume.fork() if request.resume is not None else new_state(request, self.format_tokens)
                 generator = row_generator(request.sampling, getattr(self.runtime, "device", "cpu"))
             except Exception as exc:
                 self.failed.append((index, exc))
                 continue
-            slot, kept = self.runtime.acquire(self.free, ids, reuse=not scored)
+            context = list(ids) + state.output
+            slot, kept, ready = self.runtime.acquire(self.free, context, reuse=not scored)
             self.free.remove(slot)
-            row = Row(index, request, state, generator, slot, pending=list(ids[kept:]), position=kept,
-                      logprobs=[] if request.logprobs is not None else None, prompt_logprobs=[None] if scored else None)
+            row = Row(index, request, state, generator, slot, pending=context[kept:], position=kept,
+                      logprobs=[] if request.logprobs is not None else None, prompt_logprobs=[None] if scored else None,
+                      context=len(context), prefilled=len(context) - kept, since=len(state.output), ready=ready)
             self.rows.append(row)
             finished += self._force(row)
         return finished
@@ -184,7 +212,7 @@ class BatchLoop:
         a short one (SHORT_PROMPT) joins whole."""
         runs, room = [], BATCH_TOKENS
         timed = None  # tokens left in this step's time budget, once rows are decoding
-        for row in sorted(self.rows, key=lambda r: r.joining):
+        for row in sorted((r for r in self.rows if r.pending), key=lambda r: r.joining):
             if row.joining and timed is None and runs and self.rate is not None:
                 timed = int(self.rate * STEP_SECONDS) - (BATCH_TOKENS - room)
             n = min(len(row.pending), room)
@@ -298,7 +326,18 @@ class BatchLoop:
             self._score_rest(row)  # a failing forward here fails the batch, as in `step`
             self._release(row)
             return [(row.index, row.request, row.state, row)]
+        step = row.request.step
+        if step is not None and not row.pausing:
+            row.pausing = step.ended(row.state, row.since, self.format_tokens.text)
         return []
+
+    def _pause(self, row: Row, logits: torch.Tensor) -> tuple:
+        """A row whose step is over leaves with everything fed; its slot is released with the last logits, so
+        the runtime can hand its cache to the rows that continue the trajectory."""
+        self.rows.remove(row)
+        self.runtime.release(row.slot, logits)
+        self.free.append(row.slot)
+        return (row.index, row.request, row.state, row)
 
     @staticmethod
     def _mask_early_stops(rows: list[Row], logits: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,10 @@ another thread while a loop steps).
 
 from __future__ import annotations
 
+import os
+import threading
 import warnings
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -37,11 +40,30 @@ FIRST_CAPACITY = 256
 
 
 class RowCache:
-    """One sequence's keys and values, per layer [kv heads, capacity, head dim], written in place."""
+    """One sequence's keys and values, per layer [kv heads, capacity, head dim], written in place, and the
+    tokens they hold."""
 
     def __init__(self):
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
+        self.tokens: list[int] = []
+        self.logits: torch.Tensor | None = None
+        """The logits after the last token, kept when a paused row leaves its cache to be forked."""
+
+    def prefix(self, n: int) -> "RowCache":
+        """A new cache holding a copy of this one's first n tokens (a child forking its parent's prefix)."""
+        out = RowCache()
+        capacity = max(FIRST_CAPACITY, 2 * n)
+        for source, target in ((self.keys, out.keys), (self.values, out.values)):
+            for layer in source:
+                target.append(layer.new_empty(layer.shape[0], capacity, layer.shape[2]))
+                target[-1][:, :n] = layer[:, :n]
+        out.tokens = self.tokens[:n]
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
     def write(self, layer: int, start: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         end = start + keys.shape[1]
@@ -97,24 +119,69 @@ def _row_attention(module, query, key, value, attention_mask, scaling=None, drop
 AttentionInterface.register(ATTENTION, _row_attention)
 
 
+HELD_BYTES = 2 << 30
+"""Caches of paused rows kept for forking, all together, before the least recently used are dropped."""
+
+
+class PausedCaches:
+    """The caches paused rows left behind (a search node's trajectory so far), kept on the engine across
+    loops so the node's children fork its prefix instead of processing it again. Only paused rows leave
+    caches here, and only prompts that extend one fork them: other requests are computed as before."""
+
+    def __init__(self, max_bytes: int = HELD_BYTES):
+        self.max_bytes = max_bytes
+        self.caches: OrderedDict[int, RowCache] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def put(self, cache: RowCache, logits: torch.Tensor) -> None:
+        cache.logits = logits
+        with self.lock:
+            self.caches[id(cache)] = cache
+            total = sum(c.nbytes for c in self.caches.values())
+            while total > self.max_bytes and len(self.caches) > 1:
+                total -= self.caches.popitem(last=False)[1].nbytes
+
+    def fork(self, ids: list[int]) -> tuple[RowCache, int, torch.Tensor | None]:
+        """A cache for `ids` holding the longest prefix any kept cache shares with them, how many tokens that
+        is, and the logits after them when it holds all of `ids` (else the last token is left to feed)."""
+        with self.lock:
+            best, shared, whole = None, 0, False
+            for cache in self.caches.values():
+                n = len(os.path.commonprefix([cache.tokens, ids]))
+                ends = n == len(cache.tokens)  # a cache ending where `ids` share it also holds the next logits
+                if (n, ends) > (shared, whole):
+                    best, shared, whole = cache, n, ends
+            if best is None:
+                return RowCache(), 0, None
+            self.caches.move_to_end(id(best))
+        if shared == len(ids) == len(best.tokens):
+            return best.prefix(shared), shared, best.logits
+        shared = min(shared, len(ids) - 1)
+        return best.prefix(shared), shared, None
+
+
 class HFRuntime:
     """Rows of a transformers causal LM, each with its own `RowCache` (see `batching` for the interface)."""
 
     slots = 1 << 20  # as many rows as the loop's max_batch asks for
 
-    def __init__(self, model, tuner: ThreadTuner | None = None):
+    def __init__(self, model, tuner: ThreadTuner | None = None, paused: PausedCaches | None = None):
         self.model = model
         self.device = next(model.parameters()).device
         self.vocab_size = int(model.get_input_embeddings().num_embeddings)
         self.rows: dict[int, RowCache] = {}
         self.tuner = tuner
+        self.paused = paused if paused is not None else PausedCaches()
 
-    def acquire(self, free: list[int], ids: list[int], reuse: bool = True) -> tuple[int, int]:
-        self.rows[free[0]] = RowCache()
-        return free[0], 0
+    def acquire(self, free: list[int], ids: list[int], reuse: bool = True) -> tuple[int, int, torch.Tensor | None]:
+        cache, kept, logits = self.paused.fork(ids) if reuse else (RowCache(), 0, None)
+        self.rows[free[0]] = cache
+        return free[0], kept, logits
 
-    def release(self, slot: int) -> None:
-        self.rows.pop(slot, None)
+    def release(self, slot: int, logits: torch.Tensor | None = None) -> None:
+        cache = self.rows.pop(slot, None)
+        if cache is not None and logits is not None:
+            self.paused.put(cache, logits)
 
     def forward(self, runs: list[tuple[int, int, list[int], int]]) -> list[torch.Tensor | None]:
         if self.tuner is None:
@@ -126,7 +193,9 @@ class HFRuntime:
         ids, positions, segments, keep, spans = [], [], [], [], []
         for slot, start, tokens, want in runs:
             offset = len(ids)
-            segments.append((self.rows[slot], start, len(tokens), offset))
+            row = self.rows[slot]
+            segments.append((row, start, len(tokens), offset))
+            row.tokens[start:] = tokens
             ids += tokens
             positions += range(start, start + len(tokens))
             first = len(keep)
@@ -162,6 +231,8 @@ class HFEngine(LoopEngine):
         self.tokenizer = tokenizer
         self.fmt = get_format(fmt)
         self.format_tokens = FormatTokens.build(tokenizer, self.fmt)
+        self.paused = PausedCaches()
+        """Paused search nodes' caches, shared by this engine's loops (`PausedCaches`)."""
         _check_plain_cache(model)
 
     @classmethod
@@ -189,7 +260,7 @@ class HFEngine(LoopEngine):
         return choose_option(options, lambda: step["out"].logits[0, -1], feed)
 
     def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> BatchLoop:
-        return BatchLoop(HFRuntime(self.model, self.tuner), self.format_tokens, max_batch, on_token)
+        return BatchLoop(HFRuntime(self.model, self.tuner, self.paused), self.format_tokens, max_batch, on_token)
 
 
 def _check_plain_cache(model) -> None:

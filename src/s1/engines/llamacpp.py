@@ -142,16 +142,18 @@ class Runtime:
         self.forget(seq, self.shared(seq, ids))
         return len(self.held[seq])
 
-    def acquire(self, free: list[int], ids: list[int], reuse: bool = True) -> tuple[int, int]:
-        """The free stream holding most of this prompt, and how many of its tokens it keeps."""
+    def acquire(self, free: list[int], ids: list[int], reuse: bool = True) -> tuple[int, int, None]:
+        """The free stream holding most of this prompt, and how many of its tokens it keeps (the last token
+        is always fed again, so no logits are held)."""
         if not reuse:
             self.forget(free[0])
-            return free[0], 0
+            return free[0], 0, None
         seq = max(free, key=lambda s: self.shared(s, ids))
-        return seq, self.reuse(seq, ids)
+        return seq, self.reuse(seq, ids), None
 
-    def release(self, seq: int) -> None:
-        """A finished sequence's cells stay, for a later prompt with the same start."""
+    def release(self, seq: int, logits=None) -> None:
+        """A finished or paused sequence's cells stay, for a later prompt with the same start (one child of a
+        paused search node continues in them; its siblings keep what other free streams share with it)."""
 
     def clear(self) -> None:
         self.api.llama_memory_clear(self.context.memory, True)
