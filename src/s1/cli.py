@@ -169,6 +169,13 @@ def _int_list(text: str, option: str, allow_none: bool = False) -> list:
     return values
 
 
+def _unescape(text: str | None) -> str | None:
+    """'\\n\\n' typed in a shell -> a blank line; other text as given."""
+    if text is None:
+        return None
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
 def _names(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
@@ -208,6 +215,17 @@ def eval_command(
     system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
     output: Annotated[Optional[str], typer.Option(help="Run directory (re-running the same command resumes it).")] = None,
     only_current: Annotated[bool, typer.Option("--only-current", help="Summarize only this command's settings, not every setting in the run directory.")] = False,
+    reward_model: Annotated[Optional[str], typer.Option(help="best_of_n, weighted_majority, rebase: a reward model directory, an http:// URL of a /pooling server (vLLM, s1 serve --reward-model) or module:function.")] = None,
+    reward_kind: Annotated[str, typer.Option(help="How a reward model directory is read: auto (from its architecture), prm (token classification at each step tag), shepherd (good-token probability) or orm.")] = "auto",
+    step_tag: Annotated[Optional[str], typer.Option(help="Text the reward model reads after each step (default: <extra_0> for prm, ки for shepherd).")] = None,
+    reward_aggregate: Annotated[str, typer.Option(help="A trajectory's score from its steps' scores: last, min, mean or prod.")] = "last",
+    width: Annotated[str, typer.Option(help="REBASE widths (trajectories kept), comma-separated.")] = "16",
+    step_delimiter: Annotated[str, typer.Option(help="REBASE: a step ends at this text (escapes such as \\n allowed).")] = "\\n\\n",
+    max_step_tokens: Annotated[int, typer.Option(help="REBASE: a step ends after this many tokens at most.")] = 256,
+    max_depth: Annotated[int, typer.Option(help="REBASE: steps before live nodes run to their end.")] = 32,
+    rebase_temperature: Annotated[float, typer.Option(help="REBASE: softmax temperature over node scores when splitting the width.")] = 0.2,
+    rebase_vote: Annotated[str, typer.Option(help="REBASE's answer: weighted (by reward) or majority.")] = "weighted",
+    plot_tokens: Annotated[str, typer.Option(help="Plot x-axis: generated tokens, or total tokens processed (prompt, generated, reward model).")] = "generated",
 ) -> None:
     """Measure accuracy against thinking: sweep budgets and methods, grade, summarize, plot."""
     from .evaluate import EvalConfig, run_eval
@@ -223,7 +241,10 @@ def eval_command(
         question_field=question_field, answer_field=answer_field, id_field=id_field, answer_kind=answer_kind, limit=limit,
         ids=_names(ids) if ids is not None else None, base_urls=list(base_url) if base_url else None, include_path=include_path,
         remote_mode=remote_mode,
-        only_current=only_current,
+        only_current=only_current, reward_model=reward_model, reward_kind=reward_kind, step_tag=_unescape(step_tag),
+        reward_aggregate=reward_aggregate, widths=_int_list(width, "--width"), step_delimiter=_unescape(step_delimiter),
+        max_step_tokens=max_step_tokens, max_depth=max_depth, rebase_temperature=rebase_temperature,
+        rebase_vote=rebase_vote, plot_tokens=plot_tokens,
     )
     if output is None:
         name = Path(data).stem if data else "-".join(Path(b).stem for b in config.benchmarks)

@@ -18,9 +18,11 @@ from .errors import UserError
 from .forcing import BudgetForcing
 from .formats import get_format
 from .grading import GRADER_VERSION, Grader, text_classes
-from .methods import METHODS, Setting, build_settings
-from .metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
+from .methods import METHODS, NEEDS_REWARD, PARALLEL, SEARCH, SearchSpec, Setting, build_settings
+from .metrics import (accuracy, best_of, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling,
+                      weighted_vote)
 from .rundir import RunDir, identity_hash
+from .search_records import choose_answer, search_rows
 
 # Run-level fields that change what a sample is. With the setting's full specification, the problem's
 # content hash and the sample index they make a sample's identity; the summary covers the settings of
@@ -42,6 +44,11 @@ NOTES = [
     "with every current problem done; a partial row is marked with its problem count.",
     "maj@k: the most common answer among a problem's first k samples, answers grouped by math-verify equivalence; "
     "pass@k: the unbiased estimator of Chen et al. (2021).",
+    "Parallel and tree search (majority, best_of_n, weighted_majority, rebase): one answer per problem chosen from "
+    "many trajectories; their x position is the tokens generated per problem, summed over every trajectory and tree "
+    "node (forced ones included), not one trajectory's thinking. A parallel setting of N trajectories also gives the "
+    "points n = 1, 2, 4 ... from its first n. The compute table adds the prompt tokens the engine actually processed "
+    "(what forked or kept prefixes saved is not counted) and the tokens the reward model scored.",
 ]
 
 
@@ -79,6 +86,17 @@ class EvalConfig:
     base_urls: list[str] | None = None
     remote_mode: str = "auto"
     only_current: bool = False
+    reward_model: str | None = None
+    reward_kind: str = "auto"
+    step_tag: str | None = None
+    reward_aggregate: str = "last"
+    widths: list[int] = field(default_factory=lambda: [16])
+    step_delimiter: str = "\n\n"
+    max_step_tokens: int = 256
+    max_depth: int = 32
+    rebase_temperature: float = 0.2
+    rebase_vote: str = "weighted"
+    plot_tokens: str = "generated"
 
     def forcing(self) -> BudgetForcing:
         return BudgetForcing(
@@ -96,8 +114,9 @@ class EvalConfig:
         """Every setting of the sweep; all run-level values are checked here, before anything is loaded."""
         if self.samples < 1:
             raise UserError(f"--samples must be at least 1, got {self.samples}.")
-        if self.samples > 1 and self.temperature == 0 and any(m != "rejection_sampling" for m in self.methods):
+        if self.samples > 1 and self.temperature == 0 and any(m not in ("rejection_sampling",) + SEARCH for m in self.methods):
             raise UserError("--samples above 1 needs --temperature above 0; greedy samples would all be the same.")
+        self.check_search()
         if self.max_tries < 1:
             raise UserError(f"--max-tries must be at least 1, got {self.max_tries}.")
         if self.batch_size < 1:
@@ -117,9 +136,38 @@ class EvalConfig:
         for k in self.num_ignore:
             BudgetForcing(num_ignore=k)
         settings = build_settings(self.methods, self.forcing(), self.max_thinking_tokens, self.num_ignore, self.steps,
-                                  self.tokens_per_step)
+                                  self.tokens_per_step, self.search_spec(), self.widths)
         # rejection sampling's bounded tries change what its samples are: they belong to its settings
         return [Setting(**{**s.__dict__, "max_tries": self.max_tries}) if s.reject_over is not None else s for s in settings]
+
+    def search_spec(self) -> SearchSpec:
+        return SearchSpec(self.samples, self.reward_model, self.reward_kind, self.step_tag, self.reward_aggregate,
+                          self.step_delimiter, self.max_step_tokens, self.max_depth, float(self.rebase_temperature),
+                          self.rebase_vote)
+
+    def check_search(self) -> None:
+        """The parallel and tree-search values, checked before anything loads."""
+        from .rewards import AGGREGATES
+        from .search import RebaseSettings
+
+        needs = [m for m in self.methods if m in NEEDS_REWARD]
+        if needs and not self.reward_model:
+            raise UserError(f"Method {needs[0]} needs a reward model; pass --reward-model (a model directory, an http:// "
+                            "URL of a /pooling server, or module:function).")
+        if self.reward_aggregate not in AGGREGATES:
+            raise UserError(f"Unknown --reward-aggregate {self.reward_aggregate!r}; choose from {', '.join(AGGREGATES)}.")
+        if self.plot_tokens not in ("generated", "total"):
+            raise UserError(f"--plot-tokens must be generated or total, got {self.plot_tokens!r}.")
+        if "rebase" in self.methods:
+            if self.engine not in ("hf", "llamacpp"):
+                raise UserError("REBASE pauses and continues trajectories in flight; use --engine hf or --engine llamacpp.")
+            if self.rebase_vote not in ("weighted", "majority"):
+                raise UserError(f"--rebase-vote must be weighted or majority, got {self.rebase_vote!r}.")
+            from .engines.base import StepRule
+
+            for width in self.widths:
+                RebaseSettings(width, StepRule(self.step_delimiter, self.max_step_tokens), self.max_depth,
+                               self.rebase_temperature, self.reward_aggregate)
 
     def load_benchmarks(self) -> dict[str, list[Problem]]:
         """Benchmark name -> its problems (validated: a bad file or field fails here, before any model loads)."""
@@ -151,6 +199,8 @@ class _Item:
     sample: int
     identity: str
     tries: int = 0
+    recorded: bool = False
+    """Generated along with another setting's item (parallel methods sharing their trajectories)."""
 
 
 class _Tally:
@@ -203,8 +253,11 @@ class _Recorder:
                 continue
             record, kind, gold, text = job
             try:
-                grade = self.grader.grade(kind, gold, text)
-                record.update(extracted=grade.extracted, correct=grade.correct, reason=grade.reason, grader=GRADER_VERSION)
+                if "trajectories" in record:
+                    choose_answer(record, self.grader)
+                else:
+                    grade = self.grader.grade(kind, gold, text)
+                    record.update(extracted=grade.extracted, correct=grade.correct, reason=grade.reason, grader=GRADER_VERSION)
                 self.run.append(record)
                 self.on_recorded(record)
             except BaseException as exc:  # handed to the main thread at the next put or at close
@@ -233,13 +286,14 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
         for name, problems in benchmarks.items():
             for s in settings:
                 for p in problems:
-                    for k in range(config.samples):
+                    for k in range(1 if s.search else config.samples):
                         identity = sample_identity(context, s, p, k)
                         if identity not in seen:
                             seen.add(identity)
                             items.append(_Item(name, p, s, k, identity))
         todo = [it for it in items if it.identity not in done]
         if todo:
+            reward = _load_reward(config, [it.setting for it in todo])
             engine = engine or load_engine(config.model, config.engine, config.format, base_urls=config.base_urls,
                                           remote_mode=config.remote_mode, parallel=config.batch_size)
             tally = _Tally()
@@ -255,10 +309,13 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
                 recorder = _Recorder(run, grader, recorded)
                 try:
                     for setting in settings:
-                        batch = [it for it in todo if it.setting == setting]
+                        batch = [it for it in todo if it.setting == setting and not it.recorded]
                         if batch:
                             progress.update(task, description=f"{setting.method} {setting.label}")
-                            _run_setting(config, engine, recorder, context, batch)
+                            if setting.search:
+                                _run_search(config, engine, recorder, context, batch, todo, reward)
+                            else:
+                                _run_setting(config, engine, recorder, context, batch)
                 except BaseException:
                     recorder.close(drain=False)
                     raise
@@ -304,11 +361,75 @@ def _run_setting(config: EvalConfig, engine: Engine, recorder: _Recorder, contex
                 "tries": item.tries, "fits": fits, "seconds": round(time.perf_counter() - start, 3),
                 "answer": completion.answer,
                 "forced": forced_offsets(engine.tokenizer, completion),
+                "prefill_tokens": (completion.prefill_tokens if completion.prefill_tokens is not None
+                                   else len(completion.prompt_token_ids)),
             }
             recorder.put(record, item.problem.kind, item.problem.answer, completion.answer)
 
         engine.generate(requests, batch_size=config.batch_size, on_completion=on_completion)
         pending = retry
+
+
+def _load_reward(config: EvalConfig, settings: list[Setting]):
+    """The reward model, once, when a setting still to run needs one."""
+    from .rewards import load_reward_model
+
+    if not any(s.search and s.search.reward for s in settings):
+        return None
+    return load_reward_model(config.reward_model, config.reward_kind, config.step_tag)
+
+
+def _run_search(config: EvalConfig, engine: Engine, recorder: _Recorder, context: str, items: list[_Item],
+                todo: list[_Item], reward) -> None:
+    """A parallel or tree-search setting, problem by problem: all of a problem's trajectories run as one
+    batch. Parallel settings with the same trajectories (same forcing and N) still to do for the problem
+    share one draw: majority, best-of-N and weighted majority then differ only in the answer they pick."""
+    from dataclasses import replace as with_
+
+    from .engines.base import StepRule
+    from .search import RebaseSettings, rebase, sample
+
+    setting, temperature = items[0].setting, config.temperature or 1.0  # parallel methods sample (temperature 1 by default)
+    for item in items:
+        if item.recorded:
+            continue
+        problem, start = item.problem, time.perf_counter()
+        group = [item]
+        if setting.method in PARALLEL:
+            group = [it for it in todo if not it.recorded and it.benchmark == item.benchmark and it.problem is problem
+                     and it.setting.method in PARALLEL and it.setting.forcing == setting.forcing
+                     and it.setting.search.trajectories == setting.search.trajectories]
+        request = make_request(engine.tokenizer, engine.format_tokens, engine.context_length,
+                               setting.prompt(problem.question), setting.forcing, Sampling(temperature, config.top_p),
+                               config.system)
+
+        def sampling(node, j: int) -> Sampling:
+            seed = None if config.seed is None else problem_seed(config.seed, problem.id, f"{node}.{j}" if node is not None else j, 0)
+            return with_(request.sampling, seed=seed)
+
+        spec = setting.search
+        if setting.method in PARALLEL:
+            scorer = reward if any(it.setting.search.reward for it in group) else None
+            result = sample(engine, request, problem.question, [sampling(None, j) for j in range(spec.trajectories)],
+                            config.batch_size, scorer, spec.aggregate, spec.delimiter)
+        else:
+            params = RebaseSettings(spec.trajectories, StepRule(spec.delimiter, spec.max_step_tokens), spec.max_depth,
+                                    spec.softmax_temperature, spec.aggregate)
+            result = rebase(engine, request, problem.question, reward, params, sampling, config.batch_size)
+        shared = {
+            "context": context, "benchmark": item.benchmark, "id": problem.id, "sample": 0,
+            "problem_hash": problem.content_hash(), "gold": problem.answer, "kind": problem.kind, "prompt": request.prompt,
+            "trajectories": [t.to_dict() for t in result.trajectories], "generated_tokens": result.generated_tokens,
+            "prefill_tokens": result.prefill_tokens, "reward_tokens": result.reward_tokens,
+            "root_prefill": result.root_prefill, "tree": result.nodes,
+            "thinking_tokens": result.generated_tokens, "answer_tokens": 0,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        for it in group:
+            it.recorded = True
+            record = {**shared, "identity": it.identity, "method": it.setting.method, "setting": it.setting.label,
+                      "setting_spec": it.setting.spec(), "trajectories": [dict(t) for t in shared["trajectories"]]}
+            recorder.put(record, problem.kind, problem.answer, "")
 
 
 def forced_offsets(tokenizer, completion) -> list[list]:
@@ -326,6 +447,10 @@ def _regrade(run: RunDir, grader: Grader, records: dict[str, dict]) -> dict[str,
     """Samples graded by another version of the grader are graded again (cheap next to generating them);
     the new grade is appended, so the file keeps both."""
     stale = [r for r in records.values() if r.get("grader") != GRADER_VERSION and "answer" in r and "kind" in r]
+    for record in [r for r in stale if "trajectories" in r]:
+        choose_answer(record, grader)
+        run.append(record)
+    stale = [r for r in stale if "trajectories" not in r]
     if stale:
         grades = grader.grade_many([(r["kind"], r["gold"], r["answer"]) for r in stale])
         for record, grade in zip(stale, grades):
@@ -370,6 +495,12 @@ def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str,
     for name, problems in benchmarks.items():
         rows = []
         for s in _all_settings(config, context, settings, name, records):
+            if s.search:
+                found = [records.get(sample_identity(context, s, p, 0)) for p in problems]
+                found = [r for r in found if r and "points" in r]
+                used += len(found)
+                rows += search_rows(s, found, len(problems))
+                continue
             per_problem = []
             for p in problems:
                 samples = [records.get(sample_identity(context, s, p, k)) for k in range(config.samples)]
@@ -386,6 +517,8 @@ def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str,
                 "complete": len(per_problem) == len(problems), "reference": s.reference,
                 "accuracy": accuracy([c for g in groups for c in g]), "ci_low": lo, "ci_high": hi,
                 "mean_thinking_tokens": sum(r["thinking_tokens"] for r in flat) / len(flat),
+                "mean_total_tokens": sum(r["thinking_tokens"] + r["answer_tokens"] + r.get("prefill_tokens", 0)
+                                         for r in flat) / len(flat),
                 "in_control": None if s.bounds is None else all(s.in_bounds(r["thinking_tokens"]) for r in flat),
                 "relative": s.relative,
             }
@@ -452,6 +585,13 @@ def summary_markdown(summary: dict, title: str | None = None, notes: bool = True
                 if "maj@k" in r:
                     lines.append(f"| {r['method']} | {r['setting']} | " + " | ".join(f"{r['maj@k'][k]:.1f}" for k in ks) + " | "
                                  + " | ".join(f"{r['pass@k'][k]:.1f}" for k in ks) + " |")
+        searched = [r for r in bench["settings"] if "mean_prefill_tokens" in r]
+        if searched:
+            lines += ["", "| method | setting | generated tokens / problem | prompt tokens processed / problem | "
+                      "reward-model tokens / problem | total |", "|---|---|---|---|---|---|"]
+            for r in searched:
+                lines.append(f"| {r['method']} | {r['setting']} | {r['mean_thinking_tokens']:.0f} | {r['mean_prefill_tokens']:.0f} | "
+                             f"{r['mean_reward_tokens']:.0f} | {r['mean_total_tokens']:.0f} |")
         lines += ["", "| method | Control % | Scaling (points / 1k thinking tokens) | Scaling (points / doubling) | Performance % |",
                   "|---|---|---|---|---|"]
         for method, m in bench["methods"].items():
@@ -478,12 +618,17 @@ def write_summary(run: RunDir, config: EvalConfig, summary: dict) -> None:
 
     run.write("summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     run.write("summary.md", summary_markdown(summary))
+    x = "mean_total_tokens" if config.plot_tokens == "total" else "mean_thinking_tokens"
     curves = [
-        (f"{name}: {method}" if len(summary["benchmarks"]) > 1 else method, method_points(bench["settings"], method))
+        (f"{name}: {method}" if len(summary["benchmarks"]) > 1 else method, method_points(bench["settings"], method, x))
         for name, bench in summary["benchmarks"].items()
         for method in bench["methods"]
     ]
-    scaling_plot(curves, run.path / "scaling.png", title=f"{config.model}: {', '.join(summary['benchmarks'])}")
+    searched = any(m in SEARCH for bench in summary["benchmarks"].values() for m in bench["methods"])
+    xlabel = ("tokens processed per sample or problem (prompt, generated, reward model)" if config.plot_tokens == "total"
+              else "tokens generated per problem, all trajectories (one sample's thinking for the others)" if searched
+              else None)
+    scaling_plot(curves, run.path / "scaling.png", title=f"{config.model}: {', '.join(summary['benchmarks'])}", xlabel=xlabel)
 
 
 __all__ = ["EvalConfig", "run_eval", "summarize", "summary_markdown", "sample_identity"]

@@ -3,7 +3,9 @@
 - budget forcing: caps (`max_thinking_tokens`) and/or "Wait" counts (`num_ignore`);
 - token-, step- and class-conditional control: the budget is only stated in the prompt, alone or
   enforced by budget forcing as well;
-- rejection sampling: sample until the thinking fits the budget (bounded tries).
+- rejection sampling: sample until the thinking fits the budget (bounded tries);
+- parallel scaling (§6): majority voting, best-of-N and weighted majority over N trajectories, and
+  REBASE tree search, each over budget-forced trajectories (`SearchSpec`; run by `search`).
 A setting's `bounds` are the thinking lengths it asks for; Control counts how often they were kept.
 Class-conditional settings ask for no length but for "shorter" or "longer" than the model's default, so
 each class-conditional method also runs a `default` setting (the bare question) as their reference.
@@ -28,7 +30,36 @@ METHODS = (
     "class_conditional",
     "class_conditional+bf",
     "rejection_sampling",
+    "majority",
+    "best_of_n",
+    "weighted_majority",
+    "rebase",
 )
+PARALLEL = ("majority", "best_of_n", "weighted_majority")
+"""N independent trajectories per problem, one answer chosen from them."""
+SEARCH = PARALLEL + ("rebase",)
+"""Methods whose unit is a problem (many trajectories, one chosen answer), not a sample."""
+NEEDS_REWARD = ("best_of_n", "weighted_majority", "rebase")
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """How a parallel or tree-search setting draws trajectories and picks an answer; part of the
+    setting's identity, so only what its method uses is set (the rest stays at the defaults)."""
+
+    trajectories: int
+    """N samples (majority, best-of-N, weighted majority) or the width W (REBASE)."""
+    reward: str | None = None
+    """The reward model (--reward-model) and how it is read."""
+    reward_kind: str = "auto"
+    step_tag: str | None = None
+    aggregate: str = "last"
+    delimiter: str = "\n\n"
+    max_step_tokens: int = 256
+    max_depth: int = 32
+    softmax_temperature: float = 0.2
+    vote: str = "weighted"
+    """REBASE's final answer: weighted (by reward) or plain majority over its finished trajectories."""
 CLASS_PROMPTS = {
     "short": "Think briefly: keep your reasoning as short as possible before answering.",
     "long": "Think carefully and at length: reason as long as you need before answering.",
@@ -52,12 +83,16 @@ class Setting:
     """Class-conditional: "below" or "above" the method's default setting's mean thinking."""
     reference: bool = False
     """The bare-question default of a class-conditional method: a yardstick, not a point of its curve."""
+    search: SearchSpec | None = None
+    """Parallel and tree-search methods: how trajectories are drawn and combined."""
 
     def spec(self) -> dict:
         """Everything that defines the setting, as JSON: stored with each sample, rebuilt by `from_spec`."""
         out = asdict(self)
         out["forcing"]["extensions"] = list(self.forcing.extensions)
         out["bounds"] = list(self.bounds) if self.bounds is not None else None
+        if self.search is None:
+            del out["search"]  # settings of the other methods keep the identity they had before search existed
         return out
 
     @classmethod
@@ -65,6 +100,7 @@ class Setting:
         fields = dict(spec)
         fields["forcing"] = BudgetForcing(**{**spec["forcing"], "extensions": tuple(spec["forcing"]["extensions"])})
         fields["bounds"] = tuple(spec["bounds"]) if spec.get("bounds") is not None else None
+        fields["search"] = SearchSpec(**spec["search"]) if spec.get("search") else None
         return cls(**fields)
 
     def prompt(self, question: str) -> str:
@@ -84,13 +120,16 @@ def build_settings(
     num_ignores: list[int],
     steps: list[int] | None = None,
     tokens_per_step: int = 100,
+    search: SearchSpec | None = None,
+    widths: list[int] | None = None,
 ) -> list[Setting]:
-    """Every (method, setting) the sweep runs, in a stable order."""
+    """Every (method, setting) the sweep runs, in a stable order. `search` holds the parallel and tree
+    settings (its `trajectories` is N); `widths` REBASE's widths."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"Unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}.")
     budgets = [c for c in caps if c is not None]
-    needs_budget = [m for m in methods if m != "budget_forcing"]
+    needs_budget = [m for m in methods if m not in ("budget_forcing",) + SEARCH]
     if needs_budget and not budgets:
         raise UserError(f"Method {needs_budget[0]} needs token budgets; pass --max-thinking-tokens, e.g. 512,1024,2048.")
     if tokens_per_step < 1:
@@ -99,7 +138,11 @@ def build_settings(
         raise UserError(f"--steps takes positive step budgets, got {','.join(map(str, steps))}.")
     steps = steps or [max(1, b // tokens_per_step) for b in budgets]
     settings: list[Setting] = []
+    search = search or SearchSpec(1)
     for method in methods:
+        if method in SEARCH:
+            settings += _search_settings(method, base, caps, num_ignores, search, widths or [16])
+            continue
         conditional, _, forced = method.partition("+")
         if method == "budget_forcing":
             for cap in caps:
@@ -132,3 +175,29 @@ def build_settings(
     if duplicate:
         raise UserError(f"The sweep lists {duplicate[0]} {duplicate[1]} twice; give each budget once.")
     return settings
+
+
+def _search_settings(method: str, base: BudgetForcing, caps: list[int | None], num_ignores: list[int],
+                     search: SearchSpec, widths: list[int]) -> list[Setting]:
+    """A parallel method's setting per (cap, Wait count) with N trajectories; REBASE's per width as well.
+    Their trajectories are budget-forced like budget forcing's samples."""
+    if method in PARALLEL:
+        spec = SearchSpec(search.trajectories)
+        if method != "majority":
+            spec = replace(spec, reward=search.reward, reward_kind=search.reward_kind, step_tag=search.step_tag,
+                           aggregate=search.aggregate)
+        sizes = [search.trajectories]
+    else:
+        if any(w < 1 for w in widths):
+            raise UserError(f"--width takes positive widths, got {','.join(map(str, widths))}.")
+        spec, sizes = replace(search, trajectories=0), widths
+    out = []
+    for size in sizes:
+        for cap in caps:
+            for k in num_ignores:
+                forcing = replace(base, max_thinking_tokens=cap, num_ignore=k)
+                label = f"{'n' if method in PARALLEL else 'width'}={size}"
+                if cap is not None or k:
+                    label += f" cap={cap if cap else 'none'} wait={k}"
+                out.append(Setting(method, label, forcing, search=replace(spec, trajectories=size)))
+    return out

@@ -70,6 +70,27 @@ def performance(accuracies: list[float]) -> float | None:
     return max(accuracies) if accuracies else None
 
 
+def weighted_vote(classes: list[int | None], weights: list[float | None]) -> int | None:
+    """Index of the first sample of the answer class with the largest summed weight (a reward model's
+    scores: weighted majority); ties go to the class seen first, and samples without an answer never win."""
+    totals: dict[int, float] = {}
+    first: dict[int, int] = {}
+    for i, (c, w) in enumerate(zip(classes, weights)):
+        if c is not None:
+            totals[c] = totals.get(c, 0.0) + (w if w is not None and w == w else 0.0)
+            first.setdefault(c, i)
+    if not totals:
+        return None
+    best = max(totals, key=lambda c: (totals[c], -first[c]))
+    return first[best]
+
+
+def best_of(weights: list[float | None]) -> int | None:
+    """Best-of-N: the index of the highest-scored sample (ties: the first); None when nothing is scored."""
+    scored = [(w, -i) for i, w in enumerate(weights) if w is not None and w == w]
+    return -max(scored)[1] if scored else None
+
+
 def majority_vote(classes: list[int | None]) -> int | None:
     """Index of the first sample of the largest answer class (ties: the class seen first).
 

@@ -7,9 +7,10 @@ from pathlib import Path
 Point = tuple  # (mean thinking tokens, accuracy %, setting label[, CI low, CI high]): error bars when given
 
 
-def method_points(rows: list[dict], method: str) -> list[Point]:
-    """One method's curve from a summary's setting rows (reference settings are not on the curve)."""
-    return [(r["mean_thinking_tokens"], r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high"))
+def method_points(rows: list[dict], method: str, x: str = "mean_thinking_tokens") -> list[Point]:
+    """One method's curve from a summary's setting rows (reference settings are not on the curve); `x` is
+    the row's field on the x-axis (mean_total_tokens: everything processed)."""
+    return [(r.get(x, r["mean_thinking_tokens"]), r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high"))
             for r in rows if r["method"] == method and not r.get("reference")]
 
 
@@ -22,7 +23,8 @@ def _full(point: Point) -> tuple:
     return x, y, label, low, high
 
 
-def scaling_plot(curves: list[tuple[str, list[Point]]], path, title: str = "", format: str | None = None):
+def scaling_plot(curves: list[tuple[str, list[Point]]], path, title: str = "", format: str | None = None,
+                 xlabel: str | None = None):
     """One line per method, points sorted by thinking tokens and labelled with their setting.
     `path` may be a file object, with `format` ("svg" for the HTML report)."""
     import matplotlib
@@ -58,7 +60,7 @@ def scaling_plot(curves: list[tuple[str, list[Point]]], path, title: str = "", f
         ax.set_xticks(ticks)
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set_xlabel("average thinking tokens (log2 scale)")
+    ax.set_xlabel(f"{xlabel or 'average thinking tokens'} (log2 scale)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, min(100.0, top * 1.15 + 2))
     ax.grid(True, which="both", alpha=0.3)

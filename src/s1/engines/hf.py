@@ -134,6 +134,8 @@ class PausedCaches:
         self.lock = threading.Lock()
 
     def put(self, cache: RowCache, logits: torch.Tensor) -> None:
+        if self.max_bytes <= 0:  # forking switched off: children process their whole context again
+            return
         cache.logits = logits
         with self.lock:
             self.caches[id(cache)] = cache

@@ -1,0 +1,207 @@
+"""Parallel scaling (paper §6, Figure 7): many trajectories per problem, and REBASE tree search.
+
+Both run on any engine's `generate`; the in-process engines (transformers, llama.cpp) also pause a
+trajectory after a step (`Request.step`) and continue it (`Request.resume`), which is what a tree needs.
+The prompt is processed once, by a root request that pauses before its first token: every trajectory
+then continues from it, and on the transformers engine each child forks its parent's cache and logits
+(`engines.hf.PausedCaches`), so a node costs its own new tokens only. Budget forcing applies to every
+trajectory as to one: a node's `ForcingState` travels with it.
+
+REBASE (Wu et al., 2024; DESIGN.md "Parallel and tree search"): start with `width` children of the root;
+at each depth a process reward model scores every live node's last step, trajectories that finished
+leave the width, and the remaining width is split over live nodes in proportion to softmax(score / T)
+(`allocate`), each node expanded by that many sampled next steps. It stops when `width` trajectories
+have finished; at the depth limit the live nodes run to their end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from .engines.base import Completion, Request, Sampling, StepRule
+from .engines.batching import LoopEngine
+from .errors import UserError
+from .rewards import RewardModel, aggregate, split_steps
+
+
+def allocate(scores: list[float], budget: int, temperature: float) -> list[int]:
+    """Children per live node: `budget` split in proportion to softmax(score / temperature), rounded by
+    largest remainder (ties to the earlier node) so the counts sum to the budget exactly."""
+    if budget <= 0 or not scores:
+        return [0] * len(scores)
+    if temperature <= 0:
+        raise UserError(f"The REBASE softmax temperature must be positive, got {temperature}.")
+    finite = [s if not math.isnan(s) else -math.inf for s in scores]
+    top = max(finite)
+    if top == -math.inf:
+        weights = [1.0] * len(scores)
+    else:
+        weights = [math.exp((s - top) / temperature) for s in finite]
+    total = sum(weights)
+    shares = [budget * w / total for w in weights]
+    counts = [math.floor(s) for s in shares]
+    for i in sorted(range(len(scores)), key=lambda i: (counts[i] - shares[i], i))[: budget - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+@dataclass
+class Trajectory:
+    """One finished trajectory: what grading and voting need, and what it cost."""
+
+    answer: str
+    thinking_tokens: int
+    answer_tokens: int
+    generated_tokens: int
+    """Tokens of this trajectory's output (in a tree, steps it shares with others count here for each; the
+    search's `generated_tokens` counts every node once)."""
+    finish_reason: str
+    output: str
+    reward: float | None = None
+    node: int | None = None
+    prefill_tokens: int = 0
+    """Prompt tokens processed for this trajectory alone (after the root's)."""
+    reward_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SearchResult:
+    trajectories: list[Trajectory]
+    generated_tokens: int
+    """Every generated token of every trajectory and node, forced ones included."""
+    prefill_tokens: int
+    """Prompt tokens the engine actually processed (what forked or kept prefixes saved is not counted)."""
+    reward_tokens: int = 0
+    root_prefill: int = 0
+    """The prompt processed once for every trajectory (0 where each trajectory processes its own)."""
+    nodes: list[dict] = field(default_factory=list)
+    """REBASE's tree: id, parent, depth, step text, tokens, score, children given, finished."""
+
+
+def _resumable(engine) -> bool:
+    return isinstance(engine, LoopEngine)
+
+
+def _root(engine, request: Request, delimiter: str) -> Completion:
+    """Process the prompt once: a request that pauses before its first token."""
+    return engine.generate([replace(request, step=StepRule(delimiter, 0))], batch_size=1)[0]
+
+
+def _prefill(completion: Completion) -> int:
+    return completion.prefill_tokens if completion.prefill_tokens is not None else len(completion.prompt_token_ids)
+
+
+def _score(reward: RewardModel | None, question: str, texts: list[tuple[str, str]], how: str) -> tuple[list, list[int]]:
+    """(thinking, answer) texts -> one reward each (None without a reward model), and the tokens each scored."""
+    if reward is None or not texts:
+        return [None] * len(texts), [0] * len(texts)
+    scored = reward.score([(question, split_steps(thinking, answer)) for thinking, answer in texts])
+    return [aggregate(s.steps, how) for s in scored], [s.tokens for s in scored]
+
+
+def sample(engine, request: Request, question: str, samplings: list[Sampling], batch_size: int = 8,
+           reward: RewardModel | None = None, how: str = "last", delimiter: str = "\n\n") -> SearchResult:
+    """len(samplings) independent trajectories of one prompt (majority voting, best-of-N), the prompt
+    processed once where the engine can continue a paused trajectory."""
+    root_prefill = 0
+    if _resumable(engine):
+        root = _root(engine, request, delimiter)
+        root_prefill = _prefill(root)
+        requests = [replace(request, resume=root.state, sampling=s) for s in samplings]
+    else:
+        requests = [replace(request, sampling=s) for s in samplings]
+    done = engine.generate(requests, batch_size=batch_size)
+    rewards, reward_tokens = _score(reward, question, [(c.thinking, c.answer) for c in done], how)
+    trajectories = [
+        Trajectory(c.answer, c.thinking_tokens, c.answer_tokens, len(c.output_token_ids), c.finish_reason,
+                   engine.tokenizer.decode(c.output_token_ids, skip_special_tokens=False), r,
+                   prefill_tokens=_prefill(c), reward_tokens=tokens)
+        for c, r, tokens in zip(done, rewards, reward_tokens)
+    ]
+    return SearchResult(trajectories, sum(t.generated_tokens for t in trajectories),
+                        root_prefill + sum(t.prefill_tokens for t in trajectories), sum(reward_tokens), root_prefill)
+
+
+@dataclass
+class RebaseSettings:
+    width: int = 16
+    step: StepRule = field(default_factory=StepRule)
+    max_depth: int = 32
+    softmax_temperature: float = 0.2
+    aggregate: str = "last"
+    """How a finished trajectory's step scores become its weight in the vote (a live node is scored by
+    its last step, as REBASE does)."""
+
+    def __post_init__(self):
+        if not isinstance(self.width, int) or self.width < 1:
+            raise UserError(f"--width must be a positive whole number, got {self.width!r}.")
+        if not isinstance(self.max_depth, int) or self.max_depth < 1:
+            raise UserError(f"--max-depth must be a positive whole number, got {self.max_depth!r}.")
+        if self.step.max_tokens < 1:
+            raise UserError(f"--max-step-tokens must be at least 1, got {self.step.max_tokens}.")
+        if not self.softmax_temperature > 0:
+            raise UserError(f"--rebase-temperature must be positive, got {self.softmax_temperature}.")
+        aggregate([0.0], self.aggregate)
+
+
+def rebase(engine, request: Request, question: str, reward: RewardModel, settings: RebaseSettings,
+           sampling: Callable[[int, int], Sampling], batch_size: int = 8) -> SearchResult:
+    """REBASE over one prompt; `sampling(node id, child index)` gives each child its sampling (its seed)."""
+    if not _resumable(engine):
+        raise UserError("REBASE pauses and continues trajectories in flight; use --engine hf or --engine llamacpp.")
+    root = _root(engine, request, settings.step.delimiter)
+    prefill, generated, reward_tokens = _prefill(root), 0, 0
+    nodes = [{"id": 0, "parent": None, "depth": 0, "text": "", "tokens": 0, "score": None, "children": settings.width,
+              "finished": False}]
+    states, outputs, paths = {0: root.state}, {0: 0}, {0: []}
+    finished: list[Trajectory] = []
+    texts: list[tuple[str, str]] = []  # finished trajectories' (thinking, answer), for their final scores
+    frontier, counts, depth = [0], [settings.width], 0
+    while frontier:
+        depth += 1
+        last = depth >= settings.max_depth
+        asks = [(parent, j) for parent, c in zip(frontier, counts) for j in range(c)]
+        done = engine.generate(
+            [replace(request, resume=states[p], step=None if last else settings.step, sampling=sampling(p, j)) for p, j in asks],
+            batch_size=batch_size,
+        )
+        live = []
+        for (parent, _), c in zip(asks, done):
+            new = c.output_token_ids[outputs[parent]:]
+            node = {"id": len(nodes), "parent": parent, "depth": depth,
+                    "text": engine.tokenizer.decode(new, skip_special_tokens=False), "tokens": len(new), "score": None,
+                    "children": 0, "finished": c.finish_reason != "step"}
+            nodes.append(node)
+            generated += len(new)
+            prefill += _prefill(c)
+            if node["finished"]:
+                finished.append(Trajectory(c.answer, c.thinking_tokens, c.answer_tokens, len(c.output_token_ids),
+                                           c.finish_reason, engine.tokenizer.decode(c.output_token_ids, skip_special_tokens=False),
+                                           node=node["id"]))
+                texts.append((c.thinking, c.answer))
+            else:
+                states[node["id"]], outputs[node["id"]] = c.state, len(c.output_token_ids)
+                paths[node["id"]] = paths[parent] + [node["text"]]
+                live.append(node)
+        for p in frontier:  # a node's children hold its state now; its cache stays with the engine
+            states.pop(p, None)
+        if not live or len(finished) >= settings.width:
+            break
+        scored = reward.score([(question, [t.strip() or t for t in paths[n["id"]]]) for n in live])
+        reward_tokens += sum(s.tokens for s in scored)
+        for n, s in zip(live, scored):
+            n["score"] = aggregate(s.steps, "last")
+        counts = allocate([n["score"] for n in live], settings.width - len(finished), settings.softmax_temperature)
+        for n, c in zip(live, counts):
+            n["children"] = c
+        frontier, counts = [n["id"] for n, c in zip(live, counts) if c], [c for c in counts if c]
+    rewards, tokens = _score(reward, question, texts, settings.aggregate)
+    for t, r, n in zip(finished, rewards, tokens):
+        t.reward, t.reward_tokens = r, n
+        nodes[t.node]["score"] = r
+    return SearchResult(finished, generated, prefill, reward_tokens + sum(tokens), _prefill(root), nodes)
