@@ -197,3 +197,31 @@ def test_logprobs_prompt_logprobs_and_min_tokens_through_the_shared_loop(engine)
     [free] = engine.generate([replace(plain, forcing=BudgetForcing(max_thinking_tokens=8, max_answer_tokens=12))])
     [held] = engine.generate([replace(plain, forcing=BudgetForcing(max_thinking_tokens=8, max_answer_tokens=12), min_tokens=10)])
     assert free.answer_tokens < 10 <= held.answer_tokens
+
+
+def test_trajectories_paused_after_each_step_and_resumed_equal_whole_runs(engine):
+    from dataclasses import replace
+
+    from s1.engines.base import StepRule, make_request
+    from s1.rewards import CallableReward
+    from s1.search import RebaseSettings, rebase
+
+    forcing = SETTINGS["num_ignore"]
+    expected = alone(engine, QUESTIONS[:3], forcing)
+    requests = [make_request(engine.tokenizer, engine.format_tokens, engine.context_length, q, forcing, Sampling())
+                for q in QUESTIONS[:3]]
+    nodes = engine.generate([replace(r, step=StepRule(max_tokens=0)) for r in requests], batch_size=4)
+    steps = 0
+    while paused := [i for i, n in enumerate(nodes) if n.finish_reason == "step"]:
+        nexts = engine.generate([replace(requests[i], resume=nodes[i].state, step=StepRule(max_tokens=7)) for i in paused],
+                                batch_size=4)
+        for i, node in zip(paused, nexts):
+            nodes[i] = node
+        steps += 1
+    assert steps > 3
+    assert [n.output_token_ids for n in nodes] == [e.output_token_ids for e in expected]
+
+    scorer = CallableReward(lambda q, s: [len(x) % 7 / 7 for x in s])
+    result = rebase(engine, requests[0], QUESTIONS[0], scorer, RebaseSettings(width=4, step=StepRule(max_tokens=8)),
+                    lambda node, j: Sampling(1.0, seed=17 * (node or 0) + j), batch_size=4)
+    assert len(result.trajectories) == 4 and result.generated_tokens == sum(n["tokens"] for n in result.nodes)

@@ -625,9 +625,8 @@ def write_summary(run: RunDir, config: EvalConfig, summary: dict) -> None:
         for method in bench["methods"]
     ]
     searched = any(m in SEARCH for bench in summary["benchmarks"].values() for m in bench["methods"])
-    xlabel = ("tokens processed per sample or problem (prompt, generated, reward model)" if config.plot_tokens == "total"
-              else "tokens generated per problem, all trajectories (one sample's thinking for the others)" if searched
-              else None)
+    xlabel = ("tokens processed (prompt, generated, reward model)" if config.plot_tokens == "total"
+              else "generated tokens (search: all trajectories of a problem)" if searched else None)
     scaling_plot(curves, run.path / "scaling.png", title=f"{config.model}: {', '.join(summary['benchmarks'])}", xlabel=xlabel)
 
 

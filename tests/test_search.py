@@ -1,0 +1,244 @@
+"""Parallel scaling and REBASE: width allocation by hand, steps paused and resumed, forks that process no
+prompt token twice, finished trajectories leaving the width, reward-model backends on tiny random models."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from s1 import BudgetForcing, Sampling, generate
+from s1.engines.base import StepRule, make_request
+from s1.engines.hf import HFEngine
+from s1.errors import UserError
+from s1.rewards import CallableReward, ShepherdPRM, aggregate, load_reward_model
+from s1.search import RebaseSettings, allocate, rebase, sample
+
+QUESTION = "What is 7*8? Think step by step."
+
+
+def _request(engine, forcing, question=QUESTION):
+    return make_request(engine.tokenizer, engine.format_tokens, engine.context_length, question, forcing, Sampling(1.0))
+
+
+def _seeded(node, j):
+    return Sampling(temperature=1.0, seed=1000 * (node or 0) + j)
+
+
+def test_width_allocation_matches_hand_computed_softmax_shares():
+    # scores 0.9, 0.5, 0.1 at T = 0.2: exp(4.5), exp(2.5), exp(0.5) ∝ 1, 0.1353, 0.0183 -> shares of 7:
+    # 6.069, 0.821, 0.111 -> floors 6, 0, 0; the one left goes to the largest remainder (0.821)
+    assert allocate([0.9, 0.5, 0.1], 7, 0.2) == [6, 1, 0]
+    # 0.3, 0.1 at T = 0.2: weights e^1.5, e^0.5 -> 0.731, 0.269 of 5 = 3.655, 1.345 -> 3, 1, then .655 wins
+    assert allocate([0.3, 0.1], 5, 0.2) == [4, 1]
+    # equal scores split evenly; a remainder goes to the earlier nodes
+    assert allocate([0.5, 0.5, 0.5], 4, 0.2) == [2, 1, 1]
+    # a high temperature flattens, a low one concentrates
+    assert allocate([1.0, 0.0], 10, 100.0) == [5, 5]
+    assert allocate([1.0, 0.0], 10, 0.01) == [10, 0]
+    # a node without a score (NaN) gets nothing while others have one; nothing to give gives nothing
+    assert allocate([float("nan"), 0.2], 3, 0.2) == [0, 3]
+    assert allocate([0.4, 0.6], 0, 0.2) == [0, 0]
+    for budget in range(0, 17):
+        assert sum(allocate([0.11, 0.52, 0.33, 0.9], budget, 0.2)) == budget
+    with pytest.raises(UserError, match="temperature"):
+        allocate([0.1], 2, 0.0)
+
+
+def test_a_trajectory_paused_after_every_step_and_resumed_equals_one_run(tiny):
+    engine = HFEngine(*tiny)
+    forcing = BudgetForcing(max_thinking_tokens=70, num_ignore=2, max_answer_tokens=12)
+    whole = generate(QUESTION, engine, forcing)[0]
+    request = replace(_request(engine, forcing), sampling=Sampling())
+    node = engine.generate([replace(request, step=StepRule(max_tokens=0))])[0]
+    assert node.finish_reason == "step" and node.output_token_ids == [] and node.prefill_tokens == len(request.prompt_token_ids)
+    fed = []
+    while node.finish_reason == "step":
+        node = engine.generate([replace(request, resume=node.state, step=StepRule(max_tokens=9))])[0]
+        fed.append(node.prefill_tokens)
+    assert node.output_token_ids == whole.output_token_ids
+    assert (node.thinking_tokens, node.extensions_used, node.capped) == (whole.thinking_tokens, whole.extensions_used, whole.capped)
+    assert len(fed) > 3 and fed == [0] * len(fed), "a resumed step processed again what its parent had processed"
+
+
+def test_a_step_ends_after_the_delimiter(embedded):
+    engine = HFEngine(*embedded)
+    forcing = BudgetForcing(max_thinking_tokens=300, max_answer_tokens=8)
+    request = _request(engine, forcing, "List three prime numbers, one per paragraph, then explain each.")
+    root = engine.generate([replace(request, step=StepRule(max_tokens=0))])[0]
+    steps = engine.generate([replace(request, resume=root.state, step=StepRule("\n\n", 200), sampling=Sampling(1.0, seed=s))
+                             for s in range(6)])
+    ended = [c for c in steps if c.finish_reason == "step" and len(c.output_token_ids) < 200]
+    assert ended, "no step ended at a blank line"
+    for c in ended:
+        text = engine.tokenizer.decode(c.output_token_ids, skip_special_tokens=False)
+        assert "\n\n" in engine.tokenizer.decode(c.output_token_ids[-2:], skip_special_tokens=False) or text.endswith("\n\n")
+        assert text.rpartition("\n\n")[0].strip()
+        assert "\n\n" not in engine.tokenizer.decode(c.output_token_ids[:-1], skip_special_tokens=False).strip()
+
+
+def test_rebase_processes_no_prompt_token_twice_and_finished_trajectories_leave_the_width(tiny):
+    engine = HFEngine(*tiny)
+    forcing = BudgetForcing(max_thinking_tokens=48, max_answer_tokens=6)
+    request = _request(engine, forcing)
+    scorer = CallableReward(lambda q, steps: [((len(s) * 37) % 100) / 100 for s in steps])
+    settings = RebaseSettings(width=6, step=StepRule(max_tokens=6), max_depth=20)
+    result = rebase(engine, request, QUESTION, scorer, settings, _seeded)
+
+    assert result.prefill_tokens == len(request.prompt_token_ids), "a node processed tokens its parent had processed"
+    nodes = result.nodes
+    assert len(result.trajectories) == 6 and all(nodes[t.node]["finished"] for t in result.trajectories)
+    assert result.generated_tokens == sum(n["tokens"] for n in nodes)
+    for depth in range(1, max(n["depth"] for n in nodes)):
+        finished = sum(1 for n in nodes if n["finished"] and n["depth"] <= depth)
+        given = sum(n["children"] for n in nodes if n["depth"] == depth)
+        live = [n for n in nodes if n["depth"] == depth and not n["finished"]]
+        if finished >= 6 or not live:
+            assert given == 0
+            break
+        assert given == 6 - finished, f"depth {depth}: {given} children for a width of 6 with {finished} finished"
+        assert [n["children"] for n in live] == allocate([n["score"] for n in live], 6 - finished, 0.2)
+    assert any(n["finished"] and n["depth"] > 1 for n in nodes) and any(n["finished"] and n["depth"] == 1 for n in nodes), \
+        "the test needs trajectories finishing at different depths"
+
+    # the same search with forking switched off: each child processes prompt and path again, same tree
+    plain = HFEngine(*tiny)
+    plain.paused.max_bytes = 0
+    again = rebase(plain, request, QUESTION, scorer, settings, _seeded)
+    assert [n["text"] for n in again.nodes] == [n["text"] for n in nodes]
+    assert again.prefill_tokens > 3 * result.prefill_tokens
+
+
+def test_parallel_trajectories_share_one_processed_prompt_and_are_scored(tiny):
+    engine = HFEngine(*tiny)
+    request = _request(engine, BudgetForcing(max_thinking_tokens=20, max_answer_tokens=5))
+    scorer = CallableReward(lambda q, steps: len(steps[-1]) / 100)
+    result = sample(engine, request, QUESTION, [Sampling(1.0, seed=s) for s in range(5)], reward=scorer)
+    assert result.prefill_tokens == result.root_prefill == len(request.prompt_token_ids)
+    assert all(t.reward is not None and t.reward_tokens == 0 for t in result.trajectories)
+    assert [t.reward for t in result.trajectories] == [len(t.answer.strip()) / 100 if t.answer.strip() else
+                                                       t.reward for t in result.trajectories]
+    assert len({t.output for t in result.trajectories}) > 1
+    assert result.generated_tokens == sum(t.generated_tokens for t in result.trajectories)
+
+
+def _tiny_reward_model(tokenizer, path, head):
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, LlamaForTokenClassification
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
+                         num_labels=1 if head == "orm" else 2, pad_token_id=2, initializer_range=0.5)
+    model = {"prm": LlamaForTokenClassification, "orm": LlamaForSequenceClassification, "shepherd": LlamaForCausalLM}[head](config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def reward_dirs(embedded, tmp_path_factory):
+    root = tmp_path_factory.mktemp("rewards")
+    return {head: _tiny_reward_model(embedded[1], root / head, head) for head in ("prm", "orm", "shepherd")}
+
+
+def test_reward_model_backends_score_each_step(reward_dirs):
+    steps = ["Seven times eight", "is fifty-six", "56"]
+    prm = load_reward_model(reward_dirs["prm"])
+    [scored] = prm.score([(QUESTION, steps)])
+    assert type(prm).__name__ == "TokenClassPRM" and len(scored.steps) == 3 and all(0 < s < 1 for s in scored.steps)
+    assert scored.tokens > 10
+    # a prefix's step scores are the same as the full solution's (a causal model reads each at its tag)
+    [prefix] = prm.score([(QUESTION, steps[:2])])
+    assert prefix.steps == pytest.approx(scored.steps[:2], abs=1e-5)
+
+    orm = load_reward_model(reward_dirs["orm"])
+    [whole] = orm.score([(QUESTION, steps)])
+    assert type(orm).__name__ == "OutcomeRM" and all(math.isnan(s) for s in whole.steps[:2]) and 0 < whole.steps[2] < 1
+    assert aggregate(whole.steps, "min") == whole.steps[2]
+
+    shepherd = load_reward_model(reward_dirs["shepherd"], step_tag="\n\n")
+    [good] = shepherd.score([(QUESTION, steps)])
+    assert type(shepherd).__name__ == "ShepherdPRM" and len(good.steps) == 3 and all(0 < s < 1 for s in good.steps)
+
+
+def test_bad_reward_model_values_are_one_sentence(reward_dirs, tmp_path):
+    cases = [
+        ("", "is empty"),
+        (str(tmp_path), "holds no config.json"),
+        ("no_such_module_xyz:f", "Could not import"),
+        ("json:__version__", "not callable"),
+        ("nothing-here", "neither a directory"),
+    ]
+    for spec, message in cases:
+        with pytest.raises(UserError, match=message):
+            load_reward_model(spec)
+    with pytest.raises(UserError, match="reward-kind"):
+        load_reward_model(reward_dirs["prm"], kind="sideways")
+    with pytest.raises(UserError, match="one token"):
+        ShepherdPRM(reward_dirs["shepherd"], "\n\n", good="a good step", bad="-")
+    with pytest.raises(UserError, match="returned 1 scores for 2 steps"):
+        CallableReward(lambda q, s: [0.5]).score([("q", ["a", "b"])])
+    with pytest.raises(UserError, match="aggregate"):
+        aggregate([0.1], "median")
+    for bad in (dict(width=0), dict(max_depth=0), dict(softmax_temperature=0.0), dict(step=StepRule(max_tokens=0))):
+        with pytest.raises(UserError):
+            RebaseSettings(**bad)
+    with pytest.raises(UserError, match="delimiter"):
+        StepRule("")
+
+
+def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, reward_dirs, data_dir, tmp_path):
+    from s1.evaluate import EvalConfig, run_eval
+
+    out = tmp_path / "run"
+    common = dict(benchmarks=["math500"], data_dir=str(data_dir), limit=3, model=str(tiny_dir), max_thinking_tokens=[24],
+                  max_answer_tokens=8, temperature=1.0, seed=0, reward_model=reward_dirs["prm"], widths=[4], max_step_tokens=6,
+                  samples=4)
+    config = EvalConfig(methods=["budget_forcing", "rebase", "best_of_n", "majority", "weighted_majority"], **common)
+    summary = run_eval(config, str(out), show_progress=False)
+    rows = summary["benchmarks"]["math500"]["settings"]
+    labels = {(r["method"], r["setting"]) for r in rows}
+    assert ("rebase", "width=4 cap=24 wait=0") in labels
+    assert {("majority", f"n={n} cap=24 wait=0") for n in (1, 2, 4)} <= labels
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    searched = [r for r in records if r["method"] in ("rebase", "best_of_n", "majority", "weighted_majority")]
+    assert len(searched) == 4 * 3
+    for r in searched:
+        assert r["points"] and r["generated_tokens"] > 0 and r["grader"]
+        if r["method"] == "rebase":
+            assert r["tree"][0]["parent"] is None and len(r["trajectories"]) == 4 and r["reward_tokens"] > 0
+        if r["method"] == "majority":
+            assert r["points"]["4"]["reward_tokens"] == 0
+    # parallel methods drew their trajectories once per problem and only chose differently
+    by = {(r["id"], r["method"]): r for r in searched}
+    for pid in {r["id"] for r in searched}:
+        outs = [[t["output"] for t in by[(pid, m)]["trajectories"]] for m in ("best_of_n", "majority", "weighted_majority")]
+        assert outs[0] == outs[1] == outs[2]
+    compute = (out / "summary.md").read_text()
+    assert "reward-model tokens / problem" in compute and (out / "scaling.png").stat().st_size > 10_000
+
+    # a second run resumes: nothing is generated again, the summary is the same
+    again = run_eval(config, str(out), show_progress=False)
+    assert len((out / "samples.jsonl").read_text().splitlines()) == len(records)
+    assert again["benchmarks"] == summary["benchmarks"]
+
+
+def test_bad_search_values_are_one_sentence(tiny_dir):
+    from s1.evaluate import EvalConfig
+
+    cases = [
+        (dict(methods=["best_of_n"]), "needs a reward model"),
+        (dict(methods=["rebase"], reward_model="x:y", engine="remote", base_urls=["http://127.0.0.1:9"]), "engine hf"),
+        (dict(methods=["rebase"], reward_model="x:y", widths=[0]), "--width"),
+        (dict(methods=["rebase"], reward_model="x:y", max_step_tokens=0), "max-step-tokens"),
+        (dict(methods=["rebase"], reward_model="x:y", rebase_temperature=-1.0), "temperature"),
+        (dict(methods=["rebase"], reward_model="x:y", rebase_vote="loudest"), "rebase-vote"),
+        (dict(methods=["majority"], reward_aggregate="median"), "reward-aggregate"),
+        (dict(methods=["majority"], plot_tokens="wall"), "plot-tokens"),
+    ]
+    for values, message in cases:
+        with pytest.raises(UserError, match=message):
+            EvalConfig(model=str(tiny_dir), **values).settings()
