@@ -242,3 +242,35 @@ def test_bad_search_values_are_one_sentence(tiny_dir):
     for values, message in cases:
         with pytest.raises(UserError, match=message):
             EvalConfig(model=str(tiny_dir), **values).settings()
+
+
+def test_a_served_reward_model_scores_as_in_process_and_refuses_bad_bodies(tiny_dir, reward_dirs):
+    import httpx
+
+    from .test_serve import served
+
+    steps = [["Seven times eight", "is fifty-six", "56"], ["It is 54."]]
+    local = load_reward_model(reward_dirs["prm"], step_tag="\n\n")
+    with served("--model", str(tiny_dir), "--reward-model", reward_dirs["prm"], "--step-tag", "\\n\\n") as base:
+        remote = load_reward_model(base + "/v1")
+        got = remote.score([(QUESTION, s) for s in steps])
+        want = local.score([(QUESTION, s) for s in steps])
+        for g, w in zip(got, want):
+            assert g.steps == pytest.approx(w.steps, abs=1e-5) and g.tokens == w.tokens > 0
+        text = httpx.post(f"{base}/pooling", json={"input": QUESTION + "\n\nSeven times eight\n\nis 56\n\n"}, timeout=60).json()
+        assert [v[1] for v in text["data"][0]["data"]] == pytest.approx(local.score([(QUESTION, ["Seven times eight", "is 56"])])[0].steps, abs=1e-5)
+        bad = [
+            ({}, "either `input`"),
+            ({"input": "q\n\na\n\n", "messages": [{"role": "user", "content": "q"}]}, "either `input`"),
+            ({"input": []}, "1 to 256"),
+            ({"input": "a question without steps"}, "no steps"),
+            ({"messages": [{"role": "user", "content": "q"}]}, "assistant turn"),
+            ({"input": "q\n\na\n\n", "encoding_format": "base64"}, "encoding_format"),
+            ({"input": "q\n\na\n\n", "dimensions": 4}, "Unsupported field"),
+            ({"input": 5}, "input"),
+        ]
+        for body, message in bad:
+            r = httpx.post(f"{base}/pooling", json=body, timeout=60)
+            assert r.status_code == 400 and message in r.json()["error"]["message"], (body, r.text)
+        # the server still scores after the bad requests
+        assert remote.score([(QUESTION, steps[1])])[0].steps == pytest.approx(want[1].steps, abs=1e-5)

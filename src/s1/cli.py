@@ -354,6 +354,9 @@ def serve(
     reasoning_effort_caps: Annotated[str, typer.Option(help="Thinking caps that reasoning_effort low/medium/high map to.")] = "low=512,medium=2048,high=8192",
     temperature: Annotated[float, typer.Option(help="Default temperature when a request sets none.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
+    reward_model: Annotated[Optional[str], typer.Option(help="Also serve this reward model (a directory or module:function) at /pooling, vLLM's Pooling API, for search on other machines.")] = None,
+    reward_kind: Annotated[str, typer.Option(help="How --reward-model is read: auto, prm, shepherd or orm.")] = "auto",
+    step_tag: Annotated[Optional[str], typer.Option(help="Text the reward model reads after each step (default: <extra_0> for prm, ки for shepherd).")] = None,
 ) -> None:
     """Serve the OpenAI API (as vLLM does) with budget-forcing fields in each request."""
     import logging
@@ -380,10 +383,12 @@ def serve(
                         max_thinking_tokens=max_thinking_tokens, num_ignore=num_ignore, extensions=checked.extensions,
                         reasoning_effort_caps=caps)
     app_ = build_service(model, engine, format, upstream or [], upstream_model, batch_size, served_model_name, defaults, device,
-                         ctx_size=ctx_size, threads=threads)
+                         ctx_size=ctx_size, threads=threads, reward_model=reward_model, reward_kind=reward_kind,
+                         step_tag=_unescape(step_tag))
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.WARNING)
     logging.getLogger("s1.serve").setLevel(logging.INFO)
-    err.print(f"s1 serve: {served_model_name or model} ({engine}) on http://{host}:{port}/v1", style="cyan")
+    err.print(f"s1 serve: {served_model_name or model} ({engine}) on http://{host}:{port}/v1"
+              + (f", reward model {reward_model} at /pooling" if reward_model else ""), style="cyan")
     # Open streams must not hold a SIGTERM up: give them a few seconds, then close them.
     uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
 

@@ -148,7 +148,6 @@ class EvalConfig:
     def check_search(self) -> None:
         """The parallel and tree-search values, checked before anything loads."""
         from .rewards import AGGREGATES
-        from .search import RebaseSettings
 
         needs = [m for m in self.methods if m in NEEDS_REWARD]
         if needs and not self.reward_model:
@@ -164,6 +163,7 @@ class EvalConfig:
             if self.rebase_vote not in ("weighted", "majority"):
                 raise UserError(f"--rebase-vote must be weighted or majority, got {self.rebase_vote!r}.")
             from .engines.base import StepRule
+            from .search import RebaseSettings  # imports torch: only when REBASE runs
 
             for width in self.widths:
                 RebaseSettings(width, StepRule(self.step_delimiter, self.max_step_tokens), self.max_depth,

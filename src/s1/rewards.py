@@ -177,21 +177,25 @@ class CallableReward:
 
 
 class HTTPReward:
-    """vLLM's Pooling API: POST {base}/pooling with {"model", "input"}; each result's `data` is one vector per
-    step (STEP pooling: [p_bad, p_good], the last entry read) or one vector for the whole (classification)."""
+    """vLLM's Pooling API: POST {base}/pooling with chat `messages` (the question as the user turn, the steps
+    joined by the step tag as the assistant's); each result's `data` is one vector per step (STEP pooling:
+    [p_bad, p_good], the last entry read) or one vector for the whole (classification)."""
 
-    def __init__(self, base_url: str, model: str | None = None, timeout: float = 120.0):
+    def __init__(self, base_url: str, model: str | None = None, step_tag: str | None = None, timeout: float = 120.0):
         self.base = base_url.rstrip("/")
         if self.base.endswith("/v1"):
             self.base = self.base[:-3]
         self.model, self.timeout, self.name = model, timeout, base_url
+        self.tag = step_tag or "\n\n"
 
     def score(self, items: list[tuple[str, list[str]]]) -> list[Scored]:
         import httpx
 
         out = []
         for question, steps in items:
-            body = {"input": render(question, steps)}
+            steps = [s.replace(self.tag, "\n").strip() or "." for s in steps]  # a step holds no tag of its own
+            body = {"messages": [{"role": "user", "content": question},
+                                 {"role": "assistant", "content": "".join(s + self.tag for s in steps)}]}
             if self.model:
                 body["model"] = self.model
             try:
@@ -199,7 +203,7 @@ class HTTPReward:
             except httpx.HTTPError as exc:
                 raise UserError(f"The reward server at {self.base} could not be reached ({exc}); check --reward-model.") from None
             if response.status_code != 200:
-                raise UserError(f"The reward server at {self.base} answered {response.status_code}: {response.text[:200]}")
+                raise UserError(f"The reward server at {self.base} answered {response.status_code}: {response.text[:300]}")
             payload = response.json()
             data = payload["data"][0]["data"]
             vectors = data if data and isinstance(data[0], list) else [data]
@@ -213,14 +217,6 @@ class HTTPReward:
         return out
 
 
-STEP_TAG = "\n\n"
-"""What separates steps in text sent to a reward server (the server's model reads its own tag)."""
-
-
-def render(question: str, steps: list[str]) -> str:
-    return question + "\n" + "".join(step + STEP_TAG for step in steps)
-
-
 def load_reward_model(spec: str, kind: str = "auto", step_tag: str | None = None) -> RewardModel:
     """A reward model from what a user passes: a model directory, an http(s) URL of a pooling server, or
     `module:function` naming a Python scorer. `kind` picks the head for a directory: auto (from the
@@ -228,7 +224,7 @@ def load_reward_model(spec: str, kind: str = "auto", step_tag: str | None = None
     if not spec:
         raise UserError("--reward-model is empty; pass a model directory, an http:// URL or module:function.")
     if spec.startswith(("http://", "https://")):
-        return HTTPReward(spec)
+        return HTTPReward(spec, step_tag=step_tag)
     path = Path(spec).expanduser()
     if path.is_dir():
         config = path / "config.json"

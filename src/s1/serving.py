@@ -9,9 +9,11 @@ from .serve import create_app
 
 def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstream_model: str | None, batch_size: int,
                   served_model_name: str | None, defaults: Defaults, device: str = "auto", remote_mode: str = "auto",
-                  ctx_size: int | None = None, threads: int | None = None):
+                  ctx_size: int | None = None, threads: int | None = None, reward_model: str | None = None,
+                  reward_kind: str = "auto", step_tag: str | None = None):
     """`batch_size` sequences decode together (hf, llamacpp) or are in flight (remote); `ctx_size` is the
-    llama.cpp context of all of them together (llama-server's --ctx-size); `threads` the CPU threads."""
+    llama.cpp context of all of them together (llama-server's --ctx-size); `threads` the CPU threads;
+    `reward_model` (a directory or module:function) is served at /pooling beside the generator."""
     from .schedulers import BatchScheduler, SerialScheduler
 
     if batch_size < 1:
@@ -20,6 +22,13 @@ def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstre
         raise UserError("--ctx-size is for --engine llamacpp (the hf engine's context is the model's own).")
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be at least 1, got {threads}.")
+    reward = None
+    if reward_model is not None:
+        from .rewards import load_reward_model
+
+        if reward_model.startswith(("http://", "https://")):
+            raise UserError("--reward-model for s1 serve is a model directory or module:function to serve, not a URL.")
+        reward = load_reward_model(reward_model, reward_kind, step_tag)
     if engine == "hf":
         from .engines.hf import HFEngine
 
@@ -41,4 +50,9 @@ def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstre
         raise UserError(f"Unknown engine {engine!r}; choose hf, llamacpp or remote.")
     for text in defaults.extensions:
         eng.format_tokens.check_extension(text)
-    return create_app(eng, scheduler, served_model_name or model, defaults, engine)
+    app = create_app(eng, scheduler, served_model_name or model, defaults, engine)
+    if reward is not None:
+        from .pooling import add_pooling_route
+
+        add_pooling_route(app, reward, reward.name)
+    return app

@@ -1,0 +1,91 @@
+"""`POST /pooling` for a reward model, in the shape of vLLM's Pooling API, so `s1 serve --reward-model`
+and vLLM serving a PRM answer the same client (`rewards.HTTPReward`) and a search's generator and reward
+model can run on different machines.
+
+A request names the solution either as chat `messages` (a user turn with the question, an assistant
+turn with the steps joined by the step tag: what `HTTPReward` sends, and what vLLM's chat form of the
+endpoint takes) or as `input` text (the question, the tag, then the steps each followed by the tag).
+Each result's `data` is one [p_bad, p_good] vector per step, as vLLM's STEP pooling returns for a
+two-way PRM head; an outcome model's is one vector for the whole solution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+import uuid
+from typing import Literal
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from .protocol import BadRequest
+from .rewards import RewardModel
+
+MAX_INPUTS = 256
+STEP_TAG = "\n\n"
+"""What separates the question and the steps in a request (HTTPReward's default; --step-tag on both sides)."""
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class PoolingBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    input: str | list[str] | None = None
+    messages: list[Message] | None = None
+    encoding_format: Literal["float"] = "float"
+    user: str | None = None
+    task: Literal["token_classify", "classify", "reward"] | None = None
+
+
+def parse(body: PoolingBody, tag: str) -> list[tuple[str, list[str]]]:
+    """(question, steps) per input, or BadRequest with the one sentence the client gets."""
+    if (body.input is None) == (body.messages is None):
+        raise BadRequest("Send either `input` (text) or `messages` (a user question and the assistant's steps), not both or neither.")
+    if body.messages is not None:
+        question = "\n".join(m.content for m in body.messages if m.role == "user")
+        answer = "".join(m.content for m in body.messages if m.role == "assistant")
+        if not question.strip() or not answer.strip():
+            raise BadRequest("`messages` needs a user turn with the question and an assistant turn with the steps.")
+        return [(question, _steps(answer, tag))]
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or len(texts) > MAX_INPUTS:
+        raise BadRequest(f"`input` must hold 1 to {MAX_INPUTS} texts.")
+    out = []
+    for text in texts:
+        question, found, rest = text.partition(tag)
+        if not found or not question.strip() or not rest.strip():
+            raise BadRequest(f"Each input is the question, {tag!r}, then the steps each followed by {tag!r}; one has no steps.")
+        out.append((question, _steps(rest, tag)))
+    return out
+
+
+def _steps(text: str, tag: str) -> list[str]:
+    return [s for s in text.split(tag) if s.strip()] or [text]
+
+
+def add_pooling_route(app: FastAPI, reward: RewardModel, model_name: str, tag: str = STEP_TAG) -> None:
+    lock = threading.Lock()  # one scoring at a time: the model is not shared across threads
+
+    def score(items):
+        with lock:
+            return reward.score(items)
+
+    @app.post("/pooling")
+    async def pooling(body: PoolingBody):
+        items = parse(body, tag)
+        scored = await asyncio.to_thread(score, items)
+        data = []
+        for i, s in enumerate(scored):
+            values = [v for v in s.steps if not math.isnan(v)] if any(math.isnan(v) for v in s.steps) else s.steps
+            data.append({"index": i, "object": "pooling", "data": [[1.0 - v, v] for v in values]})
+        tokens = sum(s.tokens for s in scored)
+        return {"id": f"pool-{uuid.uuid4().hex[:24]}", "object": "list", "created": int(time.time()), "model": model_name,
+                "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}}
