@@ -8,13 +8,12 @@ import math
 from dataclasses import replace
 
 import pytest
-import torch
 
 from s1 import BudgetForcing, Sampling, generate
 from s1.engines.base import StepRule, make_request
 from s1.engines.hf import HFEngine
 from s1.errors import UserError
-from s1.rewards import CallableReward, ShepherdPRM, aggregate, load_reward_model
+from s1.rewards import CallableReward, ShepherdPRM, aggregate, load_reward_model, save_random_reward_model
 from s1.search import RebaseSettings, allocate, rebase, sample
 
 QUESTION = "What is 7*8? Think step by step."
@@ -125,23 +124,10 @@ def test_parallel_trajectories_share_one_processed_prompt_and_are_scored(tiny):
     assert result.generated_tokens == sum(t.generated_tokens for t in result.trajectories)
 
 
-def _tiny_reward_model(tokenizer, path, head):
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, LlamaForTokenClassification
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
-                         num_labels=1 if head == "orm" else 2, pad_token_id=2, initializer_range=0.5)
-    model = {"prm": LlamaForTokenClassification, "orm": LlamaForSequenceClassification, "shepherd": LlamaForCausalLM}[head](config)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def reward_dirs(embedded, tmp_path_factory):
     root = tmp_path_factory.mktemp("rewards")
-    return {head: _tiny_reward_model(embedded[1], root / head, head) for head in ("prm", "orm", "shepherd")}
+    return {kind: save_random_reward_model(embedded[1], root / kind, kind) for kind in ("prm", "orm", "shepherd")}
 
 
 def test_reward_model_backends_score_each_step(reward_dirs):

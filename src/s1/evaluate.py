@@ -19,8 +19,7 @@ from .forcing import BudgetForcing
 from .formats import get_format
 from .grading import GRADER_VERSION, Grader, text_classes
 from .methods import METHODS, NEEDS_REWARD, PARALLEL, SEARCH, SearchSpec, Setting, build_settings
-from .metrics import (accuracy, best_of, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling,
-                      weighted_vote)
+from .metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
 from .rundir import RunDir, identity_hash
 from .search_records import choose_answer, search_rows
 

@@ -19,7 +19,7 @@ import uuid
 from typing import Literal
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from .protocol import BadRequest
 from .rewards import RewardModel

@@ -248,3 +248,20 @@ def load_reward_model(spec: str, kind: str = "auto", step_tag: str | None = None
             raise UserError(f"{spec} is not callable; name a function f(question, steps) -> score.")
         return CallableReward(function, spec)
     raise UserError(f"--reward-model {spec!r} is neither a directory, an http(s) URL nor module:function.")
+
+
+def save_random_reward_model(tokenizer, path, kind: str = "prm", seed: int = 0) -> str:
+    """A tiny random reward model of `kind` (prm, orm, shepherd) on `tokenizer`, saved as a model directory:
+    its scores are random, so it exercises the machinery (tags, scores per step, tokens scored) offline,
+    for the tests and for trying search without a real PRM (scripts/tiny_prm.py)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, LlamaForTokenClassification
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
+                         num_labels=1 if kind == "orm" else 2, pad_token_id=2, initializer_range=0.5)
+    model = {"prm": LlamaForTokenClassification, "orm": LlamaForSequenceClassification, "shepherd": LlamaForCausalLM}[kind](config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
