@@ -43,7 +43,6 @@ def scorer() -> CallableReward:
 
 def run(engine, fork: bool, problems: list[dict], args) -> dict:
     engine.paused.max_bytes = HELD_BYTES if fork else 0
-    engine.paused.caches.clear()
     forcing = BudgetForcing(max_thinking_tokens=args.cap, max_answer_tokens=32)
     totals = {"rebase": [0, 0, 0.0], "parallel": [0, 0, 0.0]}
     for p in problems:

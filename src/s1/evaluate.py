@@ -416,7 +416,7 @@ def _run_search(config: EvalConfig, engine: Engine, recorder: _Recorder, context
                                     spec.softmax_temperature, spec.aggregate)
             result = rebase(engine, request, problem.question, reward, params, sampling, config.batch_size)
         shared = {
-            "context": context, "benchmark": item.benchmark, "id": problem.id, "sample": 0,
+            "context": context, "benchmark": item.benchmark, "id": problem.id, "sample": 0, "temperature": temperature,
             "problem_hash": problem.content_hash(), "gold": problem.answer, "kind": problem.kind, "prompt": request.prompt,
             "trajectories": [t.to_dict() for t in result.trajectories], "generated_tokens": result.generated_tokens,
             "prefill_tokens": result.prefill_tokens, "reward_tokens": result.reward_tokens,

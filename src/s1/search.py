@@ -87,6 +87,12 @@ def _resumable(engine) -> bool:
     return isinstance(engine, LoopEngine)
 
 
+def _forget(engine) -> None:
+    """The search is over: nothing continues its paused trajectories, so the engine may drop their caches."""
+    if _resumable(engine):
+        engine.forget_paused()
+
+
 def _root(engine, request: Request, delimiter: str) -> Completion:
     """Process the prompt once: a request that pauses before its first token."""
     return engine.generate([replace(request, step=StepRule(delimiter, 0))], batch_size=1)[0]
@@ -116,6 +122,7 @@ def sample(engine, request: Request, question: str, samplings: list[Sampling], b
     else:
         requests = [replace(request, sampling=s) for s in samplings]
     done = engine.generate(requests, batch_size=batch_size)
+    _forget(engine)
     rewards, reward_tokens = _score(reward, question, [(c.thinking, c.answer) for c in done], how)
     trajectories = [
         Trajectory(c.answer, c.thinking_tokens, c.answer_tokens, len(c.output_token_ids), c.finish_reason,
@@ -200,6 +207,7 @@ def rebase(engine, request: Request, question: str, reward: RewardModel, setting
         for n, c in zip(live, counts):
             n["children"] = c
         frontier, counts = [n["id"] for n, c in zip(live, counts) if c], [c for c in counts if c]
+    _forget(engine)
     rewards, tokens = _score(reward, question, texts, settings.aggregate)
     for t, r, n in zip(finished, rewards, tokens):
         t.reward, t.reward_tokens = r, n

@@ -10,9 +10,10 @@ leaves at once and its slot goes to the next waiting request.
 
 Runtimes (llama.cpp's KV streams, the transformers engine's per-row cache) provide:
 - `slots`: how many rows they hold at most; `vocab_size`;
-- `acquire(free, ids, reuse) -> (slot, kept, logits)`: a free slot for a prompt, how many of its leading
-  tokens the slot already holds (a prefix kept from the slot's last sequence, or forked from a paused
-  one), and the logits after the last of them when it holds them all (else None);
+- `acquire(free, ids, reuse, fork) -> (slot, kept, logits)`: a free slot for a prompt, how many of its
+  leading tokens the slot already holds (a prefix kept from the slot's last sequence, or, for a search's
+  request (`fork`), copied from a paused one), and the logits after the last of them when it holds them
+  all (else None);
 - `forward(runs) -> logits`: runs of (slot, first position, tokens, want) with want 0 (no logits),
   1 (the last token's, shape [vocab]) or 2 (every token's, [len, vocab]);
 - `release(slot, logits=None)`: a paused row's slot comes with its last logits, so the runtime may keep
@@ -88,6 +89,9 @@ def token_logprobs(logprobs: torch.Tensor, token: int, k: int) -> tuple[float, d
 class LoopEngine:
     """`generate` for the engines whose `loop(max_batch, on_token)` returns a `BatchLoop`: every request
     queued at once, completions handed to `on_completion` as each finishes and returned in request order."""
+
+    def forget_paused(self) -> None:
+        """Drop what paused trajectories left for their continuations (a search over one problem is done)."""
 
     def generate(
         self,
@@ -196,7 +200,8 @@ class BatchLoop:
                 self.failed.append((index, exc))
                 continue
             context = list(ids) + state.output
-            slot, kept, ready = self.runtime.acquire(self.free, context, reuse=not scored)
+            search = request.resume is not None or request.step is not None
+            slot, kept, ready = self.runtime.acquire(self.free, context, reuse=not scored, fork=search)
             self.free.remove(slot)
             row = Row(index, request, state, generator, slot, pending=context[kept:], position=kept,
                       logprobs=[] if request.logprobs is not None else None, prompt_logprobs=[None] if scored else None,

@@ -126,7 +126,7 @@ HELD_BYTES = 2 << 30
 class PausedCaches:
     """The caches paused rows left behind (a search node's trajectory so far), kept on the engine across
     loops so the node's children fork its prefix instead of processing it again. Only paused rows leave
-    caches here, and only prompts that extend one fork them: other requests are computed as before."""
+    caches here, only a search's requests fork them, and a finished search drops them (`forget_paused`)."""
 
     def __init__(self, max_bytes: int = HELD_BYTES):
         self.max_bytes = max_bytes
@@ -142,6 +142,10 @@ class PausedCaches:
             total = sum(c.nbytes for c in self.caches.values())
             while total > self.max_bytes and len(self.caches) > 1:
                 total -= self.caches.popitem(last=False)[1].nbytes
+
+    def clear(self) -> None:
+        with self.lock:
+            self.caches.clear()
 
     def fork(self, ids: list[int]) -> tuple[RowCache, int, torch.Tensor | None]:
         """A cache for `ids` holding the longest prefix any kept cache shares with them, how many tokens that
@@ -175,8 +179,10 @@ class HFRuntime:
         self.tuner = tuner
         self.paused = paused if paused is not None else PausedCaches()
 
-    def acquire(self, free: list[int], ids: list[int], reuse: bool = True) -> tuple[int, int, torch.Tensor | None]:
-        cache, kept, logits = self.paused.fork(ids) if reuse else (RowCache(), 0, None)
+    def acquire(self, free: list[int], ids: list[int], reuse: bool = True, fork: bool = False) -> tuple[int, int, torch.Tensor | None]:
+        """A new row's cache: forked from a paused one for a search's request, else empty (other requests are
+        computed from scratch, so their results never depend on what a search left behind)."""
+        cache, kept, logits = self.paused.fork(ids) if reuse and fork else (RowCache(), 0, None)
         self.rows[free[0]] = cache
         return free[0], kept, logits
 
@@ -260,6 +266,9 @@ class HFEngine(LoopEngine):
                                      past_key_values=step["out"].past_key_values, use_cache=True)
 
         return choose_option(options, lambda: step["out"].logits[0, -1], feed)
+
+    def forget_paused(self) -> None:
+        self.paused.clear()
 
     def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> BatchLoop:
         return BatchLoop(HFRuntime(self.model, self.tuner, self.paused), self.format_tokens, max_batch, on_token)

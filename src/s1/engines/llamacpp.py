@@ -142,7 +142,7 @@ class Runtime:
         self.forget(seq, self.shared(seq, ids))
         return len(self.held[seq])
 
-    def acquire(self, free: list[int], ids: list[int], reuse: bool = True) -> tuple[int, int, None]:
+    def acquire(self, free: list[int], ids: list[int], reuse: bool = True, fork: bool = False) -> tuple[int, int, None]:
         """The free stream holding most of this prompt, and how many of its tokens it keeps (the last token
         is always fed again, so no logits are held)."""
         if not reuse:
