@@ -260,3 +260,102 @@ def test_a_served_reward_model_scores_as_in_process_and_refuses_bad_bodies(tiny_
             assert r.status_code == 400 and message in r.json()["error"]["message"], (body, r.text)
         # the server still scores after the bad requests
         assert remote.score([(QUESTION, steps[1])])[0].steps == pytest.approx(want[1].steps, abs=1e-5)
+
+
+def test_votes_by_hand():
+    from s1.metrics import best_of, weighted_vote
+
+    # classes a a b b c with rewards .1 .1 .9 .05 .3: sums a .2, b .95, c .3 -> b's first sample
+    assert weighted_vote([0, 0, 1, 1, 2], [0.1, 0.1, 0.9, 0.05, 0.3]) == 2
+    # a tie in sums goes to the class seen first; samples without an answer never win
+    assert weighted_vote([None, 0, 1], [5.0, 0.5, 0.5]) == 1
+    assert weighted_vote([None, None], [1.0, 2.0]) is None
+    assert best_of([0.2, float("nan"), 0.7, 0.7]) == 2 and best_of([None, float("nan")]) is None
+
+
+def test_parallel_trajectories_on_an_engine_that_cannot_pause_send_the_prompt_each(tiny_dir):
+    from s1.engines import load_engine
+
+    engine = load_engine(str(tiny_dir), "reprefill", "s1")
+    request = _request(engine, BudgetForcing(max_thinking_tokens=12, max_answer_tokens=4))
+    result = sample(engine, request, QUESTION, [Sampling(1.0, seed=s) for s in range(3)])
+    assert result.root_prefill == 0 and result.prefill_tokens == 3 * len(request.prompt_token_ids)
+    assert len(result.trajectories) == 3 and result.generated_tokens == sum(t.generated_tokens for t in result.trajectories)
+    with pytest.raises(UserError, match="engine hf"):
+        rebase(engine, request, QUESTION, CallableReward(lambda q, s: 0.5), RebaseSettings(width=2), _seeded)
+
+
+def test_a_killed_search_resumes_at_problem_granularity(tmp_path, tiny_dir, reward_dirs, data_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .test_cli import s1
+
+    out = tmp_path / "run"
+    args = ["eval", "--model", str(tiny_dir), "--benchmark", "math500", "--data-dir", str(data_dir), "--limit", "8",
+            "--method", "rebase,majority", "--samples", "4", "--width", "4", "--reward-model", reward_dirs["prm"],
+            "--max-thinking-tokens", "40", "--max-step-tokens", "6", "--max-answer-tokens", "6", "--seed", "3",
+            "--output", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "s1", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(__import__("os").environ, HF_HUB_OFFLINE="1"))
+    samples = out / "samples.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (samples.exists() and len(samples.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed; the test proves nothing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    before = samples.read_text().splitlines()
+    assert 2 <= len(before) < 16
+    run = s1(*args)
+    assert run.returncode == 0, run.stderr
+    after = samples.read_text().splitlines()
+    identities = [json.loads(line)["identity"] for line in after]
+    assert len(identities) == len(set(identities)) == 16, "a problem's search was recorded twice or is missing"
+    assert after[: len(before)] == before
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--method", "rebase", "--reward-model", "x:y", "--width", "four"], "--width takes whole numbers"),
+    (["--method", "rebase", "--reward-model", "x:y", "--width", "0"], "--width"),
+    (["--method", "rebase", "--reward-model", "x:y", "--step-delimiter", ""], "delimiter"),
+    (["--method", "best_of_n"], "needs a reward model"),
+    (["--method", "best_of_n", "--reward-model", "/no/such/dir"], "neither a directory"),
+    (["--method", "majority", "--samples", "0"], "--samples must be at least 1"),
+])
+def test_bad_search_flags_exit_with_one_sentence(flags, message, tiny_dir, data_dir, tmp_path):
+    from .test_cli import s1
+
+    run = s1("eval", "--model", str(tiny_dir), "--benchmark", "math500", "--data-dir", str(data_dir), "--limit", "1",
+             "--output", str(tmp_path / "run"), *flags)
+    assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+@pytest.mark.slow
+def test_done_when_rebase_and_parallel_methods_on_three_math500_problems_with_the_embedded_model(reward_dirs, data_dir, tmp_path):
+    from .test_cli import s1
+
+    out = tmp_path / "run"
+    common = ["--model", "smollm2", "--benchmark", "math500", "--data-dir", str(data_dir), "--limit", "3",
+              "--reward-model", reward_dirs["prm"], "--max-thinking-tokens", "48", "--max-answer-tokens", "16", "--seed", "0",
+              "--output", str(out)]
+    for method in (["--method", "rebase", "--width", "8", "--max-step-tokens", "16"],
+                   ["--method", "best_of_n,majority", "--samples", "8"],
+                   ["--method", "budget_forcing"]):
+        run = s1("eval", *common, *method, timeout=600)
+        assert run.returncode == 0, run.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["benchmarks"]["math500"]["settings"]
+    assert {r["method"] for r in rows} == {"budget_forcing", "rebase", "best_of_n", "majority"}
+    assert all(r["problems"] == 3 for r in rows)
+    rebase_row = next(r for r in rows if r["method"] == "rebase")
+    # the prompt is processed once per problem (a fresh process: nothing kept from before)
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    for r in records:
+        if r["method"] == "rebase":
+            assert r["prefill_tokens"] == r["root_prefill"] > 50 and len(r["trajectories"]) == 8
+            assert sum(n["tokens"] for n in r["tree"]) == r["generated_tokens"]
+    assert rebase_row["mean_reward_tokens"] > 0 and (out / "scaling.png").exists()
+    assert "| rebase | width=8 cap=48 wait=0 |" in (out / "summary.md").read_text()
