@@ -260,3 +260,29 @@ def test_cli_remote_errors_are_one_sentence():
     assert line.startswith("Error: Cannot reach the server at") and closed in line and "Traceback" not in down.stderr
     wrong = s1("generate", "--engine", "hf", "--remote-mode", "ids", "Hi")
     assert wrong.returncode == 1 and "--remote-mode is only for --engine remote" in wrong.stderr
+
+
+def test_a_search_through_two_servers_keeps_each_tree_on_one_and_grows_the_same_tree(proxies, tiny_dir, tiny):
+    from s1.engines.base import Sampling as S, make_request
+    from s1.engines.hf import HFEngine
+    from s1.rewards import CallableReward
+    from s1.search import RebaseSettings, StepRule, rebase
+
+    a, b = proxies(), proxies()
+    engine = RemoteEngine.load(str(tiny_dir), [a.url, b.url], mode="ids", **FAST)
+    local = HFEngine(*tiny)
+    scorer = CallableReward(lambda q, steps: [((len(s) * 37) % 100) / 100 for s in steps])
+    settings = RebaseSettings(width=4, step=StepRule(max_tokens=6), max_depth=6)
+    forcing = BudgetForcing(max_thinking_tokens=30, min_thinking_tokens=20, max_answer_tokens=4)  # several steps deep
+    for question in QUESTIONS[:2]:
+        a.reset()
+        b.reset()
+        request = make_request(engine.tokenizer, engine.format_tokens, engine.context_length, question, forcing, S())
+        # greedy children are all alike, which is what makes the two engines' trees comparable token for token
+        remote = rebase(engine, request, question, scorer, settings, lambda node, j: S())
+        assert (a.completions == 0) != (b.completions == 0), "one search's nodes went to two servers"
+        assert remote.root_prefill == 0 and remote.prefill_tokens >= (a.completions + b.completions) * len(request.prompt_token_ids)
+        there = rebase(local, request, question, scorer, settings, lambda node, j: S())
+        assert [(n["parent"], n["text"], n["children"], n["finished"]) for n in remote.nodes] == \
+            [(n["parent"], n["text"], n["children"], n["finished"]) for n in there.nodes]
+        assert len(remote.trajectories) == 4 and max(n["depth"] for n in remote.nodes) > 1

@@ -47,20 +47,29 @@ def test_width_allocation_matches_hand_computed_softmax_shares():
         allocate([0.1], 2, 0.0)
 
 
-def test_a_trajectory_paused_after_every_step_and_resumed_equals_one_run(tiny):
-    engine = HFEngine(*tiny)
+@pytest.mark.parametrize("kind", ["hf", "reprefill"])
+def test_a_trajectory_paused_after_every_step_and_resumed_equals_one_run(tiny, tiny_dir, kind):
+    from s1.engines import load_engine
+
+    engine = HFEngine(*tiny) if kind == "hf" else load_engine(str(tiny_dir), "reprefill", "s1")
     forcing = BudgetForcing(max_thinking_tokens=70, num_ignore=2, max_answer_tokens=12)
     whole = generate(QUESTION, engine, forcing)[0]
     request = replace(_request(engine, forcing), sampling=Sampling())
     node = engine.generate([replace(request, step=StepRule(max_tokens=0))])[0]
-    assert node.finish_reason == "step" and node.output_token_ids == [] and node.prefill_tokens == len(request.prompt_token_ids)
-    fed = []
+    assert node.finish_reason == "step" and node.output_token_ids == []
+    assert node.prefill_tokens == (len(request.prompt_token_ids) if kind == "hf" else 0)  # re-prefill: nothing sent yet
+    fed, lengths = [], []
     while node.finish_reason == "step":
         node = engine.generate([replace(request, resume=node.state, step=StepRule(max_tokens=9))])[0]
         fed.append(node.prefill_tokens)
+        lengths.append(len(node.output_token_ids))
     assert node.output_token_ids == whole.output_token_ids
     assert (node.thinking_tokens, node.extensions_used, node.capped) == (whole.thinking_tokens, whole.extensions_used, whole.capped)
-    assert len(fed) > 3 and fed == [0] * len(fed), "a resumed step processed again what its parent had processed"
+    assert len(fed) > 3 and all(b - a <= 9 for a, b in zip([0] + lengths, lengths[:-1])), "a step ran past its tokens"
+    if kind == "hf":
+        assert fed == [0] * len(fed), "a resumed step processed again what its parent had processed"
+    else:  # each round resends prompt and path
+        assert all(f >= len(request.prompt_token_ids) for f in fed)
 
 
 def test_a_step_ends_after_the_delimiter(embedded):
@@ -217,7 +226,6 @@ def test_bad_search_values_are_one_sentence(tiny_dir):
 
     cases = [
         (dict(methods=["best_of_n"]), "needs a reward model"),
-        (dict(methods=["rebase"], reward_model="x:y", engine="remote", base_urls=["http://127.0.0.1:9"]), "engine hf"),
         (dict(methods=["rebase"], reward_model="x:y", widths=[0]), "--width"),
         (dict(methods=["rebase"], reward_model="x:y", max_step_tokens=0), "max-step-tokens"),
         (dict(methods=["rebase"], reward_model="x:y", rebase_temperature=-1.0), "temperature"),
@@ -273,16 +281,16 @@ def test_votes_by_hand():
     assert best_of([0.2, float("nan"), 0.7, 0.7]) == 2 and best_of([None, float("nan")]) is None
 
 
-def test_parallel_trajectories_on_an_engine_that_cannot_pause_send_the_prompt_each(tiny_dir):
+def test_parallel_trajectories_through_re_prefill_send_the_prompt_each(tiny_dir):
     from s1.engines import load_engine
 
     engine = load_engine(str(tiny_dir), "reprefill", "s1")
     request = _request(engine, BudgetForcing(max_thinking_tokens=12, max_answer_tokens=4))
     result = sample(engine, request, QUESTION, [Sampling(1.0, seed=s) for s in range(3)])
-    assert result.root_prefill == 0 and result.prefill_tokens == 3 * len(request.prompt_token_ids)
+    # each trajectory's rounds send prompt and output so far: at least the prompt per trajectory
+    assert result.root_prefill == 0 and result.prefill_tokens == sum(t.prefill_tokens for t in result.trajectories)
+    assert all(t.prefill_tokens >= len(request.prompt_token_ids) for t in result.trajectories)
     assert len(result.trajectories) == 3 and result.generated_tokens == sum(t.generated_tokens for t in result.trajectories)
-    with pytest.raises(UserError, match="engine hf"):
-        rebase(engine, request, QUESTION, CallableReward(lambda q, s: 0.5), RebaseSettings(width=2), _seeded)
 
 
 def test_a_killed_search_resumes_at_problem_granularity(tmp_path, tiny_dir, reward_dirs, data_dir):

@@ -157,8 +157,6 @@ class EvalConfig:
         if self.plot_tokens not in ("generated", "total"):
             raise UserError(f"--plot-tokens must be generated or total, got {self.plot_tokens!r}.")
         if "rebase" in self.methods:
-            if self.engine not in ("hf", "llamacpp"):
-                raise UserError("REBASE pauses and continues trajectories in flight; use --engine hf or --engine llamacpp.")
             if self.rebase_vote not in ("weighted", "majority"):
                 raise UserError(f"--rebase-vote must be weighted or majority, got {self.rebase_vote!r}.")
             from .engines.base import StepRule

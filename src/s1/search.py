@@ -17,6 +17,7 @@ have finished; at the depth limit the live nodes run to their end.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -83,13 +84,19 @@ class SearchResult:
     """REBASE's tree: id, parent, depth, step text, tokens, score, children given, finished."""
 
 
-def _resumable(engine) -> bool:
+def _in_process(engine) -> bool:
+    """Engines that keep a paused trajectory's cache (the others resend prompt and path each round)."""
     return isinstance(engine, LoopEngine)
+
+
+def _affinity() -> str:
+    """One search's key: its requests go to one remote server (`Request.affinity`)."""
+    return uuid.uuid4().hex
 
 
 def _forget(engine) -> None:
     """The search is over: nothing continues its paused trajectories, so the engine may drop their caches."""
-    if _resumable(engine):
+    if _in_process(engine):
         engine.forget_paused()
 
 
@@ -115,7 +122,8 @@ def sample(engine, request: Request, question: str, samplings: list[Sampling], b
     """len(samplings) independent trajectories of one prompt (majority voting, best-of-N), the prompt
     processed once where the engine can continue a paused trajectory."""
     root_prefill = 0
-    if _resumable(engine):
+    request = replace(request, affinity=_affinity())
+    if _in_process(engine):
         root = _root(engine, request, delimiter)
         root_prefill = _prefill(root)
         requests = [replace(request, resume=root.state, sampling=s) for s in samplings]
@@ -159,13 +167,15 @@ class RebaseSettings:
 def rebase(engine, request: Request, question: str, reward: RewardModel, settings: RebaseSettings,
            sampling: Callable[[int, int], Sampling], batch_size: int = 8) -> SearchResult:
     """REBASE over one prompt; `sampling(node id, child index)` gives each child its sampling (its seed)."""
-    if not _resumable(engine):
-        raise UserError("REBASE pauses and continues trajectories in flight; use --engine hf or --engine llamacpp.")
-    root = _root(engine, request, settings.step.delimiter)
-    prefill, generated, reward_tokens = _prefill(root), 0, 0
+    request = replace(request, affinity=_affinity())
+    # in process, a root processes the prompt once for every child; through a server, the children send it
+    # (to one server, whose prefix cache holds it) and the root is only the tree's origin
+    origin = _root(engine, request, settings.step.delimiter) if _in_process(engine) else None
+    root, root_prefill = (origin.state, _prefill(origin)) if origin is not None else (None, 0)
+    prefill, generated, reward_tokens = root_prefill, 0, 0
     nodes = [{"id": 0, "parent": None, "depth": 0, "text": "", "tokens": 0, "score": None, "children": settings.width,
               "finished": False}]
-    states, outputs, paths = {0: root.state}, {0: 0}, {0: []}
+    states, outputs, paths = {0: root}, {0: 0}, {0: []}
     finished: list[Trajectory] = []
     texts: list[tuple[str, str]] = []  # finished trajectories' (thinking, answer), for their final scores
     frontier, counts, depth = [0], [settings.width], 0
@@ -212,4 +222,4 @@ def rebase(engine, request: Request, question: str, reward: RewardModel, setting
     for t, r, n in zip(finished, rewards, tokens):
         t.reward, t.reward_tokens = r, n
         nodes[t.node]["score"] = r
-    return SearchResult(finished, generated, prefill, reward_tokens + sum(tokens), _prefill(root), nodes)
+    return SearchResult(finished, generated, prefill, reward_tokens + sum(tokens), root_prefill, nodes)

@@ -106,6 +106,9 @@ class Request:
     the trajectory's output so far, from a kept prefix where it holds one. Used by tree search."""
     step: "StepRule | None" = None
     """Pause the trajectory after one step of thinking (finish_reason "step"); None runs it to the end."""
+    affinity: str | None = None
+    """Requests with the same affinity (a search's nodes) go to the same remote server, so its prefix
+    cache serves what they share; in-process engines keep such prefixes themselves."""
 
 
 @dataclass(frozen=True)

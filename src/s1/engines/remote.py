@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -40,6 +41,8 @@ log = logging.getLogger("s1.remote")
 
 DOWN_FOR = 30.0
 """Seconds a server whose tries were spent is passed over for new sequences (while others are up)."""
+AFFINITIES = 4096
+"""Searches whose server is remembered (each search's nodes go to one server)."""
 
 
 class RemoteError(RuntimeError):
@@ -125,6 +128,8 @@ class RemoteBackend:
         self._turn = itertools.count()
         self._pinned: dict[str, weakref.WeakSet] = {u: weakref.WeakSet() for u in self.urls}
         self._down_until = {u: 0.0 for u in self.urls}
+        self._affinity: OrderedDict[str, str] = OrderedDict()
+        """A search's key -> the server its nodes went to (the most recent AFFINITIES kept)."""
         self.strip_bos = adds_bos(tokenizer)
         self.model, self.max_model_len = self._check_models(model)
         self.modes: dict[str, str] = {}
@@ -244,7 +249,8 @@ class RemoteBackend:
     # --- servers for sequences ---------------------------------------------------------------------
 
     def _assign(self, sequence: Sequence, exclude: set[str] = frozenset()) -> str:
-        """Pin `sequence` to the up server with the fewest live sequences (round-robin among equals)."""
+        """Pin `sequence` to the up server with the fewest live sequences (round-robin among equals), or to
+        the server its affinity went to before (a search's nodes share their prefixes there)."""
         with self._lock:
             now = time.monotonic()
             candidates = [u for u in self.urls if u not in exclude]
@@ -252,6 +258,12 @@ class RemoteBackend:
             turn = next(self._turn)
             n = len(self.urls)
             best = min(up, key=lambda u: (len(self._pinned[u]), (self.urls.index(u) - turn) % n))
+            if sequence.affinity is not None:
+                best = self._affinity.get(sequence.affinity) if self._affinity.get(sequence.affinity) in up else best
+                self._affinity[sequence.affinity] = best
+                self._affinity.move_to_end(sequence.affinity)
+                while len(self._affinity) > AFFINITIES:
+                    self._affinity.popitem(last=False)
             if sequence.server in self._pinned:
                 self._pinned[sequence.server].discard(sequence)
             sequence.server = best

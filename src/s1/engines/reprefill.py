@@ -38,6 +38,12 @@ class Sequence:
     id: int = field(default_factory=lambda: next(_sequence_ids))
     server: str | None = None
     rng_state: torch.Tensor | None = None
+    affinity: str | None = None
+    """Sequences with the same affinity (a search's nodes) go to the same server, whose prefix cache then
+    holds what they share (`Request.affinity`)."""
+    sent: int = 0
+    """Prompt tokens sent over all rounds: what the backend processed, at most (a server's prefix cache
+    may have served part of it)."""
 
 
 @dataclass
@@ -60,52 +66,80 @@ class NoProgress(RuntimeError):
     """A backend returned nothing for a round that asked for tokens: asking again would loop forever."""
 
 
-def forcing_rounds(request: Request, state: ForcingState) -> Generator[Call, list[int], ForcingState]:
+def forcing_rounds(request: Request, state: ForcingState, sequence: Sequence | None = None,
+                   text: Callable[[list[int]], str] | None = None) -> Generator[Call, list[int], ForcingState]:
     """One sequence's rounds: yields backend calls, receives their tokens, and lets `state` decide.
 
-    `state.output` grows after every round, so a caller can stream a sequence round by round.
+    `state.output` grows after every round, so a caller can stream a sequence round by round. A request
+    with a `step` rule ends when its step does (the state not done: paused); its rounds are bounded by
+    the step's tokens and what a round wrote past the step's end is dropped (`text` decodes, for the
+    delimiter).
     """
-    sequence = Sequence()
+    sequence = sequence or Sequence(affinity=request.affinity)
+    step, since = request.step, len(state.output)
     state.forced()
-    while not state.done:
+    while not state.done and not (step and step.ended(state, since, text)):
         budget, stops = state.round()
-        new = yield Call(request.prompt_token_ids + state.output, budget, stops, request.sampling, sequence)
+        if step and state.thinking:
+            budget = min(budget, max(step.max_tokens - (len(state.output) - since), 1))
+        call = Call(request.prompt_token_ids + state.output, budget, stops, request.sampling, sequence)
+        sequence.sent += len(call.token_ids)
+        new = yield call
         if not new:
             raise NoProgress(
                 f"the backend returned no tokens for a round that allowed {budget}; the server may have run out "
                 "of context or ignored the request"
             )
-        state.feed(list(new))
+        if step:  # token by token, checked as the in-flight loop checks: after the token and what it forces
+            for token in new:
+                phase, at = state.phase, len(state.output)
+                if not state.feed([token]):
+                    break
+                replaced = state.output[at] != token or state.phase is not phase  # the backend's next tokens no longer follow
+                state.forced()
+                if replaced or step.ended(state, since, text):
+                    break
+        else:
+            state.feed(list(new))
         state.forced()
     return state
 
 
 def run_rounds(
     requests: list[Request], tokens: FormatTokens, backend: Backend, batch_size: int,
-    on_round: Callable[[int, ForcingState], None] | None = None,
+    on_round: Callable[[int, ForcingState, bool, int], None] | None = None,
 ) -> list[ForcingState]:
-    """Drive many sequences' rounds together, `batch_size` at a time, one backend call per round."""
-    records = [new_state(r, tokens) for r in requests]
+    """Drive many sequences' rounds together, `batch_size` at a time, one backend call per round.
+    `on_round(i, state, ended, sent)` follows every round of sequence i; `ended` once it has no more
+    (done, or paused after a step), with `sent` the prompt tokens its calls sent."""
+    records = [r.resume.fork() if r.resume is not None else new_state(r, tokens) for r in requests]
+    sequences = [Sequence(affinity=r.affinity) for r in requests]
     for start in range(0, len(requests), batch_size):
         live = {}
         calls = {}
         for i in range(start, min(start + batch_size, len(requests))):
-            live[i] = forcing_rounds(requests[i], records[i])
-            calls[i] = next(live[i])
+            live[i] = forcing_rounds(requests[i], records[i], sequences[i], tokens.text)
+            try:
+                calls[i] = next(live[i])
+            except StopIteration:  # nothing to ask a backend (a search's root, paused before its first token)
+                if on_round:
+                    on_round(i, records[i], True, 0)
         while calls:
             order = list(calls)
             outputs = backend.complete([calls[i] for i in order])
             calls = {}
             for i, new in zip(order, outputs):
+                ended = False
                 try:
                     calls[i] = live[i].send(list(new))
                 except StopIteration:
-                    pass
-                if on_round:
-                    on_round(i, records[i])
+                    ended = True
                 if records[i].done and i in calls:  # ended from outside (a stop string): no further round
                     del calls[i]
                     live[i].close()
+                    ended = True
+                if on_round:
+                    on_round(i, records[i], ended, sequences[i].sent)
     return records
 
 
@@ -230,14 +264,14 @@ class ReprefillEngine:
         sent = [0] * len(requests)
         completions: dict[int, Completion] = {}
 
-        def on_round(i: int, state: ForcingState) -> None:
-            """Hand on what this round added; finish the sequence if it is done."""
+        def on_round(i: int, state: ForcingState, ended: bool, prompt_tokens: int) -> None:
+            """Hand on what this round added; finish the sequence if it is done (or paused after a step)."""
             if on_token:
                 for token in state.output[sent[i] :]:
                     on_token(i, token, state)
             sent[i] = len(state.output)
-            if state.done:
-                completions[i] = to_completion(requests[i], state, self.tokenizer, self.fmt)
+            if ended and i not in completions:
+                completions[i] = to_completion(requests[i], state, self.tokenizer, self.fmt, prefill_tokens=prompt_tokens)
                 if on_completion:
                     on_completion(i, completions[i])
 
