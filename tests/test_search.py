@@ -172,6 +172,14 @@ def test_bad_reward_model_values_are_one_sentence(reward_dirs, tmp_path):
             load_reward_model(spec)
     with pytest.raises(UserError, match="reward-kind"):
         load_reward_model(reward_dirs["prm"], kind="sideways")
+    # a causal LM read as a token classifier would score with a random head: refused, not silently noisy
+    with pytest.raises(UserError, match="no trained weights"):
+        load_reward_model(reward_dirs["shepherd"], kind="prm")
+    remote_code = tmp_path / "qwen-prm"
+    remote_code.mkdir()
+    (remote_code / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForProcessRewardModel"]}))
+    with pytest.raises(UserError, match="serve it with vLLM"):
+        load_reward_model(str(remote_code))
     with pytest.raises(UserError, match="one token"):
         ShepherdPRM(reward_dirs["shepherd"], "\n\n", good="a good step", bad="-")
     with pytest.raises(UserError, match="returned 1 scores for 2 steps"):
@@ -219,6 +227,12 @@ def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, re
     again = run_eval(config, str(out), show_progress=False)
     assert len((out / "samples.jsonl").read_text().splitlines()) == len(records)
     assert again["benchmarks"] == summary["benchmarks"]
+    # a smaller draw in the same directory adds no second n=1, n=2 row: the larger draw's points stand
+    smaller = run_eval(EvalConfig(methods=["majority"], **{**common, "samples": 2}), str(out), show_progress=False)
+    keys = [(r["method"], r["setting"]) for r in smaller["benchmarks"]["math500"]["settings"]]
+    assert len(keys) == len(set(keys))
+    kept = {r["setting"]: r for r in smaller["benchmarks"]["math500"]["settings"] if r["method"] == "majority"}
+    assert kept["n=2 cap=24 wait=0"]["draw"] == 4
 
 
 def test_bad_search_values_are_one_sentence(tiny_dir):
@@ -367,3 +381,59 @@ def test_done_when_rebase_and_parallel_methods_on_three_math500_problems_with_th
             assert sum(n["tokens"] for n in r["tree"]) == r["generated_tokens"]
     assert rebase_row["mean_reward_tokens"] > 0 and (out / "scaling.png").exists()
     assert "| rebase | width=8 cap=48 wait=0 |" in (out / "summary.md").read_text()
+
+
+def test_a_step_ends_where_its_delimiter_is_completed_after_text(tiny):
+    from s1.forcing import ForcingState
+    from s1.formats import FormatTokens, get_format
+
+    tokens = FormatTokens.build(tiny[1], get_format("s1"))
+    encode = lambda text: tiny[1].encode(text, add_special_tokens=False)  # noqa: E731
+
+    def first_end(text: str, rule: StepRule) -> str | None:
+        """Feed `text` token by token; the text of the step when the rule ends it (None: it never does)."""
+        state = ForcingState(BudgetForcing(), tokens, cap=10_000, last_token=0)
+        for token in encode(text):
+            state.output.append(token)
+            state.thinking_tokens += 1
+            if rule.ended(state, 0, tokens.text):
+                return tokens.text(state.output)
+        return None
+
+    blank = StepRule("\n\n", 200)
+    assert first_end("Seven times eight.\n\nIt is 56.", blank) == "Seven times eight.\n\n"
+    # a blank line before any text does not end the step; the one after the text does
+    assert first_end("\n\nSeven\n\nSevenSevenSeven\n\n", blank) == "\n\nSeven\n\n"
+    # a delimiter of several tokens ends the step once its last token is in
+    marker = StepRule("<step_end>", 200)
+    assert len(encode("<step_end>")) > 1
+    assert first_end("First a.<step_end>Then b.<step_end>", marker) == "First a.<step_end>"
+    assert first_end("no delimiter here at all", blank) is None
+    assert first_end("one two three four five six", StepRule("\n\n", 3)) is not None
+    assert StepRule("\n\n", 0).ended(ForcingState(BudgetForcing(), tokens, cap=0, last_token=0), 0, tokens.text)
+
+
+def test_a_search_at_cap_zero_pauses_its_root_before_any_token(tiny):
+    engine = HFEngine(*tiny)
+    request = _request(engine, BudgetForcing(max_thinking_tokens=0, max_answer_tokens=5))
+    result = sample(engine, request, QUESTION, [Sampling(1.0, seed=s) for s in range(3)])
+    assert result.root_prefill == result.prefill_tokens == len(request.prompt_token_ids)
+    assert result.generated_tokens == sum(t.generated_tokens for t in result.trajectories)
+    assert all(t.thinking_tokens == 0 for t in result.trajectories)
+
+
+def test_rebase_grows_the_same_tree_when_held_caches_are_evicted(tiny):
+    """A budget of a few bytes keeps only the latest paused cache: the others' children fork a shorter
+    prefix (a cousin's, the prompt) or none, and process the rest; the tree stays the same."""
+    forcing = BudgetForcing(max_thinking_tokens=40, max_answer_tokens=5)
+    scorer = CallableReward(lambda q, steps: [((len(s) * 31) % 100) / 100 for s in steps])
+    settings = RebaseSettings(width=5, step=StepRule(max_tokens=5), max_depth=10)
+    trees = []
+    for budget in (None, 1):
+        engine = HFEngine(*tiny)
+        if budget is not None:
+            engine.paused.max_bytes = budget
+        result = rebase(engine, _request(engine, forcing), QUESTION, scorer, settings, _seeded)
+        trees.append((result, [(n["parent"], n["text"], n["children"]) for n in result.nodes]))
+    assert trees[0][1] == trees[1][1]
+    assert trees[1][0].prefill_tokens > trees[0][0].prefill_tokens

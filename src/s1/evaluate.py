@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from .benchmarks import Problem, benchmark_problems
 from .engines import ENGINES, Engine, Sampling, load_engine, make_request
@@ -46,8 +47,9 @@ NOTES = [
     "Parallel and tree search (majority, best_of_n, weighted_majority, rebase): one answer per problem chosen from "
     "many trajectories; their x position is the tokens generated per problem, summed over every trajectory and tree "
     "node (forced ones included), not one trajectory's thinking. A parallel setting of N trajectories also gives the "
-    "points n = 1, 2, 4 ... from its first n. The compute table adds the prompt tokens the engine actually processed "
-    "(what forked or kept prefixes saved is not counted) and the tokens the reward model scored.",
+    "points n = 1, 2, 4 ... from its first n (with several N in one directory, the largest N's). The compute table adds "
+    "the prompt tokens the engine processed (in process: what forked or kept prefixes saved is not counted; through "
+    "servers: the tokens sent, an upper bound) and the tokens the reward model scored.",
 ]
 
 
@@ -140,7 +142,12 @@ class EvalConfig:
         return [Setting(**{**s.__dict__, "max_tries": self.max_tries}) if s.reject_over is not None else s for s in settings]
 
     def search_spec(self) -> SearchSpec:
-        return SearchSpec(self.samples, self.reward_model, self.reward_kind, self.step_tag, self.reward_aggregate,
+        """The search settings; a reward model directory by its absolute path, so a run resumed from
+        elsewhere finds its samples (and another model at the same relative path does not)."""
+        reward = self.reward_model
+        if reward and not reward.startswith(("http://", "https://")) and Path(reward).expanduser().is_dir():
+            reward = str(Path(reward).expanduser().resolve())
+        return SearchSpec(self.samples, reward, self.reward_kind, self.step_tag, self.reward_aggregate,
                           self.step_delimiter, self.max_step_tokens, self.max_depth, float(self.rebase_temperature),
                           self.rebase_vote)
 
@@ -426,6 +433,8 @@ def _run_search(config: EvalConfig, engine: Engine, recorder: _Recorder, context
             it.recorded = True
             record = {**shared, "identity": it.identity, "method": it.setting.method, "setting": it.setting.label,
                       "setting_spec": it.setting.spec(), "trajectories": [dict(t) for t in shared["trajectories"]]}
+            if not it.setting.search.reward:  # majority shares the draw but reads no reward
+                record["reward_tokens"] = 0
             recorder.put(record, problem.kind, problem.answer, "")
 
 
@@ -496,7 +505,13 @@ def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str,
                 found = [records.get(sample_identity(context, s, p, 0)) for p in problems]
                 found = [r for r in found if r and "points" in r]
                 used += len(found)
-                rows += search_rows(s, found, len(problems))
+                for row in search_rows(s, found, len(problems)):
+                    # n=2 of N=4 and n=2 of N=8 are one point: the larger draw's stands
+                    same = next((r for r in rows if (r["method"], r["setting"]) == (row["method"], row["setting"])), None)
+                    if same is None:
+                        rows.append(row)
+                    elif row["draw"] > same["draw"]:
+                        rows[rows.index(same)] = row
                 continue
             per_problem = []
             for p in problems:

@@ -84,7 +84,9 @@ def add_pooling_route(app: FastAPI, reward: RewardModel, model_name: str, tag: s
         scored = await asyncio.to_thread(score, items)
         data = []
         for i, s in enumerate(scored):
-            values = [v for v in s.steps if not math.isnan(v)] if any(math.isnan(v) for v in s.steps) else s.steps
+            values = [v for v in s.steps if not math.isnan(v)]  # an outcome model scores the last step alone
+            if not values:
+                raise BadRequest("The solution could not be scored (longer than the reward model's context?).")
             data.append({"index": i, "object": "pooling", "data": [[1.0 - v, v] for v in values]})
         tokens = sum(s.tokens for s in scored)
         return {"id": f"pool-{uuid.uuid4().hex[:24]}", "object": "list", "created": int(time.time()), "model": model_name,

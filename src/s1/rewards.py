@@ -6,8 +6,7 @@ REBASE the score of a node's last step, best-of-N and weighted majority one scor
 (`aggregate`). Backends:
 
 - `TokenClassPRM`: a transformers token-classification model read at the end of each step, where the
-  step tag is written (Qwen2.5-Math-PRM's layout: steps joined by a tag token, a two-way head whose
-  second class is "good");
+  step tag is written (steps joined by a tag, a two-way head whose second class is "good");
 - `ShepherdPRM`: a causal LM read at each step tag as the probability of a "good" token against a "bad"
   one (Math-Shepherd's `ки` tag with `+`/`-`);
 - `OutcomeRM`: a sequence-classification model (one logit: its sigmoid; several: the last class's
@@ -22,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Callable, Protocol
 from .errors import UserError
 
 AGGREGATES = ("last", "min", "mean", "prod")
+log = logging.getLogger("s1.rewards")
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,24 @@ class _Transformers:
     """Shared by the transformers backends: the tokenizer, the tag and how items become token ids."""
 
     def __init__(self, path: str, step_tag: str, model_class):
-        import torch
         from transformers import AutoTokenizer
 
+        from .models import pick_device, pick_dtype
+
+        device = pick_device("auto")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self.model = model_class.from_pretrained(path, local_files_only=True, dtype=torch.float32).eval()
+            self.model, info = model_class.from_pretrained(path, local_files_only=True, dtype=pick_dtype("auto", device),
+                                                           output_loading_info=True)
         except (OSError, ValueError) as exc:
             raise UserError(f"Could not load a reward model from {path} ({str(exc).splitlines()[0]}); "
                             "pass a saved transformers reward model directory.") from None
+        if info.get("missing_keys"):
+            # a head the checkpoint lacks would be initialized at random and score noise, silently
+            raise UserError(f"{path} has no trained weights for {', '.join(sorted(info['missing_keys'])[:3])} as a "
+                            f"{model_class.__name__[4:]}; pass the --reward-kind that matches how it was trained.")
+        self.model.to(device).eval()
+        self.device = device
         self.name = path
         self.tag_ids = self.tokenizer.encode(step_tag, add_special_tokens=False)
         if not self.tag_ids:
@@ -96,17 +106,22 @@ class _Transformers:
         for step in steps:
             ids += self.tokenizer.encode(step, add_special_tokens=False) + self.tag_ids
             ends.append(len(ids) - 1)
+        return ids, ends
+
+    def fits(self, ids: list[int]) -> bool:
+        """A solution longer than the reward model's context is not scored (NaN, with a warning) rather
+        than ending a run that generated for hours."""
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit and len(ids) > limit:
-            raise UserError(f"A solution of {len(ids)} tokens is longer than the reward model's context ({limit}); "
-                            "lower --max-thinking-tokens.")
-        return ids, ends
+            log.warning("reward model: a solution of %d tokens is longer than its context (%d); not scored", len(ids), limit)
+            return False
+        return True
 
     def run(self, ids: list[int]):
         import torch
 
         with torch.inference_mode():
-            return self.model(input_ids=torch.tensor([ids])).logits[0].float()
+            return self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0].float()
 
 
 class TokenClassPRM(_Transformers):
@@ -119,6 +134,9 @@ class TokenClassPRM(_Transformers):
         out = []
         for question, steps in items:
             ids, ends = self.encode(question, steps)
+            if not self.fits(ids):
+                out.append(Scored([float("nan")] * len(steps), 0))
+                continue
             probs = self.run(ids).softmax(-1)
             out.append(Scored([float(probs[i, -1]) for i in ends], len(ids)))
         return out
@@ -138,6 +156,9 @@ class ShepherdPRM(_Transformers):
         out = []
         for question, steps in items:
             ids, ends = self.encode(question, steps)
+            if not self.fits(ids):
+                out.append(Scored([float("nan")] * len(steps), 0))
+                continue
             probs = self.run(ids)[:, self.pair].softmax(-1)
             out.append(Scored([float(probs[i, 0]) for i in ends], len(ids)))
         return out
@@ -153,6 +174,9 @@ class OutcomeRM(_Transformers):
         out = []
         for question, steps in items:
             ids, _ = self.encode(question, steps)
+            if not self.fits(ids):
+                out.append(Scored([float("nan")] * len(steps), 0))
+                continue
             logits = self.run(ids)  # [labels]: the classification of the whole sequence
             value = float(logits[0].sigmoid()) if logits.numel() == 1 else float(logits.softmax(-1)[-1])
             out.append(Scored([float("nan")] * (len(steps) - 1) + [value], len(ids)))
@@ -204,16 +228,21 @@ class HTTPReward:
                 raise UserError(f"The reward server at {self.base} could not be reached ({exc}); check --reward-model.") from None
             if response.status_code != 200:
                 raise UserError(f"The reward server at {self.base} answered {response.status_code}: {response.text[:300]}")
-            payload = response.json()
-            data = payload["data"][0]["data"]
-            vectors = data if data and isinstance(data[0], list) else [data]
-            values = [float(v[-1]) for v in vectors]
+            try:
+                payload = response.json()
+                data = payload["data"][0]["data"]
+                vectors = data if data and isinstance(data[0], list) else [data]
+                values = [float(v[-1]) for v in vectors]
+                tokens = int(payload.get("usage", {}).get("prompt_tokens", 0))
+            except (ValueError, KeyError, IndexError, TypeError):
+                raise UserError(f"The reward server at {self.base} answered in a shape that is not vLLM's Pooling API "
+                                f"({response.text[:200]!r}); point --reward-model at a /pooling server.") from None
             if len(values) == 1 and len(steps) > 1:
                 values = [float("nan")] * (len(steps) - 1) + values
             if len(values) != len(steps):
                 raise UserError(f"The reward server returned {len(values)} scores for {len(steps)} steps; "
                                 "serve a PRM with STEP pooling on the step tag.")
-            out.append(Scored(values, int(payload.get("usage", {}).get("prompt_tokens", 0))))
+            out.append(Scored(values, tokens))
         return out
 
 
@@ -230,10 +259,12 @@ def load_reward_model(spec: str, kind: str = "auto", step_tag: str | None = None
         config = path / "config.json"
         if not config.exists():
             raise UserError(f"{spec} holds no config.json; pass a saved transformers reward model directory.")
+        arch = " ".join(json.loads(config.read_text()).get("architectures") or [])
+        if "ProcessRewardModel" in arch:
+            raise UserError(f"{spec} is a {arch} with its own code (such as Qwen2.5-Math-PRM), which s1 does not load; "
+                            "serve it with vLLM (--task reward) and pass --reward-model http://host:port.")
         if kind == "auto":
-            arch = " ".join(json.loads(config.read_text()).get("architectures") or [])
-            kind = ("orm" if "SequenceClassification" in arch else "prm" if "TokenClassification" in arch
-                    or "ProcessRewardModel" in arch else "shepherd")
+            kind = "orm" if "SequenceClassification" in arch else "prm" if "TokenClassification" in arch else "shepherd"
         makers = {"prm": TokenClassPRM, "shepherd": ShepherdPRM, "orm": OutcomeRM}
         if kind not in makers:
             raise UserError(f"Unknown --reward-kind {kind!r}; choose auto, prm, shepherd or orm.")

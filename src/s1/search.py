@@ -34,12 +34,14 @@ def allocate(scores: list[float], budget: int, temperature: float) -> list[int]:
         return [0] * len(scores)
     if temperature <= 0:
         raise UserError(f"The REBASE softmax temperature must be positive, got {temperature}.")
-    finite = [s if not math.isnan(s) else -math.inf for s in scores]
-    top = max(finite)
-    if top == -math.inf:
+    values = [-math.inf if math.isnan(s) else s for s in scores]
+    top = max(values)
+    if top == -math.inf:  # nothing scored: split evenly
         weights = [1.0] * len(scores)
+    elif top == math.inf:  # infinitely good nodes share the width
+        weights = [1.0 if s == math.inf else 0.0 for s in values]
     else:
-        weights = [math.exp((s - top) / temperature) for s in finite]
+        weights = [math.exp((s - top) / temperature) for s in values]
     total = sum(weights)
     shares = [budget * w / total for w in weights]
     counts = [math.floor(s) for s in shares]
@@ -100,38 +102,42 @@ def _forget(engine) -> None:
         engine.forget_paused()
 
 
-def _root(engine, request: Request, delimiter: str) -> Completion:
+def _root(engine, request: Request) -> Completion:
     """Process the prompt once: a request that pauses before its first token."""
-    return engine.generate([replace(request, step=StepRule(delimiter, 0))], batch_size=1)[0]
+    return engine.generate([replace(request, step=StepRule(max_tokens=0))], batch_size=1)[0]
 
 
 def _prefill(completion: Completion) -> int:
     return completion.prefill_tokens if completion.prefill_tokens is not None else len(completion.prompt_token_ids)
 
 
-def _score(reward: RewardModel | None, question: str, texts: list[tuple[str, str]], how: str) -> tuple[list, list[int]]:
+def _score(reward: RewardModel | None, question: str, texts: list[tuple[str, str]], how: str,
+           delimiter: str) -> tuple[list, list[int]]:
     """(thinking, answer) texts -> one reward each (None without a reward model), and the tokens each scored."""
     if reward is None or not texts:
         return [None] * len(texts), [0] * len(texts)
-    scored = reward.score([(question, split_steps(thinking, answer)) for thinking, answer in texts])
+    scored = reward.score([(question, split_steps(thinking, answer, delimiter)) for thinking, answer in texts])
     return [aggregate(s.steps, how) for s in scored], [s.tokens for s in scored]
 
 
 def sample(engine, request: Request, question: str, samplings: list[Sampling], batch_size: int = 8,
            reward: RewardModel | None = None, how: str = "last", delimiter: str = "\n\n") -> SearchResult:
     """len(samplings) independent trajectories of one prompt (majority voting, best-of-N), the prompt
-    processed once where the engine can continue a paused trajectory."""
+    processed once where the engine can continue a paused trajectory; `delimiter` splits a solution
+    into the steps the reward model scores."""
     root_prefill = 0
     request = replace(request, affinity=_affinity())
-    if _in_process(engine):
-        root = _root(engine, request, delimiter)
-        root_prefill = _prefill(root)
-        requests = [replace(request, resume=root.state, sampling=s) for s in samplings]
-    else:
-        requests = [replace(request, sampling=s) for s in samplings]
-    done = engine.generate(requests, batch_size=batch_size)
-    _forget(engine)
-    rewards, reward_tokens = _score(reward, question, [(c.thinking, c.answer) for c in done], how)
+    try:
+        if _in_process(engine):
+            root = _root(engine, request)
+            root_prefill = _prefill(root)
+            requests = [replace(request, resume=root.state, sampling=s) for s in samplings]
+        else:
+            requests = [replace(request, sampling=s) for s in samplings]
+        done = engine.generate(requests, batch_size=batch_size)
+    finally:
+        _forget(engine)
+    rewards, reward_tokens = _score(reward, question, [(c.thinking, c.answer) for c in done], how, delimiter)
     trajectories = [
         Trajectory(c.answer, c.thinking_tokens, c.answer_tokens, len(c.output_token_ids), c.finish_reason,
                    engine.tokenizer.decode(c.output_token_ids, skip_special_tokens=False), r,
@@ -167,10 +173,17 @@ class RebaseSettings:
 def rebase(engine, request: Request, question: str, reward: RewardModel, settings: RebaseSettings,
            sampling: Callable[[int, int], Sampling], batch_size: int = 8) -> SearchResult:
     """REBASE over one prompt; `sampling(node id, child index)` gives each child its sampling (its seed)."""
-    request = replace(request, affinity=_affinity())
+    try:
+        return _rebase(engine, replace(request, affinity=_affinity()), question, reward, settings, sampling, batch_size)
+    finally:
+        _forget(engine)
+
+
+def _rebase(engine, request: Request, question: str, reward: RewardModel, settings: RebaseSettings,
+            sampling: Callable[[int, int], Sampling], batch_size: int) -> SearchResult:
     # in process, a root processes the prompt once for every child; through a server, the children send it
     # (to one server, whose prefix cache holds it) and the root is only the tree's origin
-    origin = _root(engine, request, settings.step.delimiter) if _in_process(engine) else None
+    origin = _root(engine, request) if _in_process(engine) else None
     root, root_prefill = (origin.state, _prefill(origin)) if origin is not None else (None, 0)
     prefill, generated, reward_tokens = root_prefill, 0, 0
     nodes = [{"id": 0, "parent": None, "depth": 0, "text": "", "tokens": 0, "score": None, "children": settings.width,
@@ -205,7 +218,7 @@ def rebase(engine, request: Request, question: str, reward: RewardModel, setting
                 states[node["id"]], outputs[node["id"]] = c.state, len(c.output_token_ids)
                 paths[node["id"]] = paths[parent] + [node["text"]]
                 live.append(node)
-        for p in frontier:  # a node's children hold its state now; its cache stays with the engine
+        for p in frontier:  # a node's children hold its state now
             states.pop(p, None)
         if not live or len(finished) >= settings.width:
             break
@@ -216,9 +229,10 @@ def rebase(engine, request: Request, question: str, reward: RewardModel, setting
         counts = allocate([n["score"] for n in live], settings.width - len(finished), settings.softmax_temperature)
         for n, c in zip(live, counts):
             n["children"] = c
+            if not c:  # pruned: nothing continues it
+                states.pop(n["id"], None)
         frontier, counts = [n["id"] for n, c in zip(live, counts) if c], [c for c in counts if c]
-    _forget(engine)
-    rewards, tokens = _score(reward, question, texts, settings.aggregate)
+    rewards, tokens = _score(reward, question, texts, settings.aggregate, settings.step.delimiter)
     for t, r, n in zip(finished, rewards, tokens):
         t.reward, t.reward_tokens = r, n
         nodes[t.node]["score"] = r

@@ -81,6 +81,6 @@ def search_rows(setting: Setting, records: list[dict], problems: int) -> list[di
             "mean_thinking_tokens": mean("generated_tokens"), "mean_prefill_tokens": mean("prefill_tokens"),
             "mean_reward_tokens": mean("reward_tokens"),
             "mean_total_tokens": mean("generated_tokens") + mean("prefill_tokens") + mean("reward_tokens"),
-            "in_control": None, "relative": None, "trajectories": n,
+            "in_control": None, "relative": None, "trajectories": n, "draw": setting.search.trajectories,
         })
     return rows

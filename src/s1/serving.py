@@ -54,5 +54,5 @@ def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstre
     if reward is not None:
         from .pooling import add_pooling_route
 
-        add_pooling_route(app, reward, reward.name)
+        add_pooling_route(app, reward, reward.name, tag=step_tag or "\n\n")
     return app

@@ -129,16 +129,20 @@ class StepRule:
             raise UserError(f"--max-step-tokens must be a whole number of tokens, got {self.max_tokens!r}.")
 
     def ended(self, state: ForcingState, since: int, text: Callable[[list[int]], str]) -> bool:
-        """Whether the step that began at output index `since` is over (checked after each appended token)."""
+        """Whether the step that began at output index `since` is over (checked after each appended token):
+        the delimiter was completed by the last token, after non-blank text of this step."""
+        if self.max_tokens == 0:
+            return True
         if not state.thinking or state.done:
             return False
         out = state.output
         if len(out) - since >= self.max_tokens:
             return True
-        window = out[max(since, len(out) - 4):]
-        if self.delimiter not in text(window) or self.delimiter in text(window[:-1]):
-            return False
-        return bool(text(out[since:]).rpartition(self.delimiter)[0].strip())
+        if len(out) <= since or self.delimiter[-1] not in text(out[-1:]):
+            return False  # the delimiter cannot have been completed by this token
+        full, before = text(out[since:]), text(out[since:-1])
+        at = full.rfind(self.delimiter)
+        return at >= 0 and at + len(self.delimiter) > len(before) and bool(full[:at].strip())
 
 
 OnToken = Callable[[int, int, ForcingState], None]

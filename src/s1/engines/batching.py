@@ -208,6 +208,8 @@ class BatchLoop:
                       context=len(context), prefilled=len(context) - kept, since=len(state.output), ready=ready)
             self.rows.append(row)
             finished += self._force(row)
+            if row.pending:  # forced tokens come first; the held logits are not the ones after them
+                row.ready = None
         return finished
 
     def _plan(self) -> list[tuple[Row, int]]:
