@@ -88,7 +88,12 @@ def test_a_step_ends_after_the_delimiter(embedded):
         assert "\n\n" not in engine.tokenizer.decode(c.output_token_ids[:-1], skip_special_tokens=False).strip()
 
 
-def test_rebase_processes_no_prompt_token_twice_and_finished_trajectories_leave_the_width(tiny):
+def test_rebase_processes_no_prompt_token_twice_and_finished_trajectories_leave_the_width(tiny, monkeypatch):
+    from s1.engines.hf import HFRuntime
+
+    fed = []
+    forward = HFRuntime.forward
+    monkeypatch.setattr(HFRuntime, "forward", lambda self, runs: fed.append(sum(len(r[2]) for r in runs)) or forward(self, runs))
     engine = HFEngine(*tiny)
     forcing = BudgetForcing(max_thinking_tokens=48, max_answer_tokens=6)
     request = _request(engine, forcing)
@@ -97,6 +102,9 @@ def test_rebase_processes_no_prompt_token_twice_and_finished_trajectories_leave_
     result = rebase(engine, request, QUESTION, scorer, settings, _seeded)
 
     assert result.prefill_tokens == len(request.prompt_token_ids), "a node processed tokens its parent had processed"
+    # every token the model was fed: the prompt once, then each generated token once (a finished
+    # trajectory's last token is never fed)
+    assert sum(fed) == len(request.prompt_token_ids) + result.generated_tokens - len(result.trajectories)
     nodes = result.nodes
     assert len(result.trajectories) == 6 and all(nodes[t.node]["finished"] for t in result.trajectories)
     assert result.generated_tokens == sum(n["tokens"] for n in nodes)

@@ -365,8 +365,7 @@ def _run_setting(config: EvalConfig, engine: Engine, recorder: _Recorder, contex
                 "tries": item.tries, "fits": fits, "seconds": round(time.perf_counter() - start, 3),
                 "answer": completion.answer,
                 "forced": forced_offsets(engine.tokenizer, completion),
-                "prefill_tokens": (completion.prefill_tokens if completion.prefill_tokens is not None
-                                   else len(completion.prompt_token_ids)),
+                "prefill_tokens": completion.prompt_tokens_processed,
             }
             recorder.put(record, item.problem.kind, item.problem.answer, completion.answer)
 

@@ -187,9 +187,7 @@ def _search_settings(method: str, base: BudgetForcing, caps: list[int | None], n
             spec = replace(spec, reward=search.reward, reward_kind=search.reward_kind, step_tag=search.step_tag,
                            aggregate=search.aggregate)
         sizes = [search.trajectories]
-    else:
-        if any(w < 1 for w in widths):
-            raise UserError(f"--width takes positive widths, got {','.join(map(str, widths))}.")
+    else:  # widths are checked with the other REBASE values (EvalConfig.check_search)
         spec, sizes = replace(search, trajectories=0), widths
     out = []
     for size in sizes:

@@ -71,6 +71,11 @@ class Trajectory:
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    @classmethod
+    def of(cls, c: Completion, tokenizer, **fields) -> "Trajectory":
+        return cls(c.answer, c.thinking_tokens, c.answer_tokens, len(c.output_token_ids), c.finish_reason,
+                   tokenizer.decode(c.output_token_ids, skip_special_tokens=False), **fields)
+
 
 @dataclass
 class SearchResult:
@@ -107,10 +112,6 @@ def _root(engine, request: Request) -> Completion:
     return engine.generate([replace(request, step=StepRule(max_tokens=0))], batch_size=1)[0]
 
 
-def _prefill(completion: Completion) -> int:
-    return completion.prefill_tokens if completion.prefill_tokens is not None else len(completion.prompt_token_ids)
-
-
 def _score(reward: RewardModel | None, question: str, texts: list[tuple[str, str]], how: str,
            delimiter: str) -> tuple[list, list[int]]:
     """(thinking, answer) texts -> one reward each (None without a reward model), and the tokens each scored."""
@@ -130,7 +131,7 @@ def sample(engine, request: Request, question: str, samplings: list[Sampling], b
     try:
         if _in_process(engine):
             root = _root(engine, request)
-            root_prefill = _prefill(root)
+            root_prefill = root.prompt_tokens_processed
             requests = [replace(request, resume=root.state, sampling=s) for s in samplings]
         else:
             requests = [replace(request, sampling=s) for s in samplings]
@@ -138,12 +139,8 @@ def sample(engine, request: Request, question: str, samplings: list[Sampling], b
     finally:
         _forget(engine)
     rewards, reward_tokens = _score(reward, question, [(c.thinking, c.answer) for c in done], how, delimiter)
-    trajectories = [
-        Trajectory(c.answer, c.thinking_tokens, c.answer_tokens, len(c.output_token_ids), c.finish_reason,
-                   engine.tokenizer.decode(c.output_token_ids, skip_special_tokens=False), r,
-                   prefill_tokens=_prefill(c), reward_tokens=tokens)
-        for c, r, tokens in zip(done, rewards, reward_tokens)
-    ]
+    trajectories = [Trajectory.of(c, engine.tokenizer, reward=r, prefill_tokens=c.prompt_tokens_processed, reward_tokens=tokens)
+                    for c, r, tokens in zip(done, rewards, reward_tokens)]
     return SearchResult(trajectories, sum(t.generated_tokens for t in trajectories),
                         root_prefill + sum(t.prefill_tokens for t in trajectories), sum(reward_tokens), root_prefill)
 
@@ -184,7 +181,7 @@ def _rebase(engine, request: Request, question: str, reward: RewardModel, settin
     # in process, a root processes the prompt once for every child; through a server, the children send it
     # (to one server, whose prefix cache holds it) and the root is only the tree's origin
     origin = _root(engine, request) if _in_process(engine) else None
-    root, root_prefill = (origin.state, _prefill(origin)) if origin is not None else (None, 0)
+    root, root_prefill = (origin.state, origin.prompt_tokens_processed) if origin is not None else (None, 0)
     prefill, generated, reward_tokens = root_prefill, 0, 0
     nodes = [{"id": 0, "parent": None, "depth": 0, "text": "", "tokens": 0, "score": None, "children": settings.width,
               "finished": False}]
@@ -208,11 +205,9 @@ def _rebase(engine, request: Request, question: str, reward: RewardModel, settin
                     "children": 0, "finished": c.finish_reason != "step"}
             nodes.append(node)
             generated += len(new)
-            prefill += _prefill(c)
+            prefill += c.prompt_tokens_processed
             if node["finished"]:
-                finished.append(Trajectory(c.answer, c.thinking_tokens, c.answer_tokens, len(c.output_token_ids),
-                                           c.finish_reason, engine.tokenizer.decode(c.output_token_ids, skip_special_tokens=False),
-                                           node=node["id"]))
+                finished.append(Trajectory.of(c, engine.tokenizer, node=node["id"]))
                 texts.append((c.thinking, c.answer))
             else:
                 states[node["id"]], outputs[node["id"]] = c.state, len(c.output_token_ids)

@@ -80,6 +80,11 @@ class Completion:
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "state"}
 
+    @property
+    def prompt_tokens_processed(self) -> int:
+        """`prefill_tokens`, or the whole prompt where the engine could not tell."""
+        return self.prefill_tokens if self.prefill_tokens is not None else len(self.prompt_token_ids)
+
 
 @dataclass
 class Request:
