@@ -185,3 +185,21 @@ def test_equivalence_classes_group_equal_answers_and_split_lists(grader):
     assert grader.classes("math", ["1/2", "\\frac12", "0.5", "1,2", "12", None, "\\frac{1}{2}"]) == [0, 0, 0, 3, 4, None, 0]
     assert grader.classes("integer", ["025", "25", "2,5"]) == [0, 0, 2]
     assert grader.classes("choice", ["B", "b", "C"]) == [0, 0, 2]
+
+
+def test_a_closed_grader_grades_nothing_and_starts_no_worker():
+    """An interrupted run closes its grader while the grading thread may still ask: it must get an error,
+    not a grade of "crashed" recorded for good, and no worker may start while the interpreter exits."""
+    import multiprocessing
+
+    from s1.grading import Grader, GraderClosed
+
+    grader = Grader()
+    assert grader.grade("integer", "56", "The answer is 56.").correct
+    grader.close()
+    before = len(multiprocessing.active_children())
+    with pytest.raises(GraderClosed):
+        grader.grade("integer", "56", "56")
+    with pytest.raises(GraderClosed):
+        grader.classes("math", ["1/2", "\\frac12"])
+    assert len(multiprocessing.active_children()) <= before, "a worker started after close"

@@ -309,6 +309,10 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="s1-parent-watch").start()
 
 
+class GraderClosed(RuntimeError):
+    """Grading was asked for after `close` (a run being interrupted): nothing is graded, nothing started."""
+
+
 class Grader:
     """Grades in a worker process; call `close` (or use as a context manager) when done."""
 
@@ -316,6 +320,7 @@ class Grader:
         self.timeout = timeout
         self._pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     def __enter__(self) -> "Grader":
         return self
@@ -324,19 +329,23 @@ class Grader:
         self.close()
 
     def close(self) -> None:
-        """Stop the worker now: a finished or interrupted run must leave no process behind."""
+        """Stop the worker now: a finished or interrupted run must leave no process behind. A thread still
+        grading gets `GraderClosed` instead of a grade, and no new worker is started (one spawned while the
+        interpreter exits would print a traceback, and a grade of "crashed" would be recorded for good)."""
+        self._closed = True
         self._kill()
 
     def _kill(self) -> None:
-        if self._pool is not None:
-            processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
             for process in processes:
                 if process.is_alive():
                     process.kill()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:
                 process.join(timeout=5)
-            self._pool = None
 
     def grade(self, kind: str, gold: str, text: str) -> Grade:
         return self.grade_many([(kind, gold, text)])[0]
@@ -352,6 +361,8 @@ class Grader:
             return [Grade(**g) for g in self._run(_grade_batch, items, timeout=self.timeout * len(items))]
         except (cf.TimeoutError, cf.process.BrokenProcessPool):
             self._kill()
+        if self._closed:
+            raise GraderClosed("the grader was closed while grading")
         if len(items) == 1:
             extracted = extract(items[0][2])[0] if items[0][0] != "choice" else None
             return [Grade(extracted and extracted[:200], False, "grading timed out or crashed; counted wrong")]
@@ -365,21 +376,37 @@ class Grader:
             return self._run(_classes, kind, answers, timeout=self.timeout * max(1, len(answers)))
         except (cf.TimeoutError, cf.process.BrokenProcessPool):
             self._kill()
+        if self._closed:
+            raise GraderClosed("the grader was closed while grading")
         return text_classes(answers)
 
     def _run(self, fn, *args, timeout: float):
         with self._lock:
+            if self._closed:
+                raise GraderClosed("the grader is closed")
+            started = None
             if self._pool is None:
                 self._pool = cf.ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_watch_parent, initargs=(os.getpid(),),
                 )
-                try:  # a worker that cannot even start is a setup error, not a sample graded wrong
-                    self._pool.submit(int).result(timeout=300)
-                except cf.process.BrokenProcessPool:
-                    self._kill()
-                    raise RuntimeError(
-                        "The grading worker could not start. A script that uses s1's grader must run its code under "
-                        "`if __name__ == \"__main__\":` (workers are spawned and import the script again)."
-                    ) from None
-            return self._pool.submit(fn, *args).result(timeout=timeout)
+                started = self._pool.submit(int)
+            pool = self._pool
+        if started is not None:
+            try:  # a worker that cannot even start is a setup error, not a sample graded wrong
+                started.result(timeout=300)
+            except cf.process.BrokenProcessPool:
+                self._kill()
+                if self._closed:
+                    raise GraderClosed("the grader was closed while its worker started") from None
+                raise RuntimeError(
+                    "The grading worker could not start. A script that uses s1's grader must run its code under "
+                    "`if __name__ == \"__main__\":` (workers are spawned and import the script again)."
+                ) from None
+        try:
+            future = pool.submit(fn, *args)
+        except RuntimeError:  # the pool was shut down by `close` from another thread
+            if self._closed:
+                raise GraderClosed("the grader was closed while grading") from None
+            raise
+        return future.result(timeout=timeout)
