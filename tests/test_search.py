@@ -369,9 +369,9 @@ def test_done_when_rebase_and_parallel_methods_on_three_math500_problems_with_th
 
     out = tmp_path / "run"
     common = ["--model", "smollm2", "--benchmark", "math500", "--data-dir", str(data_dir), "--limit", "3",
-              "--reward-model", reward_dirs["prm"], "--max-thinking-tokens", "48", "--max-answer-tokens", "16", "--seed", "0",
+              "--reward-model", reward_dirs["prm"], "--max-thinking-tokens", "20", "--max-answer-tokens", "6", "--seed", "0",
               "--output", str(out)]
-    for method in (["--method", "rebase", "--width", "8", "--max-step-tokens", "16"],
+    for method in (["--method", "rebase", "--width", "8", "--max-step-tokens", "8"],
                    ["--method", "best_of_n,majority", "--samples", "8"],
                    ["--method", "budget_forcing"]):
         run = s1("eval", *common, *method, timeout=600)
@@ -388,7 +388,7 @@ def test_done_when_rebase_and_parallel_methods_on_three_math500_problems_with_th
             assert r["prefill_tokens"] == r["root_prefill"] > 50 and len(r["trajectories"]) == 8
             assert sum(n["tokens"] for n in r["tree"]) == r["generated_tokens"]
     assert rebase_row["mean_reward_tokens"] > 0 and (out / "scaling.png").exists()
-    assert "| rebase | width=8 cap=48 wait=0 |" in (out / "summary.md").read_text()
+    assert "| rebase | width=8 cap=20 wait=0 |" in (out / "summary.md").read_text()
 
 
 def test_a_step_ends_where_its_delimiter_is_completed_after_text(tiny):
