@@ -123,13 +123,6 @@ class _Transformers:
         with torch.inference_mode():
             return self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0].float()
 
-
-class TokenClassPRM(_Transformers):
-    def __init__(self, path: str, step_tag: str = "<extra_0>"):
-        from transformers import AutoModelForTokenClassification
-
-        super().__init__(path, step_tag, AutoModelForTokenClassification)
-
     def score(self, items: list[tuple[str, list[str]]]) -> list[Scored]:
         out = []
         for question, steps in items:
@@ -137,9 +130,23 @@ class TokenClassPRM(_Transformers):
             if not self.fits(ids):
                 out.append(Scored([float("nan")] * len(steps), 0))
                 continue
-            probs = self.run(ids).softmax(-1)
-            out.append(Scored([float(probs[i, -1]) for i in ends], len(ids)))
+            out.append(Scored(self.read(self.run(ids), ends), len(ids)))
         return out
+
+    def read(self, logits, ends: list[int]) -> list[float]:
+        """One score per step from the model's output (each backend reads its own head)."""
+        raise NotImplementedError
+
+
+class TokenClassPRM(_Transformers):
+    def __init__(self, path: str, step_tag: str = "<extra_0>"):
+        from transformers import AutoModelForTokenClassification
+
+        super().__init__(path, step_tag, AutoModelForTokenClassification)
+
+    def read(self, logits, ends: list[int]) -> list[float]:
+        probs = logits.softmax(-1)
+        return [float(probs[i, -1]) for i in ends]
 
 
 class ShepherdPRM(_Transformers):
@@ -152,16 +159,9 @@ class ShepherdPRM(_Transformers):
             raise UserError(f"The good and bad tokens ({good!r}, {bad!r}) must each be one token of the reward model.")
         self.pair = [p[0] for p in pair]
 
-    def score(self, items: list[tuple[str, list[str]]]) -> list[Scored]:
-        out = []
-        for question, steps in items:
-            ids, ends = self.encode(question, steps)
-            if not self.fits(ids):
-                out.append(Scored([float("nan")] * len(steps), 0))
-                continue
-            probs = self.run(ids)[:, self.pair].softmax(-1)
-            out.append(Scored([float(probs[i, 0]) for i in ends], len(ids)))
-        return out
+    def read(self, logits, ends: list[int]) -> list[float]:
+        probs = logits[:, self.pair].softmax(-1)
+        return [float(probs[i, 0]) for i in ends]
 
 
 class OutcomeRM(_Transformers):
@@ -170,17 +170,10 @@ class OutcomeRM(_Transformers):
 
         super().__init__(path, step_tag, AutoModelForSequenceClassification)
 
-    def score(self, items: list[tuple[str, list[str]]]) -> list[Scored]:
-        out = []
-        for question, steps in items:
-            ids, _ = self.encode(question, steps)
-            if not self.fits(ids):
-                out.append(Scored([float("nan")] * len(steps), 0))
-                continue
-            logits = self.run(ids)  # [labels]: the classification of the whole sequence
-            value = float(logits[0].sigmoid()) if logits.numel() == 1 else float(logits.softmax(-1)[-1])
-            out.append(Scored([float("nan")] * (len(steps) - 1) + [value], len(ids)))
-        return out
+    def read(self, logits, ends: list[int]) -> list[float]:
+        """`logits` [labels] classify the whole solution: its score is the last step's."""
+        value = float(logits[0].sigmoid()) if logits.numel() == 1 else float(logits.softmax(-1)[-1])
+        return [float("nan")] * (len(ends) - 1) + [value]
 
 
 class CallableReward:

@@ -156,13 +156,10 @@ class BatchLoop:
         finished = self._admit()
         if not self.rows:
             return finished
-        choosing = []
+        fed = []  # rows with everything fed, and the logits after it: held with a forked prefix, or computed now
         for row in [r for r in self.rows if r.ready is not None]:
-            out, row.ready = row.ready, None
-            if row.pausing:
-                finished.append(self._pause(row, out))
-            else:
-                choosing.append((row, out))
+            fed.append((row, row.ready))
+            row.ready = None
         runs = self._plan()
         if runs:
             began = time.perf_counter()
@@ -171,12 +168,14 @@ class BatchLoop:
             self.rate = rate if self.rate is None else 0.5 * (self.rate + rate)
             for (row, n), out in zip(runs, logits):
                 out = self._advance(row, n, out)
-                if row.pending:
-                    continue
-                if row.pausing:
-                    finished.append(self._pause(row, out))
-                else:
-                    choosing.append((row, out))
+                if not row.pending:
+                    fed.append((row, out))
+        choosing = []
+        for row, out in fed:
+            if row.pausing:
+                finished.append(self._pause(row, out))
+            else:
+                choosing.append((row, out))
         if choosing:
             finished += self._choose([r for r, _ in choosing], torch.stack([o for _, o in choosing]))
         return finished
@@ -341,9 +340,7 @@ class BatchLoop:
     def _pause(self, row: Row, logits: torch.Tensor) -> tuple:
         """A row whose step is over leaves with everything fed; its slot is released with the last logits, so
         the runtime can hand its cache to the rows that continue the trajectory."""
-        self.rows.remove(row)
-        self.runtime.release(row.slot, logits)
-        self.free.append(row.slot)
+        self._release(row, logits)
         return (row.index, row.request, row.state, row)
 
     @staticmethod
@@ -358,8 +355,9 @@ class BatchLoop:
             logits[j, sorted(r.state.answer_stop_ids)] = float("-inf")
         return logits
 
-    def _release(self, row: Row) -> None:
-        """Take a row out of the batch; the runtime may keep what its slot holds for a prompt with the same start."""
+    def _release(self, row: Row, logits: torch.Tensor | None = None) -> None:
+        """Take a row out of the batch; the runtime may keep what its slot holds for a prompt with the same start
+        (a paused row's, with its last `logits`, for the rows that continue it)."""
         self.rows.remove(row)
-        self.runtime.release(row.slot)
+        self.runtime.release(row.slot, logits)
         self.free.append(row.slot)
