@@ -1,20 +1,26 @@
-"""`s1 train`: rendering, the assistant-only label mask, the recipe, resuming, and two processes."""
+"""`s1 train`: rendering, the label mask, the recipe (file, flags, --set), FSDP on two processes, kill and resume."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from s1 import UserError
-from s1.formats import S1
-from s1.train import TrainConfig, render_example, validate
+from s1.formats import R1, S1
+from s1.recipe import PAPER, TrainConfig, build
+from s1.train import accumulation_steps
+from s1.training_data import render_example, turn_end
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY_RECIPE = ROOT / "configs/recipes/cpu-tiny.yaml"
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
 
 
 def s1(*args, launcher=None):
@@ -35,6 +41,27 @@ def s1k_file(tmp_path_factory):
     return path
 
 
+def tiny_run(tiny_dir, s1k_file, out, *extra):
+    """The CPU recipe on the tiny model: 8 steps, global batch 2, a checkpoint every 2 steps."""
+    return ["train", "--config", str(TINY_RECIPE), "--model", str(tiny_dir), "--data", str(s1k_file), "--output", str(out),
+            "--save-steps", "2", *extra]
+
+
+def weights(directory: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(directory / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def single_run(tiny_dir, s1k_file, tmp_path_factory):
+    """One process, never interrupted: the reference the resumed and the FSDP runs must reproduce."""
+    out = tmp_path_factory.mktemp("single") / "run"
+    run = s1(*tiny_run(tiny_dir, s1k_file, out))
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out
+
+
 def test_s1_training_template(embedded):
     tokenizer = embedded[1]
     ex = render_example({"question": "What is 2+2?", "thinking_trajectories": ["2 plus 2 is 4."], "attempt": "4"}, 0, tokenizer, S1)
@@ -43,6 +70,18 @@ def test_s1_training_template(embedded):
     # "Answer: " only when the attempt lacks it
     again = render_example({"question": "q", "thinking": "t", "answer": "Answer: 5"}, 0, tokenizer, S1)
     assert again["completion"].endswith("<|im_start|>answer\nAnswer: 5<|im_end|>")
+
+
+def test_r1_turns_end_with_the_models_own_eos(embedded):
+    """An R1-style model stops at its EOS; ending its turns with the format's <|im_end|> would teach it never to stop."""
+    import copy
+
+    tokenizer = copy.deepcopy(embedded[1])
+    tokenizer.eos_token = "<|endoftext|>"
+    ex = render_example({"question": "q", "thinking": "t", "answer": "5"}, 0, tokenizer, R1)
+    assert ex["completion"].endswith("5<|endoftext|>")
+    assert "<|im_end|>" not in ex["completion"]
+    assert turn_end(tokenizer, R1) == "<|endoftext|>"
 
 
 def test_s1k_11_records_choose_their_trace(embedded):
@@ -83,52 +122,153 @@ def test_loss_is_only_on_the_assistant_part(tiny, s1k_file, tmp_path):
     assert learned.startswith("<|im_start|>think\n") and learned.endswith("<|im_end|>")
 
 
-def test_recipe_defaults_are_the_papers():
-    c = TrainConfig()
-    assert (c.epochs, c.lr, c.batch_size, c.warmup_ratio, c.weight_decay, c.adam_beta1, c.adam_beta2, c.block_size) == (
-        5.0, 1e-5, 16, 0.05, 1e-4, 0.9, 0.95, 32768
-    )
-    assert validate(c) == 16  # micro batch 1, one process: 16 accumulation steps
+def test_recipe_defaults_are_the_papers_and_the_32b_file_says_the_same():
+    c = build()
+    assert (c.value("num_train_epochs"), c.value("learning_rate"), c.batch_size, c.value("warmup_steps"), c.value("weight_decay"),
+            c.value("adam_beta1"), c.value("adam_beta2"), c.value("max_length"), c.value("lr_scheduler_type")) == (
+        5.0, 1e-5, 16, 0.05, 1e-4, 0.9, 0.95, 32768, "cosine")
+    assert accumulation_steps(c) == 16  # micro batch 1, one process: 16 accumulation steps
+    paper = build(str(ROOT / "configs/recipes/s1-32b.yaml"))
+    assert (paper.model, paper.data, paper.batch_size) == ("Qwen/Qwen2.5-32B-Instruct", "simplescaling/s1K-1.1", 16)
+    for key, value in PAPER.items():
+        assert paper.value(key) == value or key in ("activation_checkpointing",), key
+    assert paper.value("activation_checkpointing") is True
+
+
+def test_file_flags_and_set_layer_in_that_order(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    # TRL / open-r1 names; YAML reads 2e-5 as text, the field's type makes it a float
+    recipe.write_text("model_name_or_path: some/model\nlearning_rate: 2e-5\nwarmup_ratio: 0.1\ngradient_checkpointing: true\n"
+                      "num_train_epochs: 3\nlr_scheduler_type: linear\n")
+    c = build(str(recipe), {"epochs": 2.0, "lr": None}, ["lr_scheduler_type=constant", "max_grad_norm=0.5", "optim=adamw_torch_fused",
+                                                          "report_to=none", "neftune_noise_alpha=null"])
+    assert c.model == "some/model"
+    assert c.sft["learning_rate"] == 2e-5 and isinstance(c.sft["learning_rate"], float)
+    assert c.sft["warmup_steps"] == 0.1 and c.sft["activation_checkpointing"] is True
+    assert c.sft["num_train_epochs"] == 2.0  # the flag over the file
+    assert c.sft["lr_scheduler_type"] == "constant"  # --set over the file
+    assert (c.sft["max_grad_norm"], c.sft["optim"], c.sft["neftune_noise_alpha"]) == (0.5, "adamw_torch_fused", None)
+
+
+BAD_RECIPES = {
+    "unknown key": ([], ["learnin_rate=1"], "Unknown training key 'learnin_rate'", "did you mean 'learning_rate'"),
+    "not KEY=VALUE": ([], ["learning_rate"], "is not KEY=VALUE", ""),
+    "text for a number": ([], ["learning_rate=fast"], "learning_rate must be a number", ""),
+    "fraction for a whole number": ([], ["max_steps=1.5"], "max_steps must be a whole number", ""),
+    "not a boolean": ([], ["packing=maybe"], "packing must be a true or false", ""),
+    "derived field": ([], ["gradient_accumulation_steps=4"], "gradient_accumulation_steps cannot be set", "batch_size"),
+    "warm-up of all steps": ([], ["warmup_ratio=1"], "warmup_ratio (--warmup-ratio) is a share of all steps", ""),
+    "negative lr": ([], ["learning_rate=-1"], "must be positive", ""),
+    "infinite lr": ([], ["learning_rate=inf"], "learning_rate must be a number", ""),
+    "empty required": ([], ["learning_rate=null"], "learning_rate cannot be empty", ""),
+    "bad dtype": ([], ["dtype=int8"], "--dtype must be one of", ""),
+    "bad format": ([], ["format=chatml"], "--format must be one of", ""),
+    "zero checkpoints kept": ([], ["save_total_limit=0"], "save_total_limit (--save-total-limit) must be at least 1", ""),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_RECIPES))
+def test_bad_recipe_values_are_one_sentence(name):
+    flags, sets, words, more = BAD_RECIPES[name]
+    with pytest.raises(UserError) as caught:
+        build(None, dict(flags), sets)
+    assert words in str(caught.value) and more in str(caught.value)
+
+
+@pytest.mark.parametrize("content, words", [
+    ("- a\n- b\n", "must be a mapping"),
+    ("lr: [unclosed\n", "is not valid YAML"),
+    ("learning_rate: {a: 1}\n", "learning_rate must be a number"),
+])
+def test_bad_recipe_files_are_one_sentence(tmp_path, content, words):
+    path = tmp_path / "r.yaml"
+    path.write_text(content)
+    with pytest.raises(UserError, match=words):
+        build(str(path))
+    with pytest.raises(UserError, match="does not exist"):
+        build(str(tmp_path / "missing.yaml"))
 
 
 def test_global_batch_must_divide(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
-    assert validate(TrainConfig(batch_size=16, micro_batch_size=2)) == 2
+    assert accumulation_steps(TrainConfig(batch_size=16, sft={"per_device_train_batch_size": 2})) == 2
     with pytest.raises(UserError, match="not a multiple"):
-        validate(TrainConfig(batch_size=16, micro_batch_size=3))
+        accumulation_steps(TrainConfig(batch_size=16, sft={"per_device_train_batch_size": 3}))
 
 
-def test_bad_training_input_is_one_sentence(tmp_path):
+def test_bad_training_input_is_one_sentence(tmp_path, s1k_file):
     run = s1("train", "--data", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "o"))
     assert run.returncode == 1 and "does not exist" in run.stderr and "Traceback" not in run.stderr
     run = s1("train", "--data", str(tmp_path / "x.jsonl"), "--long-sequences", "chop")
     assert run.returncode == 1 and "--long-sequences" in run.stderr
+    # a value only TrainingArguments itself can judge, refused before any training
+    run = s1("train", "--data", str(s1k_file), "--output", str(tmp_path / "o"), "--set", "save_strategy=sometimes", "--max-steps", "1")
+    assert run.returncode == 1 and "training recipe is not valid" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_resume_continues_from_the_last_checkpoint(tiny_dir, s1k_file, tmp_path):
+def test_killed_run_resumes_on_the_same_loss_curve(tiny_dir, s1k_file, single_run, tmp_path):
+    """SIGKILL after a checkpoint, then --resume: the same 8 losses and the same final weights as never stopping."""
     out = tmp_path / "run"
-    common = ["train", "--model", str(tiny_dir), "--data", str(s1k_file), "--output", str(out), "--batch-size", "2",
-              "--lr", "1e-3", "--block-size", "256", "--save-steps", "2"]
-    first = s1(*common, "--max-steps", "4")
-    assert first.returncode == 0, first.stderr
-    assert (out / "checkpoint-4").is_dir()
-    second = s1(*common, "--max-steps", "6", "--resume")
-    assert second.returncode == 0, second.stderr
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "s1", *tiny_run(tiny_dir, s1k_file, out)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (out / "checkpoint-2" / "trainer_state.json").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert not (out / "final").exists(), "the run finished before it could be killed"
+    resumed = s1(*tiny_run(tiny_dir, s1k_file, out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     record = json.loads((out / "ranks" / "rank-0.json").read_text())
-    assert record["global_step"] == 6
-    logged = (second.stdout + second.stderr).count("'loss':")
-    assert logged == 2, "the resumed run trained again from step 0"
+    reference = json.loads((single_run / "ranks" / "rank-0.json").read_text())
+    assert record["first_step"] >= 2 and record["global_step"] == 8
+    assert record["losses"] == pytest.approx(reference["losses"], rel=1e-5)
+    for name, tensor in weights(single_run / "final").items():
+        assert tensor.allclose(weights(out / "final")[name], atol=1e-6), name
+    assert len(list(out.glob("checkpoint-*"))) <= 2  # save_total_limit
+
+
+def test_fsdp_on_two_processes_saves_a_model_both_engines_load(tiny_dir, s1k_file, single_run, tmp_path):
+    """The shipped FSDP2 config on two CPU processes: lean loading, FSDP's activation checkpointing, sharded
+    checkpoints, and a consolidated final model equal to the single-process one."""
+    out = tmp_path / "fsdp"
+    launcher = [*ACCELERATE, "--config_file", str(ROOT / "configs/accelerate/fsdp.yaml"), "--num_processes", "2",
+                "--mixed_precision", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", "29533", "-m", "s1"]
+    run = s1(*tiny_run(tiny_dir, s1k_file, out), launcher=launcher)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [json.loads((out / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [(r["kind"], r["sharded"], r["activation_checkpointing"]) for r in ranks] == [("fsdp", True, "fsdp")] * 2
+    assert [r["weights"] for r in ranks] == ["read from disk", "broadcast from rank 0"]
+    assert ranks[0]["fingerprint"] != ranks[1]["fingerprint"]  # each holds its own shard
+    reference = json.loads((single_run / "ranks" / "rank-0.json").read_text())
+    assert ranks[0]["losses"] == pytest.approx(reference["losses"], rel=1e-4)
+    assert any((out / "checkpoint-8").glob("pytorch_model_fsdp_0/*.distcp"))  # sharded, as resuming needs
+
+    final = out / "final"
+    config = json.loads((final / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["dtype"] == "float32"
+    for name, tensor in weights(single_run / "final").items():
+        assert tensor.allclose(weights(final)[name], atol=1e-4), name
+    tokens = {}
+    for engine in ("hf", "reprefill"):
+        gen = s1("generate", "--model", str(final), "--engine", engine, "--max-thinking-tokens", "12",
+                 "--max-answer-tokens", "8", "--json", "What is 9*11?")
+        assert gen.returncode == 0, gen.stderr[-2000:]
+        tokens[engine] = json.loads(gen.stdout)["output_token_ids"]
+    assert tokens["hf"] == tokens["reprefill"] and len(tokens["hf"]) > 12
 
 
 def test_two_processes_train_the_same_model(tiny_dir, s1k_file, tmp_path):
     out = tmp_path / "ddp"
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs/accelerate/cpu_2proc.yaml"),
-                "--main_process_port", "29531", "-m", "s1"]
+    launcher = [*ACCELERATE, "--config_file", str(ROOT / "configs/accelerate/cpu_2proc.yaml"), "--main_process_port", "29531", "-m", "s1"]
     run = s1("train", "--model", str(tiny_dir), "--data", str(s1k_file), "--output", str(out), "--max-steps", "4",
              "--batch-size", "4", "--lr", "1e-3", "--block-size", "256", launcher=launcher)
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [json.loads((out / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert [(r["world_size"], r["kind"]) for r in ranks] == [(2, "ddp"), (2, "ddp")]
     assert ranks[0]["global_step"] == ranks[1]["global_step"] == 4
     assert ranks[0]["losses"] == ranks[1]["losses"]  # the logged loss is the mean over both processes
     assert ranks[0]["fingerprint"] == ranks[1]["fingerprint"]

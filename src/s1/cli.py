@@ -293,42 +293,41 @@ def demo(
 
 @app.command("train")
 def train_command(
-    model: Annotated[str, typer.Option(help="Base model: smollm2 (embedded), a model directory, a .gguf file or a hub id.")] = "smollm2",
-    data: Annotated[str, typer.Option(help="s1K / s1K-1.1 / question-thinking-answer records: JSONL, JSON, Parquet or a hub id.")] = "",
-    output: Annotated[str, typer.Option(help="Checkpoints go here; the final model in OUTPUT/final.")] = "runs/train",
-    format: Annotated[str, typer.Option("--format", help="Thinking format of the training template: s1 or r1.")] = "s1",
-    trace_source: Annotated[str, typer.Option(help="s1K-1.1 traces: deepseek or gemini.")] = "deepseek",
-    epochs: Annotated[float, typer.Option(help="Epochs (paper: 5).")] = 5.0,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (paper: 1e-5).")] = 1e-5,
-    batch_size: Annotated[int, typer.Option(help="Global batch size (paper: 16) = micro batch x accumulation x processes.")] = 16,
-    micro_batch_size: Annotated[int, typer.Option(help="Sequences per device per forward pass.")] = 1,
-    block_size: Annotated[int, typer.Option(help="Longest sequence in tokens (paper: 32768).")] = 32768,
-    long_sequences: Annotated[str, typer.Option(help="Longer sequences are truncated (counted, warned) or dropped.")] = "truncate",
-    max_steps: Annotated[int, typer.Option(help="Stop after this many optimizer steps (-1: run all epochs).")] = -1,
-    warmup_ratio: Annotated[float, typer.Option(help="Linear warm-up share of all steps (paper: 0.05).")] = 0.05,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (paper: 1e-4).")] = 1e-4,
-    adam_beta1: Annotated[float, typer.Option(help="AdamW beta1 (paper: 0.9).")] = 0.9,
-    adam_beta2: Annotated[float, typer.Option(help="AdamW beta2 (paper: 0.95).")] = 0.95,
-    gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = False,
-    bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="Default: bf16 where the GPU has it.")] = None,
-    save_steps: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps.")] = 500,
-    logging_steps: Annotated[int, typer.Option(help="Log loss, lr and tokens/s every N steps.")] = 1,
-    report_to: Annotated[str, typer.Option(help="none, wandb, tensorboard ... (passed to transformers).")] = "none",
-    resume: Annotated[bool, typer.Option(help="Resume from the newest checkpoint in --output.")] = False,
-    seed: Annotated[int, typer.Option(help="Training seed.")] = 42,
+    config: Annotated[Optional[str], typer.Option("--config", help="A YAML recipe: s1's keys and any TRL SFTConfig field (configs/recipes/).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for any recipe key or SFTConfig field, e.g. --set lr_scheduler_type=linear (repeatable; wins over the rest).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Base model: smollm2 (embedded), a model directory, a .gguf file or a hub id.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="s1K / s1K-1.1 / question-thinking-answer records: JSONL, JSON, Parquet or a hub id.")] = None,
+    output: Annotated[Optional[str], typer.Option(help="Checkpoints go here; the final model in OUTPUT/final (default runs/train).")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="Thinking format of the training template: s1 or r1.")] = None,
+    trace_source: Annotated[Optional[str], typer.Option(help="s1K-1.1 traces: deepseek or gemini.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="auto (bf16 on GPUs that have it, else float32), float32, bfloat16, float16.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="num_train_epochs (paper: 5).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="learning_rate, the peak (paper: 1e-5).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Global batch (paper: 16) = micro batch x accumulation x processes.")] = None,
+    micro_batch_size: Annotated[Optional[int], typer.Option(help="per_device_train_batch_size (default 1).")] = None,
+    block_size: Annotated[Optional[int], typer.Option(help="max_length, the longest sequence in tokens (paper: 32768).")] = None,
+    long_sequences: Annotated[Optional[str], typer.Option(help="Longer sequences are truncated (counted, warned) or dropped.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps (-1: run all epochs).")] = None,
+    warmup_ratio: Annotated[Optional[float], typer.Option(help="Linear warm-up share of all steps (paper: 0.05).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay (paper: 1e-4).")] = None,
+    adam_beta1: Annotated[Optional[float], typer.Option(help="AdamW beta1 (paper: 0.9).")] = None,
+    adam_beta2: Annotated[Optional[float], typer.Option(help="AdamW beta2 (paper: 0.95).")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory (under FSDP: FSDP's own).")] = None,
+    bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast; default: where the GPU has it.")] = None,
+    save_steps: Annotated[Optional[int], typer.Option(help="A resumable checkpoint every N steps (default: each epoch, or a fifth of a shorter run).")] = None,
+    save_total_limit: Annotated[Optional[int], typer.Option(help="Checkpoints kept, the newest (default 2).")] = None,
+    logging_steps: Annotated[Optional[int], typer.Option(help="Log loss, lr and tokens/s every N steps.")] = None,
+    report_to: Annotated[Optional[str], typer.Option(help="none, wandb or tensorboard (passed to transformers).")] = None,
+    resume: Annotated[Optional[bool], typer.Option("--resume", help="Resume from the newest complete checkpoint in --output.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Training seed.")] = None,
     system: Annotated[Optional[str], typer.Option(help="System prompt for every example.")] = None,
 ) -> None:
     """Supervised fine-tuning on reasoning traces with the paper's recipe (TRL; multi-GPU via accelerate launch)."""
-    from .train import TrainConfig, train
+    from . import recipe
+    from .train import train
 
-    config = TrainConfig(
-        model=model, data=data, output=output, format=format, trace_source=trace_source, epochs=epochs, lr=lr,
-        batch_size=batch_size, micro_batch_size=micro_batch_size, block_size=block_size, long_sequences=long_sequences,
-        max_steps=max_steps, warmup_ratio=warmup_ratio, weight_decay=weight_decay, adam_beta1=adam_beta1,
-        adam_beta2=adam_beta2, gradient_checkpointing=gradient_checkpointing, bf16=bf16, save_steps=save_steps,
-        logging_steps=logging_steps, report_to=report_to, resume=resume, seed=seed, system=system,
-    )
-    final = train(config)
+    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "recipe", "train")}
+    final = train(recipe.build(config, flags, set_))
     if os.environ.get("RANK", "0") == "0":
         err.print(f"Model saved to {final}; try: s1 generate --model {final} \"What is 7*8?\" --max-thinking-tokens 64", style="cyan")
 

@@ -157,8 +157,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_hf(name: str, device: str = "auto", dtype: str = "auto"):
-    """(model, tokenizer) for transformers, in eval mode on the chosen device."""
+def load_hf(name: str, device: str = "auto", dtype: str = "auto", place: bool = True):
+    """(model, tokenizer) for transformers, in eval mode on the chosen device (place=False: left as loaded,
+    which for training under FSDP's lean loading is on the meta device on every rank but 0)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve(name)
@@ -184,8 +185,35 @@ def load_hf(name: str, device: str = "auto", dtype: str = "auto"):
             model, tokenizer = load(local_only=False)
         except OSError as exc:
             raise UserError(f"Could not load model {name!r} from the hub ({str(exc).splitlines()[0]}); check the id.") from None
-    model.to(device).eval()
+    if place:
+        model.to(device).eval()
     return model, tokenizer
+
+
+def empty_model(name: str, dtype: str):
+    """The model's architecture with its weights allocated but neither read nor initialized: what every FSDP rank
+    but the first holds before sharding, when rank 0 alone reads the checkpoint and sends each rank its shards.
+
+    Untouched pages cost no memory, and accelerate moves the model to the meta device before sharding. The
+    weights are real (empty) CPU tensors rather than meta ones because accelerate matches the optimizer's
+    parameters to the sharded ones by data pointer, which is 0 for every meta tensor.
+    """
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    source = resolve(name)
+    config = AutoConfig.from_pretrained(local_dir(source), local_files_only=source.kind != "hub")
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(config, dtype=pick_dtype(dtype, "cpu"))
+    allocated: dict[int, torch.nn.Parameter] = {}  # tied weights stay one tensor
+    for module in model.modules():
+        for key, param in list(module._parameters.items()):
+            if param is not None:
+                if id(param) not in allocated:
+                    allocated[id(param)] = torch.nn.Parameter(torch.empty(param.shape, dtype=param.dtype), param.requires_grad)
+                module._parameters[key] = allocated[id(param)]
+    return model
 
 
 def load_tokenizer(name: str):

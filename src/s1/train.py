@@ -1,304 +1,249 @@
-"""SFT with TRL on s1K-style reasoning traces: the paper's recipe as defaults, loss on the assistant only.
+"""SFT with TRL on s1K-style reasoning traces: the paper's recipe, loss on the assistant part, a loadable model.
 
-Records are rendered as prompt (the chat template's system + user turns and assistant header) and
-completion (the format's training template: thinking, answer delimiter, answer, end of turn), so TRL's
-completion-only loss masks exactly the system and user part. Multi-GPU runs go through `accelerate
-launch` with the configs in configs/accelerate (FSDP full-shard, DeepSpeed ZeRO-3).
+A run reads its recipe (recipe.py), renders the records (training_data.py), forms the process group
+before loading the model (so under FSDP only rank 0 reads the weights), trains with TRL's `SFTTrainer`
+saving resumable checkpoints sized to the run, and ends with `OUTPUT/final`: the consolidated weights
+in safetensors, config, tokenizer, a chat template whose generation prompt opens thinking, and a
+generation config that stops at the end token the examples were trained to emit. Multi-GPU runs go
+through `accelerate launch` with configs/accelerate (FSDP2, DeepSpeed ZeRO-3); sharding.py holds what
+s1 adds to them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import os
-from dataclasses import asdict, dataclass
+import math
+import time
+from dataclasses import asdict
 from pathlib import Path
 
+from . import sharding
 from .errors import UserError
+from .formats import ThinkingFormat, encode, get_format
+from .recipe import PAPER, TrainConfig
 from .rundir import make_directory
-from .formats import ThinkingFormat, get_format, encode
+from .training_data import load_records, render_example, thinking_chat_template, turn_end
 
-TRACE_SOURCES = ("deepseek", "gemini")
-REPORT_TO = ("none", "wandb", "tensorboard")
-
-
-@dataclass
-class TrainConfig:
-    """Defaults are the paper's recipe (s1 §D): 5 epochs, lr 1e-5, global batch 16, 5% warm-up, cosine."""
-
-    model: str = "smollm2"
-    data: str = ""
-    output: str = "runs/train"
-    format: str = "s1"
-    trace_source: str = "deepseek"
-    epochs: float = 5.0
-    lr: float = 1e-5
-    batch_size: int = 16
-    """Global batch: micro batch x gradient accumulation x processes."""
-    micro_batch_size: int = 1
-    block_size: int = 32768
-    long_sequences: str = "truncate"
-    """truncate (counted and warned about) or drop."""
-    max_steps: int = -1
-    warmup_ratio: float = 0.05
-    weight_decay: float = 1e-4
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    gradient_checkpointing: bool = False
-    bf16: bool | None = None
-    """None: bf16 where the hardware has it."""
-    save_steps: int = 500
-    logging_steps: int = 1
-    report_to: str = "none"
-    resume: bool = False
-    seed: int = 42
-    system: str | None = None
+RECORD = "s1_train.json"
 
 
-def _trace_and_attempt(record: dict, index: int, source: str) -> tuple[str, str]:
-    """s1K, s1K-1.1 or plain question/thinking/answer records -> (trace, attempt)."""
-    if f"{source}_thinking_trajectory" in record:
-        trace, attempt = record.get(f"{source}_thinking_trajectory"), record.get(f"{source}_attempt")
-        names = (f"{source}_thinking_trajectory", f"{source}_attempt")
-    elif "thinking_trajectories" in record:
-        trajectories = record["thinking_trajectories"]
-        trace = trajectories[0] if isinstance(trajectories, list) and trajectories else trajectories
-        attempt = record.get("attempt")
-        names = ("thinking_trajectories", "attempt")
-    else:
-        trace, attempt = record.get("thinking"), record.get("answer", record.get("attempt"))
-        names = ("thinking", "answer")
-    for name, value in zip(names, (trace, attempt)):
-        if not isinstance(value, str) or not value.strip():
-            raise UserError(
-                f"Record {index + 1} has no {name!r}; give each record question + thinking_trajectories + attempt (s1K), "
-                "deepseek_/gemini_thinking_trajectory + _attempt (s1K-1.1), or question + thinking + answer."
-            )
-    return trace, attempt
-
-
-def answer_end(tokenizer, fmt: ThinkingFormat) -> str:
-    """What closes the assistant turn: the format's answer stop if it is one token, else the tokenizer's EOS."""
-    for stop in fmt.answer_stops:
-        if len(encode(tokenizer, stop)) == 1:
-            return stop
-    return tokenizer.eos_token or ""
-
-
-def render_example(record: dict, index: int, tokenizer, fmt: ThinkingFormat, source: str = "deepseek", system: str | None = None) -> dict:
-    """One record as {prompt, completion}; the completion is what the loss is computed on."""
-    question = record.get("question")
-    if not isinstance(question, str) or not question.strip():
-        raise UserError(f"Record {index + 1} has no 'question'; every record needs the question text.")
-    trace, attempt = _trace_and_attempt(record, index, source)
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    start = fmt.think_start if fmt.think_start.endswith("\n") else fmt.think_start + "\n"
-    if prompt.endswith(start):  # templates of R1-style models open thinking themselves
-        start = ""
-    attempt = attempt.strip()
-    if fmt.answer_label.strip() and not attempt.startswith(fmt.answer_label.strip()):
-        attempt = fmt.answer_label + attempt
-    completion = f"{start}{trace.strip()}\n{fmt.think_end}{fmt.answer_separator}{attempt}{answer_end(tokenizer, fmt)}"
-    return {"prompt": prompt, "completion": completion}
-
-
-def load_records(data: str) -> list[dict]:
-    """JSONL, JSON or Parquet files, or a hub dataset id (train split)."""
-    if not data:
-        raise UserError("No training data; pass --data FILE.jsonl|FILE.parquet or a hub dataset id such as simplescaling/s1K-1.1.")
-    path = Path(data)
-    try:
-        import datasets
-
-        if path.exists():
-            kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}.get(path.suffix.lower())
-            if kind is None:
-                raise UserError(f"Cannot read {data}: training data must be .jsonl, .json or .parquet.")
-            dataset = datasets.load_dataset(kind, data_files=str(path), split="train")
-        elif data.startswith((".", "/", "~")) or path.suffix:
-            raise UserError(f"Training data {data} does not exist; check the path.")
-        else:
-            dataset = datasets.load_dataset(data, split="train")
-    except UserError:
-        raise
-    except Exception as exc:
-        raise UserError(f"Could not load training data {data!r} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}).") from None
-    records = [dict(r) for r in dataset]
-    if not records:
-        raise UserError(f"{data} holds no records.")
-    return records
-
-
-def thinking_chat_template(tokenizer, fmt: ThinkingFormat) -> str | None:
-    """The tokenizer's chat template, extended so a generation prompt opens thinking in this format."""
-    template = tokenizer.chat_template
-    if not template:
-        return None
-    probe = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False)
-    if probe.rstrip().endswith(fmt.think_start.rstrip()):
-        return template
-    return template + "{% if add_generation_prompt %}{{ " + json.dumps(fmt.think_start) + " }}{% endif %}"
-
-
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _bf16(config: TrainConfig) -> bool:
-    import torch
-
-    if config.bf16 is not None:
-        return config.bf16
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-def validate(config: TrainConfig) -> int:
-    """Check the recipe; returns the gradient accumulation steps that make the global batch."""
-    if config.epochs <= 0 or config.lr <= 0:
-        raise UserError("--epochs and --lr must be positive.")
-    if config.micro_batch_size < 1 or config.batch_size < 1 or config.block_size < 16:
-        raise UserError("--batch-size and --micro-batch-size must be at least 1 and --block-size at least 16.")
-    if config.long_sequences not in ("truncate", "drop"):
-        raise UserError(f"--long-sequences must be truncate or drop, got {config.long_sequences!r}.")
-    if config.trace_source not in TRACE_SOURCES:
-        raise UserError(f"--trace-source must be one of {', '.join(TRACE_SOURCES)}.")
-    if not 0 <= config.warmup_ratio < 1:
-        raise UserError(f"--warmup-ratio is a share of all steps, from 0 up to (not including) 1; got {config.warmup_ratio}.")
-    if config.weight_decay < 0 or not (0 <= config.adam_beta1 < 1 and 0 <= config.adam_beta2 < 1):
-        raise UserError("--weight-decay must be at least 0 and --adam-beta1/--adam-beta2 from 0 up to 1.")
-    if config.logging_steps < 1 or config.save_steps < 1:
-        raise UserError(f"--logging-steps and --save-steps must be at least 1, got {config.logging_steps} and {config.save_steps}.")
-    if config.max_steps == 0 or config.max_steps < -1:
-        raise UserError(f"--max-steps must be -1 (all epochs) or at least 1, got {config.max_steps}.")
-    if not 0 <= config.seed < 2**32:
-        raise UserError(f"--seed must be from 0 to 2**32-1, got {config.seed}.")
-    if config.report_to not in REPORT_TO:
-        raise UserError(f"--report-to must be one of {', '.join(REPORT_TO)}, got {config.report_to!r}.")
-    if config.report_to != "none" and importlib.util.find_spec(config.report_to) is None:
-        raise UserError(f"--report-to {config.report_to} needs the {config.report_to} package; pip install {config.report_to}.")
-    output = make_directory(Path(config.output), what="training")
-    if not os.access(output, os.W_OK):
-        raise UserError(f"--output {output} is not writable; choose a writable place.")
-    per_step = config.micro_batch_size * _world_size()
+def accumulation_steps(config: TrainConfig) -> int:
+    """Gradient accumulation that makes the global batch from micro batches on every process."""
+    per_step = config.value("per_device_train_batch_size") * sharding.world_size()
     if config.batch_size % per_step:
         raise UserError(
-            f"--batch-size {config.batch_size} is not a multiple of micro batch {config.micro_batch_size} x "
-            f"{_world_size()} processes; choose a global batch that divides evenly."
+            f"--batch-size {config.batch_size} is not a multiple of micro batch {config.value('per_device_train_batch_size')} x "
+            f"{sharding.world_size()} processes; choose a global batch that divides evenly."
         )
     return config.batch_size // per_step
 
 
-def _fingerprint(model) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()
+def plan_steps(examples: int, config: TrainConfig, accumulation: int) -> tuple[int, int]:
+    """(optimizer steps in the run, default checkpoint interval): one epoch, or a fifth of a shorter run."""
+    batches = math.ceil(examples / (config.value("per_device_train_batch_size") * sharding.world_size()))
+    per_epoch = max(1, math.ceil(batches / accumulation))
+    max_steps = config.value("max_steps")
+    total = max_steps if max_steps > 0 else math.ceil(config.value("num_train_epochs") * per_epoch)
+    return total, max(1, min(per_epoch, math.ceil(total / 5)))
+
+
+def newest_checkpoint(output: Path) -> Path | None:
+    """The newest complete checkpoint: the Trainer writes trainer_state.json last, so one without it died mid-save."""
+    complete = [p for p in output.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def training_dtype(config: TrainConfig):
+    import torch
+
+    from .models import pick_dtype
+
+    return pick_dtype(config.dtype, "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def train(config: TrainConfig) -> Path:
     """Fine-tune and save to config.output; returns the final model directory."""
     import datasets
-    from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
 
-    from .models import load_hf
+    from .models import empty_model, load_hf, load_tokenizer
 
-    accumulation = validate(config)
+    output = make_directory(Path(config.output), what="training")
+    accumulation = accumulation_steps(config)
     fmt = get_format(config.format)
     records = load_records(config.data)
-    model, tokenizer = load_hf(config.model, device="cpu", dtype="float32")
-    examples = [render_example(r, i, tokenizer, fmt, config.trace_source, config.system) for i, r in enumerate(records)]
-    lengths = [len(encode(tokenizer, e["prompt"] + e["completion"])) for e in examples]
+    tokenizer, _ = load_tokenizer(config.model)
+    end = turn_end(tokenizer, fmt)
+    examples = fit_block([render_example(r, i, tokenizer, fmt, config.trace_source, config.system) for i, r in enumerate(records)],
+                         tokenizer, config)
+    total, save_every = plan_steps(len(examples), config, accumulation)
+    checkpoint = None
+    if config.resume:
+        checkpoint = newest_checkpoint(output)
+        if checkpoint is None:
+            raise UserError(f"--resume was given but {output} holds no complete checkpoint-* directory to resume from.")
+
+    args = sft_args(config, output, accumulation, save_every, end)  # forms the process group
+    dtype = training_dtype(config)
+    if sharding.lean_loading() and sharding.rank() != 0:
+        model, loaded = empty_model(config.model, str(dtype).removeprefix("torch.")), "broadcast from rank 0"
+    else:
+        model, loaded = load_hf(config.model, device="cpu", dtype=str(dtype).removeprefix("torch."), place=False)[0], "read from disk"
+    callbacks = _callbacks()
+    trainer = _trainer_class()(
+        model=model, args=args, train_dataset=datasets.Dataset.from_list(examples), processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    if sharding.rank() == 0:
+        print(f"Training {total} steps ({len(examples)} examples, global batch {config.batch_size}, {sharding.kind()}), "
+              f"a checkpoint every {args.save_steps:g} steps" + (f", resuming from {checkpoint.name}" if checkpoint else "") + ".")
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    final = save_final(trainer, tokenizer, fmt, config, output / "final", dtype, end)
+    write_rank_record(output, trainer, result, loaded, callbacks[1].first)
+    return final
+
+
+def fit_block(examples: list[dict], tokenizer, config: TrainConfig) -> list[dict]:
+    """Examples longer than the block are counted and truncated by TRL, or dropped here."""
+    block = config.value("max_length")
     prompt_lengths = [len(encode(tokenizer, e["prompt"])) for e in examples]
-    if all(n >= config.block_size for n in prompt_lengths):
-        raise UserError(f"Every prompt is at least --block-size {config.block_size} tokens long, so no answer token "
+    if all(n >= block for n in prompt_lengths):
+        raise UserError(f"Every prompt is at least --block-size {block} tokens long, so no answer token "
                         f"would be trained on; raise --block-size above {max(prompt_lengths)}.")
-    long = [i for i, n in enumerate(lengths) if n > config.block_size]
-    rank = int(os.environ.get("RANK", "0"))
+    long = {i for i, e in enumerate(examples) if len(encode(tokenizer, e["prompt"] + e["completion"])) > block}
     if long:
         action = "dropped" if config.long_sequences == "drop" else "truncated to the block size"
-        if rank == 0:
-            print(f"{len(long)} of {len(examples)} examples are longer than --block-size {config.block_size} tokens and are {action}.")
+        if sharding.rank() == 0:
+            print(f"{len(long)} of {len(examples)} examples are longer than --block-size {block} tokens and are {action}.")
         if config.long_sequences == "drop":
-            examples = [e for i, e in enumerate(examples) if i not in set(long)]
+            examples = [e for i, e in enumerate(examples) if i not in long]
             if not examples:
                 raise UserError("Every example is longer than --block-size; raise it or use --long-sequences truncate.")
+    return examples
 
-    output = Path(config.output)
-    checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    if config.resume and not checkpoints:
-        raise UserError(f"--resume was given but {output} holds no checkpoint-* directory to resume from.")
+
+def sft_args(config: TrainConfig, output: Path, accumulation: int, save_every: int, end: str):
+    """TRL's SFTConfig: the paper's recipe, the run's own values over it, and what s1 derives itself."""
+    import torch
+    from trl import SFTConfig
+
+    values = {**PAPER, **config.sft}
+    cuda = torch.cuda.is_available()
+    values["activation_checkpointing"] = sharding.trainer_checkpointing(bool(values.get("activation_checkpointing")))
+    values.setdefault("save_steps", save_every)
+    if values.get("save_steps") is None:
+        values["save_steps"] = save_every
+    values.setdefault("bf16", cuda and torch.cuda.is_bf16_supported())
+    if values.get("report_to") == "none":
+        values["report_to"] = []
+    values.update(
+        output_dir=str(output),
+        gradient_accumulation_steps=accumulation,
+        eos_token=end,
+        include_num_input_tokens_seen=values.get("include_num_input_tokens_seen", True),
+        disable_tqdm=values.get("disable_tqdm", False),  # the CLI quiets transformers' logging, which would hide the bar
+        use_cpu=not cuda,  # without it, processes on a machine with no GPU would not form a (gloo) group
+    )
+    if sharding.world_size() > 1 and not cuda:
+        values.setdefault("ddp_backend", "gloo")
+    try:
+        return SFTConfig(**values)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"The training recipe is not valid: {str(exc).splitlines()[0][:300]}") from None
+
+
+def _trainer_class():
+    from trl import SFTTrainer
+
+    class Trainer(SFTTrainer):
+        """TRL's SFTTrainer, made FSDP on CPU processes that asked for it (see sharding.py)."""
+
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            sharding.enable_fsdp_on_cpu(self)
+
+    return Trainer
+
+
+def save_final(trainer, tokenizer, fmt: ThinkingFormat, config: TrainConfig, final: Path, dtype, end: str) -> Path:
+    """Consolidated weights in `dtype` as safetensors, with config, tokenizer, thinking template and EOS."""
+    state = sharding.full_state_dict(trainer)
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        model.config.architectures = [_original_class(model).__name__]
+        model.config.use_cache = True
+        end_id = tokenizer.convert_tokens_to_ids(end)
+        eos = model.generation_config.eos_token_id
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        model.generation_config.eos_token_id = eos + [end_id] if end_id not in eos else eos
+        model.save_pretrained(str(final), state_dict=state, safe_serialization=True)
+        _set_config_dtype(final, dtype)
+        template = thinking_chat_template(tokenizer, fmt)
+        if template:
+            tokenizer.chat_template = template
+        tokenizer.save_pretrained(str(final))
+        (final / RECORD).write_text(json.dumps({"config": asdict(config), "format": asdict(fmt), "end_token": end}, indent=2) + "\n")
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def _original_class(model):
+    """The model's own class: FSDP2 swaps in a subclass named FSDP<Name>, which no loader knows."""
+    for cls in type(model).__mro__:
+        if not cls.__name__.startswith("FSDP"):
+            return cls
+    return type(model)
+
+
+def _set_config_dtype(final: Path, dtype) -> None:
+    """config.json names the dtype the weights were saved in, not the one they were trained in."""
+    path = final / "config.json"
+    config = json.loads(path.read_text())
+    config["dtype"] = str(dtype).removeprefix("torch.")
+    config.pop("torch_dtype", None)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def write_rank_record(output: Path, trainer, result, loaded: str, first_step: int) -> None:
+    """OUTPUT/ranks/rank-N.json: what this process trained, from which step, and how it held the model."""
+    ranks = output / "ranks"
+    ranks.mkdir(parents=True, exist_ok=True)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    (ranks / f"rank-{sharding.rank()}.json").write_text(json.dumps({
+        "rank": sharding.rank(), "world_size": sharding.world_size(), "global_step": trainer.state.global_step,
+        "first_step": first_step, "train_loss": result.training_loss, "losses": losses,
+        "weights": loaded, **sharding.describe(trainer.model), "fingerprint": _fingerprint(trainer.model),
+    }) + "\n")
+
+
+def _fingerprint(model) -> str:
+    """A checksum of this process's weights (its shards under FSDP)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+        digest.update(name.encode())
+        digest.update(local.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _callbacks() -> tuple:
+    """(tokens/s on each log line, the step this process began at: above 0 when it resumed)."""
+    from transformers import TrainerCallback
 
     class TokensPerSecond(TrainerCallback):
-        """Adds tokens/s to each log line (TRL counts the tokens seen)."""
-
         def on_log(self, args, state, control, logs=None, **kwargs):
-            import time
-
             now = time.perf_counter()
             if logs is not None and getattr(self, "last", None) and state.num_input_tokens_seen:
                 then, seen = self.last
                 logs["tokens_per_second"] = round((state.num_input_tokens_seen - seen) / max(now - then, 1e-9), 1)
             self.last = (now, state.num_input_tokens_seen)
 
-    args = SFTConfig(
-        output_dir=str(output),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.lr,
-        per_device_train_batch_size=config.micro_batch_size,
-        gradient_accumulation_steps=accumulation,
-        warmup_steps=config.warmup_ratio,  # a value below 1 is a fraction of all steps
-        lr_scheduler_type="cosine",
-        weight_decay=config.weight_decay,
-        adam_beta1=config.adam_beta1,
-        adam_beta2=config.adam_beta2,
-        bf16=_bf16(config),
-        activation_checkpointing=config.gradient_checkpointing,
-        packing=False,
-        max_length=config.block_size,
-        completion_only_loss=True,
-        logging_steps=config.logging_steps,
-        save_steps=config.save_steps,
-        save_strategy="steps",
-        report_to=[] if config.report_to == "none" else [config.report_to],
-        seed=config.seed,
-        include_num_input_tokens_seen=True,
-        disable_tqdm=False,  # the CLI quiets transformers' logging, which would also hide the training bar
-        dataset_num_proc=None,
-        use_cpu=not _cuda(),  # without it, processes on a machine with no GPU would not form a (gloo) group
-        ddp_backend="gloo" if _world_size() > 1 and not _cuda() else None,
-    )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=datasets.Dataset.from_list(examples),
-        processing_class=tokenizer,
-        callbacks=[TokensPerSecond()],
-    )
-    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if config.resume else None)
-    final = output / "final"
-    template = thinking_chat_template(tokenizer, fmt)
-    if template:
-        tokenizer.chat_template = template
-    trainer.save_model(str(final))
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(final))
-        (final / "s1_train.json").write_text(json.dumps({"config": asdict(config), "format": asdict(fmt)}, indent=2) + "\n")
-    ranks = output / "ranks"
-    ranks.mkdir(parents=True, exist_ok=True)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    (ranks / f"rank-{rank}.json").write_text(json.dumps({
-        "rank": rank, "world_size": _world_size(), "global_step": trainer.state.global_step,
-        "train_loss": result.training_loss, "losses": losses, "fingerprint": _fingerprint(trainer.model),
-    }) + "\n")
-    return final
+    class FirstStep(TrainerCallback):
+        first = 0
 
+        def on_step_begin(self, args, state, control, **kwargs):
+            if not getattr(self, "seen", False):
+                self.first, self.seen = state.global_step, True
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    return TokensPerSecond(), FirstStep()

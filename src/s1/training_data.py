@@ -1,0 +1,108 @@
+"""Training examples from s1K-style records: the prompt as the chat template renders it, the completion as
+the thinking format's training template (thinking, answer delimiter, answer, the model's end token).
+
+The split is what TRL's completion-only loss needs: the loss is on the completion, so the system and
+user turns are masked exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import UserError
+from .formats import ThinkingFormat, encode
+
+
+def _trace_and_attempt(record: dict, index: int, source: str) -> tuple[str, str]:
+    """s1K, s1K-1.1 or plain question/thinking/answer records -> (trace, attempt)."""
+    if f"{source}_thinking_trajectory" in record:
+        trace, attempt = record.get(f"{source}_thinking_trajectory"), record.get(f"{source}_attempt")
+        names = (f"{source}_thinking_trajectory", f"{source}_attempt")
+    elif "thinking_trajectories" in record:
+        trajectories = record["thinking_trajectories"]
+        trace = trajectories[0] if isinstance(trajectories, list) and trajectories else trajectories
+        attempt = record.get("attempt")
+        names = ("thinking_trajectories", "attempt")
+    else:
+        trace, attempt = record.get("thinking"), record.get("answer", record.get("attempt"))
+        names = ("thinking", "answer")
+    for name, value in zip(names, (trace, attempt)):
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(
+                f"Record {index + 1} has no {name!r}; give each record question + thinking_trajectories + attempt (s1K), "
+                "deepseek_/gemini_thinking_trajectory + _attempt (s1K-1.1), or question + thinking + answer."
+            )
+    return trace, attempt
+
+
+def turn_end(tokenizer, fmt: ThinkingFormat) -> str:
+    """What closes the assistant turn: the model's own end-of-sequence token, so every engine stops there.
+
+    ChatML models (SmolLM2, Qwen2.5-Instruct: the paper's) have `<|im_end|>` as their EOS; R1-style
+    models end with their own (`<｜end▁of▁sentence｜>`), not the `<|im_end|>` the format stops answers on.
+    Only a tokenizer without an EOS falls back to the format's one-token answer stop.
+    """
+    if tokenizer.eos_token:
+        return tokenizer.eos_token
+    for stop in fmt.answer_stops:
+        if len(encode(tokenizer, stop)) == 1:
+            return stop
+    raise UserError("The tokenizer has no end-of-sequence token and the format's answer stop is not one token; "
+                    "set eos_token in the tokenizer's config.")
+
+
+def render_example(record: dict, index: int, tokenizer, fmt: ThinkingFormat, source: str = "deepseek", system: str | None = None) -> dict:
+    """One record as {prompt, completion}; the completion (thinking, answer, end of turn) is what the loss is on."""
+    question = record.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise UserError(f"Record {index + 1} has no 'question'; every record needs the question text.")
+    trace, attempt = _trace_and_attempt(record, index, source)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    start = fmt.think_start if fmt.think_start.endswith("\n") else fmt.think_start + "\n"
+    if prompt.endswith(start):  # templates of R1-style models open thinking themselves
+        start = ""
+    attempt = attempt.strip()
+    if fmt.answer_label.strip() and not attempt.startswith(fmt.answer_label.strip()):
+        attempt = fmt.answer_label + attempt
+    completion = f"{start}{trace.strip()}\n{fmt.think_end}{fmt.answer_separator}{attempt}{turn_end(tokenizer, fmt)}"
+    return {"prompt": prompt, "completion": completion}
+
+
+def load_records(data: str) -> list[dict]:
+    """JSONL, JSON or Parquet files, or a hub dataset id (train split)."""
+    if not data:
+        raise UserError("No training data; pass --data FILE.jsonl|FILE.parquet or a hub dataset id such as simplescaling/s1K-1.1.")
+    path = Path(data)
+    try:
+        import datasets
+
+        if path.exists():
+            kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}.get(path.suffix.lower())
+            if kind is None:
+                raise UserError(f"Cannot read {data}: training data must be .jsonl, .json or .parquet.")
+            dataset = datasets.load_dataset(kind, data_files=str(path), split="train")
+        elif data.startswith((".", "/", "~")) or path.suffix:
+            raise UserError(f"Training data {data} does not exist; check the path.")
+        else:
+            dataset = datasets.load_dataset(data, split="train")
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"Could not load training data {data!r} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}).") from None
+    records = [dict(r) for r in dataset]
+    if not records:
+        raise UserError(f"{data} holds no records.")
+    return records
+
+
+def thinking_chat_template(tokenizer, fmt: ThinkingFormat) -> str | None:
+    """The tokenizer's chat template, extended so a generation prompt opens thinking in this format."""
+    template = tokenizer.chat_template
+    if not template:
+        return None
+    probe = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False)
+    if probe.rstrip().endswith(fmt.think_start.rstrip()):
+        return template
+    return template + "{% if add_generation_prompt %}{{ " + json.dumps(fmt.think_start) + " }}{% endif %}"
