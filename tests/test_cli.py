@@ -156,8 +156,8 @@ def test_unreadable_summary_is_one_sentence(tmp_path):
     "args, words",
     [
         (["--warmup-ratio", "-1"], "--warmup-ratio"),
-        (["--report-to", "bogus"], "--report-to must be one of"),
-        (["--logging-steps", "0"], "--logging-steps and --save-steps must be at least 1"),
+        (["--report-to", "bogus"], "report_to (--report-to) must be one of"),
+        (["--logging-steps", "0"], "logging_steps (--logging-steps) and save_steps (--save-steps) must be at least 1"),
         (["--block-size", "16"], "no answer token"),
     ],
 )
