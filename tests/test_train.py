@@ -291,3 +291,13 @@ def test_thirty_steps_on_the_embedded_model_learn_and_budget_force(embedded, s1k
     assert record["prompt"].endswith("<|im_start|>assistant\n<|im_start|>think")
     assert record["prompt"].count("<|im_start|>think") == 1
     assert record["thinking_tokens"] <= 12 and record["answer"]
+
+
+def test_the_ranks_that_do_not_read_weights_build_the_same_model(embedded):
+    """What FSDP's other ranks hold before sharding: the same parameters, tied the same way (SmolLM2 ties its head)."""
+    from s1.models import empty_model
+
+    empty, loaded = empty_model("smollm2", "float32"), embedded[0]
+    assert [(n, p.shape) for n, p in empty.named_parameters()] == [(n, p.shape) for n, p in loaded.named_parameters()]
+    assert empty.lm_head.weight is empty.model.embed_tokens.weight
+    assert all(p.device.type == "cpu" for p in empty.parameters())  # not meta: accelerate maps them by data pointer

@@ -213,6 +213,7 @@ def empty_model(name: str, dtype: str):
                 if id(param) not in allocated:
                     allocated[id(param)] = torch.nn.Parameter(torch.empty(param.shape, dtype=param.dtype), param.requires_grad)
                 module._parameters[key] = allocated[id(param)]
+    model.tie_weights()  # as from_pretrained leaves them (lm_head is embed_tokens where the config ties them)
     return model
 
 

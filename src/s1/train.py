@@ -214,7 +214,20 @@ def write_rank_record(output: Path, trainer, result, loaded: str, first_step: in
         "rank": sharding.rank(), "world_size": sharding.world_size(), "global_step": trainer.state.global_step,
         "first_step": first_step, "train_loss": result.training_loss, "losses": losses,
         "weights": loaded, **sharding.describe(trainer.model), "fingerprint": _fingerprint(trainer.model),
+        "train_seconds": result.metrics.get("train_runtime"), "tokens_seen": trainer.state.num_input_tokens_seen,
+        "peak_memory_bytes": _peak_memory(),
     }) + "\n")
+
+
+def _peak_memory() -> int:
+    """Peak GPU memory allocated by torch on a GPU, else the process's peak resident memory."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _fingerprint(model) -> str:
