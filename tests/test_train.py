@@ -44,7 +44,7 @@ def s1k_file(tmp_path_factory):
 def tiny_run(tiny_dir, s1k_file, out, *extra):
     """The CPU recipe on the tiny model: 8 steps, global batch 2, a checkpoint every 2 steps."""
     return ["train", "--config", str(TINY_RECIPE), "--model", str(tiny_dir), "--data", str(s1k_file), "--output", str(out),
-            "--save-steps", "2", *extra]
+            "--save-steps", "2", "--report-to", "none", *extra]
 
 
 def weights(directory: Path) -> dict:
@@ -148,6 +148,9 @@ def test_file_flags_and_set_layer_in_that_order(tmp_path):
     assert c.sft["num_train_epochs"] == 2.0  # the flag over the file
     assert c.sft["lr_scheduler_type"] == "constant"  # --set over the file
     assert (c.sft["max_grad_norm"], c.sft["optim"], c.sft["neftune_noise_alpha"]) == (0.5, "adamw_torch_fused", None)
+    # text stays text where a field also takes a list; "none" for report_to trains without reporting
+    special = build(None, {"report_to": "none"}, ["optim_target_modules=all-linear", "optim_target_modules=all-linear"])
+    assert special.sft["optim_target_modules"] == "all-linear"
 
 
 BAD_RECIPES = {
@@ -163,6 +166,7 @@ BAD_RECIPES = {
     "empty required": ([], ["learning_rate=null"], "learning_rate cannot be empty", ""),
     "bad dtype": ([], ["dtype=int8"], "--dtype must be one of", ""),
     "bad format": ([], ["format=chatml"], "--format must be one of", ""),
+    "resume by path": ([], ["resume_from_checkpoint=runs/x/checkpoint-2"], "cannot be set", "--resume"),
     "zero checkpoints kept": ([], ["save_total_limit=0"], "save_total_limit (--save-total-limit) must be at least 1", ""),
 }
 
@@ -220,6 +224,9 @@ def test_killed_run_resumes_on_the_same_loss_curve(tiny_dir, s1k_file, single_ru
     finally:
         proc.wait(timeout=60)
     assert not (out / "final").exists(), "the run finished before it could be killed"
+    again = s1(*tiny_run(tiny_dir, s1k_file, out))  # without --resume: refused, the checkpoints kept
+    assert again.returncode == 1 and "pass --resume" in again.stderr and "Traceback" not in again.stderr
+    (out / "checkpoint-99").mkdir()  # a save cut short: no trainer_state.json, so not a checkpoint to resume from
     resumed = s1(*tiny_run(tiny_dir, s1k_file, out), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     record = json.loads((out / "ranks" / "rank-0.json").read_text())
@@ -228,7 +235,8 @@ def test_killed_run_resumes_on_the_same_loss_curve(tiny_dir, s1k_file, single_ru
     assert record["losses"] == pytest.approx(reference["losses"], rel=1e-5)
     for name, tensor in weights(single_run / "final").items():
         assert tensor.allclose(weights(out / "final")[name], atol=1e-6), name
-    assert len(list(out.glob("checkpoint-*"))) <= 2  # save_total_limit
+    assert "resuming from checkpoint-99" not in resumed.stdout
+    assert len([p for p in out.glob("checkpoint-*") if p.name != "checkpoint-99"]) <= 2  # save_total_limit
 
 
 def test_fsdp_on_two_processes_saves_a_model_both_engines_load(tiny_dir, s1k_file, single_run, tmp_path):

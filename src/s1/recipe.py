@@ -78,6 +78,7 @@ MANAGED: dict[str, str] = {
     "use_cpu": "s1 uses the CPU exactly when no GPU is present",
     "eos_token": "s1 ends every turn with the model's own end-of-sequence token",
     "dataset_text_field": "s1 renders each record as prompt and completion itself",
+    "resume_from_checkpoint": "pass --resume (resume: true) and s1 continues from the newest complete checkpoint",
 }
 """SFTConfig fields s1 sets itself, with why; a recipe naming one is refused rather than silently overridden."""
 
@@ -194,7 +195,11 @@ def _convert(key: str, value, hint):
         if type(None) in members:
             return None
         raise UserError(f"{key} cannot be empty; give it a {_describe(members)}.")
-    for member in sorted(members, key=_order):
+    order = sorted(members, key=_order)
+    if isinstance(value, str) and str in members and not value.lstrip().startswith(("[", "{")):
+        order.remove(str)  # plain text stays text where a field also takes a list or mapping ("all-linear")
+        order.insert(next((i for i, m in enumerate(order) if _order(m) >= 3), len(order)), str)
+    for member in order:
         try:
             return _as(value, member)
         except (TypeError, ValueError):

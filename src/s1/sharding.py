@@ -34,7 +34,8 @@ def kind() -> str:
 
 
 def trainer_checkpointing(requested: bool) -> bool:
-    """Whether the Trainer's own gradient checkpointing is on; under FSDP the request goes to FSDP's instead."""
+    """Whether the Trainer's own gradient checkpointing is on; under FSDP the request goes to FSDP's instead
+    (which the launch config's fsdp_activation_checkpointing may already have turned on)."""
     if kind() != "fsdp":
         return requested
     if requested:
@@ -65,7 +66,8 @@ def enable_fsdp_on_cpu(trainer) -> None:
 
 def full_state_dict(trainer) -> dict:
     """The whole model's weights on rank 0 (an empty dict elsewhere); every process must call it."""
-    state = trainer.accelerator.get_state_dict(trainer.model)
+    model = trainer.model_wrapped if kind() == "deepspeed" else trainer.model  # ZeRO-3 gathers through its engine
+    state = trainer.accelerator.get_state_dict(model)
     return state if trainer.is_world_process_zero() else {}
 
 

@@ -78,6 +78,8 @@ def train(config: TrainConfig) -> Path:
                          tokenizer, config)
     total, save_every = plan_steps(len(examples), config, accumulation)
     checkpoint = None
+    if not config.resume and any(output.glob("checkpoint-*")):
+        raise UserError(f"{output} already holds checkpoints of an earlier run; pass --resume to continue it or choose another --output.")
     if config.resume:
         checkpoint = newest_checkpoint(output)
         if checkpoint is None:
@@ -85,18 +87,23 @@ def train(config: TrainConfig) -> Path:
 
     args = sft_args(config, output, accumulation, save_every, end)  # forms the process group
     dtype = training_dtype(config)
+    mixed = args.bf16 or args.fp16
     if sharding.lean_loading() and sharding.rank() != 0:
-        model, loaded = empty_model(config.model, str(dtype).removeprefix("torch.")), "broadcast from rank 0"
+        # fp32 when FSDP will upcast to fp32 master weights anyway: the upcast would otherwise touch every page
+        model, loaded = empty_model(config.model, "float32" if mixed else _name(dtype)), "broadcast from rank 0"
     else:
-        model, loaded = load_hf(config.model, device="cpu", dtype=str(dtype).removeprefix("torch."), place=False)[0], "read from disk"
+        model, loaded = load_hf(config.model, device="cpu", dtype=_name(dtype), place=False)[0], "read from disk"
+        if mixed and sharding.kind() in ("single", "ddp"):
+            model.float()  # fp32 master weights under bf16 autocast: AdamW steps of lr 1e-5 round away in bf16
     callbacks = _callbacks()
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(examples), processing_class=tokenizer,
         callbacks=list(callbacks),
     )
     if sharding.rank() == 0:
-        print(f"Training {total} steps ({len(examples)} examples, global batch {config.batch_size}, {sharding.kind()}), "
-              f"a checkpoint every {args.save_steps:g} steps" + (f", resuming from {checkpoint.name}" if checkpoint else "") + ".")
+        saving = f"a checkpoint every {args.save_steps:g} steps" if args.save_strategy == "steps" else f"checkpoints: {args.save_strategy}"
+        print(f"Training {total} steps ({len(examples)} examples, global batch {config.batch_size}, {sharding.kind()}), {saving}"
+              + (f", resuming from {checkpoint.name}" if checkpoint else "") + ".")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final = save_final(trainer, tokenizer, fmt, config, output / "final", dtype, end)
     write_rank_record(output, trainer, result, loaded, callbacks[1].first)
@@ -134,7 +141,7 @@ def sft_args(config: TrainConfig, output: Path, accumulation: int, save_every: i
     if values.get("save_steps") is None:
         values["save_steps"] = save_every
     values.setdefault("bf16", cuda and torch.cuda.is_bf16_supported())
-    if values.get("report_to") == "none":
+    if values.get("report_to") in (None, "none", ["none"]):
         values["report_to"] = []
     values.update(
         output_dir=str(output),
@@ -150,6 +157,10 @@ def sft_args(config: TrainConfig, output: Path, accumulation: int, save_every: i
         return SFTConfig(**values)
     except (ValueError, TypeError) as exc:
         raise UserError(f"The training recipe is not valid: {str(exc).splitlines()[0][:300]}") from None
+
+
+def _name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _trainer_class():

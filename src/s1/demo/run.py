@@ -117,15 +117,15 @@ def curate(config_path: Path, say: Callable[[str], None]) -> Path:
 
 def train(out: Path, data: Path, plan: Plan) -> Path:
     from ..recipe import resolve
-    from ..train import train as sft
+    from ..train import newest_checkpoint, train as sft
 
     final = out / "student" / "final"
     if (final / "s1_train.json").exists():
         return final
-    checkpoints = list((out / "student").glob("checkpoint-*"))
+    resume = (out / "student").is_dir() and newest_checkpoint(out / "student") is not None
     config = resolve({
         "model": str(out / "student-init"), "data": str(data), "output": str(out / "student"), "batch_size": plan.batch_size,
-        "resume": bool(checkpoints), "num_train_epochs": plan.epochs, "max_steps": plan.max_steps, "learning_rate": plan.lr,
+        "resume": resume, "num_train_epochs": plan.epochs, "max_steps": plan.max_steps, "learning_rate": plan.lr,
         "per_device_train_batch_size": plan.batch_size, "max_length": tiny.CONTEXT, "warmup_steps": 0.05, "weight_decay": 0.0,
         "save_steps": 100, "logging_steps": 50, "seed": plan.seed,
     })
