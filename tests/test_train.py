@@ -151,6 +151,7 @@ def test_file_flags_and_set_layer_in_that_order(tmp_path):
     # text stays text where a field also takes a list; "none" for report_to trains without reporting
     special = build(None, {"report_to": "none"}, ["optim_target_modules=all-linear", "optim_target_modules=all-linear"])
     assert special.sft["optim_target_modules"] == "all-linear"
+    assert build(None, {"dtype": "bf16"}).dtype == "bfloat16" and build(None, {}, ["torch_dtype=fp32"]).dtype == "float32"
 
 
 BAD_RECIPES = {

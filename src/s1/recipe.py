@@ -84,6 +84,7 @@ MANAGED: dict[str, str] = {
 
 TRACE_SOURCES = ("deepseek", "gemini")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16", "float": "float32"}
 REPORT_TO = ("none", "wandb", "tensorboard")
 
 
@@ -176,6 +177,8 @@ def resolve(values: dict) -> TrainConfig:
         else:
             raise UserError(f"Unknown training key {key!r}; use one of s1's ({', '.join(OWN_KEYS)}) or a field of "
                             f"TRL's SFTConfig{_suggest(key, [*OWN_KEYS, *fields])}.")
+    if isinstance(own.get("dtype"), str):
+        own["dtype"] = DTYPE_NAMES.get(own["dtype"].lower(), own["dtype"].lower())
     config = TrainConfig(**own, sft=sft)
     check(config)
     return config

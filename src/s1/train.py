@@ -137,7 +137,6 @@ def sft_args(config: TrainConfig, output: Path, accumulation: int, save_every: i
     values = {**PAPER, **config.sft}
     cuda = torch.cuda.is_available()
     values["activation_checkpointing"] = sharding.trainer_checkpointing(bool(values.get("activation_checkpointing")))
-    values.setdefault("save_steps", save_every)
     if values.get("save_steps") is None:
         values["save_steps"] = save_every
     values.setdefault("bf16", cuda and torch.cuda.is_bf16_supported())
