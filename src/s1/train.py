@@ -66,7 +66,7 @@ def train(config: TrainConfig) -> Path:
     """Fine-tune and save to config.output; returns the final model directory."""
     import datasets
 
-    from .models import empty_model, load_hf, load_tokenizer
+    from .models import load_tokenizer
 
     output = make_directory(Path(config.output), what="training")
     accumulation = accumulation_steps(config)
@@ -87,14 +87,7 @@ def train(config: TrainConfig) -> Path:
 
     args = sft_args(config, output, accumulation, save_every, end)  # forms the process group
     dtype = training_dtype(config)
-    mixed = args.bf16 or args.fp16
-    if sharding.lean_loading() and sharding.rank() != 0:
-        # fp32 when FSDP will upcast to fp32 master weights anyway: the upcast would otherwise touch every page
-        model, loaded = empty_model(config.model, "float32" if mixed else _name(dtype)), "broadcast from rank 0"
-    else:
-        model, loaded = load_hf(config.model, device="cpu", dtype=_name(dtype), place=False)[0], "read from disk"
-        if mixed and sharding.kind() in ("single", "ddp"):
-            model.float()  # fp32 master weights under bf16 autocast: AdamW steps of lr 1e-5 round away in bf16
+    model, loaded = load_model(config.model, dtype, mixed=args.bf16 or args.fp16)
     callbacks = _callbacks()
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(examples), processing_class=tokenizer,
@@ -108,6 +101,20 @@ def train(config: TrainConfig) -> Path:
     final = save_final(trainer, tokenizer, fmt, config, output / "final", dtype, end)
     write_rank_record(output, trainer, result, loaded, callbacks[1].first)
     return final
+
+
+def load_model(name: str, dtype, mixed: bool):
+    """(model, how its weights arrived): read from disk, or on FSDP's other ranks only allocated, to be filled
+    with the shards rank 0 broadcasts. Under mixed precision the trained (master) weights are fp32."""
+    from .models import empty_model, load_hf
+
+    if sharding.lean_loading() and sharding.rank() != 0:
+        # fp32 where FSDP will upcast to fp32 anyway: the upcast would otherwise touch every page
+        return empty_model(name, "float32" if mixed else _name(dtype)), "broadcast from rank 0"
+    model = load_hf(name, device="cpu", dtype=_name(dtype), place=False)[0]
+    if mixed and sharding.kind() in ("single", "ddp"):
+        model.float()  # AdamW steps of lr 1e-5 round away on bf16 weights (FSDP2 and ZeRO-3 upcast by themselves)
+    return model, "read from disk"
 
 
 def fit_block(examples: list[dict], tokenizer, config: TrainConfig) -> list[dict]:
