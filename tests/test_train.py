@@ -156,6 +156,8 @@ def test_file_flags_and_set_layer_in_that_order(tmp_path):
 
 BAD_RECIPES = {
     "unknown key": ([], ["learnin_rate=1"], "Unknown training key 'learnin_rate'", "did you mean 'learning_rate'"),
+    "all unknown keys at once": ([], ["model_revision=main", "learnin_rate=1"], "Unknown training keys 'model_revision' (a key of TRL's",
+                                 "'learnin_rate' (did you mean"),
     "not KEY=VALUE": ([], ["learning_rate"], "is not KEY=VALUE", ""),
     "text for a number": ([], ["learning_rate=fast"], "learning_rate must be a number", ""),
     "fraction for a whole number": ([], ["max_steps=1.5"], "max_steps must be a whole number", ""),
@@ -209,6 +211,22 @@ def test_bad_training_input_is_one_sentence(tmp_path, s1k_file):
     # a value only TrainingArguments itself can judge, refused before any training
     run = s1("train", "--data", str(s1k_file), "--output", str(tmp_path / "o"), "--set", "save_strategy=sometimes", "--max-steps", "1")
     assert run.returncode == 1 and "training recipe is not valid" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_bad_training_files_and_combinations_are_one_sentence(tiny_dir, s1k_file, tmp_path):
+    empty, broken = tmp_path / "empty.jsonl", tmp_path / "broken.jsonl"
+    empty.write_text("")
+    broken.write_text(s1k_file.read_text().splitlines()[0] + "\n{not json\n")
+    cases = [
+        (["--data", str(empty)], "holds no records"),
+        (["--data", str(broken)], "Line 2 of"),
+        (["--data", str(s1k_file), "--format", "r1"], "tokenizer splits it"),  # it could never be budget-forced
+        (["--data", str(s1k_file), "--set", "eval_strategy=steps"], "training recipe cannot run"),  # no eval set
+        (["--data", str(s1k_file), "--set", "use_liger_kernel=true"], "needs a package that is not installed"),
+    ]
+    for args, words in cases:
+        run = s1("train", "--model", str(tiny_dir), "--output", str(tmp_path / "o"), "--max-steps", "1", *args)
+        assert run.returncode == 1 and words in run.stderr and "Traceback" not in run.stderr, (args, run.stderr[-2000:])
 
 
 def test_killed_run_resumes_on_the_same_loss_curve(tiny_dir, s1k_file, single_run, tmp_path):

@@ -160,6 +160,12 @@ def read_recipe(file: str) -> dict:
 def resolve(values: dict) -> TrainConfig:
     """Sort keys into s1's own and SFTConfig's, converting each value to its field's type."""
     fields = sft_fields()
+    unknown = [key for key in values if ALIASES.get(key, key) not in (*OWN_KEYS, *fields)]
+    if unknown:
+        described = ", ".join(repr(k) + (" (a key of TRL's script configs that s1 does not take)" if k in MODEL_CONFIG_KEYS else
+                                          _suggest(k, [*OWN_KEYS, *fields])) for k in unknown)
+        raise UserError(f"Unknown training key{'s' if len(unknown) > 1 else ''} {described}; use s1's keys "
+                        f"({', '.join(OWN_KEYS)}) or fields of TRL's SFTConfig.")
     own, sft = {}, {}
     for key, value in values.items():
         name = ALIASES.get(key, key)
@@ -172,11 +178,8 @@ def resolve(values: dict) -> TrainConfig:
         if name in OWN_KEYS:
             hint = typing.get_type_hints(TrainConfig)[name]
             own[name] = _convert(key, value, hint)
-        elif name in fields:
-            sft[name] = _convert(key, value, fields[name])
         else:
-            raise UserError(f"Unknown training key {key!r}; use one of s1's ({', '.join(OWN_KEYS)}) or a field of "
-                            f"TRL's SFTConfig{_suggest(key, [*OWN_KEYS, *fields])}.")
+            sft[name] = _convert(key, value, fields[name])
     if isinstance(own.get("dtype"), str):
         own["dtype"] = DTYPE_NAMES.get(own["dtype"].lower(), own["dtype"].lower())
     config = TrainConfig(**own, sft=sft)
@@ -189,6 +192,11 @@ def _suggest(key: str, names: list[str]) -> str:
 
     close = difflib.get_close_matches(key, names, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+MODEL_CONFIG_KEYS = ("model_revision", "attn_implementation", "trust_remote_code", "use_peft", "lora_r", "lora_alpha",
+                     "lora_dropout", "lora_target_modules", "load_in_4bit", "load_in_8bit", "overwrite_output_dir")
+"""Keys of TRL's script configs (ModelConfig, old TrainingArguments) that recipe files carry and s1 does not take."""
 
 
 def _convert(key: str, value, hint):
@@ -303,7 +311,7 @@ def check(config: TrainConfig) -> None:
     if config.long_sequences not in ("truncate", "drop"):
         raise UserError(f"--long-sequences must be truncate or drop, got {config.long_sequences!r}.")
     if config.dtype not in DTYPES:
-        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}.")
+        raise UserError(f"--dtype must be one of {', '.join(DTYPES)} (or bf16, fp16, fp32), got {config.dtype!r}.")
     if config.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {config.batch_size}.")
     if value("num_train_epochs") <= 0 or value("learning_rate") <= 0:

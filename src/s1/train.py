@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import sharding
 from .errors import UserError
-from .formats import ThinkingFormat, encode, get_format
+from .formats import FormatTokens, ThinkingFormat, encode, get_format
 from .recipe import PAPER, TrainConfig
 from .rundir import make_directory
 from .training_data import load_records, render_example, thinking_chat_template, turn_end
@@ -65,6 +65,7 @@ def training_dtype(config: TrainConfig):
 def train(config: TrainConfig) -> Path:
     """Fine-tune and save to config.output; returns the final model directory."""
     import datasets
+    import torch
 
     from .models import load_tokenizer
 
@@ -73,6 +74,7 @@ def train(config: TrainConfig) -> Path:
     fmt = get_format(config.format)
     records = load_records(config.data)
     tokenizer, _ = load_tokenizer(config.model)
+    FormatTokens.build(tokenizer, fmt)  # a format whose delimiters this tokenizer splits could not be budget-forced later
     end = turn_end(tokenizer, fmt)
     examples = fit_block([render_example(r, i, tokenizer, fmt, config.trace_source, config.system) for i, r in enumerate(records)],
                          tokenizer, config)
@@ -84,20 +86,33 @@ def train(config: TrainConfig) -> Path:
         checkpoint = newest_checkpoint(output)
         if checkpoint is None:
             raise UserError(f"--resume was given but {output} holds no complete checkpoint-* directory to resume from.")
+    note_recipe(output, config, resuming=checkpoint is not None)
+    if len(examples) < config.batch_size and sharding.rank() == 0:
+        print(f"Note: {len(examples)} examples are fewer than the global batch {config.batch_size}, so every step sees all of them.")
 
     args = sft_args(config, output, accumulation, save_every, end)  # forms the process group
     dtype = training_dtype(config)
     model, loaded = load_model(config.model, dtype, mixed=args.bf16 or args.fp16)
+    if not (args.bf16 or args.fp16) and dtype != torch.float32 and sharding.rank() == 0:
+        print(f"Note: the weights are trained in {_name(dtype)} without fp32 master weights (no mixed precision here), so "
+              "AdamW steps smaller than about 1/256 of a weight are lost; --dtype float32 keeps them.")
     callbacks = _callbacks()
-    trainer = _trainer_class()(
-        model=model, args=args, train_dataset=datasets.Dataset.from_list(examples), processing_class=tokenizer,
-        callbacks=list(callbacks),
-    )
+    try:
+        trainer = _trainer_class()(
+            model=model, args=args, train_dataset=datasets.Dataset.from_list(examples), processing_class=tokenizer,
+            callbacks=list(callbacks),
+        )
+    except (ValueError, TypeError, ImportError) as exc:
+        raise UserError(f"The training recipe cannot run: {str(exc).splitlines()[0][:300]}") from None
     if sharding.rank() == 0:
-        saving = f"a checkpoint every {args.save_steps:g} steps" if args.save_strategy == "steps" else f"checkpoints: {args.save_strategy}"
+        every = "step" if args.save_steps == 1 else f"{args.save_steps:g} steps"
+        saving = f"a checkpoint every {every}" if args.save_strategy == "steps" else f"checkpoints: {args.save_strategy}"
         print(f"Training {total} steps ({len(examples)} examples, global batch {config.batch_size}, {sharding.kind()}), {saving}"
               + (f", resuming from {checkpoint.name}" if checkpoint else "") + ".")
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except ImportError as exc:  # an option whose package is missing (liger kernels, a logger, ...)
+        raise UserError(f"The training recipe needs a package that is not installed: {' '.join(str(exc).split())[:300]}") from None
     final = save_final(trainer, tokenizer, fmt, config, output / "final", dtype, end)
     write_rank_record(output, trainer, result, loaded, callbacks[1].first)
     return final
@@ -115,6 +130,21 @@ def load_model(name: str, dtype, mixed: bool):
     if mixed and sharding.kind() in ("single", "ddp"):
         model.float()  # AdamW steps of lr 1e-5 round away on bf16 weights (FSDP2 and ZeRO-3 upcast by themselves)
     return model, "read from disk"
+
+
+def note_recipe(output: Path, config: TrainConfig, resuming: bool) -> None:
+    """OUTPUT/recipe.json holds the run's recipe; a resume with other values says which, since its curve will differ."""
+    path = output / "recipe.json"
+    current = {**PAPER, **config.sft, "batch_size": config.batch_size, "model": config.model, "data": config.data,
+               "format": config.format, "dtype": config.dtype}
+    if resuming and path.exists():
+        before = json.loads(path.read_text())
+        changed = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in current.items() if before.get(k, v) != v and k != "max_steps"]
+        if changed and sharding.rank() == 0:
+            print("Note: resuming with changed settings (" + "; ".join(changed) + "); the loss curve will differ from an "
+                  "uninterrupted run's.")
+    if sharding.rank() == 0:
+        path.write_text(json.dumps(current, indent=2, default=str) + "\n")
 
 
 def fit_block(examples: list[dict], tokenizer, config: TrainConfig) -> list[dict]:
@@ -264,7 +294,7 @@ def _callbacks() -> tuple:
     class TokensPerSecond(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             now = time.perf_counter()
-            if logs is not None and getattr(self, "last", None) and state.num_input_tokens_seen:
+            if logs is not None and "loss" in logs and getattr(self, "last", None) and state.num_input_tokens_seen:
                 then, seen = self.last
                 logs["tokens_per_second"] = round((state.num_input_tokens_seen - seen) / max(now - then, 1e-9), 1)
             self.last = (now, state.num_input_tokens_seen)
