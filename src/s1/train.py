@@ -80,7 +80,7 @@ def train(config: TrainConfig) -> Path:
                          tokenizer, config)
     total, save_every = plan_steps(len(examples), config, accumulation)
     checkpoint = None
-    if not config.resume and any(output.glob("checkpoint-*")):
+    if not config.resume and newest_checkpoint(output) is not None:
         raise UserError(f"{output} already holds checkpoints of an earlier run; pass --resume to continue it or choose another --output.")
     if config.resume:
         checkpoint = newest_checkpoint(output)
