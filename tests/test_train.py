@@ -328,3 +328,42 @@ def test_the_ranks_that_do_not_read_weights_build_the_same_model(embedded):
     assert [(n, p.shape) for n, p in empty.named_parameters()] == [(n, p.shape) for n, p in loaded.named_parameters()]
     assert empty.lm_head.weight is empty.model.embed_tokens.weight
     assert all(p.device.type == "cpu" for p in empty.parameters())  # not meta: accelerate maps them by data pointer
+
+
+def test_jsonl_lines_hold_any_unicode(tmp_path):
+    """Records written with ensure_ascii=False may carry U+2028 inside a string: still one record per line."""
+    from s1.training_data import load_records
+
+    path = tmp_path / "u.jsonl"
+    record = {"question": "a\u2028b", "thinking": "t\u0085", "answer": "1"}
+    path.write_text("\ufeff" + json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert load_records(str(path)) == [record]
+
+
+def test_a_resume_with_other_settings_says_which(tmp_path, capsys):
+    from trl import SFTConfig
+
+    from s1.train import note_recipe
+
+    def args(**values):
+        return SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], **values)
+
+    config = build()
+    note_recipe(tmp_path, config, args(learning_rate=1e-3, max_steps=4), resuming=False)
+    note_recipe(tmp_path, config, args(learning_rate=1e-3, max_steps=8), resuming=True)
+    assert "changed settings" not in capsys.readouterr().out  # more steps is what resuming is for
+    note_recipe(tmp_path, config, args(learning_rate=2e-3, max_grad_norm=0.1, max_steps=8), resuming=True)
+    said = capsys.readouterr().out
+    assert "learning_rate 0.001 -> 0.002" in said and "max_grad_norm 1.0 -> 0.1" in said
+
+
+def test_mixed_precision_trains_fp32_master_weights(tiny_dir):
+    """Read in bf16 (half the memory), trained in fp32 under autocast: lr 1e-5 steps would round away in bf16."""
+    import torch
+
+    from s1.train import load_model
+
+    model, how = load_model(str(tiny_dir), torch.bfloat16, mixed=True)
+    assert how == "read from disk" and {p.dtype for p in model.parameters()} == {torch.float32}
+    model, _ = load_model(str(tiny_dir), torch.bfloat16, mixed=False)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}

@@ -207,8 +207,9 @@ def _convert(key: str, value, hint):
             return None
         raise UserError(f"{key} cannot be empty; give it a {_describe(members)}.")
     order = sorted(members, key=_order)
-    if isinstance(value, str) and str in members and not value.lstrip().startswith(("[", "{")):
-        order.remove(str)  # plain text stays text where a field also takes a list or mapping ("all-linear")
+    if isinstance(value, str) and str in members and not value.lstrip().startswith(("[", "{")) and "," not in value \
+            and ": " not in value:
+        order.remove(str)  # a plain word stays text where a field also takes a list or mapping ("all-linear")
         order.insert(next((i for i, m in enumerate(order) if _order(m) >= 3), len(order)), str)
     for member in order:
         try:

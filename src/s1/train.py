@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -86,14 +87,14 @@ def train(config: TrainConfig) -> Path:
         checkpoint = newest_checkpoint(output)
         if checkpoint is None:
             raise UserError(f"--resume was given but {output} holds no complete checkpoint-* directory to resume from.")
-    note_recipe(output, config, resuming=checkpoint is not None)
     if len(examples) < config.batch_size and sharding.rank() == 0:
         print(f"Note: {len(examples)} examples are fewer than the global batch {config.batch_size}, so every step sees all of them.")
 
     args = sft_args(config, output, accumulation, save_every, end)  # forms the process group
     dtype = training_dtype(config)
-    model, loaded = load_model(config.model, dtype, mixed=args.bf16 or args.fp16)
-    if not (args.bf16 or args.fp16) and dtype != torch.float32 and sharding.rank() == 0:
+    mixed = args.mixed_precision != "no"  # the flags or the launch config's mixed_precision
+    model, loaded = load_model(config.model, dtype, mixed)
+    if not mixed and dtype != torch.float32 and sharding.rank() == 0:
         print(f"Note: the weights are trained in {_name(dtype)} without fp32 master weights (no mixed precision here), so "
               "AdamW steps smaller than about 1/256 of a weight are lost; --dtype float32 keeps them.")
     callbacks = _callbacks()
@@ -103,10 +104,11 @@ def train(config: TrainConfig) -> Path:
             callbacks=list(callbacks),
         )
     except (ValueError, TypeError, ImportError) as exc:
-        raise UserError(f"The training recipe cannot run: {str(exc).splitlines()[0][:300]}") from None
+        raise UserError(f"The training recipe cannot run: {_first_line(exc)}") from None
+    note_recipe(output, config, args, resuming=checkpoint is not None)
     if sharding.rank() == 0:
         every = "step" if args.save_steps == 1 else f"{args.save_steps:g} steps"
-        saving = f"a checkpoint every {every}" if args.save_strategy == "steps" else f"checkpoints: {args.save_strategy}"
+        saving = f"a checkpoint every {every}" if args.save_strategy == "steps" else f"checkpoints: {getattr(args.save_strategy, 'value', args.save_strategy)}"
         print(f"Training {total} steps ({len(examples)} examples, global batch {config.batch_size}, {sharding.kind()}), {saving}"
               + (f", resuming from {checkpoint.name}" if checkpoint else "") + ".")
     try:
@@ -132,19 +134,28 @@ def load_model(name: str, dtype, mixed: bool):
     return model, "read from disk"
 
 
-def note_recipe(output: Path, config: TrainConfig, resuming: bool) -> None:
-    """OUTPUT/recipe.json holds the run's recipe; a resume with other values says which, since its curve will differ."""
+def note_recipe(output: Path, config: TrainConfig, args, resuming: bool) -> None:
+    """OUTPUT/recipe.json: every training argument of the run, written once the Trainer accepted them. A resume
+    with other values says which (its loss curve will differ from an uninterrupted run's). Rank 0 only."""
+    if sharding.rank() != 0:
+        return
+    current = json.loads(json.dumps({**args.to_dict(), "batch_size": config.batch_size, "model": config.model,
+                                     "data": config.data, "format": config.format, "dtype": config.dtype}, default=str))
+    ignored = {"max_steps", "output_dir", "logging_dir", "run_name", "resume_from_checkpoint"}
     path = output / "recipe.json"
-    current = {**PAPER, **config.sft, "batch_size": config.batch_size, "model": config.model, "data": config.data,
-               "format": config.format, "dtype": config.dtype}
     if resuming and path.exists():
-        before = json.loads(path.read_text())
-        changed = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in current.items() if before.get(k, v) != v and k != "max_steps"]
-        if changed and sharding.rank() == 0:
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = {}
+        changed = [f"{k} {before.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(before) | set(current) - ignored)
+                   if k not in ignored and before.get(k) != current.get(k)]
+        if changed:
             print("Note: resuming with changed settings (" + "; ".join(changed) + "); the loss curve will differ from an "
                   "uninterrupted run's.")
-    if sharding.rank() == 0:
-        path.write_text(json.dumps(current, indent=2, default=str) + "\n")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def fit_block(examples: list[dict], tokenizer, config: TrainConfig) -> list[dict]:
@@ -192,7 +203,11 @@ def sft_args(config: TrainConfig, output: Path, accumulation: int, save_every: i
     try:
         return SFTConfig(**values)
     except (ValueError, TypeError) as exc:
-        raise UserError(f"The training recipe is not valid: {str(exc).splitlines()[0][:300]}") from None
+        raise UserError(f"The training recipe is not valid: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return ((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:300]
 
 
 def _name(dtype) -> str:

@@ -103,7 +103,7 @@ def _read_jsonl(path: Path) -> list[dict]:
     """JSON Lines read here rather than by datasets, so a bad line is named by its number."""
     records = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").split("\n")  # not splitlines: U+2028 may sit inside a JSON string
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"Cannot read training data {path} ({exc.__class__.__name__}); check the file.") from None
     for number, line in enumerate(lines, 1):
