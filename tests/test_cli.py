@@ -178,7 +178,9 @@ def test_ctrl_c_prints_interrupted_exits_130_and_leaves_nothing(tmp_path, tiny_d
     out = tmp_path / "run"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "s1", "eval", "--model", str(tiny_dir), "--benchmark", "math500", "--limit", "12",
+        # 200 problems: generation runs ahead of grading (whose worker starts slowly under load), so a short run
+        # could finish between its first graded sample and the interrupt; this one is interrupted long before
+        [sys.executable, "-m", "s1", "eval", "--model", str(tiny_dir), "--benchmark", "math500", "--limit", "200",
          "--data-dir", str(data_dir), "--max-thinking-tokens", "48,96", "--max-answer-tokens", "8", "--batch-size", "1",
          "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
