@@ -156,7 +156,7 @@ def read_rows(path: Path) -> list[dict]:
         except Exception as exc:
             raise UserError(f"Cannot read Parquet file {path} ({exc.__class__.__name__}); check the path.") from None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark some editors write is not part of the data
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"Cannot read data file {path} ({exc.__class__.__name__}); check the path and that it is UTF-8.") from None
     if path.suffix.lower() == ".csv":
@@ -171,7 +171,7 @@ def read_rows(path: Path) -> list[dict]:
             raise UserError(f"{path} must hold a JSON list of records.")
         return rows
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 and U+0085 may sit inside a JSON string
         if line.strip():
             try:
                 row = json.loads(line)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .benchmarks import read_rows
 from .errors import UserError
 from .formats import ThinkingFormat, encode
 
@@ -82,42 +83,20 @@ def load_records(data: str) -> list[dict]:
             kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}.get(path.suffix.lower())
             if kind is None:
                 raise UserError(f"Cannot read {data}: training data must be .jsonl, .json or .parquet.")
-            if path.suffix.lower() == ".jsonl":
-                return _read_jsonl(path)
-            dataset = datasets.load_dataset(kind, data_files=str(path), split="train")
+            if path.suffix.lower() == ".jsonl":  # read by s1's own reader rather than datasets, so a bad line is named
+                records = read_rows(path)
+            else:
+                records = [dict(r) for r in datasets.load_dataset(kind, data_files=str(path), split="train")]
         elif data.startswith((".", "/", "~")) or path.suffix:
             raise UserError(f"Training data {data} does not exist; check the path.")
         else:
-            dataset = datasets.load_dataset(data, split="train")
+            records = [dict(r) for r in datasets.load_dataset(data, split="train")]
     except UserError:
         raise
     except Exception as exc:
         raise UserError(f"Could not load training data {data!r} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}).") from None
-    records = [dict(r) for r in dataset]
     if not records:
         raise UserError(f"{data} holds no records.")
-    return records
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    """JSON Lines read here rather than by datasets, so a bad line is named by its number."""
-    records = []
-    try:
-        lines = path.read_text(encoding="utf-8-sig").split("\n")  # not splitlines: U+2028 may sit inside a JSON string
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"Cannot read training data {path} ({exc.__class__.__name__}); check the file.") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"Line {number} of {path} is not valid JSON ({exc.msg}); fix or remove that line.") from None
-        if not isinstance(record, dict):
-            raise UserError(f"Line {number} of {path} is a JSON {type(record).__name__}, not a record; each line must be an object.")
-        records.append(record)
-    if not records:
-        raise UserError(f"{path} holds no records.")
     return records
 
 
