@@ -323,12 +323,12 @@ def train_command(
     system: Annotated[Optional[str], typer.Option(help="System prompt for every example.")] = None,
 ) -> None:
     """Supervised fine-tuning on reasoning traces with the paper's recipe (TRL; multi-GPU via accelerate launch)."""
-    from . import recipe
+    from . import recipe, sharding
     from .train import train
 
-    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "recipe", "train")}
+    flags = {k: v for k, v in locals().items() if k not in ("config", "set_", "recipe", "sharding", "train")}
     final = train(recipe.build(config, flags, set_))
-    if os.environ.get("RANK", "0") == "0":
+    if sharding.rank() == 0:
         err.print(f"Model saved to {final}; try: s1 generate --model {final} \"What is 7*8?\" --max-thinking-tokens 64", style="cyan")
 
 

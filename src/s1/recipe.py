@@ -166,6 +166,7 @@ def resolve(values: dict) -> TrainConfig:
                                           _suggest(k, [*OWN_KEYS, *fields])) for k in unknown)
         raise UserError(f"Unknown training key{'s' if len(unknown) > 1 else ''} {described}; use s1's keys "
                         f"({', '.join(OWN_KEYS)}) or fields of TRL's SFTConfig.")
+    own_types = typing.get_type_hints(TrainConfig)
     own, sft = {}, {}
     for key, value in values.items():
         name = ALIASES.get(key, key)
@@ -176,8 +177,7 @@ def resolve(values: dict) -> TrainConfig:
             if not 0 <= value < 1:
                 raise UserError(f"warmup_ratio (--warmup-ratio) is a share of all steps, from 0 up to (not including) 1; got {value}.")
         if name in OWN_KEYS:
-            hint = typing.get_type_hints(TrainConfig)[name]
-            own[name] = _convert(key, value, hint)
+            own[name] = _convert(key, value, own_types[name])
         else:
             sft[name] = _convert(key, value, fields[name])
     if isinstance(own.get("dtype"), str):

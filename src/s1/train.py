@@ -80,13 +80,11 @@ def train(config: TrainConfig) -> Path:
     examples = fit_block([render_example(r, i, tokenizer, fmt, config.trace_source, config.system) for i, r in enumerate(records)],
                          tokenizer, config)
     total, save_every = plan_steps(len(examples), config, accumulation)
-    checkpoint = None
-    if not config.resume and newest_checkpoint(output) is not None:
+    checkpoint = newest_checkpoint(output)  # stays None unless resuming: a run never starts over an earlier one's
+    if checkpoint is not None and not config.resume:
         raise UserError(f"{output} already holds checkpoints of an earlier run; pass --resume to continue it or choose another --output.")
-    if config.resume:
-        checkpoint = newest_checkpoint(output)
-        if checkpoint is None:
-            raise UserError(f"--resume was given but {output} holds no complete checkpoint-* directory to resume from.")
+    if checkpoint is None and config.resume:
+        raise UserError(f"--resume was given but {output} holds no complete checkpoint-* directory to resume from.")
     if len(examples) < config.batch_size and sharding.rank() == 0:
         print(f"Note: {len(examples)} examples are fewer than the global batch {config.batch_size}, so every step sees all of them.")
 
@@ -262,7 +260,7 @@ def _set_config_dtype(final: Path, dtype) -> None:
     """config.json names the dtype the weights were saved in, not the one they were trained in."""
     path = final / "config.json"
     config = json.loads(path.read_text())
-    config["dtype"] = str(dtype).removeprefix("torch.")
+    config["dtype"] = _name(dtype)
     config.pop("torch_dtype", None)
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
