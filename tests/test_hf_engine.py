@@ -195,3 +195,41 @@ def test_a_long_prompt_joins_in_chunks_while_running_rows_keep_decoding(tiny):
             assert not waited, f"rows {waited} waited for a token while the long prompt joined"
     assert joining_steps >= 3, "the long prompt joined in one step"
     assert [results[i] for i in range(3)] == alone
+
+
+def test_linear_layers_run_through_onednn_only_inside_the_engine_forward(tiny):
+    """The engine's forwards compute the float32 linear layers with oneDNN (faster than MKL's sgemm at
+    decoding's few rows); outside them, and after a forward that raised, the model is torch's own again."""
+    import pytest
+    import torch
+
+    from s1.engines.onednn import OneDNNLinears, available
+
+    model, _ = tiny
+    assert available(), "this torch build has no oneDNN linear; the engine would run at MKL's speed"
+    linears = OneDNNLinears(model)
+    layer = linears.layers[0]
+    assert len(linears.layers) == sum(type(m) is torch.nn.Linear for m in model.modules())
+    x = torch.randn(3, 5, layer.in_features)
+    own = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    onednn = torch.ops.mkldnn._linear_pointwise(x.reshape(15, -1), layer.weight, layer.bias, "none", [], "").view(3, 5, -1)
+    with linears.active():
+        inside = layer(x)
+    assert torch.equal(inside, onednn)
+    torch.testing.assert_close(inside, own, rtol=1e-5, atol=1e-5)  # float32 both: the last bits differ at most
+    assert torch.equal(layer(x), own)
+    with pytest.raises(RuntimeError), linears.active():
+        raise RuntimeError("a forward that fails")
+    assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+def test_only_plain_float32_linear_layers_are_switched():
+    import torch
+
+    from s1.engines.onednn import OneDNNLinears
+
+    class LoRALike(torch.nn.Linear):
+        pass
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4).bfloat16(), LoRALike(4, 4))
+    assert OneDNNLinears(model).layers == [model[0]]

@@ -29,6 +29,7 @@ from ..formats import FormatTokens, ThinkingFormat, get_format
 from ..models import load_hf
 from .base import OnToken
 from .batching import BatchLoop, LoopEngine
+from .onednn import OneDNNLinears
 from .threads import ThreadTuner
 
 # transformers 5.x renames the forward argument `past_key_values` to `cache` and warns on every call; the
@@ -178,6 +179,7 @@ class HFRuntime:
         self.rows: dict[int, RowCache] = {}
         self.tuner = tuner
         self.paused = paused if paused is not None else PausedCaches()
+        self.linears = OneDNNLinears(model)
 
     def acquire(self, free: list[int], ids: list[int], reuse: bool = True, fork: bool = False) -> tuple[int, int, torch.Tensor | None]:
         """A new row's cache: forked from a paused one for a search's request, else empty (other requests are
@@ -213,11 +215,12 @@ class HFRuntime:
         own = config._attn_implementation
         config._attn_implementation = ATTENTION
         try:
-            out = self.model(
-                input_ids=torch.tensor([ids], device=self.device), position_ids=torch.tensor([positions], device=self.device),
-                past_key_values=cache, use_cache=True, s1_segments=cache,
-                logits_to_keep=torch.tensor(keep or [len(ids) - 1], device=self.device),
-            )
+            with self.linears.active():
+                out = self.model(
+                    input_ids=torch.tensor([ids], device=self.device), position_ids=torch.tensor([positions], device=self.device),
+                    past_key_values=cache, use_cache=True, s1_segments=cache,
+                    logits_to_keep=torch.tensor(keep or [len(ids) - 1], device=self.device),
+                )
         finally:
             config._attn_implementation = own
         logits = out.logits[0]
