@@ -223,6 +223,38 @@ def test_linear_layers_run_through_onednn_only_inside_the_engine_forward(tiny):
     assert all("forward" not in m.__dict__ for m in model.modules())
 
 
+def test_packed_weights_change_speed_never_results(tiny):
+    """Whether a machine has the memory to keep packed copies must not change a single bit, at any row
+    count; a weight changed in place (training between two generations) is packed again."""
+    import torch
+
+    from s1.engines.onednn import OneDNNLinears
+
+    model, _ = tiny
+    packing, plain = OneDNNLinears(model), OneDNNLinears(model)
+    packing.pack, plain.pack = True, False
+    layer = packing.layers[-1]
+    for rows in (1, 2, 3, 8, 40):
+        x = torch.randn(rows, layer.in_features)
+        with packing.active():
+            a = layer(x)
+        with plain.active():
+            b = layer(x)
+        assert torch.equal(a, b), rows
+    assert packing.packed and not plain.packed
+    x = torch.randn(4, layer.in_features)
+    original = layer.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            layer.weight.mul_(2)
+        with packing.active():
+            doubled = layer(x)
+        torch.testing.assert_close(doubled, torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
+    finally:
+        with torch.no_grad():
+            layer.weight.copy_(original)
+
+
 def test_only_plain_float32_linear_layers_are_switched():
     import torch
 
