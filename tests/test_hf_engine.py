@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from s1 import BudgetForcing, Sampling, generate
 from s1.engines.base import make_request, to_completion
 from s1.engines.hf import HFEngine
@@ -223,36 +225,58 @@ def test_linear_layers_run_through_onednn_only_inside_the_engine_forward(tiny):
     assert all("forward" not in m.__dict__ for m in model.modules())
 
 
-def test_packed_weights_change_speed_never_results(tiny):
+def test_packed_weights_change_speed_never_results():
     """Whether a machine has the memory to keep packed copies must not change a single bit, at any row
-    count; a weight changed in place (training between two generations) is packed again."""
+    count, with or without a bias; a weight changed in place (training between two generations) or
+    replaced is packed again."""
     import torch
 
     from s1.engines.onednn import OneDNNLinears
 
-    model, _ = tiny
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(96, 160), torch.nn.Linear(160, 64, bias=False))
     packing, plain = OneDNNLinears(model), OneDNNLinears(model)
     packing.pack, plain.pack = True, False
-    layer = packing.layers[-1]
-    for rows in (1, 2, 3, 8, 40):
-        x = torch.randn(rows, layer.in_features)
+    packing.prepare()
+    assert set(packing.packed) == set(model) and not plain.packed
+    for rows in (0, 1, 2, 3, 8, 40):
+        x = torch.randn(rows, 96)
         with packing.active():
-            a = layer(x)
+            a = model(x)
         with plain.active():
-            b = layer(x)
+            b = model(x)
         assert torch.equal(a, b), rows
-    assert packing.packed and not plain.packed
-    x = torch.randn(4, layer.in_features)
-    original = layer.weight.detach().clone()
+    x = torch.randn(4, 96)
+    with torch.no_grad():
+        model[0].weight.mul_(2)
+    model[1].weight = torch.nn.Parameter(torch.randn(64, 160))
+    with packing.active():
+        changed = model(x)
+    torch.testing.assert_close(changed, model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_engine_steps_with_onednn_linears(tiny):
+    """Every linear layer of the tiny model runs through oneDNN during the engine's steps (seen from inside
+    the layer call), and only then."""
+    import torch
+
+    from s1.engines.onednn import OneDNNLinears
+
+    model, tokenizer = tiny
+    engine = HFEngine(model, tokenizer)
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(isinstance(m.__dict__.get("forward"), partial)))
+             for m in model.modules() if type(m) is torch.nn.Linear]
     try:
-        with torch.no_grad():
-            layer.weight.mul_(2)
-        with packing.active():
-            doubled = layer(x)
-        torch.testing.assert_close(doubled, torch.nn.functional.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
+        generate(QUESTIONS[:2], engine, BudgetForcing(max_thinking_tokens=4, max_answer_tokens=2), batch_size=2)
+        inside = list(seen)
+        model(torch.tensor([[1, 2, 3]]))
     finally:
-        with torch.no_grad():
-            layer.weight.copy_(original)
+        for hook in hooks:
+            hook.remove()
+    assert inside and all(inside)
+    assert not any(seen[len(inside):])
+    assert isinstance(engine.linears, OneDNNLinears) and engine.linears.pack  # the tiny model fits any machine
 
 
 def test_only_plain_float32_linear_layers_are_switched():

@@ -172,15 +172,15 @@ class HFRuntime:
 
     slots = 1 << 20  # as many rows as the loop's max_batch asks for
 
-    def __init__(self, model, tuner: ThreadTuner | None = None, paused: PausedCaches | None = None,
-                 linears: OneDNNLinears | None = None):
+    def __init__(self, model, linears: OneDNNLinears, tuner: ThreadTuner | None = None, paused: PausedCaches | None = None):
         self.model = model
         self.device = next(model.parameters()).device
         self.vocab_size = int(model.get_input_embeddings().num_embeddings)
         self.rows: dict[int, RowCache] = {}
         self.tuner = tuner
         self.paused = paused if paused is not None else PausedCaches()
-        self.linears = linears if linears is not None else OneDNNLinears(model)
+        self.linears = linears
+        linears.prepare()
 
     def acquire(self, free: list[int], ids: list[int], reuse: bool = True, fork: bool = False) -> tuple[int, int, torch.Tensor | None]:
         """A new row's cache: forked from a paused one for a search's request, else empty (other requests are
@@ -277,7 +277,7 @@ class HFEngine(LoopEngine):
         self.paused.clear()
 
     def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> BatchLoop:
-        return BatchLoop(HFRuntime(self.model, self.tuner, self.paused, self.linears), self.format_tokens, max_batch, on_token)
+        return BatchLoop(HFRuntime(self.model, self.linears, self.tuner, self.paused), self.format_tokens, max_batch, on_token)
 
 
 def _check_plain_cache(model) -> None:

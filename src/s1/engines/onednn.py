@@ -10,9 +10,11 @@ from sgemm's in the last bits only (greedy outputs still equal `transformers.gen
 tests/test_equivalence.py).
 
 Prepacked copies are a second copy of every weight, so they are kept only when all the layers' weights
-take at most PACK_SHARE of the machine's memory, and used only for two rows or more: there they give
-bit for bit what the plain weights give, while at one row oneDNN's plain path rounds differently from
-the packed one. So whether a machine packs changes speed, never a result.
+take at most PACK_SHARE of the machine's (or container's) memory, and used only for two rows or more:
+there they gave bit for bit what the plain weights give on every shape tried (at one row oneDNN's plain
+path rounds differently from the packed one), so whether a machine packs changes speed, not results —
+tests/test_hf_engine.py checks this on whatever CPU runs it. `torch.backends.mkldnn.enabled = False`
+switches all of this off.
 
 The layers are switched over only for the engine's own forwards (`OneDNNLinears.active`): each plain
 `nn.Linear` gets an instance `forward` for their length, so the same model object computes with torch's
@@ -35,17 +37,25 @@ PACK_ROWS = 8
 
 
 @cache
-def available() -> bool:
-    """Whether this torch has oneDNN's linear and it computes what `F.linear` does (else nothing changes)."""
+def _works() -> bool:
+    """Whether this torch has oneDNN's linear and it computes what `F.linear` does."""
     if not torch.backends.mkldnn.is_available():
         return False
     try:
-        x, w, b = torch.randn(3, 16), torch.randn(8, 16), torch.randn(8)
+        x = torch.arange(48, dtype=torch.float32).reshape(3, 16) / 48
+        w = torch.arange(128, dtype=torch.float32).reshape(8, 16).cos()
+        b = torch.arange(8, dtype=torch.float32)
         packed = torch.ops.mkldnn._reorder_linear_weight(w, PACK_ROWS)
         reference = nn.functional.linear(x, w, b)
         return all(torch.allclose(_onednn(x, weight, b), reference, rtol=1e-4, atol=1e-5) for weight in (w, packed))
     except Exception:  # an op missing or refused in this build: keep torch's own linear
         return False
+
+
+def available() -> bool:
+    """oneDNN's linear works here and is not switched off (`torch.backends.mkldnn.enabled = False` keeps
+    torch's own linear in the engine too)."""
+    return torch.backends.mkldnn.enabled and _works()
 
 
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -55,52 +65,88 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
 
 
 class OneDNNLinears:
-    """The model's plain float32 CPU linear layers, switched to oneDNN inside `active()`; kept by the engine
-    so prepacked weights outlive a single `generate` call."""
+    """The model's plain float32 CPU linear layers, switched to oneDNN inside `active()`. The engine keeps
+    one, so packed weights outlive a single `generate` call; `prepare()` (each loop's start) packs what is
+    missing or stale outside any timed step."""
 
     def __init__(self, model: nn.Module):
         self.layers = [m for m in model.modules() if _eligible(m)] if available() else []
         weight_bytes = sum(layer.weight.numel() * layer.weight.element_size() for layer in self.layers)
-        self.pack = weight_bytes <= PACK_SHARE * memory_bytes()
-        self.packed: dict[nn.Linear, tuple[tuple[int, int], torch.Tensor]] = {}
-        """Per layer: which weight was packed (its address and version counter: a weight replaced or changed in
-        place, by training, is packed again) and the packed copy."""
+        self.pack = bool(self.layers) and weight_bytes <= PACK_SHARE * memory_bytes()
+        self.packed: dict[nn.Linear, tuple[torch.Tensor, int, torch.Tensor]] = {}
+        """Per layer: the weight packed (held, so its memory cannot be reused by another), its version counter
+        then (a weight changed in place by training is packed again) and the packed copy. A change made
+        through `.data` (PEFT's merge) moves no counter: build a new engine after one."""
+
+    def prepare(self) -> None:
+        if self.pack:
+            for layer in self.layers:
+                self._packed(layer)
 
     @contextmanager
     def active(self):
-        for layer in self.layers:
-            layer.forward = partial(self._forward, layer)  # an instance attribute shadows nn.Linear.forward
+        switched = []
         try:
+            for layer in self.layers:
+                if "forward" not in layer.__dict__:  # something else replaced it since: leave it alone
+                    layer.forward = partial(self._forward, layer)  # an instance attribute shadows nn.Linear.forward
+                    switched.append(layer)
             yield
         finally:
-            for layer in self.layers:
+            for layer in switched:
                 layer.__dict__.pop("forward", None)
 
-    def _forward(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        one_row = x.numel() == x.shape[-1]
-        return _onednn(x, layer.weight if one_row or not self.pack else self._packed(layer), layer.bias)
+    def _forward(self, layer: nn.Linear, input: torch.Tensor) -> torch.Tensor:
+        if input.dtype != torch.float32 or input.numel() == 0:  # autocast, or nothing to compute
+            return nn.functional.linear(input, layer.weight, layer.bias)
+        one_row = input.numel() == input.shape[-1]
+        return _onednn(input, layer.weight if one_row or not self.pack else self._packed(layer), layer.bias)
 
     def _packed(self, layer: nn.Linear) -> torch.Tensor:
         weight = layer.weight
-        which = (weight.data_ptr(), weight._version)
+        version = -1 if torch.is_inference(weight) else weight._version
         held = self.packed.get(layer)
-        if held is None or held[0] != which:
-            held = self.packed[layer] = (which, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS))
-        return held[1]
+        if held is None or held[0] is not weight or held[1] != version:
+            held = self.packed[layer] = (weight, version, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS))
+        return held[2]
 
 
 def memory_bytes() -> int:
-    """This machine's memory, or the container's limit where one is set (cgroup v2)."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    """This machine's memory, or the container's limit where one is set (cgroup v2 or v1)."""
     try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        return min(total, int(limit)) if limit.isdigit() else total
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): pack only what surely fits
+        return 8 << 30
+    for limit in _cgroup_limits():
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def _cgroup_limits() -> list[str]:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
-        return total
+        return []
+    paths = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            paths.append(f"/sys/fs/cgroup{path.rstrip('/')}/memory.max")
+        elif "memory" in controllers.split(","):
+            paths.append(f"/sys/fs/cgroup/memory{path.rstrip('/')}/memory.limit_in_bytes")
+    return paths + ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
 
 
 def _eligible(module: nn.Module) -> bool:
-    """Exactly nn.Linear (not a quantized or LoRA subclass), float32 on CPU, and not already wrapped by a
-    hook that replaced its forward (accelerate's offloading)."""
-    return (type(module) is nn.Linear and module.weight.dtype == torch.float32 and module.weight.device.type == "cpu"
-            and module.weight.dim() == 2 and "forward" not in module.__dict__)
+    """Exactly nn.Linear (not a quantized or LoRA subclass) with a plain float32 CPU weight (not a tensor
+    subclass such as torchao's), and not already wrapped by a hook that replaced its forward (accelerate's
+    offloading)."""
+    weight = getattr(module, "weight", None)
+    return (type(module) is nn.Linear and isinstance(weight, torch.Tensor) and type(weight.data) is torch.Tensor
+            and weight.dtype == torch.float32 and weight.device.type == "cpu" and weight.layout == torch.strided
+            and weight.dim() == 2 and "forward" not in module.__dict__)
