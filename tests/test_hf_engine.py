@@ -253,6 +253,17 @@ def test_packed_weights_change_speed_never_results():
     with packing.active():
         changed = model(x)
     torch.testing.assert_close(changed, model(x), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        model[0].weight.data = model[0].weight.data * 3  # new storage behind the same Parameter (as `.to()` does)
+    with packing.active():
+        changed = model(x)
+    torch.testing.assert_close(changed, model(x), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        model[0].weight.data.add_(1)  # in place through .data: nothing moves, so the engine is told
+    packing.forget()
+    with packing.active():
+        changed = model(x)
+    torch.testing.assert_close(changed, model(x), rtol=1e-5, atol=1e-5)
 
 
 def test_the_engine_steps_with_onednn_linears(tiny):
@@ -277,6 +288,7 @@ def test_the_engine_steps_with_onednn_linears(tiny):
     assert inside and all(inside)
     assert not any(seen[len(inside):])
     assert isinstance(engine.linears, OneDNNLinears) and engine.linears.pack  # the tiny model fits any machine
+    assert HFEngine(model, tokenizer).linears is engine.linears  # one packed copy per model, however many engines
 
 
 def test_only_plain_float32_linear_layers_are_switched():

@@ -245,7 +245,7 @@ class HFEngine(LoopEngine):
         self.format_tokens = FormatTokens.build(tokenizer, self.fmt)
         self.paused = PausedCaches()
         """Paused search nodes' caches, shared by this engine's loops (`PausedCaches`)."""
-        self.linears = OneDNNLinears(model)
+        self.linears = OneDNNLinears.for_model(model)
         """The linear layers the loops' forwards run through oneDNN on CPU, with their packed weights."""
         _check_plain_cache(model)
 

@@ -24,6 +24,7 @@ own linear everywhere else (`generate`, training) and nothing about it is kept o
 from __future__ import annotations
 
 import os
+import weakref
 from contextlib import contextmanager
 from functools import cache, partial
 from pathlib import Path
@@ -64,24 +65,43 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
+_SHARED: "weakref.WeakKeyDictionary[nn.Module, OneDNNLinears]" = weakref.WeakKeyDictionary()
+
+
 class OneDNNLinears:
-    """The model's plain float32 CPU linear layers, switched to oneDNN inside `active()`. The engine keeps
-    one, so packed weights outlive a single `generate` call; `prepare()` (each loop's start) packs what is
-    missing or stale outside any timed step."""
+    """The model's plain float32 CPU linear layers, switched to oneDNN inside `active()`. Engines get one per
+    model (`for_model`), so packed weights outlive a single `generate` call and several engines on one
+    model share one packed copy; `prepare()` (each loop's start) packs what is missing or stale outside any
+    timed step."""
+
+    @classmethod
+    def for_model(cls, model: nn.Module) -> "OneDNNLinears":
+        if not available():
+            return cls(model)
+        shared = _SHARED.get(model)
+        if shared is None:
+            shared = _SHARED[model] = cls(model)
+        return shared
 
     def __init__(self, model: nn.Module):
         self.layers = [m for m in model.modules() if _eligible(m)] if available() else []
         weight_bytes = sum(layer.weight.numel() * layer.weight.element_size() for layer in self.layers)
         self.pack = bool(self.layers) and weight_bytes <= PACK_SHARE * memory_bytes()
-        self.packed: dict[nn.Linear, tuple[torch.Tensor, int, torch.Tensor]] = {}
-        """Per layer: the weight packed (held, so its memory cannot be reused by another), its version counter
-        then (a weight changed in place by training is packed again) and the packed copy. A change made
-        through `.data` (PEFT's merge) moves no counter: build a new engine after one."""
+        self.packed: dict[nn.Linear, tuple[torch.Tensor, tuple[int, int], torch.Tensor]] = {}
+        """Per layer: the weight packed (held, so its memory cannot be reused by another), its storage and
+        version counter then (a weight changed in place by training, or given new data by `.to()`, is packed
+        again) and the packed copy. A change made in place through `.data` (PEFT's merge) moves neither:
+        call `engine.linears.forget()` after one."""
+
+    def forget(self) -> None:
+        """Drop the packed copies (the weights were changed in a way `_packed` cannot see)."""
+        self.packed.clear()
 
     def prepare(self) -> None:
         if self.pack:
             for layer in self.layers:
-                self._packed(layer)
+                if layer.weight.dtype == torch.float32 and layer.weight.device.type == "cpu":
+                    self._packed(layer)
 
     @contextmanager
     def active(self):
@@ -97,17 +117,18 @@ class OneDNNLinears:
                 layer.__dict__.pop("forward", None)
 
     def _forward(self, layer: nn.Linear, input: torch.Tensor) -> torch.Tensor:
-        if input.dtype != torch.float32 or input.numel() == 0:  # autocast, or nothing to compute
-            return nn.functional.linear(input, layer.weight, layer.bias)
+        weight = layer.weight
+        if input.dtype != torch.float32 or weight.dtype != torch.float32 or weight.device.type != "cpu" or input.numel() == 0:
+            return nn.functional.linear(input, weight, layer.bias)  # autocast, a model cast or moved since, no rows
         one_row = input.numel() == input.shape[-1]
-        return _onednn(input, layer.weight if one_row or not self.pack else self._packed(layer), layer.bias)
+        return _onednn(input, weight if one_row or not self.pack else self._packed(layer), layer.bias)
 
     def _packed(self, layer: nn.Linear) -> torch.Tensor:
         weight = layer.weight
-        version = -1 if torch.is_inference(weight) else weight._version
+        which = (weight.data_ptr(), -1 if torch.is_inference(weight) else weight._version)
         held = self.packed.get(layer)
-        if held is None or held[0] is not weight or held[1] != version:
-            held = self.packed[layer] = (weight, version, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS))
+        if held is None or held[0] is not weight or held[1] != which:
+            held = self.packed[layer] = (weight, which, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS))
         return held[2]
 
 
