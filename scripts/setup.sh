@@ -20,7 +20,7 @@ pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
 .venv/bin/python -c "import torch" 2>/dev/null || pip install "torch==2.13.0"
 # llama.cpp is compiled for this CPU, but not by its own detection, which picks instructions (AMX) that
 # crash in some VMs: AVX2, and AVX-512 with its VBMI/VNNI/BF16 parts where /proc/cpuinfo lists them
-# (decoding 10-17% faster on an AVX-512 EPYC). pip keeps the wheel it built in its cache, flags unseen:
+# (decoding up to 1.3x faster on an AVX-512 EPYC: BENCHMARKS.md). pip keeps the wheel it built in its cache, flags unseen:
 # after changing them, `pip cache remove llama_cpp_python` first.
 flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true) "
 has() { case "$flags" in *" $1 "*) return 0 ;; *) return 1 ;; esac; }

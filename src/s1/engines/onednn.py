@@ -155,7 +155,10 @@ def _cgroup_limits() -> list[str]:
         return []
     paths = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
         if controllers == "":
             paths.append(f"/sys/fs/cgroup{path.rstrip('/')}/memory.max")
         elif "memory" in controllers.split(","):
