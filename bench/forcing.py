@@ -73,7 +73,7 @@ def sync():
 
 
 def timed(fn, repeat: int = 1):
-    """(seconds, result) of the fastest of `repeat` calls."""
+    """The fastest of `repeat` calls' seconds, and the last call's result."""
     best = None
     for _ in range(repeat):
         sync()

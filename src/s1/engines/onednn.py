@@ -1,26 +1,24 @@
 """Float32 linear layers through oneDNN while the transformers engine steps on a CPU.
 
 torch computes a float32 `nn.Linear` on CPU with MKL's sgemm. At the few rows a decoding step has, and on
-CPUs where MKL does not take its fast paths (AMD's), that is most of a step: on this project's 2-core
-EPYC VM the 211 linear layers of SmolLM2-135M took 61 ms at 8 rows through sgemm, 39 ms through oneDNN
-and 28 ms through oneDNN with the weights prepacked in its blocked layout (at 1 row 48 against 29;
-at 512 rows 840 against 728 and 657). oneDNN is the library torch already ships and uses for its CPU
-bf16 matmuls. Both compute in float32; the sums are accumulated in another order, so results differ
-from sgemm's in the last bits only (greedy outputs still equal `transformers.generate`'s:
+CPUs where MKL does not take its fast paths (AMD's), that is most of a step; oneDNN, the library torch
+already ships and uses for its CPU bf16 matmuls, does the same layers in about half the time (BENCHMARKS.md,
+issue 12's second pass). Both compute in float32; the sums are accumulated in another order, so results
+differ from sgemm's in the last bits only (greedy outputs still equal `transformers.generate`'s:
 tests/test_equivalence.py).
 
-Prepacked copies are a second copy of every weight, so they are kept only when all the layers' weights
-take at most PACK_SHARE of the machine's (or container's) memory, and used only for two rows or more:
-there they gave bit for bit what the plain weights give on every shape tried (at one row oneDNN's plain
-path rounds differently from the packed one), so whether a machine packs changes speed, not results —
-tests/test_hf_engine.py checks this on whatever CPU runs it. `torch.backends.mkldnn.enabled = False`
-switches all of this off.
+Prepacked copies (oneDNN's blocked layout, faster again) are a second copy of every weight, so they are
+kept only when all the layers' weights take at most PACK_SHARE of the machine's (or container's) memory,
+and used only for two rows or more, and only where a probe of the model's own layer shapes found them
+giving bit for bit what the plain weights give (at one row oneDNN's plain path rounds differently). So
+whether a machine packs changes speed, not results.
 
 The layers are switched over only for the engine's own forwards (`OneDNNLinears.active`): each plain
 `nn.Linear` gets an instance `forward` for their length, so the same model object computes with torch's
-own linear everywhere else (`generate`, training) and nothing about it is kept or saved.
+own linear everywhere else (`generate`, training — though not concurrently with the engine's forwards)
+and nothing about it is kept or saved. `torch.backends.mkldnn.enabled = False` or CPU autocast keeps
+torch's own linear in the engine too.
 """
-
 from __future__ import annotations
 
 import os
@@ -38,7 +36,7 @@ PACK_ROWS = 8
 
 
 @cache
-def _works() -> bool:
+def available() -> bool:
     """Whether this torch has oneDNN's linear and it computes what `F.linear` does."""
     if not torch.backends.mkldnn.is_available():
         return False
@@ -51,12 +49,6 @@ def _works() -> bool:
         return all(torch.allclose(_onednn(x, weight, b), reference, rtol=1e-4, atol=1e-5) for weight in (w, packed))
     except Exception:  # an op missing or refused in this build: keep torch's own linear
         return False
-
-
-def available() -> bool:
-    """oneDNN's linear works here and is not switched off (`torch.backends.mkldnn.enabled = False` keeps
-    torch's own linear in the engine too)."""
-    return torch.backends.mkldnn.enabled and _works()
 
 
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -76,8 +68,6 @@ class OneDNNLinears:
 
     @classmethod
     def for_model(cls, model: nn.Module) -> "OneDNNLinears":
-        if not available():
-            return cls(model)
         shared = _SHARED.get(model)
         if shared is None:
             shared = _SHARED[model] = cls(model)
@@ -86,31 +76,35 @@ class OneDNNLinears:
     def __init__(self, model: nn.Module):
         self.layers = [m for m in model.modules() if _eligible(m)] if available() else []
         weight_bytes = sum(layer.weight.numel() * layer.weight.element_size() for layer in self.layers)
-        self.pack = bool(self.layers) and weight_bytes <= PACK_SHARE * memory_bytes()
-        self.packed: dict[nn.Linear, tuple[torch.Tensor, tuple[int, int], torch.Tensor]] = {}
-        """Per layer: the weight packed (held, so its memory cannot be reused by another), its storage and
-        version counter then (a weight changed in place by training, or given new data by `.to()`, is packed
-        again) and the packed copy. A change made in place through `.data` (PEFT's merge) moves neither:
-        call `engine.linears.forget()` after one."""
+        self.pack = bool(self.layers) and weight_bytes <= PACK_SHARE * memory_bytes() and _packing_is_exact(self.layers)
+        self.packed: dict[nn.Linear, tuple[nn.Parameter, torch.Tensor, int, torch.Tensor]] = {}
+        """Per layer: the parameter packed, its data then (held: that storage cannot be freed and its address
+        reused while the entry stands), its version counter then, and the packed copy. A weight changed in
+        place by training, or given new data (`.to()`, `.data = `), is packed again; a change made in place
+        through `.data` (PEFT's merge) moves nothing: call `engine.linears.forget()` after one."""
 
     def forget(self) -> None:
         """Drop the packed copies (the weights were changed in a way `_packed` cannot see)."""
         self.packed.clear()
 
     def prepare(self) -> None:
-        if self.pack:
-            for layer in self.layers:
-                if layer.weight.dtype == torch.float32 and layer.weight.device.type == "cpu":
-                    self._packed(layer)
+        if not self.pack:
+            return
+        for layer in self.layers:
+            if _float32_cpu(layer.weight):
+                self._packed(layer)
+            else:  # cast or moved since the engine was made: its copy would only hold memory
+                self.packed.pop(layer, None)
 
     @contextmanager
     def active(self):
         switched = []
         try:
-            for layer in self.layers:
-                if "forward" not in layer.__dict__:  # something else replaced it since: leave it alone
-                    layer.forward = partial(self._forward, layer)  # an instance attribute shadows nn.Linear.forward
-                    switched.append(layer)
+            if torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu"):
+                for layer in self.layers:
+                    if "forward" not in layer.__dict__:  # something else replaced it since: leave it alone
+                        layer.forward = partial(self._forward, layer)  # an instance attribute shadows nn.Linear.forward
+                        switched.append(layer)
             yield
         finally:
             for layer in switched:
@@ -118,18 +112,35 @@ class OneDNNLinears:
 
     def _forward(self, layer: nn.Linear, input: torch.Tensor) -> torch.Tensor:
         weight = layer.weight
-        if input.dtype != torch.float32 or weight.dtype != torch.float32 or weight.device.type != "cpu" or input.numel() == 0:
-            return nn.functional.linear(input, weight, layer.bias)  # autocast, a model cast or moved since, no rows
+        if input.dtype != torch.float32 or not _float32_cpu(weight) or input.numel() == 0:
+            return nn.functional.linear(input, weight, layer.bias)  # the model was cast or moved since; no rows
         one_row = input.numel() == input.shape[-1]
         return _onednn(input, weight if one_row or not self.pack else self._packed(layer), layer.bias)
 
     def _packed(self, layer: nn.Linear) -> torch.Tensor:
         weight = layer.weight
-        which = (weight.data_ptr(), -1 if torch.is_inference(weight) else weight._version)
+        version = -1 if torch.is_inference(weight) else weight._version
         held = self.packed.get(layer)
-        if held is None or held[0] is not weight or held[1] != which:
-            held = self.packed[layer] = (weight, which, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS))
-        return held[2]
+        if held is None or held[0] is not weight or held[1].data_ptr() != weight.data_ptr() or held[2] != version:
+            data = weight.detach()
+            held = self.packed[layer] = (weight, data, version, torch.ops.mkldnn._reorder_linear_weight(data, PACK_ROWS))
+        return held[3]
+
+
+def _packing_is_exact(layers: list[nn.Linear]) -> bool:
+    """Whether packed weights give the plain weights' bits on this CPU, for each distinct layer shape of the
+    model (with its bias or not) at a few row counts; where they do not, the engine does not pack."""
+    shapes = {(layer.out_features, layer.in_features, layer.bias is not None) for layer in layers}
+    generator = torch.Generator().manual_seed(0)
+    for out_features, in_features, bias in shapes:
+        weight = torch.randn(out_features, in_features, generator=generator)
+        b = torch.randn(out_features, generator=generator) if bias else None
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS)
+        for rows in (2, 5, 8, 33):
+            x = torch.randn(rows, in_features, generator=generator)
+            if not torch.equal(_onednn(x, weight, b), _onednn(x, packed, b)):
+                return False
+    return True
 
 
 def memory_bytes() -> int:
@@ -166,11 +177,15 @@ def _cgroup_limits() -> list[str]:
     return paths + ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
 
 
+def _float32_cpu(weight: torch.Tensor) -> bool:
+    return weight.dtype == torch.float32 and weight.device.type == "cpu"
+
+
 def _eligible(module: nn.Module) -> bool:
     """Exactly nn.Linear (not a quantized or LoRA subclass) with a plain float32 CPU weight (not a tensor
     subclass such as torchao's), and not already wrapped by a hook that replaced its forward (accelerate's
     offloading)."""
     weight = getattr(module, "weight", None)
     return (type(module) is nn.Linear and isinstance(weight, torch.Tensor) and type(weight.data) is torch.Tensor
-            and weight.dtype == torch.float32 and weight.device.type == "cpu" and weight.layout == torch.strided
-            and weight.dim() == 2 and "forward" not in module.__dict__)
+            and _float32_cpu(weight) and weight.layout == torch.strided and weight.dim() == 2
+            and "forward" not in module.__dict__)
