@@ -204,3 +204,12 @@ def test_malformed_input_line_is_named(tmp_path):
     bad.write_text('{"question": "ok"}\n{not json}\n')
     run = s1("generate", "--input", str(bad))
     assert run.returncode == 1 and "Line 2" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_exception_that_says_nothing_still_makes_a_sentence():
+    """Every one-sentence error quotes the cause's first line; an empty message must not break it (it raised
+    IndexError, a traceback, where a library's exception carried no text)."""
+    from s1.errors import first_line
+
+    assert first_line(OSError()) == "OSError"
+    assert first_line(ValueError("\n  bad value\nmore detail"), 5) == "bad v"

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 DATA_DIR_ENV = "S1_DATA_DIR"
@@ -271,7 +271,7 @@ def _read_task_file(path: Path) -> Task:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"Cannot read task file {path} ({exc.__class__.__name__}); check the path.") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"Task file {path} is not valid YAML ({str(exc).splitlines()[0]}).") from None
+        raise UserError(f"Task file {path} is not valid YAML ({first_line(exc)}).") from None
     return Task.from_dict(raw, source=path.resolve())
 
 

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 DEFAULT_MODEL = "smollm2"
 _EMBEDDED_ALIASES = {"smollm2", "smollm2-135m", "smollm2-135m-instruct"}
@@ -175,7 +175,7 @@ def load_hf(name: str, device: str = "auto", dtype: str = "auto", place: bool = 
         model, tokenizer = load(local_only=True)
     except OSError as exc:
         if source.kind != "hub":
-            raise UserError(f"Could not load model from {location} ({str(exc).splitlines()[0]}); check that it is a saved transformers model.") from None
+            raise UserError(f"Could not load model from {location} ({first_line(exc)}); check that it is a saved transformers model.") from None
         if not _hub_reachable():
             raise UserError(
                 f"Model {name!r} is not in the local cache and the hub cannot be reached; pass --model smollm2, "
@@ -184,7 +184,7 @@ def load_hf(name: str, device: str = "auto", dtype: str = "auto", place: bool = 
         try:
             model, tokenizer = load(local_only=False)
         except OSError as exc:
-            raise UserError(f"Could not load model {name!r} from the hub ({str(exc).splitlines()[0]}); check the id.") from None
+            raise UserError(f"Could not load model {name!r} from the hub ({first_line(exc)}); check the id.") from None
     if place:
         model.to(device).eval()
     return model, tokenizer
@@ -235,5 +235,5 @@ def load_tokenizer(name: str):
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline, **kwargs)
         config = AutoConfig.from_pretrained(location, local_files_only=offline, **kwargs)
     except OSError as exc:
-        raise UserError(f"Could not load the tokenizer of {name!r} ({str(exc).splitlines()[0]}); pass --model with the served model's tokenizer.") from None
+        raise UserError(f"Could not load the tokenizer of {name!r} ({first_line(exc)}); pass --model with the served model's tokenizer.") from None
     return tokenizer, int(getattr(config, "max_position_embeddings", None) or 32768)

@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 PAPER: dict = {
     "num_train_epochs": 5.0,
@@ -149,7 +149,7 @@ def read_recipe(file: str) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"Recipe file {file} is not valid YAML ({str(exc).splitlines()[0][:160]}); fix the file.") from None
+        raise UserError(f"Recipe file {file} is not valid YAML ({first_line(exc, 160)}); fix the file.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

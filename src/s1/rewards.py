@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 AGGREGATES = ("last", "min", "mean", "prod")
 log = logging.getLogger("s1.rewards")
@@ -85,7 +85,7 @@ class _Transformers:
             self.model, info = model_class.from_pretrained(path, local_files_only=True, dtype=pick_dtype("auto", device),
                                                            output_loading_info=True)
         except (OSError, ValueError) as exc:
-            raise UserError(f"Could not load a reward model from {path} ({str(exc).splitlines()[0]}); "
+            raise UserError(f"Could not load a reward model from {path} ({first_line(exc)}); "
                             "pass a saved transformers reward model directory.") from None
         if info.get("missing_keys"):
             # a head the checkpoint lacks would be initialized at random and score noise, silently

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import sharding
-from .errors import UserError
+from .errors import UserError, first_line
 from .formats import FormatTokens, ThinkingFormat, encode, get_format
 from .recipe import PAPER, TrainConfig
 from .rundir import make_directory
@@ -102,7 +102,7 @@ def train(config: TrainConfig) -> Path:
             callbacks=list(callbacks),
         )
     except (ValueError, TypeError, ImportError) as exc:
-        raise UserError(f"The training recipe cannot run: {_first_line(exc)}") from None
+        raise UserError(f"The training recipe cannot run: {first_line(exc, 300)}") from None
     note_recipe(output, config, args, resuming=checkpoint is not None)
     if sharding.rank() == 0:
         every = "step" if args.save_steps == 1 else f"{args.save_steps:g} steps"
@@ -201,11 +201,7 @@ def sft_args(config: TrainConfig, output: Path, accumulation: int, save_every: i
     try:
         return SFTConfig(**values)
     except (ValueError, TypeError) as exc:
-        raise UserError(f"The training recipe is not valid: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return ((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:300]
+        raise UserError(f"The training recipe is not valid: {first_line(exc, 300)}") from None
 
 
 def _name(dtype) -> str:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from .benchmarks import read_rows
-from .errors import UserError
+from .errors import UserError, first_line
 from .formats import ThinkingFormat, encode
 
 
@@ -94,7 +94,7 @@ def load_records(data: str) -> list[dict]:
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"Could not load training data {data!r} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}).") from None
+        raise UserError(f"Could not load training data {data!r} ({exc.__class__.__name__}: {first_line(exc, 200)}).") from None
     if not records:
         raise UserError(f"{data} holds no records.")
     return records

@@ -22,7 +22,7 @@ from typing import Callable
 
 from ..engines import load_engine
 from ..engines.base import Sampling, make_request, prepare_ids
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..forcing import BudgetForcing
 from ..formats import encode
 from ..rundir import identity_hash
@@ -105,7 +105,7 @@ class FunctionEngine:
         try:
             function = getattr(importlib.import_module(module_name), attribute)
         except Exception as exc:  # noqa: BLE001 - whatever importing the user's module raises is one sentence
-            reason = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+            reason = first_line(exc, 200)
             raise UserError(f"Cannot load the python role {target!r} ({reason}); name an importable module:function.") from None
         if not callable(function):
             raise UserError(f"The python role {target!r} is not a function; name one as module:function.")
@@ -256,7 +256,7 @@ class Caller:
             return [b for i, b in enumerate(batch) if i not in finished], exc
 
     def _failed(self, key: str, exc: BaseException) -> None:
-        message = str(exc).splitlines()[0][:500] if str(exc) else exc.__class__.__name__
+        message = first_line(exc, 500)
         self.store.call_failed(key, message)
         self.tally.failed += 1
         return None
