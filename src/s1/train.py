@@ -146,8 +146,8 @@ def note_recipe(output: Path, config: TrainConfig, args, resuming: bool) -> None
             before = json.loads(path.read_text())
         except (OSError, ValueError):
             before = {}
-        changed = [f"{k} {before.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(before) | set(current) - ignored)
-                   if k not in ignored and before.get(k) != current.get(k)]
+        changed = [f"{k} {before.get(k)!r} -> {current.get(k)!r}" for k in sorted((set(before) | set(current)) - ignored)
+                   if before.get(k) != current.get(k)]
         if changed:
             print("Note: resuming with changed settings (" + "; ".join(changed) + "); the loss curve will differ from an "
                   "uninterrupted run's.")
