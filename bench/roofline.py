@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,19 +24,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from forcing import machine  # noqa: E402  (bench/forcing.py, beside this script)
+from forcing import machine, timed  # noqa: E402  (bench/forcing.py, beside this script)
 from s1.models import load_hf, resolve  # noqa: E402
 
 
 def best_of(n: int, fn) -> float:
     """The shortest of n timed calls (after one warm-up): the limit, not the noise."""
     fn()
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return timed(fn, n)[0]
 
 
 def bandwidth(gib: float = 1.0) -> float:
