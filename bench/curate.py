@@ -32,16 +32,18 @@ DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
 
 from forcing import machine  # noqa: E402  (bench/forcing.py, beside this script)
+from s1.core.formats import FormatTokens, get_format  # noqa: E402
+from s1.core.models import load_tokenizer  # noqa: E402
 from s1.curate import load_config, run  # noqa: E402
 from s1.curate.calls import Engines  # noqa: E402
 from s1.curate.store import STAGES  # noqa: E402
 from s1.engines.base import Completion  # noqa: E402
-from s1.formats import FormatTokens, get_format  # noqa: E402
-from s1.models import load_tokenizer  # noqa: E402
 
-WORDS = ("integer real triangle circle prime sum product sequence function polynomial root angle area probability "
-         "divisor remainder digit chord tangent vertex matrix vector series limit maximum minimum equation graph "
-         "set subset coin dice ball box path grid square cube sphere plane line point ratio mean median").split()
+WORDS = (
+    "integer real triangle circle prime sum product sequence function polynomial root angle area probability "
+    "divisor remainder digit chord tangent vertex matrix vector series limit maximum minimum equation graph "
+    "set subset coin dice ball box path grid square cube sphere plane line point ratio mean median"
+).split()
 
 
 def synthetic_pool(path: Path, rows: int, rng: random.Random) -> None:
@@ -59,7 +61,12 @@ def synthetic_pool(path: Path, rows: int, rng: random.Random) -> None:
             if i % 1000 == 3 and i > 3:
                 question = f"Problem {i - 1000}: duplicate"  # an exact duplicate pair every 1000 rows
             answer = str(rng.randint(0, 999)) if rng.random() < 0.8 else None
-            record = {"id": i, "question": question, "solution": "By symmetry ... " + " ".join(words[:20]), "answer": answer}
+            record = {
+                "id": i,
+                "question": question,
+                "solution": "By symmetry ... " + " ".join(words[:20]),
+                "answer": answer,
+            }
             f.write(json.dumps(record) + "\n")
 
 
@@ -78,9 +85,18 @@ class SyntheticEngine:
         for i, r in enumerate(requests):
             thinking = "" if r.plain else " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randint(50, 600)))
             answer = f"So the answer is \\boxed{{{self.rng.randint(0, 999)}}}."
-            c = Completion(prompt=r.prompt, prompt_token_ids=[], output_token_ids=[], thinking=thinking, answer=answer,
-                           thinking_tokens=len(thinking.split()), answer_tokens=8, extensions_used=0, capped=False,
-                           finish_reason="stop")
+            c = Completion(
+                prompt=r.prompt,
+                prompt_token_ids=[],
+                output_token_ids=[],
+                thinking=thinking,
+                answer=answer,
+                thinking_tokens=len(thinking.split()),
+                answer_tokens=8,
+                extensions_used=0,
+                capped=False,
+                finish_reason="stop",
+            )
             out.append(c)
             if on_completion:
                 on_completion(i, c)
@@ -95,10 +111,16 @@ def write_config(folder: Path, pool: Path) -> Path:
     config = {
         "output": str(folder / "run"),
         "sources": [{"name": "synthetic", "path": str(pool)}],
-        "eval_sets": ["math500", "aime24", "aime25"], "data_dir": str(DATA), "domains": str(DATA / "msc.json"),
+        "eval_sets": ["math500", "aime24", "aime25"],
+        "data_dir": str(DATA),
+        "domains": str(DATA / "msc.json"),
         "student": "smollm2",
-        "roles": {"teacher": {**role, "max_thinking_tokens": 4096}, "solvers": [role, {**role, "seed": 1}],
-                  "judge": role, "classifier": role},
+        "roles": {
+            "teacher": {**role, "max_thinking_tokens": 4096},
+            "solvers": [role, {**role, "seed": 1}],
+            "judge": role,
+            "classifier": role,
+        },
         "selection": {"n": 1000, "strategy": "s1", "seed": 0},
     }
     path = folder / "curate.json"
@@ -145,18 +167,29 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
     print(f"machine: {machine()}")
-    print(f"pool: {args.rows} synthetic rows; selected {report['selected']}; distinct model calls {sum(c['keys'] for c in report['calls'].values())}")
+    print(
+        f"pool: {args.rows} synthetic rows; selected {report['selected']}; distinct model calls {sum(c['keys'] for c in report['calls'].values())}"
+    )
     print()
     print(f"| stage | {' | '.join(f'{p} s' for p in passes)} | {' | '.join(f'{p} µs/row' for p in passes)} |")
     print("|---|" + "---:|" * (2 * len(passes)))
     for stage in STAGES:
-        cells = [f"{passes[p].get(stage, 0):.2f}" for p in passes] + [f"{1e6 * passes[p].get(stage, 0) / args.rows:.0f}" for p in passes]
+        cells = [f"{passes[p].get(stage, 0):.2f}" for p in passes] + [
+            f"{1e6 * passes[p].get(stage, 0) / args.rows:.0f}" for p in passes
+        ]
         print(f"| {stage} | " + " | ".join(cells) + " |")
     totals = {p: sum(v for k, v in t.items() if k in STAGES) for p, t in passes.items()}
-    print("| **all stages** | " + " | ".join(f"**{totals[p]:.1f}**" for p in passes) + " | "
-          + " | ".join(f"**{1e6 * totals[p] / args.rows:.0f}**" for p in passes) + " |")
+    print(
+        "| **all stages** | "
+        + " | ".join(f"**{totals[p]:.1f}**" for p in passes)
+        + " | "
+        + " | ".join(f"**{1e6 * totals[p] / args.rows:.0f}**" for p in passes)
+        + " |"
+    )
     print()
-    print(f"target: the cached passes under 60 s for all stages; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"target: the cached passes under 60 s for all stages; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

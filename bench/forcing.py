@@ -22,9 +22,9 @@ import time
 import torch
 
 from s1 import BudgetForcing, generate
+from s1.core.models import load_hf, pick_device, pick_dtype
 from s1.engines.hf import HFEngine
 from s1.engines.reprefill import ReprefillEngine
-from s1.models import load_hf, pick_device, pick_dtype
 
 QUESTIONS = [
     "What is 7*8?",
@@ -57,9 +57,17 @@ def load(name: str):
 
     _, tokenizer = load_hf("smollm2")  # any tokenizer whose ids fit the vocabulary will do
     config = Qwen2Config(
-        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-        num_key_value_heads=2, max_position_embeddings=32768, tie_word_embeddings=True, rope_theta=1e6,
-        bos_token_id=1, eos_token_id=2,
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        rope_theta=1e6,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     device = pick_device()
     torch.manual_seed(0)
@@ -90,14 +98,21 @@ def plain_generate(model, tokenizer, engine, questions, new_tokens: int, repeat:
     from s1.engines.base import Sampling, make_request
 
     forcing = BudgetForcing(max_thinking_tokens=1)
-    prompts = [make_request(tokenizer, engine.format_tokens, engine.context_length, q, forcing, Sampling()).prompt_token_ids for q in questions]
+    prompts = [
+        make_request(tokenizer, engine.format_tokens, engine.context_length, q, forcing, Sampling()).prompt_token_ids
+        for q in questions
+    ]
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[2] * (width - len(p)) + p for p in prompts], device=model.device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device)
     seconds, _ = timed(
         lambda: model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-            do_sample=False, pad_token_id=2,
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=2,
         ),
         repeat,
     )
@@ -107,8 +122,8 @@ def plain_generate(model, tokenizer, engine, questions, new_tokens: int, repeat:
 def llamacpp_engine(name: str, parallel: int):
     """The llama.cpp engine on the same GGUF, when the model is one and llama-cpp-python is installed."""
     try:
+        from s1.core.models import resolve
         from s1.engines.llamacpp import LlamaCppEngine
-        from s1.models import resolve
 
         if resolve(name).kind != "gguf":
             return None
@@ -122,7 +137,9 @@ def run(args) -> None:
     inflight, reprefill = HFEngine(model, tokenizer), ReprefillEngine.from_model(model, tokenizer)
     llamacpp = llamacpp_engine(args.model, max(args.batch))
     print(f"machine: {machine()}")
-    print(f"model: {args.model}, dtype {next(model.parameters()).dtype}, cap {args.cap} thinking + {args.answer} answer tokens\n")
+    print(
+        f"model: {args.model}, dtype {next(model.parameters()).dtype}, cap {args.cap} thinking + {args.answer} answer tokens\n"
+    )
     header = "| batch | forced ext. | method | tokens | seconds | tokens/s | ms/step | tokens/s vs generate | tokens/s vs re-prefill |"
     print(header)
     print("|" + "---|" * 9)
@@ -133,7 +150,10 @@ def run(args) -> None:
             # min_thinking_tokens = cap keeps every row thinking to the cap, so rows (and methods) do the same
             # work; num_ignore turns at least `extensions` of the model's attempts to stop into forced "Wait"s.
             forcing = BudgetForcing(
-                max_thinking_tokens=args.cap, min_thinking_tokens=args.cap, num_ignore=extensions, max_answer_tokens=args.answer
+                max_thinking_tokens=args.cap,
+                min_thinking_tokens=args.cap,
+                num_ignore=extensions,
+                max_answer_tokens=args.answer,
             )
             rows = {}
             t_in, out_in = timed(lambda: generate(questions, inflight, forcing, batch_size=batch), args.repeat)
@@ -147,6 +167,7 @@ def run(args) -> None:
             rows["in-flight"] = (tokens, t_in)
             rows["re-prefill"] = (tokens, t_re)
             if llamacpp is not None:  # the 4-bit GGUF, `batch` sequences in one llama_batch
+
                 def cpp():
                     llamacpp.runtime.clear()  # no prompt prefix kept from the previous run or row of the table
                     return generate(questions, llamacpp, forcing, batch_size=batch)
@@ -160,7 +181,9 @@ def run(args) -> None:
                     f"{1000 * seconds / steps:.1f} | {rate[method] / rate['generate']:.2f}x | {rate[method] / rate['re-prefill']:.2f}x |"
                 )
             if not same:
-                print(f"| {batch} | {extensions} | note: in-flight and re-prefill outputs differ (sampling noise on this device) |")
+                print(
+                    f"| {batch} | {extensions} | note: in-flight and re-prefill outputs differ (sampling noise on this device) |"
+                )
 
 
 def main() -> None:

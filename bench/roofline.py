@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from forcing import machine, timed  # noqa: E402  (bench/forcing.py, beside this script)
-from s1.models import load_hf, resolve  # noqa: E402
+from s1.core.models import load_hf, resolve  # noqa: E402
 
 
 def best_of(n: int, fn) -> float:
@@ -52,8 +52,13 @@ def matmul_flops(size: int = 2048) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--measured", action="append", default=[], metavar="NAME=TOKENS_PER_S",
-                        help="An engine's measured tokens/s (names starting with llamacpp are read against the GGUF limit).")
+    parser.add_argument(
+        "--measured",
+        action="append",
+        default=[],
+        metavar="NAME=TOKENS_PER_S",
+        help="An engine's measured tokens/s (names starting with llamacpp are read against the GGUF limit).",
+    )
     args = parser.parse_args()
 
     model, _ = load_hf(args.model, device="cpu", dtype="float32")
@@ -65,17 +70,23 @@ def main() -> None:
 
     bytes_per_s, flops = bandwidth(), matmul_flops()
     print(f"machine: {machine()}")
-    print(f"model: {args.model}, {params / 1e6:.1f}M parameters, {weight_bytes / 2**20:.0f} MiB in float32"
-          + (f", GGUF file {gguf_bytes / 2**20:.0f} MiB" if gguf_bytes else ""))
+    print(
+        f"model: {args.model}, {params / 1e6:.1f}M parameters, {weight_bytes / 2**20:.0f} MiB in float32"
+        + (f", GGUF file {gguf_bytes / 2**20:.0f} MiB" if gguf_bytes else "")
+    )
     print()
     print("| limit | measured | tokens/s it allows |")
     print("|---|---|---|")
     batch1 = bytes_per_s / weight_bytes
     print(f"| memory bandwidth (copy) | {bytes_per_s / 1e9:.1f} GB/s | batch 1, float32 weights: {batch1:.0f} |")
     if gguf_bytes:
-        print(f"| memory bandwidth (copy) | {bytes_per_s / 1e9:.1f} GB/s | batch 1, GGUF weights: {bytes_per_s / gguf_bytes:.0f} |")
+        print(
+            f"| memory bandwidth (copy) | {bytes_per_s / 1e9:.1f} GB/s | batch 1, GGUF weights: {bytes_per_s / gguf_bytes:.0f} |"
+        )
     batched = flops / (2 * params)
-    print(f"| float32 matmul ({torch.get_num_threads()} threads) | {flops / 1e9:.1f} GFLOP/s | large batches: {batched:.0f} |")
+    print(
+        f"| float32 matmul ({torch.get_num_threads()} threads) | {flops / 1e9:.1f} GFLOP/s | large batches: {batched:.0f} |"
+    )
     if args.measured:
         print()
         print("| engine | tokens/s | limit it is read against | share of the limit |")

@@ -23,18 +23,18 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
 from forcing import machine  # noqa: E402
-
 from s1 import BudgetForcing  # noqa: E402
 from s1.engines.base import Sampling, StepRule, make_request  # noqa: E402
 from s1.engines.hf import HELD_BYTES, HFEngine  # noqa: E402
-from s1.rewards import CallableReward  # noqa: E402
-from s1.search import RebaseSettings, rebase, sample  # noqa: E402
+from s1.evaluate.rewards import CallableReward  # noqa: E402
+from s1.evaluate.search import RebaseSettings, rebase, sample  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "math500.jsonl"
 
 
 def scorer() -> CallableReward:
     """Deterministic, free scores that still vary between steps (longer, more symbolic steps score higher)."""
+
     def score(question, steps):
         return [min(1.0, (len(s) + 5 * sum(c in "=+-*/^" for c in s)) / 200) for s in steps]
 
@@ -46,11 +46,20 @@ def run(engine, fork: bool, problems: list[dict], args) -> dict:
     forcing = BudgetForcing(max_thinking_tokens=args.cap, max_answer_tokens=32)
     totals = {"rebase": [0, 0, 0.0], "parallel": [0, 0, 0.0]}
     for p in problems:
-        request = make_request(engine.tokenizer, engine.format_tokens, engine.context_length, p["problem"], forcing, Sampling(1.0))
+        request = make_request(
+            engine.tokenizer, engine.format_tokens, engine.context_length, p["problem"], forcing, Sampling(1.0)
+        )
         start = time.perf_counter()
         settings = RebaseSettings(args.width, StepRule(max_tokens=args.step_tokens), max_depth=32)
-        tree = rebase(engine, request, p["problem"], scorer(), settings, lambda node, j: Sampling(1.0, seed=1000 * (node or 0) + j),
-                      batch_size=args.width)
+        tree = rebase(
+            engine,
+            request,
+            p["problem"],
+            scorer(),
+            settings,
+            lambda node, j: Sampling(1.0, seed=1000 * (node or 0) + j),
+            batch_size=args.width,
+        )
         totals["rebase"][0] += tree.generated_tokens
         totals["rebase"][1] += tree.prefill_tokens
         totals["rebase"][2] += time.perf_counter() - start
@@ -78,16 +87,22 @@ def main() -> None:
     problems = [json.loads(line) for line in DATA.read_text().splitlines()[: args.problems]]
     engine = HFEngine.load("smollm2")
     print(f"machine: {machine()}")
-    print(f"engine hf (embedded SmolLM2-135M), {args.problems} MATH500 problems, width/N {args.width}, steps <= {args.step_tokens} tokens, "
-          f"thinking cap {args.cap}, temperature 1\n")
-    print("| search | prompt handling | generated tokens | prompt tokens processed | processed / generated | wall s | generated tok/s |")
+    print(
+        f"engine hf (embedded SmolLM2-135M), {args.problems} MATH500 problems, width/N {args.width}, steps <= {args.step_tokens} tokens, "
+        f"thinking cap {args.cap}, temperature 1\n"
+    )
+    print(
+        "| search | prompt handling | generated tokens | prompt tokens processed | processed / generated | wall s | generated tok/s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for fork in (True, False):
         totals = run(engine, fork, problems, args)
         for name, (generated, prefill, seconds) in totals.items():
             mode = "fork (children continue the parent's cache)" if fork else "plain resubmission"
-            print(f"| {name} | {mode} | {generated} | {prefill} | {prefill / max(generated, 1):.2f} | {seconds:.1f} | "
-                  f"{generated / seconds:.1f} |")
+            print(
+                f"| {name} | {mode} | {generated} | {prefill} | {prefill / max(generated, 1):.2f} | {seconds:.1f} | "
+                f"{generated / seconds:.1f} |"
+            )
 
 
 if __name__ == "__main__":

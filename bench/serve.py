@@ -31,8 +31,25 @@ def free_port() -> int:
 
 def start(model: str, engine: str, batch: int, extra: list[str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "s1", "serve", "--model", model, "--engine", engine, "--port", str(port),
-                             "--batch-size", str(batch), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "s1",
+            "serve",
+            "--model",
+            model,
+            "--engine",
+            engine,
+            "--port",
+            str(port),
+            "--batch-size",
+            str(batch),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -45,8 +62,12 @@ def start(model: str, engine: str, batch: int, extra: list[str]) -> tuple[subpro
 
 
 def one(base: str, i: int, args) -> tuple[float, int]:
-    body = {"messages": [{"role": "user", "content": f"Question {i}: what is {i} times {i + 3}?"}],
-            "max_thinking_tokens": args.cap, "num_ignore": 1, "max_tokens": args.answer}
+    body = {
+        "messages": [{"role": "user", "content": f"Question {i}: what is {i} times {i + 3}?"}],
+        "max_thinking_tokens": args.cap,
+        "num_ignore": 1,
+        "max_tokens": args.answer,
+    }
     began = time.perf_counter()
     r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=900)
     r.raise_for_status()
@@ -58,10 +79,14 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--engine", default="hf")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level (at least the concurrency)")
+    parser.add_argument(
+        "--requests", type=int, default=32, help="requests per concurrency level (at least the concurrency)"
+    )
     parser.add_argument("--cap", type=int, default=48)
     parser.add_argument("--answer", type=int, default=16)
-    parser.add_argument("--ctx-size", type=int, default=None, help="llamacpp: KV cells of all sequences (default 2048 each)")
+    parser.add_argument(
+        "--ctx-size", type=int, default=None, help="llamacpp: KV cells of all sequences (default 2048 each)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     batch = max(args.concurrency)
@@ -72,8 +97,10 @@ def main() -> None:
     try:
         one(base, 0, args)  # warm-up
         print(f"machine: {machine()}")
-        print(f"s1 serve --model {args.model} --engine {args.engine}; chat requests with max_thinking_tokens {args.cap}, "
-              f"num_ignore 1, max_tokens {args.answer}\n")
+        print(
+            f"s1 serve --model {args.model} --engine {args.engine}; chat requests with max_thinking_tokens {args.cap}, "
+            f"num_ignore 1, max_tokens {args.answer}\n"
+        )
         print("| clients | requests | seconds | completion tokens/s | requests/s | p50 latency s | p90 s | p99 s |")
         print("|---|---|---|---|---|---|---|---|")
         for c in args.concurrency:
@@ -85,7 +112,9 @@ def main() -> None:
             latencies = sorted(r[0] for r in results)
             tokens = sum(r[1] for r in results)
             q = statistics.quantiles(latencies, n=100, method="inclusive")
-            print(f"| {c} | {n} | {wall:.1f} | {tokens / wall:.1f} | {n / wall:.2f} | {q[49]:.2f} | {q[89]:.2f} | {q[98]:.2f} |")
+            print(
+                f"| {c} | {n} | {wall:.1f} | {tokens / wall:.1f} | {n / wall:.2f} | {q[49]:.2f} | {q[89]:.2f} | {q[98]:.2f} |"
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=30)

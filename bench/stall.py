@@ -18,12 +18,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from forcing import machine  # noqa: E402
-
 from s1 import BudgetForcing  # noqa: E402
 from s1.engines.base import Sampling, make_request, prepare_ids  # noqa: E402
 
-QUESTIONS = ["What is 7*8?", "Name three primes.", "Why is the sea salty?", "What is 12 squared?", "Is 91 prime?",
-             "Count to five.", "What is the capital of France?", "Spell 'cat' backwards."]
+QUESTIONS = [
+    "What is 7*8?",
+    "Name three primes.",
+    "Why is the sea salty?",
+    "What is 12 squared?",
+    "Is 91 prime?",
+    "Count to five.",
+    "What is the capital of France?",
+    "Spell 'cat' backwards.",
+]
 
 
 def load(engine: str, streams: int, prompt: int):
@@ -41,12 +48,22 @@ def measure(engine, streams: int, prompt: int) -> tuple[float, list[float], int]
     loop = engine.loop(streams + 1, on_token=lambda i, token, state: seen.setdefault(i, []).append(time.perf_counter()))
     forcing = BudgetForcing(max_thinking_tokens=4000, min_thinking_tokens=4000, max_answer_tokens=4)
     for i in range(streams):
-        loop.add(i, make_request(engine.tokenizer, engine.format_tokens, engine.context_length, QUESTIONS[i % 8], forcing, Sampling()))
+        loop.add(
+            i,
+            make_request(
+                engine.tokenizer, engine.format_tokens, engine.context_length, QUESTIONS[i % 8], forcing, Sampling()
+            ),
+        )
     while streams and min(len(seen.get(i, [])) for i in range(streams)) < 5:
         loop.step()
     text = engine.tokenizer.encode(" ".join(QUESTIONS) * 2, add_special_tokens=False)
     ids = (text * (prompt // len(text) + 1))[:prompt]
-    loop.add(-1, prepare_ids(engine.format_tokens, engine.context_length, "long", ids, BudgetForcing(max_thinking_tokens=4), Sampling()))
+    loop.add(
+        -1,
+        prepare_ids(
+            engine.format_tokens, engine.context_length, "long", ids, BudgetForcing(max_thinking_tokens=4), Sampling()
+        ),
+    )
     joined, steps = time.perf_counter(), 0
     while -1 not in seen:
         loop.step()
@@ -79,7 +96,9 @@ def main() -> None:
                 print(f"| {name} | 0 (alone) | {seconds:.1f} | {steps} | - | - | - | - |")
                 continue
             q = statistics.quantiles(gaps, n=100, method="inclusive")
-            print(f"| {name} | {streams} | {seconds:.1f} | {steps} | {len(gaps) - streams} | {q[49]:.2f} | {q[98]:.2f} | {max(gaps):.2f} |")
+            print(
+                f"| {name} | {streams} | {seconds:.1f} | {steps} | {len(gaps) - streams} | {q[49]:.2f} | {q[98]:.2f} | {max(gaps):.2f} |"
+            )
 
 
 if __name__ == "__main__":

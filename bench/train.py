@@ -37,7 +37,10 @@ def traces(path: Path, out: Path) -> Path:
     with path.open() as src, out.open("w") as dst:
         for line in src:
             row = json.loads(line)
-            dst.write(json.dumps({"question": row["question"], "thinking": row["response"][0], "answer": str(row["gt"])}) + "\n")
+            dst.write(
+                json.dumps({"question": row["question"], "thinking": row["response"][0], "answer": str(row["gt"])})
+                + "\n"
+            )
     return out
 
 
@@ -48,7 +51,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=2, help="global batch")
     parser.add_argument("--block-size", type=int, default=1024)
-    parser.add_argument("--launch", default="", help="a launcher command line put before `-m s1 train`, e.g. accelerate launch ...")
+    parser.add_argument(
+        "--launch", default="", help="a launcher command line put before `-m s1 train`, e.g. accelerate launch ..."
+    )
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE passed to s1 train --set")
     args = parser.parse_args()
 
@@ -56,12 +61,35 @@ def main() -> None:
         data = traces(DATA, Path(tmp) / "traces.jsonl")
         out = Path(tmp) / "run"
         launcher = shlex.split(args.launch) if args.launch else [sys.executable]
-        command = [*launcher, "-m", "s1", "train", "--config", args.recipe, "--model", args.model, "--data", str(data),
-                   "--output", str(out), "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
-                   "--block-size", str(args.block_size), "--save-steps", str(args.steps + 1), "--logging-steps", "1",
-                   *[f"--set={pair}" for pair in args.set]]
+        command = [
+            *launcher,
+            "-m",
+            "s1",
+            "train",
+            "--config",
+            args.recipe,
+            "--model",
+            args.model,
+            "--data",
+            str(data),
+            "--output",
+            str(out),
+            "--max-steps",
+            str(args.steps),
+            "--batch-size",
+            str(args.batch_size),
+            "--block-size",
+            str(args.block_size),
+            "--save-steps",
+            str(args.steps + 1),
+            "--logging-steps",
+            "1",
+            *[f"--set={pair}" for pair in args.set],
+        ]
         started = time.perf_counter()
-        run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        run = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1")
+        )
         wall = time.perf_counter() - started
         if run.returncode:
             sys.exit(f"s1 train failed:\n{run.stderr[-3000:]}")
@@ -73,21 +101,25 @@ def main() -> None:
     step_ms = 1000 * record["train_seconds"] / args.steps
     paper_tokens = PAPER_EXAMPLES * PAPER_EPOCHS * avg_tokens
     print(f"Machine: {machine()}")
-    print(f"Model {args.model}, recipe {Path(args.recipe).name}, {record['kind']} x {record['world_size']} process(es), "
-          f"global batch {args.batch_size}, block {args.block_size}, {args.steps} steps ({wall:.0f} s with start-up)\n")
+    print(
+        f"Model {args.model}, recipe {Path(args.recipe).name}, {record['kind']} x {record['world_size']} process(es), "
+        f"global batch {args.batch_size}, block {args.block_size}, {args.steps} steps ({wall:.0f} s with start-up)\n"
+    )
     print("| tokens/s (all processes) | ms / optimizer step | peak memory per process | activation checkpointing |")
     print("|---:|---:|---:|---|")
     peak = max(r["peak_memory_bytes"] for r in ranks) / 2**30
     print(f"| {tokens_per_s:,.0f} | {step_ms:,.0f} | {peak:.2f} GiB | {record['activation_checkpointing']} |")
-    print(f"\nAt this speed, the paper's run ({PAPER_EXAMPLES:,} examples x {PAPER_EPOCHS} epochs, about {avg_tokens:,.0f} tokens "
-          f"per example here, {paper_tokens / 1e6:.1f}M tokens) takes {paper_tokens / tokens_per_s / 3600:.1f} h on this setup; "
-          f"the paper: {PAPER_MINUTES} min on {PAPER_GPUS} H100s for s1-32B on s1K (about 9,000 tokens per example).")
+    print(
+        f"\nAt this speed, the paper's run ({PAPER_EXAMPLES:,} examples x {PAPER_EPOCHS} epochs, about {avg_tokens:,.0f} tokens "
+        f"per example here, {paper_tokens / 1e6:.1f}M tokens) takes {paper_tokens / tokens_per_s / 3600:.1f} h on this setup; "
+        f"the paper: {PAPER_MINUTES} min on {PAPER_GPUS} H100s for s1-32B on s1K (about 9,000 tokens per example)."
+    )
 
 
 def tokens_per_example(model: str, data: Path, block: int) -> float:
-    from s1.formats import S1
-    from s1.models import load_tokenizer
-    from s1.training_data import render_example
+    from s1.core.formats import S1
+    from s1.core.models import load_tokenizer
+    from s1.train.data import render_example
 
     tokenizer, _ = load_tokenizer(model)
     lengths = []

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from s1.models import load_tokenizer
-from s1.rewards import save_random_reward_model
+from s1.core.models import load_tokenizer
+from s1.evaluate.rewards import save_random_reward_model
 
 
 def main() -> None:

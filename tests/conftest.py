@@ -14,7 +14,7 @@ DATA = ROOT.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def embedded():
     """(model, tokenizer) of the embedded SmolLM2-135M, through the same loader users get."""
-    from s1.models import load_hf
+    from s1.core.models import load_hf
 
     return load_hf("smollm2")
 
@@ -60,7 +60,7 @@ def tiny_dir(embedded, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny(tiny_dir):
-    from s1.models import load_hf
+    from s1.core.models import load_hf
 
     return load_hf(str(tiny_dir))
 

@@ -8,9 +8,16 @@ import csv
 import pytest
 
 from s1 import UserError
-from s1.benchmarks import available_tasks, load_benchmark
+from s1.data.benchmarks import available_tasks, load_benchmark
 
-GPQA_COLUMNS = ["Record ID", "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]
+GPQA_COLUMNS = [
+    "Record ID",
+    "Question",
+    "Correct Answer",
+    "Incorrect Answer 1",
+    "Incorrect Answer 2",
+    "Incorrect Answer 3",
+]
 
 
 @pytest.fixture
@@ -28,8 +35,15 @@ def gpqa_dir(tmp_path):
 
 
 def test_every_shipped_benchmark_loads_from_the_shared_data(data_dir):
-    expected = {"aime24": (30, "integer"), "aime25": (30, "integer"), "math500": (500, "math"), "amc23": (40, "math"),
-                "gsm8k": (1319, "math"), "olympiadbench": (675, "math"), "minerva": (272, "math")}
+    expected = {
+        "aime24": (30, "integer"),
+        "aime25": (30, "integer"),
+        "math500": (500, "math"),
+        "amc23": (40, "math"),
+        "gsm8k": (1319, "math"),
+        "olympiadbench": (675, "math"),
+        "minerva": (272, "math"),
+    }
     for name, (count, kind) in expected.items():
         problems = load_benchmark(name, data_dir=data_dir)
         assert len(problems) == count and {p.kind for p in problems} == {kind}, name
@@ -99,12 +113,14 @@ def test_a_users_task_file_defines_a_benchmark_without_code(tmp_path, data_dir):
         "task: gsm8k_hard\n"
         f"data_file: {data_dir / 'gsm8k_test.jsonl'}\n"
         "dataset_path: openai/gsm8k\n"
-        "doc_to_text: \"Solve: {{ question }}\"\n"
+        'doc_to_text: "Solve: {{ question }}"\n'
         "doc_to_target: \"{{ answer | after('####') }}\"\n"
         "answer_kind: integer\n"
     )
     problems = load_benchmark(str(task), limit=2)
-    assert problems[0].question.startswith("Solve: Janet") and problems[0].answer == "18" and problems[0].kind == "integer"
+    assert (
+        problems[0].question.startswith("Solve: Janet") and problems[0].answer == "18" and problems[0].kind == "integer"
+    )
     # the same file found by name through --include-path
     assert [p.id for p in load_benchmark("gsm8k_hard", include_path=tmp_path, limit=2)] == ["0", "1"]
 
@@ -113,18 +129,41 @@ def test_a_users_task_file_defines_a_benchmark_without_code(tmp_path, data_dir):
     "body, words",
     [
         ("task: x\ndoc_to_text: '{{ q }}'\n", "needs a 'doc_to_target'"),
-        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\nanswer_kind: essay\ndata_file: f.jsonl\n", "answer_kind"),
-        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\nfewshot: 3\ndata_file: f.jsonl\n", "unknown field 'fewshot'"),
+        (
+            "task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\nanswer_kind: essay\ndata_file: f.jsonl\n",
+            "answer_kind",
+        ),
+        (
+            "task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\nfewshot: 3\ndata_file: f.jsonl\n",
+            "unknown field 'fewshot'",
+        ),
         ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\n", "needs data_file"),
         ("task: [unclosed\n", "not valid YAML"),
-        ("task: x\ndoc_to_text: '{{ nope }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n", "doc_to_text cannot be rendered"),
-        ("task: x\ndoc_to_text: '{{ q.__class__ }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n", "cannot be rendered"),
+        (
+            "task: x\ndoc_to_text: '{{ nope }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n",
+            "doc_to_text cannot be rendered",
+        ),
+        (
+            "task: x\ndoc_to_text: '{{ q.__class__ }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n",
+            "cannot be rendered",
+        ),
         ("task: x\ndoc_to_text: 5\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n", "doc_to_text of the wrong type"),
-        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\nid_field: [1]\n", "wrong type"),
-        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\nshuffle_choices: 'no'\n", "wrong type"),
-        ("task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\nid_field: nope\n", "no id field 'nope'"),
-        ("task: x\ndoc_to_text: '{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n",
-         "cannot be rendered"),
+        (
+            "task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\nid_field: [1]\n",
+            "wrong type",
+        ),
+        (
+            "task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\nshuffle_choices: 'no'\n",
+            "wrong type",
+        ),
+        (
+            "task: x\ndoc_to_text: '{{ q }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\nid_field: nope\n",
+            "no id field 'nope'",
+        ),
+        (
+            "task: x\ndoc_to_text: '{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n",
+            "cannot be rendered",
+        ),
     ],
 )
 def test_bad_task_files_are_one_clear_error(tmp_path, body, words):
@@ -152,7 +191,9 @@ def test_problem_content_hash_follows_prompt_gold_and_kind(tmp_path):
     base = load_benchmark(data=path, question_field="q", answer_field="a")[0].content_hash()
     assert load_benchmark(data=path, question_field="q", answer_field="a")[0].content_hash() == base
     assert load_benchmark(data=path, question_field="q", answer_field="b")[0].content_hash() != base
-    assert load_benchmark(data=path, question_field="q", answer_field="a", answer_kind="integer")[0].content_hash() != base
+    assert (
+        load_benchmark(data=path, question_field="q", answer_field="a", answer_kind="integer")[0].content_hash() != base
+    )
 
 
 @pytest.mark.parametrize(

@@ -23,15 +23,34 @@ def s1(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 def test_done_when_json_matches_s1s_original_loop(embedded):
     run = s1(
-        "generate", "--model", "smollm2", "--format", "s1", "--max-thinking-tokens", "20", "--num-ignore", "5",
-        "--temperature", "0", "--json", "What is 7*8?",
+        "generate",
+        "--model",
+        "smollm2",
+        "--format",
+        "s1",
+        "--max-thinking-tokens",
+        "20",
+        "--num-ignore",
+        "5",
+        "--temperature",
+        "0",
+        "--json",
+        "What is 7*8?",
     )
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout)
     assert record["thinking_tokens"] == 20 and record["capped"] is True
     assert set(record) >= {
-        "prompt", "prompt_token_ids", "output_token_ids", "thinking", "answer", "thinking_tokens",
-        "answer_tokens", "extensions_used", "capped", "finish_reason",
+        "prompt",
+        "prompt_token_ids",
+        "output_token_ids",
+        "thinking",
+        "answer",
+        "thinking_tokens",
+        "answer_tokens",
+        "extensions_used",
+        "capped",
+        "finish_reason",
     }
     # s1's loop on the very prompt ids the CLI reports.
     model, tokenizer = embedded
@@ -43,7 +62,9 @@ def test_done_when_json_matches_s1s_original_loop(embedded):
 
 
 def test_streams_thinking_then_answer(embedded):
-    run = s1("generate", "What is 7*8?", "--max-thinking-tokens", "16", "--num-ignore", "3", "--max-answer-tokens", "12")
+    run = s1(
+        "generate", "What is 7*8?", "--max-thinking-tokens", "16", "--num-ignore", "3", "--max-answer-tokens", "12"
+    )
     assert run.returncode == 0, run.stderr
     assert "Final Answer:" in run.stdout and "<|im_start|>" not in run.stdout
     assert "16 thinking tokens" in run.stderr and "capped" in run.stderr
@@ -99,7 +120,9 @@ def one_error_line(run: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def s1k_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("train") / "s1k.jsonl"
-    path.write_text(json.dumps({"question": "What is 2+2? " * 20, "thinking_trajectories": ["2+2=4"], "attempt": "4"}) + "\n")
+    path.write_text(
+        json.dumps({"question": "What is 2+2? " * 20, "thinking_trajectories": ["2+2=4"], "attempt": "4"}) + "\n"
+    )
     return path
 
 
@@ -114,8 +137,11 @@ BAD_INPUTS = {
     "report on a non-run dir": (["report", "/"], 1, "has no summary.json"),
     "cuda without a GPU": (["generate", "--device", "cuda", "Q"], 1, "no CUDA GPU"),
     "unknown device": (["generate", "--device", "tpu", "Q"], 1, "Unknown device"),
-    "tokens per step 0": (["eval", "--method", "step_conditional", "--max-thinking-tokens", "100", "--tokens-per-step", "0"], 1,
-                          "--tokens-per-step must be at least 1"),
+    "tokens per step 0": (
+        ["eval", "--method", "step_conditional", "--max-thinking-tokens", "100", "--tokens-per-step", "0"],
+        1,
+        "--tokens-per-step must be at least 1",
+    ),
     "huge seed (generate)": (["generate", "--seed", str(2**64), "Q"], 1, "seed must be a whole number from 0"),
     "huge seed (eval)": (["eval", "--seed", str(2**64)], 1, "seed must be a whole number from 0"),
     "empty question": (["generate", ""], 1, "question is empty"),
@@ -180,10 +206,33 @@ def test_ctrl_c_prints_interrupted_exits_130_and_leaves_nothing(tmp_path, tiny_d
     proc = subprocess.Popen(
         # 200 problems: generation runs ahead of grading (whose worker starts slowly under load), so a short run
         # could finish between its first graded sample and the interrupt; this one is interrupted long before
-        [sys.executable, "-m", "s1", "eval", "--model", str(tiny_dir), "--benchmark", "math500", "--limit", "200",
-         "--data-dir", str(data_dir), "--max-thinking-tokens", "48,96", "--max-answer-tokens", "8", "--batch-size", "1",
-         "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "s1",
+            "eval",
+            "--model",
+            str(tiny_dir),
+            "--benchmark",
+            "math500",
+            "--limit",
+            "200",
+            "--data-dir",
+            str(data_dir),
+            "--max-thinking-tokens",
+            "48,96",
+            "--max-answer-tokens",
+            "8",
+            "--batch-size",
+            "1",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
     deadline = time.time() + 240
     while time.time() < deadline and not ((out / "samples.jsonl").exists() and (out / "samples.jsonl").read_text()):
@@ -209,7 +258,7 @@ def test_malformed_input_line_is_named(tmp_path):
 def test_an_exception_that_says_nothing_still_makes_a_sentence():
     """Every one-sentence error quotes the cause's first line; an empty message must not break it (it raised
     IndexError, a traceback, where a library's exception carried no text)."""
-    from s1.errors import first_line
+    from s1.core.errors import first_line
 
     assert first_line(OSError()) == "OSError"
     assert first_line(ValueError("\n  bad value\nmore detail"), 5) == "bad v"

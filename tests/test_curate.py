@@ -30,17 +30,31 @@ def write_config(path: Path, output: Path, roles: dict | None = None, **extra) -
     config = {
         "output": str(output),
         "sources": [
-            {"name": "math", "path": str(DATA / "math_cot_100.jsonl"),
-             "fields": {"question": "question", "solution": "gt_cot", "answer": "gt", "id": "idx"}, "limit": 20},
-            {"name": "olympiad", "path": str(DATA / "olympiadbench.jsonl"), "fields": {"answer": "final_answer"}, "limit": 12},
-            {"name": "minerva", "path": str(DATA / "minerva_math.jsonl"),
-             "fields": {"question": "problem", "solution": "solution", "answer": "solution"}, "limit": 8},
+            {
+                "name": "math",
+                "path": str(DATA / "math_cot_100.jsonl"),
+                "fields": {"question": "question", "solution": "gt_cot", "answer": "gt", "id": "idx"},
+                "limit": 20,
+            },
+            {
+                "name": "olympiad",
+                "path": str(DATA / "olympiadbench.jsonl"),
+                "fields": {"answer": "final_answer"},
+                "limit": 12,
+            },
+            {
+                "name": "minerva",
+                "path": str(DATA / "minerva_math.jsonl"),
+                "fields": {"question": "problem", "solution": "solution", "answer": "solution"},
+                "limit": 8,
+            },
         ],
         "eval_sets": ["aime24", "math500"],
         "data_dir": str(DATA),
         "domains": str(DATA / "msc.json"),
         "student": "smollm2",
-        "roles": roles or {
+        "roles": roles
+        or {
             "teacher": {**embedded, "max_thinking_tokens": 16, "max_tokens": 12},
             "solvers": [{**embedded, "max_tokens": 12}],
             "judge": {**embedded, "max_tokens": 8},
@@ -81,7 +95,9 @@ def test_killed_run_resumes_without_losing_rows_or_repeating_calls(tmp_path):
     output = tmp_path / "run"
     config = write_config(tmp_path / "curate.yaml", output)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([*S1, "curate", "run", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [*S1, "curate", "run", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     try:
         deadline = time.time() + 300
         while teacher_replies(output / "curate.sqlite") < 10:
@@ -123,7 +139,15 @@ def test_killed_run_resumes_without_losing_rows_or_repeating_calls(tmp_path):
 
     exported = [json.loads(line) for line in (output / "s1k.jsonl").open()]
     assert len(exported) == report["selected"] == min(12, sum(r["dropped_by"] is None for r in pool))
-    assert set(exported[0]) == {"question", "solution", "cot_type", "source_type", "metadata", "thinking_trajectories", "attempt"}
+    assert set(exported[0]) == {
+        "question",
+        "solution",
+        "cot_type",
+        "source_type",
+        "metadata",
+        "thinking_trajectories",
+        "attempt",
+    }
     assert (output / "trace_lengths.png").stat().st_size > 0 and "Model calls" in (output / "report.md").read_text()
 
     # a third run is answered entirely from the cache and writes the same set
@@ -140,17 +164,32 @@ def test_killed_run_resumes_without_losing_rows_or_repeating_calls(tmp_path):
 
 def test_exported_records_train(tmp_path):
     """What export writes is what `s1 train` reads: rendered with the s1 training template."""
+    from s1.core.formats import get_format
+    from s1.core.models import load_tokenizer
     from s1.curate.config import CurateConfig
     from s1.curate.export import records
     from s1.curate.store import Store
-    from s1.formats import get_format
-    from s1.models import load_tokenizer
-    from s1.train import load_records, render_example
+    from s1.train.trainer import load_records, render_example
 
     with Store(tmp_path) as store:
-        store.add_questions([{"id": "a/1", "position": 0, "source": "a", "question": "What is 2+3?", "solution": "2+3=5",
-                              "answer": "5", "cot_type": "math", "metadata": "{}", "thinking": "2 plus 3 is 5.",
-                              "attempt": "\\boxed{5}", "domain": "11", "trace_tokens": 6}])
+        store.add_questions(
+            [
+                {
+                    "id": "a/1",
+                    "position": 0,
+                    "source": "a",
+                    "question": "What is 2+3?",
+                    "solution": "2+3=5",
+                    "answer": "5",
+                    "cot_type": "math",
+                    "metadata": "{}",
+                    "thinking": "2 plus 3 is 5.",
+                    "attempt": "\\boxed{5}",
+                    "domain": "11",
+                    "trace_tokens": 6,
+                }
+            ]
+        )
         store.set_selected(["a/1"])
         data = records(store)
     path = tmp_path / "s1k.jsonl"
@@ -197,8 +236,10 @@ def test_remote_teacher_spreads_calls_and_marks_failures(tmp_path, tiny_dir, tin
 
         good.fail_always = bad.fail_always = 500  # now every server fails: the calls are marked, not lost
         with sqlite3.connect(output / "curate.sqlite") as db:
-            db.execute("UPDATE calls SET status = 'failed' WHERE role = 'teacher' AND key IN "
-                       "(SELECT key FROM calls WHERE role = 'teacher' LIMIT 3)")
+            db.execute(
+                "UPDATE calls SET status = 'failed' WHERE role = 'teacher' AND key IN "
+                "(SELECT key FROM calls WHERE role = 'teacher' LIMIT 3)"
+            )
         run(load_config(config), ["traces", "quality"], show_progress=False, say=lambda s: None)
         failed = [r for r in rows(output) if r["drop_rule"] == "teacher call failed"]
         assert len(failed) == 3

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from s1.demo import QUICK, task
-from s1.html_report import _highlight
+from s1.report.html import _highlight
+
 
 def _demo(out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "s1", "demo", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "s1", "demo", "--quick", "--out", str(out)], capture_output=True, text=True, timeout=900
+    )
 
 
 def _lines(path: Path) -> int:
@@ -56,7 +58,9 @@ def test_quick_demo_runs_every_stage_and_reports(demo_run):
     assert set(vote["maj@k"]) == {str(k) for k in range(1, QUICK.vote_samples + 1)}
     # the terminal shows the tables; the page has the plot, the tables and the samples
     assert "| budget_forcing | cap=16 wait=0 |" in result.stdout and "maj@3" in result.stdout
-    assert (out / "scaling.png").stat().st_size > 10_000 and "| eval-caps | eval-wait | eval-vote |" in (out / "report.md").read_text()
+    assert (out / "scaling.png").stat().st_size > 10_000 and "| eval-caps | eval-wait | eval-vote |" in (
+        out / "report.md"
+    ).read_text()
     page = (out / "report.html").read_text()
     assert page.count("<svg") == 1 and "<script src" not in page and "http://" not in page.split("<svg")[0]
     for text in ("eval-caps", "eval-wait", "eval-vote", "cap=16 wait=0", "maj@3", "95% CI", "Control %", "digit walks"):
@@ -64,15 +68,22 @@ def test_quick_demo_runs_every_stage_and_reports(demo_run):
     samples = QUICK.held_out * (len(QUICK.caps) + len(QUICK.num_ignore) + QUICK.vote_samples)
     assert page.count('<details class="sample') == samples
     # the spans eval stored mark exactly what budget forcing wrote, and the page marks each of them
-    records = [json.loads(line) for run in ("eval-caps", "eval-wait", "eval-vote") for line in (out / run / "samples.jsonl").open()]
+    records = [
+        json.loads(line)
+        for run in ("eval-caps", "eval-wait", "eval-vote")
+        for line in (out / run / "samples.jsonl").open()
+    ]
     forced_ends = 0
     for r in records:
         kinds = [kind for kind, _, _ in r["forced"]]
         assert kinds.count("extension") == r["extensions_used"] and kinds.count("forced_end") == int(r["capped"])
         for kind, start, end in r["forced"]:
             text = r["output"][start:end]
-            expected = {"extension": text == "Wait", "delimiter": "<|im_start|>answer".endswith(text),  # after a sampled <|im_start|>
-                        "forced_end": text.lstrip("\n") == "<|im_start|>answer\nFinal Answer:"}
+            expected = {
+                "extension": text == "Wait",
+                "delimiter": "<|im_start|>answer".endswith(text),  # after a sampled <|im_start|>
+                "forced_end": text.lstrip("\n") == "<|im_start|>answer\nFinal Answer:",
+            }
             assert expected[kind], (kind, text)
         forced_ends += r["capped"]
     assert forced_ends > 0
@@ -96,8 +107,22 @@ def test_second_run_reuses_what_the_first_finished(demo_run):
 
 
 def test_report_html_is_one_sentence_on_bad_input(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "s1", "report", str(tmp_path), "--html", str(tmp_path / "r.html"),
-                             "--plot", str(tmp_path / "r.png")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "s1",
+            "report",
+            str(tmp_path),
+            "--html",
+            str(tmp_path / "r.html"),
+            "--plot",
+            str(tmp_path / "r.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "has no summary.json" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "r.html").exists()
 
@@ -107,15 +132,28 @@ def test_forced_spans_are_marked_and_text_is_escaped():
     output = "<script>x</script> 1+1=2Wait, sure\n<|im_start|>answer\nFinal Answer: 2"
     wait = output.index("Wait")
     end = output.index("\n<|im_start|>")
-    page = _highlight(output, [["extension", wait, wait + 4], ["forced_end", end, end + len("\n<|im_start|>answer\nFinal Answer:")], ["extension", 5, 999]])
+    page = _highlight(
+        output,
+        [
+            ["extension", wait, wait + 4],
+            ["forced_end", end, end + len("\n<|im_start|>answer\nFinal Answer:")],
+            ["extension", 5, 999],
+        ],
+    )
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert '<mark class="extension" title="extension (forced)">Wait</mark>' in page
     assert '<mark class="forced_end" title="forced end">\n&lt;|im_start|&gt;answer\nFinal Answer:</mark>' in page
 
 
-@pytest.mark.parametrize("where, message", [("file", "is a file"), ("/proc/s1-demo", "Cannot create --out"),
-                                            ("busy", "is not empty and holds no demo run"),
-                                            ("corrupt", "plan.json cannot be read")])
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("file", "is a file"),
+        ("/proc/s1-demo", "Cannot create --out"),
+        ("busy", "is not empty and holds no demo run"),
+        ("corrupt", "plan.json cannot be read"),
+    ],
+)
 def test_demo_out_that_cannot_be_used_is_one_sentence(tmp_path, where, message):
     target = {"file": tmp_path / "taken.txt", "busy": tmp_path, "corrupt": tmp_path}.get(where, Path(where))
     if where == "file":
@@ -154,14 +192,22 @@ def test_report_html_shows_only_what_the_summary_counts_and_survives_bad_records
     with (run / "samples.jsonl").open("a") as f:
         f.writelines(json.dumps(r) + "\n" for r in other + [broken])
     page = tmp_path / "page.html"
-    result = subprocess.run([sys.executable, "-m", "s1", "report", str(run), "--html", str(page), "--plot",
-                             str(tmp_path / "p.png")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "s1", "report", str(run), "--html", str(page), "--plot", str(tmp_path / "p.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert page.read_text().count('<details class="sample') == QUICK.held_out * len(QUICK.caps)
     summary = json.loads((run / "summary.json").read_text())
     for row in summary["benchmarks"]["heldout"]["settings"]:
         del row["ci_low"]
     (run / "summary.json").write_text(json.dumps(summary))
-    result = subprocess.run([sys.executable, "-m", "s1", "report", str(run), "--html", str(page), "--plot",
-                             str(tmp_path / "p.png")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "s1", "report", str(run), "--html", str(page), "--plot", str(tmp_path / "p.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "lacks what the page needs" in result.stderr and "Traceback" not in result.stderr

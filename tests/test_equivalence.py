@@ -27,9 +27,14 @@ SETTINGS = {
     "num_ignore 1": BudgetForcing(max_thinking_tokens=120, num_ignore=1, max_answer_tokens=16),
     "num_ignore 3": BudgetForcing(max_thinking_tokens=120, num_ignore=3, max_answer_tokens=16),
     "min thinking": BudgetForcing(max_thinking_tokens=150, min_thinking_tokens=90, max_answer_tokens=16),
-    "rotating": BudgetForcing(max_thinking_tokens=120, num_ignore=4, extensions=("Wait", "Hmm", "Alternatively"), max_answer_tokens=16),
+    "rotating": BudgetForcing(
+        max_thinking_tokens=120, num_ignore=4, extensions=("Wait", "Hmm", "Alternatively"), max_answer_tokens=16
+    ),
     "cap inside extension": BudgetForcing(
-        max_thinking_tokens=23, num_ignore=6, extensions=("Wait, let me double check this carefully",), max_answer_tokens=8
+        max_thinking_tokens=23,
+        num_ignore=6,
+        extensions=("Wait, let me double check this carefully",),
+        max_answer_tokens=8,
     ),
 }
 
@@ -97,18 +102,23 @@ def s1_original_loop(model, tokenizer, prompt_ids: list[int], forcing: BudgetFor
     import torch
     from transformers import GenerationConfig
 
-    from s1.formats import FormatTokens
+    from s1.core.formats import FormatTokens
 
     ft = FormatTokens.build(tokenizer, S1)
     stops = sorted(ft.end_trigger_ids)
 
     def gen(ids, max_new, stop_ids):
-        config = GenerationConfig(max_new_tokens=max_new, do_sample=False, eos_token_id=stop_ids, pad_token_id=stop_ids[0])
+        config = GenerationConfig(
+            max_new_tokens=max_new, do_sample=False, eos_token_id=stop_ids, pad_token_id=stop_ids[0]
+        )
         saved, model.generation_config = model.generation_config, GenerationConfig()
         try:
             with torch.no_grad():
-                out = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                     generation_config=config)[0, len(ids):].tolist()
+                out = model.generate(
+                    input_ids=torch.tensor([ids]),
+                    attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                    generation_config=config,
+                )[0, len(ids) :].tolist()
         finally:
             model.generation_config = saved
         for j, t in enumerate(out):
@@ -135,7 +145,11 @@ def s1_original_loop(model, tokenizer, prompt_ids: list[int], forcing: BudgetFor
         thinking += o
         last = thinking[-1] if thinking else prompt_ids[-1]
         newline = "" if tokenizer.decode([last]).endswith("\n") else "\n"
-        ending = list(tokenizer.encode(newline + S1.think_end + S1.answer_separator + forcing.answer_prefix, add_special_tokens=False))
+        ending = list(
+            tokenizer.encode(
+                newline + S1.think_end + S1.answer_separator + forcing.answer_prefix, add_special_tokens=False
+            )
+        )
     out = thinking + ending
     return out + gen(prompt_ids + out, forcing.max_answer_tokens, sorted(ft.answer_stop_ids))
 
@@ -143,7 +157,9 @@ def s1_original_loop(model, tokenizer, prompt_ids: list[int], forcing: BudgetFor
 ORACLE = {
     "cap only": BudgetForcing(max_thinking_tokens=40, max_answer_tokens=12),
     "num_ignore 2": BudgetForcing(max_thinking_tokens=120, num_ignore=2, max_answer_tokens=12),
-    "cap inside extension": BudgetForcing(max_thinking_tokens=23, num_ignore=6, extensions=("Wait, let me double check",), max_answer_tokens=8),
+    "cap inside extension": BudgetForcing(
+        max_thinking_tokens=23, num_ignore=6, extensions=("Wait, let me double check",), max_answer_tokens=8
+    ),
 }
 
 

@@ -15,13 +15,15 @@ import pytest
 
 from s1 import UserError
 from s1.engines.hf import HFEngine
-from s1.evaluate import EvalConfig, run_eval
-from s1.report import compare
+from s1.evaluate.runner import EvalConfig, run_eval
+from s1.report.compare import compare
 
 
 def s1(*args, **kwargs):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "s1", *args], capture_output=True, text=True, env=env, timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "s1", *args], capture_output=True, text=True, env=env, timeout=600, **kwargs
+    )
 
 
 def lines(run_dir: Path) -> list[dict]:
@@ -58,22 +60,58 @@ def problems_file(tmp_path, data_dir):
     """Twelve real MATH500 problems as a generic JSONL file."""
     rows = [json.loads(line) for line in (data_dir / "math500.jsonl").read_text().splitlines()[:12]]
     path = tmp_path / "twelve.jsonl"
-    path.write_text("".join(json.dumps({"id": r["unique_id"], "problem": r["problem"], "answer": r["answer"]}) + "\n" for r in rows))
+    path.write_text(
+        "".join(json.dumps({"id": r["unique_id"], "problem": r["problem"], "answer": r["answer"]}) + "\n" for r in rows)
+    )
     return path
 
 
 @pytest.mark.slow
 def test_done_when_run_directory_is_complete(tmp_path, data_dir, embedded):
     out = tmp_path / "run"
-    run = s1("eval", "--model", "smollm2", "--benchmark", "math500", "--limit", "5", "--max-thinking-tokens", "32,64",
-             "--num-ignore", "0,1", "--data-dir", str(data_dir), "--output", str(out), "--max-answer-tokens", "64")
+    run = s1(
+        "eval",
+        "--model",
+        "smollm2",
+        "--benchmark",
+        "math500",
+        "--limit",
+        "5",
+        "--max-thinking-tokens",
+        "32,64",
+        "--num-ignore",
+        "0,1",
+        "--data-dir",
+        str(data_dir),
+        "--output",
+        str(out),
+        "--max-answer-tokens",
+        "64",
+    )
     assert run.returncode == 0, run.stderr
-    assert {p.name for p in out.iterdir()} >= {"history.jsonl", "samples.jsonl", "summary.json", "summary.md", "scaling.png"}
+    assert {p.name for p in out.iterdir()} >= {
+        "history.jsonl",
+        "samples.jsonl",
+        "summary.json",
+        "summary.md",
+        "scaling.png",
+    }
     records = lines(out)
     assert len(records) == 5 * 4
     for r in records:
-        assert {"identity", "id", "method", "setting", "prompt", "output", "thinking_tokens", "extracted", "correct",
-                "reason", "seconds"} <= set(r)
+        assert {
+            "identity",
+            "id",
+            "method",
+            "setting",
+            "prompt",
+            "output",
+            "thinking_tokens",
+            "extracted",
+            "correct",
+            "reason",
+            "seconds",
+        } <= set(r)
         cap = 32 if "cap=32" in r["setting"] else 64
         assert r["thinking_tokens"] <= cap
     summary = json.loads((out / "summary.json").read_text())
@@ -89,12 +127,22 @@ def test_done_when_run_directory_is_complete(tmp_path, data_dir, embedded):
 def test_each_identity_field_regenerates_exactly_the_samples_it_changes(tmp_path, tiny):
     """One --output, one change at a time from a base run: count what is generated again."""
     data = tmp_path / "two.jsonl"
-    rows = [{"id": "p1", "q": "What is 2+3?", "a": "5", "b": "6"}, {"id": "p2", "q": "What is 4*4?", "a": "16", "b": "17"}]
+    rows = [
+        {"id": "p1", "q": "What is 2+3?", "a": "5", "b": "6"},
+        {"id": "p2", "q": "What is 4*4?", "a": "16", "b": "17"},
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
     engine = HFEngine(*tiny)
-    base = EvalConfig(data=str(data), question_field="q", answer_field="a", model="tiny", max_thinking_tokens=[8, 16],
-                      max_answer_tokens=3, batch_size=4)
+    base = EvalConfig(
+        data=str(data),
+        question_field="q",
+        answer_field="a",
+        model="tiny",
+        max_thinking_tokens=[8, 16],
+        max_answer_tokens=3,
+        batch_size=4,
+    )
 
     def new_samples(config: EvalConfig) -> int:
         before = len(lines(out)) if (out / "samples.jsonl").exists() else 0
@@ -136,9 +184,15 @@ def test_each_identity_field_regenerates_exactly_the_samples_it_changes(tmp_path
     # the summary covers every setting of this configuration in the directory
     summary = json.loads((out / "summary.json").read_text())
     labels = {(r["method"], r["setting"]) for r in summary["benchmarks"]["two"]["settings"]}
-    assert {("budget_forcing", "cap=8 wait=0"), ("budget_forcing", "cap=32 wait=0"), ("class_conditional+bf", "long cap=32"),
-            ("class_conditional+bf", "long cap=16")} <= labels
-    only = run_eval(replace(cls, max_thinking_tokens=[8, 32], only_current=True), str(out), engine=engine, show_progress=False)
+    assert {
+        ("budget_forcing", "cap=8 wait=0"),
+        ("budget_forcing", "cap=32 wait=0"),
+        ("class_conditional+bf", "long cap=32"),
+        ("class_conditional+bf", "long cap=16"),
+    } <= labels
+    only = run_eval(
+        replace(cls, max_thinking_tokens=[8, 32], only_current=True), str(out), engine=engine, show_progress=False
+    )
     assert {r["setting"] for r in only["benchmarks"]["two"]["settings"]} == {"default", "short cap=8", "long cap=32"}
     history = (out / "history.jsonl").read_text().splitlines()
     assert len(history) == len(changes) * 2 + 6, "every invocation is appended to the history"
@@ -155,7 +209,9 @@ def test_labels_are_canonical_whatever_the_list(tmp_path, tiny, problems_file):
 
 def test_seeds_follow_the_problem_not_its_position(tmp_path, tiny, problems_file):
     engine = HFEngine(*tiny)
-    config = EvalConfig(data=str(problems_file), limit=3, max_thinking_tokens=[12], max_answer_tokens=2, temperature=1.0, seed=7)
+    config = EvalConfig(
+        data=str(problems_file), limit=3, max_thinking_tokens=[12], max_answer_tokens=2, temperature=1.0, seed=7
+    )
     run_eval(config, str(tmp_path / "a"), engine=engine, show_progress=False)
     third = [r for r in lines(tmp_path / "a") if r["id"] == lines(tmp_path / "a")[2]["id"]][0]
     run_eval(replace(config, limit=None, ids=[third["id"]]), str(tmp_path / "b"), engine=engine, show_progress=False)
@@ -165,10 +221,25 @@ def test_seeds_follow_the_problem_not_its_position(tmp_path, tiny, problems_file
 
 def test_a_second_run_into_the_same_directory_is_refused_while_the_first_holds_it(tmp_path, tiny_dir, problems_file):
     out = tmp_path / "run"
-    args = ["eval", "--model", str(tiny_dir), "--data", str(problems_file), "--max-thinking-tokens", "64,128,256",
-            "--max-answer-tokens", "8", "--batch-size", "1", "--output", str(out)]
+    args = [
+        "eval",
+        "--model",
+        str(tiny_dir),
+        "--data",
+        str(problems_file),
+        "--max-thinking-tokens",
+        "64,128,256",
+        "--max-answer-tokens",
+        "8",
+        "--batch-size",
+        "1",
+        "--output",
+        str(out),
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    first = subprocess.Popen([sys.executable, "-m", "s1", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "s1", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (out / "samples.jsonl").exists():
@@ -185,10 +256,25 @@ def test_a_second_run_into_the_same_directory_is_refused_while_the_first_holds_i
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_run_leaves_no_process_and_resumes_exactly(tmp_path, tiny_dir, problems_file, sig):
     out = tmp_path / "run"
-    args = ["eval", "--model", str(tiny_dir), "--data", str(problems_file), "--max-thinking-tokens", "24,48",
-            "--max-answer-tokens", "8", "--batch-size", "2", "--output", str(out)]
+    args = [
+        "eval",
+        "--model",
+        str(tiny_dir),
+        "--data",
+        str(problems_file),
+        "--max-thinking-tokens",
+        "24,48",
+        "--max-answer-tokens",
+        "8",
+        "--batch-size",
+        "2",
+        "--output",
+        str(out),
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "s1", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s1", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True
+    )
     samples = out / "samples.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -231,10 +317,22 @@ def test_unreadable_lines_are_skipped_and_counted(tmp_path, tiny, problems_file)
 
 def test_baseline_methods_and_their_control(tmp_path, tiny, problems_file):
     config = EvalConfig(
-        data=str(problems_file), limit=3, model="tiny", max_thinking_tokens=[16, 32], max_answer_tokens=4,
-        methods=["budget_forcing", "token_conditional", "token_conditional+bf", "step_conditional+bf",
-                 "class_conditional", "rejection_sampling"],
-        tokens_per_step=8, max_tries=3, seed=0,
+        data=str(problems_file),
+        limit=3,
+        model="tiny",
+        max_thinking_tokens=[16, 32],
+        max_answer_tokens=4,
+        methods=[
+            "budget_forcing",
+            "token_conditional",
+            "token_conditional+bf",
+            "step_conditional+bf",
+            "class_conditional",
+            "rejection_sampling",
+        ],
+        tokens_per_step=8,
+        max_tries=3,
+        seed=0,
     )
     summary = run_eval(config, str(tmp_path / "run"), engine=HFEngine(*tiny), show_progress=False)
     bench = summary["benchmarks"]["twelve"]
@@ -245,8 +343,14 @@ def test_baseline_methods_and_their_control(tmp_path, tiny, problems_file):
     assert bench["methods"]["token_conditional+bf"]["control"] == 100.0
     # class-conditional Control as the paper defines it: short below the default's mean thinking, long above
     default, short, long = (rows[("class_conditional", s)] for s in ("default", "short", "long"))
-    expected = 100.0 * ((short["mean_thinking_tokens"] < default["mean_thinking_tokens"])
-                        + (long["mean_thinking_tokens"] > default["mean_thinking_tokens"])) / 2
+    expected = (
+        100.0
+        * (
+            (short["mean_thinking_tokens"] < default["mean_thinking_tokens"])
+            + (long["mean_thinking_tokens"] > default["mean_thinking_tokens"])
+        )
+        / 2
+    )
     assert bench["methods"]["class_conditional"]["control"] == expected
     assert default["in_control"] is None and default["reference"] is True
     records = lines(tmp_path / "run")
@@ -259,8 +363,15 @@ def test_baseline_methods_and_their_control(tmp_path, tiny, problems_file):
 
 
 def test_parallel_samples_report_majority_and_pass_at_k(tmp_path, tiny, problems_file):
-    config = EvalConfig(data=str(problems_file), limit=2, max_thinking_tokens=[16], max_answer_tokens=4,
-                        samples=3, temperature=1.0, seed=1)
+    config = EvalConfig(
+        data=str(problems_file),
+        limit=2,
+        max_thinking_tokens=[16],
+        max_answer_tokens=4,
+        samples=3,
+        temperature=1.0,
+        seed=1,
+    )
     summary = run_eval(config, str(tmp_path / "run"), engine=HFEngine(*tiny), show_progress=False)
     [row] = summary["benchmarks"]["twelve"]["settings"]
     assert row["samples"] == 6 and row["problems"] == 2 and set(row["maj@k"]) == {1, 2, 3}
@@ -276,15 +387,47 @@ def test_greedy_with_many_samples_is_refused():
 
 def test_amc23_and_a_users_task_file_run_from_the_shared_data(tmp_path, tiny_dir, data_dir):
     out = tmp_path / "amc"
-    run = s1("eval", "--model", str(tiny_dir), "--benchmark", "amc23", "--limit", "2", "--data-dir", str(data_dir),
-             "--max-thinking-tokens", "8", "--max-answer-tokens", "2", "--output", str(out))
+    run = s1(
+        "eval",
+        "--model",
+        str(tiny_dir),
+        "--benchmark",
+        "amc23",
+        "--limit",
+        "2",
+        "--data-dir",
+        str(data_dir),
+        "--max-thinking-tokens",
+        "8",
+        "--max-answer-tokens",
+        "2",
+        "--output",
+        str(out),
+    )
     assert run.returncode == 0, run.stderr
     assert "## amc23" in run.stdout and len(lines(out)) == 2
     task = tmp_path / "mine.yaml"
-    task.write_text("task: minerva_short\ndata_file: minerva_math.jsonl\ndataset_path: math-ai/minervamath\n"
-                    "doc_to_text: \"{{ problem }} Answer briefly.\"\ndoc_to_target: \"{{ solution | last_boxed }}\"\n")
-    run = s1("eval", "--model", str(tiny_dir), "--benchmark", str(task), "--limit", "2", "--data-dir", str(data_dir),
-             "--max-thinking-tokens", "8", "--max-answer-tokens", "2", "--output", str(tmp_path / "mine"))
+    task.write_text(
+        "task: minerva_short\ndata_file: minerva_math.jsonl\ndataset_path: math-ai/minervamath\n"
+        'doc_to_text: "{{ problem }} Answer briefly."\ndoc_to_target: "{{ solution | last_boxed }}"\n'
+    )
+    run = s1(
+        "eval",
+        "--model",
+        str(tiny_dir),
+        "--benchmark",
+        str(task),
+        "--limit",
+        "2",
+        "--data-dir",
+        str(data_dir),
+        "--max-thinking-tokens",
+        "8",
+        "--max-answer-tokens",
+        "2",
+        "--output",
+        str(tmp_path / "mine"),
+    )
     assert run.returncode == 0, run.stderr
     first = next(r for r in lines(tmp_path / "mine") if r["id"] == "0")
     assert first["benchmark"] == "minerva_short" and "Answer briefly." in first["prompt"]
@@ -314,7 +457,9 @@ def test_samples_graded_by_an_older_grader_are_graded_again(tmp_path, tiny, prob
     after = lines(out)
     assert len(after) == 4, "each stale grade is followed by a new one; nothing is generated again"
     regraded = {r["identity"]: r for r in after[2:]}
-    assert {i: (r["correct"], r["reason"]) for i, r in regraded.items()} == {r["identity"]: (r["correct"], r["reason"]) for r in original}
+    assert {i: (r["correct"], r["reason"]) for i, r in regraded.items()} == {
+        r["identity"]: (r["correct"], r["reason"]) for r in original
+    }
     [row] = summary["benchmarks"]["twelve"]["settings"]
     assert row["accuracy"] == 100.0 * sum(r["correct"] for r in original) / 2
 
@@ -322,10 +467,18 @@ def test_samples_graded_by_an_older_grader_are_graded_again(tmp_path, tiny, prob
 def test_partial_settings_are_shown_but_kept_out_of_the_method_metrics(tmp_path, tiny, problems_file):
     out = tmp_path / "run"
     engine = HFEngine(*tiny)
-    run_eval(EvalConfig(data=str(problems_file), limit=1, max_thinking_tokens=[8], max_answer_tokens=2), str(out),
-             engine=engine, show_progress=False)
-    summary = run_eval(EvalConfig(data=str(problems_file), limit=2, max_thinking_tokens=[16], max_answer_tokens=2), str(out),
-                       engine=engine, show_progress=False)
+    run_eval(
+        EvalConfig(data=str(problems_file), limit=1, max_thinking_tokens=[8], max_answer_tokens=2),
+        str(out),
+        engine=engine,
+        show_progress=False,
+    )
+    summary = run_eval(
+        EvalConfig(data=str(problems_file), limit=2, max_thinking_tokens=[16], max_answer_tokens=2),
+        str(out),
+        engine=engine,
+        show_progress=False,
+    )
     rows = {r["setting"]: r for r in summary["benchmarks"]["twelve"]["settings"]}
     assert rows["cap=16 wait=0"]["complete"] and not rows["cap=8 wait=0"]["complete"]
     assert rows["cap=8 wait=0"]["problems"] == 1

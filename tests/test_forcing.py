@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from s1 import BudgetForcing, UserError
+from s1.core.formats import S1, FormatTokens, encode
 from s1.engines.base import Request, Sampling, new_state
-from s1.formats import S1, FormatTokens, encode
 
 IM_START, IM_END = 1, 2
 
@@ -97,7 +97,11 @@ def test_cap_inside_an_extension_truncates_it(tokens, embedded):
     ext = "Alternatively, let me reconsider"
     ext_ids = encode(tok, ext)
     assert len(ext_ids) > 3
-    state = drive(tokens, BudgetForcing(max_thinking_tokens=4, num_ignore=1, extensions=(ext,), max_answer_tokens=1), [100, 101, IM_END, 300])
+    state = drive(
+        tokens,
+        BudgetForcing(max_thinking_tokens=4, num_ignore=1, extensions=(ext,), max_answer_tokens=1),
+        [100, 101, IM_END, 300],
+    )
     assert state.output[:4] == [100, 101] + ext_ids[:2]
     assert state.thinking_tokens == 4 and state.capped and state.extensions_used == 1
 
@@ -130,8 +134,12 @@ def test_forced_spans_mark_what_the_state_wrote(tokens, embedded):
 def test_extensions_in_a_row_are_separate_spans(tokens, embedded):
     """A model that asks to stop right after an extension gets a second one: two spans, not one merged."""
     wait = encode(embedded[1], "Wait")
-    state = drive(tokens, BudgetForcing(max_thinking_tokens=50, num_ignore=2, max_answer_tokens=1),
-                  [100, IM_END, IM_END, IM_END, 300], cap=50)
+    state = drive(
+        tokens,
+        BudgetForcing(max_thinking_tokens=50, num_ignore=2, max_answer_tokens=1),
+        [100, IM_END, IM_END, IM_END, 300],
+        cap=50,
+    )
     extensions = [span for span in state.forced_spans if span[0] == "extension"]
     assert state.extensions_used == 2 and len(extensions) == 2
     assert all(state.output[start:end] == wait for _, start, end in extensions)
@@ -141,13 +149,19 @@ def test_forced_offsets_are_character_offsets_into_the_output(embedded):
     """Eval stores spans as character offsets into the decoded output, also after multi-byte text."""
     from types import SimpleNamespace
 
-    from s1.evaluate import forced_offsets
+    from s1.evaluate.runner import forced_offsets
 
     tok = embedded[1]
-    before, wait, end = encode(tok, "Größe 漢字 ok"), encode(tok, "Wait"), encode(tok, "\n<|im_start|>answer\nFinal Answer:")
+    before, wait, end = (
+        encode(tok, "Größe 漢字 ok"),
+        encode(tok, "Wait"),
+        encode(tok, "\n<|im_start|>answer\nFinal Answer:"),
+    )
     ids = before + wait + end + encode(tok, " 4")
-    spans = [["extension", len(before), len(before) + len(wait)],
-             ["forced_end", len(before) + len(wait), len(before) + len(wait) + len(end)]]
+    spans = [
+        ["extension", len(before), len(before) + len(wait)],
+        ["forced_end", len(before) + len(wait), len(before) + len(wait) + len(end)],
+    ]
     output = tok.decode(ids, skip_special_tokens=False)
     offsets = forced_offsets(tok, SimpleNamespace(output_token_ids=ids, forced_spans=spans))
     assert [output[s:e] for _, s, e in offsets] == ["Wait", "\n<|im_start|>answer\nFinal Answer:"]

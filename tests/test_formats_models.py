@@ -8,9 +8,9 @@ import time
 import pytest
 
 from s1 import R1, S1, BudgetForcing, ThinkingFormat, UserError, generate
+from s1.core.formats import FormatTokens, encode, get_format, render_prompt
+from s1.core.models import embedded_gguf, resolve
 from s1.engines.hf import HFEngine
-from s1.formats import FormatTokens, encode, get_format, render_prompt
-from s1.models import embedded_gguf, resolve
 
 
 def test_s1_prompt_opens_thinking_after_the_assistant_header(embedded):
@@ -36,20 +36,27 @@ def test_r1_on_a_tokenizer_that_has_think_tokens(tiny_dir, tmp_path):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<think>", "</think>"]})
-    tokenizer.chat_template = tokenizer.chat_template.replace("'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'")
+    tokenizer.chat_template = tokenizer.chat_template.replace(
+        "'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'"
+    )
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     model.resize_token_embeddings(len(tokenizer))
     prompt = render_prompt(tokenizer, "Q", R1)
     assert prompt.endswith("<|im_start|>assistant\n<think>\n") and prompt.count("<think>") == 1
-    [c] = generate("What is 7*8?", HFEngine(model, tokenizer, "r1"), BudgetForcing(max_thinking_tokens=10, max_answer_tokens=3))
+    [c] = generate(
+        "What is 7*8?", HFEngine(model, tokenizer, "r1"), BudgetForcing(max_thinking_tokens=10, max_answer_tokens=3)
+    )
     assert c.capped and c.thinking_tokens == 10
     assert tokenizer.decode(c.output_token_ids).count("</think>\n\nFinal Answer:") == 1
 
 
 def test_user_defined_format_is_plain_data(embedded):
     custom = ThinkingFormat(
-        name="mine", think_start="<|im_start|>reasoning", think_end="<|im_start|>final",
-        end_triggers=("<|im_start|>",), answer_separator="\n",
+        name="mine",
+        think_start="<|im_start|>reasoning",
+        think_end="<|im_start|>final",
+        end_triggers=("<|im_start|>",),
+        answer_separator="\n",
     )
     assert get_format(custom) is custom
     [c] = generate("Hi", HFEngine(*embedded, fmt=custom), BudgetForcing(max_thinking_tokens=5, max_answer_tokens=2))
@@ -70,7 +77,7 @@ def test_names_resolve_to_sources(tiny_dir, tmp_path):
 @pytest.mark.slow
 def test_gguf_conversion_is_cached(tmp_path, monkeypatch):
     """The first load dequantizes into the cache; the second reads safetensors and is much faster."""
-    from s1.models import load_hf
+    from s1.core.models import load_hf
 
     monkeypatch.setenv("S1_CACHE", str(tmp_path))
     start = time.perf_counter()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from s1.grading import Grader, choice_letter, extract, last_boxed
+from s1.data.grading import Grader, choice_letter, extract, last_boxed
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading_disagreements.json"
 
@@ -157,7 +157,11 @@ def test_choice_letter_reads_the_last_commitment():
 
 def test_aime_artefact_does_not_break_grading(grader, data_dir):
     """AIME24 problem 71 holds a backspace where '\\b' of '\\begin' was read."""
-    row = next(json.loads(l) for l in (data_dir / "aime24_nofigures.jsonl").read_text().splitlines() if json.loads(l)["id"] == 71)
+    row = next(
+        json.loads(l)
+        for l in (data_dir / "aime24_nofigures.jsonl").read_text().splitlines()
+        if json.loads(l)["id"] == 71
+    )
     assert "\x08egin" in row["problem"]
     g = grader.grade("integer", row["answer"], row["problem"] + "\nFinal Answer: " + row["answer"])
     assert g.correct
@@ -182,7 +186,15 @@ def test_pathological_latex_cannot_hang_the_run(gold, text):
 
 
 def test_equivalence_classes_group_equal_answers_and_split_lists(grader):
-    assert grader.classes("math", ["1/2", "\\frac12", "0.5", "1,2", "12", None, "\\frac{1}{2}"]) == [0, 0, 0, 3, 4, None, 0]
+    assert grader.classes("math", ["1/2", "\\frac12", "0.5", "1,2", "12", None, "\\frac{1}{2}"]) == [
+        0,
+        0,
+        0,
+        3,
+        4,
+        None,
+        0,
+    ]
     assert grader.classes("integer", ["025", "25", "2,5"]) == [0, 0, 2]
     assert grader.classes("choice", ["B", "b", "C"]) == [0, 0, 2]
 
@@ -192,7 +204,7 @@ def test_a_closed_grader_grades_nothing_and_starts_no_worker():
     not a grade of "crashed" recorded for good, and no worker may start while the interpreter exits."""
     import multiprocessing
 
-    from s1.grading import Grader, GraderClosed
+    from s1.data.grading import Grader, GraderClosed
 
     grader = Grader()
     assert grader.grade("integer", "56", "The answer is 56.").correct

@@ -9,15 +9,23 @@ import time
 import pytest
 
 from s1 import BudgetForcing, generate
+from s1.core.errors import UserError
 from s1.engines.base import Sampling, prepare_ids
 from s1.engines.llamacpp import LlamaCppEngine
-from s1.errors import UserError
 
 from .test_cli import s1
 from .test_serve import chat, client_settings, reference, served
 
-QUESTIONS = ["What is 7*8?", "Name three primes.", "Why is the sea salty?", "What is 12 squared?", "Spell 'cat' backwards.",
-             "Is 91 prime?", "What is the capital of France?", "Count to five."]
+QUESTIONS = [
+    "What is 7*8?",
+    "Name three primes.",
+    "Why is the sea salty?",
+    "What is 12 squared?",
+    "Spell 'cat' backwards.",
+    "Is 91 prime?",
+    "What is the capital of France?",
+    "Count to five.",
+]
 SETTINGS = {
     "caps": BudgetForcing(max_thinking_tokens=24, max_answer_tokens=8),
     "num_ignore": BudgetForcing(max_thinking_tokens=48, num_ignore=2, extensions=("Wait", "Hmm"), max_answer_tokens=8),
@@ -52,7 +60,11 @@ def test_batched_greedy_outputs_equal_each_sequence_run_alone(engine, name):
         for a, b in zip(got, expected):
             assert a.output_token_ids == b.output_token_ids
             assert (a.thinking_tokens, a.extensions_used, a.capped, a.forced_spans) == (
-                b.thinking_tokens, b.extensions_used, b.capped, b.forced_spans)
+                b.thinking_tokens,
+                b.extensions_used,
+                b.capped,
+                b.forced_spans,
+            )
 
 
 def test_seeded_sampling_gives_the_same_text_in_any_batch(engine):
@@ -86,7 +98,10 @@ def test_a_cancelled_sequence_leaves_and_frees_its_stream(engine):
 def _requests(engine, questions, forcing):
     from s1.engines.base import make_request
 
-    return [make_request(engine.tokenizer, engine.format_tokens, engine.context_length, q, forcing, Sampling()) for q in questions]
+    return [
+        make_request(engine.tokenizer, engine.format_tokens, engine.context_length, q, forcing, Sampling())
+        for q in questions
+    ]
 
 
 @pytest.mark.slow
@@ -101,8 +116,12 @@ def test_a_6500_token_prompt_joins_four_running_streams_without_stalling_them():
         loop.step()
     text_ids = engine.tokenizer.encode(" ".join(QUESTIONS) * 2, add_special_tokens=False)
     ids = (text_ids * (6500 // len(text_ids) + 1))[:6500]
-    loop.add(99, prepare_ids(engine.format_tokens, engine.context_length, "long", ids, BudgetForcing(max_thinking_tokens=4),
-                             Sampling()))
+    loop.add(
+        99,
+        prepare_ids(
+            engine.format_tokens, engine.context_length, "long", ids, BudgetForcing(max_thinking_tokens=4), Sampling()
+        ),
+    )
     joined = time.perf_counter()
     while 99 not in seen:
         loop.step()
@@ -121,8 +140,20 @@ def test_a_6500_token_prompt_joins_four_running_streams_without_stalling_them():
 def test_served_llamacpp_clients_run_together_and_each_gets_its_own_result(engine):
     """Eight clients at once, each with its own forcing settings, streaming or not, and one that hangs up."""
     questions = [f"Client {i}: what is {i} plus {i}?" for i in range(8)]
-    with served("--model", "smollm2", "--engine", "llamacpp", "--served-model-name", "tiny", "--parallel", "4",
-                "--ctx-size", str(4 * 2048), "--threads", "2") as base:
+    with served(
+        "--model",
+        "smollm2",
+        "--engine",
+        "llamacpp",
+        "--served-model-name",
+        "tiny",
+        "--parallel",
+        "4",
+        "--ctx-size",
+        str(4 * 2048),
+        "--threads",
+        "2",
+    ) as base:
         results, errors = {}, []
 
         def run(i: int) -> None:
@@ -134,8 +165,13 @@ def test_served_llamacpp_clients_run_together_and_each_gets_its_own_result(engin
         def hang_up() -> None:
             import httpx
 
-            body = {"messages": [{"role": "user", "content": "long"}], "stream": True, "max_thinking_tokens": 400,
-                    "min_thinking_tokens": 400, "max_tokens": 50}
+            body = {
+                "messages": [{"role": "user", "content": "long"}],
+                "stream": True,
+                "max_thinking_tokens": 400,
+                "min_thinking_tokens": 400,
+                "max_tokens": 50,
+            }
             with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=300) as r:
                 for n, _ in enumerate(r.iter_lines()):
                     if n > 6:
@@ -153,24 +189,30 @@ def test_served_llamacpp_clients_run_together_and_each_gets_its_own_result(engin
         assert (got["thinking"], got["answer"]) == (want.thinking, want.answer), f"client {i} got another result"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"ctx_size": 0}, "--ctx-size must be a positive number"),
-    ({"ctx_size": 8, "parallel": 1}, "context per sequence would be 8 tokens"),
-    ({"threads": 0}, "--threads must be at least 1"),
-    ({"parallel": 0}, "runs 1 to"),
-    ({"parallel": 100_000}, "runs 1 to"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"ctx_size": 0}, "--ctx-size must be a positive number"),
+        ({"ctx_size": 8, "parallel": 1}, "context per sequence would be 8 tokens"),
+        ({"threads": 0}, "--threads must be at least 1"),
+        ({"parallel": 0}, "runs 1 to"),
+        ({"parallel": 100_000}, "runs 1 to"),
+    ],
+)
 def test_bad_llamacpp_settings_are_one_sentence(kwargs, message):
     with pytest.raises(UserError, match=message):
         LlamaCppEngine.load("smollm2", **kwargs)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--engine", "hf", "--ctx-size", "4096"], "--ctx-size is for --engine llamacpp"),
-    (["--engine", "llamacpp", "--threads", "0"], "--threads must be at least 1"),
-    (["--engine", "llamacpp", "--parallel", "0"], "--batch-size must be at least 1"),
-    (["--engine", "llamacpp", "--ctx-size", "-5"], "--ctx-size must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--engine", "hf", "--ctx-size", "4096"], "--ctx-size is for --engine llamacpp"),
+        (["--engine", "llamacpp", "--threads", "0"], "--threads must be at least 1"),
+        (["--engine", "llamacpp", "--parallel", "0"], "--batch-size must be at least 1"),
+        (["--engine", "llamacpp", "--ctx-size", "-5"], "--ctx-size must be a positive number"),
+    ],
+)
 def test_bad_serve_flags_exit_with_one_sentence(args, message):
     run = s1("serve", "--model", "smollm2", "--port", "1", *args, timeout=120)
     assert run.returncode != 0 and message in run.stderr, run.stderr
@@ -195,7 +237,9 @@ def test_logprobs_prompt_logprobs_and_min_tokens_through_the_shared_loop(engine)
     assert all(lp <= 0 and len(top) == 1 for lp, top in c.prompt_logprobs[1:])
     # min_tokens: an answer stop cannot end the answer before that many answer tokens
     [free] = engine.generate([replace(plain, forcing=BudgetForcing(max_thinking_tokens=8, max_answer_tokens=12))])
-    [held] = engine.generate([replace(plain, forcing=BudgetForcing(max_thinking_tokens=8, max_answer_tokens=12), min_tokens=10)])
+    [held] = engine.generate(
+        [replace(plain, forcing=BudgetForcing(max_thinking_tokens=8, max_answer_tokens=12), min_tokens=10)]
+    )
     assert free.answer_tokens < 10 <= held.answer_tokens
 
 
@@ -203,18 +247,21 @@ def test_trajectories_paused_after_each_step_and_resumed_equal_whole_runs(engine
     from dataclasses import replace
 
     from s1.engines.base import StepRule, make_request
-    from s1.rewards import CallableReward
-    from s1.search import RebaseSettings, rebase
+    from s1.evaluate.rewards import CallableReward
+    from s1.evaluate.search import RebaseSettings, rebase
 
     forcing = SETTINGS["num_ignore"]
     expected = alone(engine, QUESTIONS[:3], forcing)
-    requests = [make_request(engine.tokenizer, engine.format_tokens, engine.context_length, q, forcing, Sampling())
-                for q in QUESTIONS[:3]]
+    requests = [
+        make_request(engine.tokenizer, engine.format_tokens, engine.context_length, q, forcing, Sampling())
+        for q in QUESTIONS[:3]
+    ]
     nodes = engine.generate([replace(r, step=StepRule(max_tokens=0)) for r in requests], batch_size=4)
     steps = 0
     while paused := [i for i, n in enumerate(nodes) if n.finish_reason == "step"]:
-        nexts = engine.generate([replace(requests[i], resume=nodes[i].state, step=StepRule(max_tokens=7)) for i in paused],
-                                batch_size=4)
+        nexts = engine.generate(
+            [replace(requests[i], resume=nodes[i].state, step=StepRule(max_tokens=7)) for i in paused], batch_size=4
+        )
         for i, node in zip(paused, nexts):
             nodes[i] = node
         steps += 1
@@ -222,6 +269,13 @@ def test_trajectories_paused_after_each_step_and_resumed_equal_whole_runs(engine
     assert [n.output_token_ids for n in nodes] == [e.output_token_ids for e in expected]
 
     scorer = CallableReward(lambda q, s: [len(x) % 7 / 7 for x in s])
-    result = rebase(engine, requests[0], QUESTIONS[0], scorer, RebaseSettings(width=4, step=StepRule(max_tokens=8)),
-                    lambda node, j: Sampling(1.0, seed=17 * (node or 0) + j), batch_size=4)
+    result = rebase(
+        engine,
+        requests[0],
+        QUESTIONS[0],
+        scorer,
+        RebaseSettings(width=4, step=StepRule(max_tokens=8)),
+        lambda node, j: Sampling(1.0, seed=17 * (node or 0) + j),
+        batch_size=4,
+    )
     assert len(result.trajectories) == 4 and result.generated_tokens == sum(n["tokens"] for n in result.nodes)

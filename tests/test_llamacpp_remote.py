@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from s1 import S1, BudgetForcing, generate
+from s1.core.errors import UserError
+from s1.core.models import embedded_gguf
 from s1.engines.llamacpp import LlamaCppEngine
 from s1.engines.remote import RemoteEngine
-from s1.errors import UserError
-from s1.models import embedded_gguf
 
 from .test_remote import Proxy
 from .test_serve import free_port, served, stop_server
@@ -46,9 +46,26 @@ def llama_server(tmp_path_factory):
     port = free_port()
     log = open(tmp_path_factory.mktemp("llama") / "server.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "4096", "--n_threads", "2", "--flash_attn", "true"],
-        stdout=log, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(embedded_gguf()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+            "--n_threads",
+            "2",
+            "--flash_attn",
+            "true",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -107,7 +124,12 @@ def test_servers_down_at_load_are_named_and_failing_ones_hand_over(llama_server)
 
 def test_serve_as_a_budget_forcing_proxy(llama_server):
     with served("--model", "smollm2", "--upstream", llama_server) as base:
-        body = {"messages": [{"role": "user", "content": "What is 7*8?"}], "max_thinking_tokens": 20, "num_ignore": 5, "max_answer_tokens": 12}
+        body = {
+            "messages": [{"role": "user", "content": "What is 7*8?"}],
+            "max_thinking_tokens": 20,
+            "num_ignore": 5,
+            "max_answer_tokens": 12,
+        }
         r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
         assert r.status_code == 200, r.text
         data = r.json()

@@ -57,8 +57,10 @@ def exchanges(monkeypatch):
     def post(url, *args, **kwargs):
         response = real_post(url, *args, **kwargs)
         body = kwargs.get("json")
-        assert response.ok, (f"s1 serve answered {response.status_code} to POST {url}: {response.text[:1000]}\n"
-                             f"request body: {str(body)[:1000]}")
+        assert response.ok, (
+            f"s1 serve answered {response.status_code} to POST {url}: {response.text[:1000]}\n"
+            f"request body: {str(body)[:1000]}"
+        )
         log.append((body, response.json()))
         return response
 
@@ -67,14 +69,18 @@ def exchanges(monkeypatch):
 
 
 def completions_args(base: str, tiny_dir) -> str:
-    return (f"model=tiny,base_url={base}/v1/completions,tokenizer={tiny_dir},tokenizer_backend=huggingface,"
-            "batch_size=4,num_concurrent=1,max_retries=1")
+    return (
+        f"model=tiny,base_url={base}/v1/completions,tokenizer={tiny_dir},tokenizer_backend=huggingface,"
+        "batch_size=4,num_concurrent=1,max_retries=1"
+    )
 
 
 def evaluate(task: str, task_manager, **kwargs) -> dict:
     import lm_eval
 
-    results = lm_eval.simple_evaluate(tasks=[task], task_manager=task_manager, log_samples=True, bootstrap_iters=0, **kwargs)
+    results = lm_eval.simple_evaluate(
+        tasks=[task], task_manager=task_manager, log_samples=True, bootstrap_iters=0, **kwargs
+    )
     assert results is not None
     return results
 
@@ -96,8 +102,13 @@ def reference_loglikelihood(model, tokenizer, context: str, continuation: str) -
 
 
 def test_multiple_choice_loglikelihood_through_completions(server, tiny_dir, tiny, task_manager, exchanges):
-    results = evaluate("s1_arith_mc", task_manager, model="local-completions",
-                       model_args=completions_args(server, tiny_dir), limit=LIMIT)
+    results = evaluate(
+        "s1_arith_mc",
+        task_manager,
+        model="local-completions",
+        model_args=completions_args(server, tiny_dir),
+        limit=LIMIT,
+    )
     acc, acc_norm = metric(results, "s1_arith_mc", "acc,none"), metric(results, "s1_arith_mc", "acc_norm,none")
     samples = results["samples"]["s1_arith_mc"]
     assert len(samples) == LIMIT
@@ -112,15 +123,22 @@ def test_multiple_choice_loglikelihood_through_completions(server, tiny_dir, tin
         lls = [resp[0][0] for resp in sample["resps"]]
         for ll, (context, continuation) in zip(lls, sample["arguments"]):
             assert isinstance(ll, float) and math.isfinite(ll) and ll < 0, ll
-            assert ll == pytest.approx(reference_loglikelihood(model, tokenizer, context, continuation), rel=1e-3, abs=1e-2)
+            assert ll == pytest.approx(
+                reference_loglikelihood(model, tokenizer, context, continuation), rel=1e-3, abs=1e-2
+            )
         correct += max(range(4), key=lambda i: lls[i]) == sample["target"]
     assert acc == pytest.approx(correct / LIMIT)
     assert acc_norm >= 0.0
 
 
 def test_generate_until_through_completions(server, tiny_dir, task_manager, exchanges):
-    results = evaluate("s1_arith_gen", task_manager, model="local-completions",
-                       model_args=completions_args(server, tiny_dir), limit=LIMIT)
+    results = evaluate(
+        "s1_arith_gen",
+        task_manager,
+        model="local-completions",
+        model_args=completions_args(server, tiny_dir),
+        limit=LIMIT,
+    )
     metric(results, "s1_arith_gen", "exact_match,first_number")
     samples = results["samples"]["s1_arith_gen"]
     assert len(samples) == LIMIT
@@ -134,10 +152,15 @@ def test_generate_until_through_completions(server, tiny_dir, task_manager, exch
 
 
 def test_generate_until_through_chat_completions_with_budget(server, task_manager, exchanges):
-    results = evaluate("s1_arith_gen", task_manager, model="local-chat-completions",
-                       model_args=f"model=tiny,base_url={server}/v1/chat/completions,num_concurrent=1,max_retries=1",
-                       apply_chat_template=True, limit=CHAT_LIMIT,
-                       gen_kwargs=f"max_thinking_tokens={MAX_THINKING},num_ignore=1")
+    results = evaluate(
+        "s1_arith_gen",
+        task_manager,
+        model="local-chat-completions",
+        model_args=f"model=tiny,base_url={server}/v1/chat/completions,num_concurrent=1,max_retries=1",
+        apply_chat_template=True,
+        limit=CHAT_LIMIT,
+        gen_kwargs=f"max_thinking_tokens={MAX_THINKING},num_ignore=1",
+    )
     metric(results, "s1_arith_gen", "exact_match,first_number")
     samples = results["samples"]["s1_arith_gen"]
     assert len(samples) == CHAT_LIMIT

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from s1.metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
+from s1.evaluate.metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
 
 # Three settings: 1000 tokens -> 30%, 2000 -> 40%, 4000 -> 45%.
 POINTS = [(2000, 40.0), (1000, 30.0), (4000, 45.0)]

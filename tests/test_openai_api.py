@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from s1 import BudgetForcing, Sampling
+from s1.core.formats import encode, render_messages
 from s1.engines.base import prepare, prepare_ids
 from s1.engines.hf import HFEngine
-from s1.formats import encode, render_messages
 
 from .test_serve import served
 
@@ -25,8 +25,18 @@ COMPLETIONS = "/v1/completions"
 
 @pytest.fixture(scope="module")
 def server(tiny_dir):
-    with served("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "16",
-                              "--reasoning-effort-caps", "low=4,medium=8,high=16", "--num-ignore", "1") as base:
+    with served(
+        "--model",
+        str(tiny_dir),
+        "--served-model-name",
+        "tiny",
+        "--batch-size",
+        "16",
+        "--reasoning-effort-caps",
+        "low=4,medium=8,high=16",
+        "--num-ignore",
+        "1",
+    ) as base:
         yield base
 
 
@@ -73,9 +83,13 @@ def test_stop_strings_and_stop_token_ids_end_the_text(server, engine):
     assert stop.strip(), "pick a stop string that occurs in the reference text"
     r = post(server, COMPLETIONS, {"prompt": ids, "max_tokens": 12, "stop": [stop]}).json()["choices"][0]
     assert r["text"] == text[: text.index(stop)] and r["finish_reason"] == "stop" and r["stop_reason"] == stop
-    r = post(server, COMPLETIONS, {"prompt": ids, "max_tokens": 12, "stop": stop, "include_stop_str_in_output": True}).json()
+    r = post(
+        server, COMPLETIONS, {"prompt": ids, "max_tokens": 12, "stop": stop, "include_stop_str_in_output": True}
+    ).json()
     assert r["choices"][0]["text"] == text[: text.index(stop) + len(stop)]
-    r = post(server, COMPLETIONS, {"prompt": ids, "max_tokens": 12, "stop_token_ids": [full[3]], "return_token_ids": True}).json()
+    r = post(
+        server, COMPLETIONS, {"prompt": ids, "max_tokens": 12, "stop_token_ids": [full[3]], "return_token_ids": True}
+    ).json()
     assert r["choices"][0]["token_ids"] == full[: full.index(full[3]) + 1]
     assert r["choices"][0]["stop_reason"] == full[3]
 
@@ -93,23 +107,39 @@ def test_echo_with_logprobs_scores_the_prompt_as_lm_eval_needs(server, engine):
     expected = [float(want[i - 1, ids[i]]) for i in range(1, len(ids))]
     assert lp["token_logprobs"][1 : len(ids)] == pytest.approx(expected, abs=1e-3)
     assert all(len(top) == 1 for top in lp["top_logprobs"][1:])
-    scored = post(server, COMPLETIONS, {"prompt": ids, "max_tokens": 0, "logprobs": 0, "echo": True}).json()["choices"][0]
-    assert scored["text"] == tok.decode(ids, skip_special_tokens=False) and len(scored["logprobs"]["tokens"]) == len(ids)
+    scored = post(server, COMPLETIONS, {"prompt": ids, "max_tokens": 0, "logprobs": 0, "echo": True}).json()["choices"][
+        0
+    ]
+    assert scored["text"] == tok.decode(ids, skip_special_tokens=False) and len(scored["logprobs"]["tokens"]) == len(
+        ids
+    )
 
 
 def test_max_tokens_bounds_thinking_and_answer_together(server):
     body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "max_thinking_tokens": 50}
     r = post(server, CHAT, body).json()
     assert r["usage"]["completion_tokens"] == 5 and r["choices"][0]["finish_reason"] == "length"
-    r = post(server, CHAT, {"messages": [{"role": "user", "content": "Hi"}], "max_thinking_tokens": 0, "max_answer_tokens": 4}).json()
+    r = post(
+        server,
+        CHAT,
+        {"messages": [{"role": "user", "content": "Hi"}], "max_thinking_tokens": 0, "max_answer_tokens": 4},
+    ).json()
     assert r["s1"]["thinking_tokens"] == 0 and r["choices"][0]["message"]["content"].startswith("Final Answer:")
-    r = post(server, CHAT, {"messages": [{"role": "user", "content": "Hi"}], "reasoning_effort": "low", "max_answer_tokens": 2}).json()
+    r = post(
+        server,
+        CHAT,
+        {"messages": [{"role": "user", "content": "Hi"}], "reasoning_effort": "low", "max_answer_tokens": 2},
+    ).json()
     assert r["s1"]["thinking_tokens"] <= 4
 
 
 def test_server_defaults_apply_to_requests_that_carry_none(server, engine):
     """The server runs with --num-ignore 1: a request without num_ignore gets it, one with 0 does not."""
-    body = {"messages": [{"role": "user", "content": "Count to ten"}], "max_thinking_tokens": 200, "max_answer_tokens": 2}
+    body = {
+        "messages": [{"role": "user", "content": "Count to ten"}],
+        "max_thinking_tokens": 200,
+        "max_answer_tokens": 2,
+    }
     default = post(server, CHAT, body).json()["s1"]
     assert default["extensions_used"] == 1 or default["capped"]
     none = post(server, CHAT, {**body, "num_ignore": 0}).json()["s1"]
@@ -117,9 +147,16 @@ def test_server_defaults_apply_to_requests_that_carry_none(server, engine):
 
 
 def test_chat_content_parts_developer_role_and_include_usage(server):
-    body = {"messages": [{"role": "developer", "content": "Be brief."},
-                         {"role": "user", "content": [{"type": "text", "text": "What is "}, {"type": "text", "text": "2+2?"}]}],
-            "max_tokens": 6, "stream": True, "stream_options": {"include_usage": True}, "n": 2}
+    body = {
+        "messages": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "What is "}, {"type": "text", "text": "2+2?"}]},
+        ],
+        "max_tokens": 6,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "n": 2,
+    }
     chunks = []
     with httpx.stream("POST", f"{server}{CHAT}", json=body, timeout=60) as r:
         assert r.status_code == 200
@@ -148,11 +185,23 @@ def test_chat_content_parts_developer_role_and_include_usage(server):
         (COMPLETIONS, {"prompt": "x", "budget_forcing": False, "num_ignore": 2}, "cannot be combined"),
         (COMPLETIONS, {"prompt": "x", "stop_token_ids": [-5]}, "stop_token_ids"),
         (COMPLETIONS, {"prompt": "x", "guided_json": {}}, "Unsupported field 'guided_json'"),
-        (CHAT, {"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}}, "guided decoding"),
+        (
+            CHAT,
+            {"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}},
+            "guided decoding",
+        ),
         (CHAT, {"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "extreme"}, "reasoning_effort"),
         (CHAT, {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "tools"),
-        (CHAT, {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages"),
-        (CHAT, {"messages": [{"role": "user", "content": "hi"}], "extensions": ["<|im_end|>"], "num_ignore": 1}, "ends thinking"),
+        (
+            CHAT,
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages",
+        ),
+        (
+            CHAT,
+            {"messages": [{"role": "user", "content": "hi"}], "extensions": ["<|im_end|>"], "num_ignore": 1},
+            "ends thinking",
+        ),
         (CHAT, {"messages": [{"role": "user", "content": "hi"}], "extensions": [" "], "num_ignore": 1}, "hi"),
         (CHAT, {"messages": [{"role": "user", "content": "hi"}], "min_thinking_tokens": 100000}, "cannot fit"),
         (CHAT, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "at least 1"),
@@ -207,7 +256,9 @@ def test_poisonous_requests_fail_alone_while_eight_complete(server, engine):
     forcing = BudgetForcing(max_thinking_tokens=40, num_ignore=1, max_answer_tokens=6)
     for i, q in enumerate(questions):
         prompt = render_messages(engine.tokenizer, [{"role": "user", "content": q}], engine.fmt)
-        want = engine.generate([prepare(engine.tokenizer, engine.format_tokens, engine.context_length, prompt, forcing, Sampling())])[0]
+        want = engine.generate(
+            [prepare(engine.tokenizer, engine.format_tokens, engine.context_length, prompt, forcing, Sampling())]
+        )[0]
         assert results[i] == {"role": "assistant", "content": want.answer, "reasoning_content": want.thinking}
 
 
@@ -225,8 +276,12 @@ def test_disconnected_clients_free_their_slots():
     The embedded model decodes slowly enough here that 1,500 forced thinking tokens take far longer than
     the few seconds the slots may take to free."""
     with served("--model", "smollm2", "--batch-size", "8") as base:
-        body = {"messages": [{"role": "user", "content": "long"}], "max_thinking_tokens": 1500,
-                "min_thinking_tokens": 1500, "max_answer_tokens": 50}
+        body = {
+            "messages": [{"role": "user", "content": "long"}],
+            "max_thinking_tokens": 1500,
+            "min_thinking_tokens": 1500,
+            "max_answer_tokens": 50,
+        }
         clients = [httpx.Client(timeout=60) for _ in range(4)]
         streams = [c.stream("POST", f"{base}{CHAT}", json={**body, "stream": True}) for c in clients]
         # keep every line iterator alive: a dropped one closes its response, i.e. hangs up early
@@ -253,6 +308,12 @@ def test_disconnected_clients_free_their_slots():
 def test_metrics_are_prometheus_text(server):
     post(server, CHAT, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
     text = httpx.get(f"{server}/metrics", timeout=10).text
-    for name in ("s1:num_requests_running", "s1:num_requests_waiting", "s1:generation_tokens_total",
-                 "s1:time_to_first_token_seconds_count", "s1:generation_tokens_per_second", 's1:requests_total{status="200"}'):
+    for name in (
+        "s1:num_requests_running",
+        "s1:num_requests_waiting",
+        "s1:generation_tokens_total",
+        "s1:time_to_first_token_seconds_count",
+        "s1:generation_tokens_per_second",
+        's1:requests_total{status="200"}',
+    ):
         assert name in text, name

@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from s1 import BudgetForcing, Sampling, generate
+from s1.core.errors import UserError
+from s1.core.formats import encode
 from s1.engines.base import make_request
 from s1.engines.hf import HFEngine
 from s1.engines.remote import RemoteEngine, adds_bos, prompt_text
-from s1.errors import UserError
-from s1.formats import encode
 
 from .test_cli import s1
 from .test_serve import free_port, served
@@ -60,8 +60,12 @@ class Proxy:
                         status, headers = fail
                         message = {"error": {"message": f"scripted failure {status}", "code": status}}
                         return self.reply(status, json.dumps(message).encode(), headers)
-                r = httpx.post(f"{proxy.upstream}{self.path}", content=body,
-                               headers={"Content-Type": "application/json"}, timeout=300)
+                r = httpx.post(
+                    f"{proxy.upstream}{self.path}",
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=300,
+                )
                 self.reply(r.status_code, r.content)
 
             def reply(self, status: int, content: bytes, headers: dict | None = None):
@@ -232,14 +236,35 @@ def test_text_prompts_never_carry_a_second_bos(tiny_dir):
 def test_cli_ids_mode_matches_in_process_hf(upstream, tiny, tiny_dir, tmp_path):
     questions = tmp_path / "q.jsonl"
     questions.write_text("".join(json.dumps({"question": q}) + "\n" for q in QUESTIONS))
-    run = s1("generate", "--engine", "remote", "--base-url", f"{upstream}/v1", "--remote-mode", "ids",
-             "--model", str(tiny_dir), "--json", "--temperature", "0", "--input", str(questions),
-             "--max-thinking-tokens", "40", "--num-ignore", "2", "--max-answer-tokens", "6")
+    run = s1(
+        "generate",
+        "--engine",
+        "remote",
+        "--base-url",
+        f"{upstream}/v1",
+        "--remote-mode",
+        "ids",
+        "--model",
+        str(tiny_dir),
+        "--json",
+        "--temperature",
+        "0",
+        "--input",
+        str(questions),
+        "--max-thinking-tokens",
+        "40",
+        "--num-ignore",
+        "2",
+        "--max-answer-tokens",
+        "6",
+    )
     assert run.returncode == 0, run.stderr
     records = [json.loads(line) for line in run.stdout.splitlines()]
     model, tokenizer = tiny
     engine = HFEngine(model, tokenizer)
-    requests = [make_request(tokenizer, engine.format_tokens, engine.context_length, q, FORCING, Sampling()) for q in QUESTIONS]
+    requests = [
+        make_request(tokenizer, engine.format_tokens, engine.context_length, q, FORCING, Sampling()) for q in QUESTIONS
+    ]
     local = engine.generate(requests)
     assert [r["prompt_token_ids"] for r in records] == [r.prompt_token_ids for r in requests]
     assert [r["output_token_ids"] for r in records] == [c.output_token_ids for c in local]
@@ -263,10 +288,11 @@ def test_cli_remote_errors_are_one_sentence():
 
 
 def test_a_search_through_two_servers_keeps_each_tree_on_one_and_grows_the_same_tree(proxies, tiny_dir, tiny):
-    from s1.engines.base import Sampling as S, make_request
+    from s1.engines.base import Sampling as S
+    from s1.engines.base import make_request
     from s1.engines.hf import HFEngine
-    from s1.rewards import CallableReward
-    from s1.search import RebaseSettings, StepRule, rebase
+    from s1.evaluate.rewards import CallableReward
+    from s1.evaluate.search import RebaseSettings, StepRule, rebase
 
     a, b = proxies(), proxies()
     engine = RemoteEngine.load(str(tiny_dir), [a.url, b.url], mode="ids", **FAST)
@@ -281,8 +307,11 @@ def test_a_search_through_two_servers_keeps_each_tree_on_one_and_grows_the_same_
         # greedy children are all alike, which is what makes the two engines' trees comparable token for token
         remote = rebase(engine, request, question, scorer, settings, lambda node, j: S())
         assert (a.completions == 0) != (b.completions == 0), "one search's nodes went to two servers"
-        assert remote.root_prefill == 0 and remote.prefill_tokens >= (a.completions + b.completions) * len(request.prompt_token_ids)
+        assert remote.root_prefill == 0 and remote.prefill_tokens >= (a.completions + b.completions) * len(
+            request.prompt_token_ids
+        )
         there = rebase(local, request, question, scorer, settings, lambda node, j: S())
-        assert [(n["parent"], n["text"], n["children"], n["finished"]) for n in remote.nodes] == \
-            [(n["parent"], n["text"], n["children"], n["finished"]) for n in there.nodes]
+        assert [(n["parent"], n["text"], n["children"], n["finished"]) for n in remote.nodes] == [
+            (n["parent"], n["text"], n["children"], n["finished"]) for n in there.nodes
+        ]
         assert len(remote.trajectories) == 4 and max(n["depth"] for n in remote.nodes) > 1

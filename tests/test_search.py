@@ -10,11 +10,11 @@ from dataclasses import replace
 import pytest
 
 from s1 import BudgetForcing, Sampling, generate
+from s1.core.errors import UserError
 from s1.engines.base import StepRule, make_request
 from s1.engines.hf import HFEngine
-from s1.errors import UserError
-from s1.rewards import CallableReward, ShepherdPRM, aggregate, load_reward_model, save_random_reward_model
-from s1.search import RebaseSettings, allocate, rebase, sample
+from s1.evaluate.rewards import CallableReward, ShepherdPRM, aggregate, load_reward_model, save_random_reward_model
+from s1.evaluate.search import RebaseSettings, allocate, rebase, sample
 
 QUESTION = "What is 7*8? Think step by step."
 
@@ -64,7 +64,11 @@ def test_a_trajectory_paused_after_every_step_and_resumed_equals_one_run(tiny, t
         fed.append(node.prefill_tokens)
         lengths.append(len(node.output_token_ids))
     assert node.output_token_ids == whole.output_token_ids
-    assert (node.thinking_tokens, node.extensions_used, node.capped) == (whole.thinking_tokens, whole.extensions_used, whole.capped)
+    assert (node.thinking_tokens, node.extensions_used, node.capped) == (
+        whole.thinking_tokens,
+        whole.extensions_used,
+        whole.capped,
+    )
     assert len(fed) > 3 and all(b - a <= 9 for a, b in zip([0] + lengths, lengths[:-1])), "a step ran past its tokens"
     if kind == "hf":
         assert fed == [0] * len(fed), "a resumed step processed again what its parent had processed"
@@ -77,13 +81,19 @@ def test_a_step_ends_after_the_delimiter(embedded):
     forcing = BudgetForcing(max_thinking_tokens=300, max_answer_tokens=8)
     request = _request(engine, forcing, "List three prime numbers, one per paragraph, then explain each.")
     root = engine.generate([replace(request, step=StepRule(max_tokens=0))])[0]
-    steps = engine.generate([replace(request, resume=root.state, step=StepRule("\n\n", 200), sampling=Sampling(1.0, seed=s))
-                             for s in range(6)])
+    steps = engine.generate(
+        [
+            replace(request, resume=root.state, step=StepRule("\n\n", 200), sampling=Sampling(1.0, seed=s))
+            for s in range(6)
+        ]
+    )
     ended = [c for c in steps if c.finish_reason == "step" and len(c.output_token_ids) < 200]
     assert ended, "no step ended at a blank line"
     for c in ended:
         text = engine.tokenizer.decode(c.output_token_ids, skip_special_tokens=False)
-        assert "\n\n" in engine.tokenizer.decode(c.output_token_ids[-2:], skip_special_tokens=False) or text.endswith("\n\n")
+        assert "\n\n" in engine.tokenizer.decode(c.output_token_ids[-2:], skip_special_tokens=False) or text.endswith(
+            "\n\n"
+        )
         assert text.rpartition("\n\n")[0].strip()
         assert "\n\n" not in engine.tokenizer.decode(c.output_token_ids[:-1], skip_special_tokens=False).strip()
 
@@ -93,7 +103,9 @@ def test_rebase_processes_no_prompt_token_twice_and_finished_trajectories_leave_
 
     fed = []
     forward = HFRuntime.forward
-    monkeypatch.setattr(HFRuntime, "forward", lambda self, runs: fed.append(sum(len(r[2]) for r in runs)) or forward(self, runs))
+    monkeypatch.setattr(
+        HFRuntime, "forward", lambda self, runs: fed.append(sum(len(r[2]) for r in runs)) or forward(self, runs)
+    )
     engine = HFEngine(*tiny)
     forcing = BudgetForcing(max_thinking_tokens=48, max_answer_tokens=6)
     request = _request(engine, forcing)
@@ -117,8 +129,9 @@ def test_rebase_processes_no_prompt_token_twice_and_finished_trajectories_leave_
             break
         assert given == 6 - finished, f"depth {depth}: {given} children for a width of 6 with {finished} finished"
         assert [n["children"] for n in live] == allocate([n["score"] for n in live], 6 - finished, 0.2)
-    assert any(n["finished"] and n["depth"] > 1 for n in nodes) and any(n["finished"] and n["depth"] == 1 for n in nodes), \
-        "the test needs trajectories finishing at different depths"
+    assert any(n["finished"] and n["depth"] > 1 for n in nodes) and any(
+        n["finished"] and n["depth"] == 1 for n in nodes
+    ), "the test needs trajectories finishing at different depths"
 
     # the same search with forking switched off: each child processes prompt and path again, same tree
     plain = HFEngine(*tiny)
@@ -135,8 +148,9 @@ def test_parallel_trajectories_share_one_processed_prompt_and_are_scored(tiny):
     result = sample(engine, request, QUESTION, [Sampling(1.0, seed=s) for s in range(5)], reward=scorer)
     assert result.prefill_tokens == result.root_prefill == len(request.prompt_token_ids)
     assert all(t.reward is not None and t.reward_tokens == 0 for t in result.trajectories)
-    assert [t.reward for t in result.trajectories] == [len(t.answer.strip()) / 100 if t.answer.strip() else
-                                                       t.reward for t in result.trajectories]
+    assert [t.reward for t in result.trajectories] == [
+        len(t.answer.strip()) / 100 if t.answer.strip() else t.reward for t in result.trajectories
+    ]
     assert len({t.output for t in result.trajectories}) > 1
     assert result.generated_tokens == sum(t.generated_tokens for t in result.trajectories)
 
@@ -202,12 +216,23 @@ def test_bad_reward_model_values_are_one_sentence(reward_dirs, tmp_path):
 
 
 def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, reward_dirs, data_dir, tmp_path):
-    from s1.evaluate import EvalConfig, run_eval
+    from s1.evaluate.runner import EvalConfig, run_eval
 
     out = tmp_path / "run"
-    common = dict(benchmarks=["math500"], data_dir=str(data_dir), limit=3, model=str(tiny_dir), max_thinking_tokens=[24],
-                  max_answer_tokens=8, temperature=1.0, seed=0, reward_model=reward_dirs["prm"], widths=[4], max_step_tokens=6,
-                  samples=4)
+    common = dict(
+        benchmarks=["math500"],
+        data_dir=str(data_dir),
+        limit=3,
+        model=str(tiny_dir),
+        max_thinking_tokens=[24],
+        max_answer_tokens=8,
+        temperature=1.0,
+        seed=0,
+        reward_model=reward_dirs["prm"],
+        widths=[4],
+        max_step_tokens=6,
+        samples=4,
+    )
     config = EvalConfig(methods=["budget_forcing", "rebase", "best_of_n", "majority", "weighted_majority"], **common)
     summary = run_eval(config, str(out), show_progress=False)
     rows = summary["benchmarks"]["math500"]["settings"]
@@ -226,7 +251,9 @@ def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, re
     # parallel methods drew their trajectories once per problem and only chose differently
     by = {(r["id"], r["method"]): r for r in searched}
     for pid in {r["id"] for r in searched}:
-        outs = [[t["output"] for t in by[(pid, m)]["trajectories"]] for m in ("best_of_n", "majority", "weighted_majority")]
+        outs = [
+            [t["output"] for t in by[(pid, m)]["trajectories"]] for m in ("best_of_n", "majority", "weighted_majority")
+        ]
         assert outs[0] == outs[1] == outs[2]
     compute = (out / "summary.md").read_text()
     assert "reward-model tokens / problem" in compute and (out / "scaling.png").stat().st_size > 10_000
@@ -244,7 +271,7 @@ def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, re
 
 
 def test_bad_search_values_are_one_sentence(tiny_dir):
-    from s1.evaluate import EvalConfig
+    from s1.evaluate.runner import EvalConfig
 
     cases = [
         (dict(methods=["best_of_n"]), "needs a reward model"),
@@ -273,8 +300,12 @@ def test_a_served_reward_model_scores_as_in_process_and_refuses_bad_bodies(tiny_
         want = local.score([(QUESTION, s) for s in steps])
         for g, w in zip(got, want):
             assert g.steps == pytest.approx(w.steps, abs=1e-5) and g.tokens == w.tokens > 0
-        text = httpx.post(f"{base}/pooling", json={"input": QUESTION + "\n\nSeven times eight\n\nis 56\n\n"}, timeout=60).json()
-        assert [v[1] for v in text["data"][0]["data"]] == pytest.approx(local.score([(QUESTION, ["Seven times eight", "is 56"])])[0].steps, abs=1e-5)
+        text = httpx.post(
+            f"{base}/pooling", json={"input": QUESTION + "\n\nSeven times eight\n\nis 56\n\n"}, timeout=60
+        ).json()
+        assert [v[1] for v in text["data"][0]["data"]] == pytest.approx(
+            local.score([(QUESTION, ["Seven times eight", "is 56"])])[0].steps, abs=1e-5
+        )
         bad = [
             ({}, "either `input`"),
             ({"input": "q\n\na\n\n", "messages": [{"role": "user", "content": "q"}]}, "either `input`"),
@@ -293,7 +324,7 @@ def test_a_served_reward_model_scores_as_in_process_and_refuses_bad_bodies(tiny_
 
 
 def test_votes_by_hand():
-    from s1.metrics import best_of, weighted_vote
+    from s1.evaluate.metrics import best_of, weighted_vote
 
     # classes a a b b c with rewards .1 .1 .9 .05 .3: sums a .2, b .95, c .3 -> b's first sample
     assert weighted_vote([0, 0, 1, 1, 2], [0.1, 0.1, 0.9, 0.05, 0.3]) == 2
@@ -312,7 +343,9 @@ def test_parallel_trajectories_through_re_prefill_send_the_prompt_each(tiny_dir)
     # each trajectory's rounds send prompt and output so far: at least the prompt per trajectory
     assert result.root_prefill == 0 and result.prefill_tokens == sum(t.prefill_tokens for t in result.trajectories)
     assert all(t.prefill_tokens >= len(request.prompt_token_ids) for t in result.trajectories)
-    assert len(result.trajectories) == 3 and result.generated_tokens == sum(t.generated_tokens for t in result.trajectories)
+    assert len(result.trajectories) == 3 and result.generated_tokens == sum(
+        t.generated_tokens for t in result.trajectories
+    )
 
 
 def test_a_killed_search_resumes_at_problem_granularity(tmp_path, tiny_dir, reward_dirs, data_dir):
@@ -324,15 +357,48 @@ def test_a_killed_search_resumes_at_problem_granularity(tmp_path, tiny_dir, rewa
     from .test_cli import s1
 
     out = tmp_path / "run"
-    args = ["eval", "--model", str(tiny_dir), "--benchmark", "math500", "--data-dir", str(data_dir), "--limit", "8",
-            "--method", "rebase,majority", "--samples", "4", "--width", "4", "--reward-model", reward_dirs["prm"],
-            "--max-thinking-tokens", "40", "--max-step-tokens", "6", "--max-answer-tokens", "6", "--seed", "3",
-            "--output", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "s1", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(__import__("os").environ, HF_HUB_OFFLINE="1"))
+    args = [
+        "eval",
+        "--model",
+        str(tiny_dir),
+        "--benchmark",
+        "math500",
+        "--data-dir",
+        str(data_dir),
+        "--limit",
+        "8",
+        "--method",
+        "rebase,majority",
+        "--samples",
+        "4",
+        "--width",
+        "4",
+        "--reward-model",
+        reward_dirs["prm"],
+        "--max-thinking-tokens",
+        "40",
+        "--max-step-tokens",
+        "6",
+        "--max-answer-tokens",
+        "6",
+        "--seed",
+        "3",
+        "--output",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s1", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(__import__("os").environ, HF_HUB_OFFLINE="1"),
+    )
     samples = out / "samples.jsonl"
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None and not (samples.exists() and len(samples.read_text().splitlines()) >= 2):
+    while (
+        time.time() < deadline
+        and proc.poll() is None
+        and not (samples.exists() and len(samples.read_text().splitlines()) >= 2)
+    ):
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be killed; the test proves nothing"
     proc.send_signal(signal.SIGKILL)
@@ -347,33 +413,69 @@ def test_a_killed_search_resumes_at_problem_granularity(tmp_path, tiny_dir, rewa
     assert after[: len(before)] == before
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--method", "rebase", "--reward-model", "x:y", "--width", "four"], "--width takes whole numbers"),
-    (["--method", "rebase", "--reward-model", "x:y", "--width", "0"], "--width"),
-    (["--method", "rebase", "--reward-model", "x:y", "--step-delimiter", ""], "delimiter"),
-    (["--method", "best_of_n"], "needs a reward model"),
-    (["--method", "best_of_n", "--reward-model", "/no/such/dir"], "neither a directory"),
-    (["--method", "majority", "--samples", "0"], "--samples must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--method", "rebase", "--reward-model", "x:y", "--width", "four"], "--width takes whole numbers"),
+        (["--method", "rebase", "--reward-model", "x:y", "--width", "0"], "--width"),
+        (["--method", "rebase", "--reward-model", "x:y", "--step-delimiter", ""], "delimiter"),
+        (["--method", "best_of_n"], "needs a reward model"),
+        (["--method", "best_of_n", "--reward-model", "/no/such/dir"], "neither a directory"),
+        (["--method", "majority", "--samples", "0"], "--samples must be at least 1"),
+    ],
+)
 def test_bad_search_flags_exit_with_one_sentence(flags, message, tiny_dir, data_dir, tmp_path):
     from .test_cli import s1
 
-    run = s1("eval", "--model", str(tiny_dir), "--benchmark", "math500", "--data-dir", str(data_dir), "--limit", "1",
-             "--output", str(tmp_path / "run"), *flags)
+    run = s1(
+        "eval",
+        "--model",
+        str(tiny_dir),
+        "--benchmark",
+        "math500",
+        "--data-dir",
+        str(data_dir),
+        "--limit",
+        "1",
+        "--output",
+        str(tmp_path / "run"),
+        *flags,
+    )
     assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
 @pytest.mark.slow
-def test_done_when_rebase_and_parallel_methods_on_three_math500_problems_with_the_embedded_model(reward_dirs, data_dir, tmp_path):
+def test_done_when_rebase_and_parallel_methods_on_three_math500_problems_with_the_embedded_model(
+    reward_dirs, data_dir, tmp_path
+):
     from .test_cli import s1
 
     out = tmp_path / "run"
-    common = ["--model", "smollm2", "--benchmark", "math500", "--data-dir", str(data_dir), "--limit", "3",
-              "--reward-model", reward_dirs["prm"], "--max-thinking-tokens", "20", "--max-answer-tokens", "6", "--seed", "0",
-              "--output", str(out)]
-    for method in (["--method", "rebase", "--width", "8", "--max-step-tokens", "8"],
-                   ["--method", "best_of_n,majority", "--samples", "8"],
-                   ["--method", "budget_forcing"]):
+    common = [
+        "--model",
+        "smollm2",
+        "--benchmark",
+        "math500",
+        "--data-dir",
+        str(data_dir),
+        "--limit",
+        "3",
+        "--reward-model",
+        reward_dirs["prm"],
+        "--max-thinking-tokens",
+        "20",
+        "--max-answer-tokens",
+        "6",
+        "--seed",
+        "0",
+        "--output",
+        str(out),
+    ]
+    for method in (
+        ["--method", "rebase", "--width", "8", "--max-step-tokens", "8"],
+        ["--method", "best_of_n,majority", "--samples", "8"],
+        ["--method", "budget_forcing"],
+    ):
         run = s1("eval", *common, *method, timeout=600)
         assert run.returncode == 0, run.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -392,8 +494,8 @@ def test_done_when_rebase_and_parallel_methods_on_three_math500_problems_with_th
 
 
 def test_a_step_ends_where_its_delimiter_is_completed_after_text(tiny):
-    from s1.forcing import ForcingState
-    from s1.formats import FormatTokens, get_format
+    from s1.core.forcing import ForcingState
+    from s1.core.formats import FormatTokens, get_format
 
     tokens = FormatTokens.build(tiny[1], get_format("s1"))
     encode = lambda text: tiny[1].encode(text, add_special_tokens=False)  # noqa: E731

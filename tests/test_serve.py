@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from s1 import BudgetForcing, Sampling
+from s1.core.formats import render_messages
 from s1.engines.base import prepare
 from s1.engines.hf import HFEngine
-from s1.formats import render_messages
 
 
 def free_port() -> int:
@@ -31,8 +31,13 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     log = tempfile.TemporaryFile("w+")  # a pipe nobody reads would block a chatty server
-    proc = subprocess.Popen([sys.executable, "-m", "s1", "serve", "--port", str(port), *args],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s1", "serve", "--port", str(port), *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -76,18 +81,29 @@ def server(tiny_dir):
 
 
 def client_settings(i: int) -> dict:
-    return {"max_thinking_tokens": 10 + 3 * i, "num_ignore": i % 3, "min_thinking_tokens": (i % 4) * 2,
-            "max_answer_tokens": 3 + i % 5, "extensions": ["Wait", "Hmm"] if i % 2 else "Wait"}
+    return {
+        "max_thinking_tokens": 10 + 3 * i,
+        "num_ignore": i % 3,
+        "min_thinking_tokens": (i % 4) * 2,
+        "max_answer_tokens": 3 + i % 5,
+        "extensions": ["Wait", "Hmm"] if i % 2 else "Wait",
+    }
 
 
 def reference(engine: HFEngine, question: str, s: dict):
     """What the same model gives for this request alone, in process: the ground truth for 'not mixed'."""
     ext = s["extensions"]
-    forcing = BudgetForcing(max_thinking_tokens=s["max_thinking_tokens"], min_thinking_tokens=s["min_thinking_tokens"],
-                            num_ignore=s["num_ignore"], extensions=tuple([ext] if isinstance(ext, str) else ext),
-                            max_answer_tokens=s["max_answer_tokens"])
+    forcing = BudgetForcing(
+        max_thinking_tokens=s["max_thinking_tokens"],
+        min_thinking_tokens=s["min_thinking_tokens"],
+        num_ignore=s["num_ignore"],
+        extensions=tuple([ext] if isinstance(ext, str) else ext),
+        max_answer_tokens=s["max_answer_tokens"],
+    )
     prompt = render_messages(engine.tokenizer, [{"role": "user", "content": question}], engine.fmt)
-    return engine.generate([prepare(engine.tokenizer, engine.format_tokens, engine.context_length, prompt, forcing, Sampling())])[0]
+    return engine.generate(
+        [prepare(engine.tokenizer, engine.format_tokens, engine.context_length, prompt, forcing, Sampling())]
+    )[0]
 
 
 def chat(base: str, question: str, settings: dict, stream: bool) -> dict:
@@ -98,8 +114,12 @@ def chat(base: str, question: str, settings: dict, stream: bool) -> dict:
         r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
         r.raise_for_status()
         data = r.json()
-        return {"thinking": data["choices"][0]["message"]["reasoning_content"], "answer": data["choices"][0]["message"]["content"],
-                "usage": data["usage"], "s1": data["s1"]}
+        return {
+            "thinking": data["choices"][0]["message"]["reasoning_content"],
+            "answer": data["choices"][0]["message"]["content"],
+            "usage": data["usage"],
+            "s1": data["s1"],
+        }
     thinking, answer, chunks = "", "", []
     with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=300) as r:
         r.raise_for_status()
@@ -131,8 +151,13 @@ def test_32_concurrent_clients_each_get_their_own_settings(server, tiny):
 
     def disconnecter(i: int) -> None:
         """Starts a long stream, reads a few chunks and hangs up."""
-        body = {"messages": [{"role": "user", "content": f"long {i}"}], "stream": True, "max_thinking_tokens": 400,
-                "min_thinking_tokens": 400, "max_tokens": 50}
+        body = {
+            "messages": [{"role": "user", "content": f"long {i}"}],
+            "stream": True,
+            "max_thinking_tokens": 400,
+            "min_thinking_tokens": 400,
+            "max_tokens": 50,
+        }
         with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, timeout=300) as r:
             for n, _ in enumerate(r.iter_lines()):
                 if n > 6:
@@ -162,8 +187,14 @@ def test_32_concurrent_clients_each_get_their_own_settings(server, tiny):
 @pytest.mark.parametrize(
     "body, words",
     [
-        ('{"messages": [{"role": "user", "content": "hi"}], "max_thinking_tokens": -1}', "max_thinking_tokens: Input should be greater than or equal to 0"),
-        ('{"messages": [{"role": "user", "content": "hi"}], "max_thinking_tokens": 4, "min_thinking_tokens": 9}', "larger than"),
+        (
+            '{"messages": [{"role": "user", "content": "hi"}], "max_thinking_tokens": -1}',
+            "max_thinking_tokens: Input should be greater than or equal to 0",
+        ),
+        (
+            '{"messages": [{"role": "user", "content": "hi"}], "max_thinking_tokens": 4, "min_thinking_tokens": 9}',
+            "larger than",
+        ),
         ('{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}', "is not served here"),
         ('{"messages": [{"role": "user", "content": "hi"}', "not valid JSON"),
         ('{"messages": []}', "messages"),
@@ -171,10 +202,16 @@ def test_32_concurrent_clients_each_get_their_own_settings(server, tiny):
     ],
 )
 def test_bad_requests_get_400_and_the_server_keeps_serving(server, body, words):
-    r = httpx.post(f"{server}/v1/chat/completions", content=body, headers={"content-type": "application/json"}, timeout=60)
+    r = httpx.post(
+        f"{server}/v1/chat/completions", content=body, headers={"content-type": "application/json"}, timeout=60
+    )
     assert r.status_code == 400
     assert words in r.json()["error"]["message"]
-    ok = httpx.post(f"{server}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_thinking_tokens": 4, "max_tokens": 2}, timeout=60)
+    ok = httpx.post(
+        f"{server}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}], "max_thinking_tokens": 4, "max_tokens": 2},
+        timeout=60,
+    )
     assert ok.status_code == 200
 
 
@@ -184,12 +221,18 @@ def test_openai_client_passes_budget_fields(server):
     client = OpenAI(base_url=f"{server}/v1", api_key="unused")
     assert [m.id for m in client.models.list().data] == ["tiny"]
     reply = client.chat.completions.create(
-        model="tiny", messages=[{"role": "user", "content": "What is 7*8?"}], max_tokens=5,
+        model="tiny",
+        messages=[{"role": "user", "content": "What is 7*8?"}],
+        max_tokens=5,
         extra_body={"max_thinking_tokens": 12, "num_ignore": 1},
     )
     assert reply.usage.completion_tokens_details.reasoning_tokens <= 12
     assert reply.choices[0].message.reasoning_content is not None
-    completion = client.completions.create(model="tiny", prompt="<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", max_tokens=3,
-                                           extra_body={"max_thinking_tokens": 6})
+    completion = client.completions.create(
+        model="tiny",
+        prompt="<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+        max_tokens=3,
+        extra_body={"max_thinking_tokens": 6},
+    )
     assert completion.usage.completion_tokens_details.reasoning_tokens <= 6
     assert completion.choices[0].text and completion.choices[0].finish_reason in ("stop", "length")

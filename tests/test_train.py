@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from s1 import UserError
-from s1.formats import R1, S1
-from s1.recipe import PAPER, TrainConfig, build
-from s1.train import accumulation_steps
-from s1.training_data import render_example, turn_end
+from s1.core.formats import R1, S1
+from s1.train.data import render_example, turn_end
+from s1.train.recipe import PAPER, TrainConfig, build
+from s1.train.trainer import accumulation_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECIPE = ROOT / "configs/recipes/cpu-tiny.yaml"
@@ -37,14 +37,37 @@ def s1k_file(tmp_path_factory):
         for i in range(16):
             a, b = 3 + i, 7 + 2 * i
             trace = f"We need {a} times {b}. {a} times {b} is {a * b}. Check: {a * b} divided by {b} is {a}."
-            f.write(json.dumps({"question": f"What is {a}*{b}?", "thinking_trajectories": [trace], "attempt": f"$\\boxed{{{a * b}}}$"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "question": f"What is {a}*{b}?",
+                        "thinking_trajectories": [trace],
+                        "attempt": f"$\\boxed{{{a * b}}}$",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
 def tiny_run(tiny_dir, s1k_file, out, *extra):
     """The CPU recipe on the tiny model: 8 steps, global batch 2, a checkpoint every 2 steps."""
-    return ["train", "--config", str(TINY_RECIPE), "--model", str(tiny_dir), "--data", str(s1k_file), "--output", str(out),
-            "--save-steps", "2", "--report-to", "none", *extra]
+    return [
+        "train",
+        "--config",
+        str(TINY_RECIPE),
+        "--model",
+        str(tiny_dir),
+        "--data",
+        str(s1k_file),
+        "--output",
+        str(out),
+        "--save-steps",
+        "2",
+        "--report-to",
+        "none",
+        *extra,
+    ]
 
 
 def weights(directory: Path) -> dict:
@@ -64,7 +87,9 @@ def single_run(tiny_dir, s1k_file, tmp_path_factory):
 
 def test_s1_training_template(embedded):
     tokenizer = embedded[1]
-    ex = render_example({"question": "What is 2+2?", "thinking_trajectories": ["2 plus 2 is 4."], "attempt": "4"}, 0, tokenizer, S1)
+    ex = render_example(
+        {"question": "What is 2+2?", "thinking_trajectories": ["2 plus 2 is 4."], "attempt": "4"}, 0, tokenizer, S1
+    )
     assert ex["prompt"].endswith("<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n")
     assert ex["completion"] == "<|im_start|>think\n2 plus 2 is 4.\n<|im_start|>answer\nAnswer: 4<|im_end|>"
     # "Answer: " only when the attempt lacks it
@@ -85,13 +110,22 @@ def test_r1_turns_end_with_the_models_own_eos(embedded):
 
 
 def test_s1k_11_records_choose_their_trace(embedded):
-    record = {"question": "q", "deepseek_thinking_trajectory": "deep", "deepseek_attempt": "1", "gemini_thinking_trajectory": "gem", "gemini_attempt": "2"}
+    record = {
+        "question": "q",
+        "deepseek_thinking_trajectory": "deep",
+        "deepseek_attempt": "1",
+        "gemini_thinking_trajectory": "gem",
+        "gemini_attempt": "2",
+    }
     assert "deep" in render_example(record, 0, embedded[1], S1, "deepseek")["completion"]
     assert "gem\n" in render_example(record, 0, embedded[1], S1, "gemini")["completion"]
 
 
 def test_missing_field_names_the_record(embedded):
-    records = [{"question": "q", "thinking_trajectories": ["t"], "attempt": "a"}, {"question": "q2", "thinking_trajectories": ["t"]}]
+    records = [
+        {"question": "q", "thinking_trajectories": ["t"], "attempt": "a"},
+        {"question": "q2", "thinking_trajectories": ["t"]},
+    ]
     render_example(records[0], 0, embedded[1], S1)
     with pytest.raises(UserError, match="Record 2 has no 'attempt'"):
         render_example(records[1], 1, embedded[1], S1)
@@ -105,9 +139,18 @@ def test_loss_is_only_on_the_assistant_part(tiny, s1k_file, tmp_path):
     model, tokenizer = tiny
     record = json.loads(s1k_file.read_text().splitlines()[0])
     ex = render_example(record, 0, tokenizer, S1)
-    args = SFTConfig(output_dir=str(tmp_path), completion_only_loss=True, packing=False, max_length=512, report_to=[],
-                     use_cpu=True, activation_checkpointing=False)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list([ex]), processing_class=tokenizer)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        completion_only_loss=True,
+        packing=False,
+        max_length=512,
+        report_to=[],
+        use_cpu=True,
+        activation_checkpointing=False,
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=datasets.Dataset.from_list([ex]), processing_class=tokenizer
+    )
     row = trainer.train_dataset[0]
     ids, labels = row["input_ids"], row["labels"]
     prompt_len = len(tokenizer.encode(ex["prompt"], add_special_tokens=False))
@@ -124,9 +167,17 @@ def test_loss_is_only_on_the_assistant_part(tiny, s1k_file, tmp_path):
 
 def test_recipe_defaults_are_the_papers_and_the_32b_file_says_the_same():
     c = build()
-    assert (c.value("num_train_epochs"), c.value("learning_rate"), c.batch_size, c.value("warmup_steps"), c.value("weight_decay"),
-            c.value("adam_beta1"), c.value("adam_beta2"), c.value("max_length"), c.value("lr_scheduler_type")) == (
-        5.0, 1e-5, 16, 0.05, 1e-4, 0.9, 0.95, 32768, "cosine")
+    assert (
+        c.value("num_train_epochs"),
+        c.value("learning_rate"),
+        c.batch_size,
+        c.value("warmup_steps"),
+        c.value("weight_decay"),
+        c.value("adam_beta1"),
+        c.value("adam_beta2"),
+        c.value("max_length"),
+        c.value("lr_scheduler_type"),
+    ) == (5.0, 1e-5, 16, 0.05, 1e-4, 0.9, 0.95, 32768, "cosine")
     assert accumulation_steps(c) == 16  # micro batch 1, one process: 16 accumulation steps
     paper = build(str(ROOT / "configs/recipes/s1-32b.yaml"))
     assert (paper.model, paper.data, paper.batch_size) == ("Qwen/Qwen2.5-32B-Instruct", "simplescaling/s1K-1.1", 16)
@@ -138,10 +189,21 @@ def test_recipe_defaults_are_the_papers_and_the_32b_file_says_the_same():
 def test_file_flags_and_set_layer_in_that_order(tmp_path):
     recipe = tmp_path / "r.yaml"
     # TRL / open-r1 names; YAML reads 2e-5 as text, the field's type makes it a float
-    recipe.write_text("model_name_or_path: some/model\nlearning_rate: 2e-5\nwarmup_ratio: 0.1\ngradient_checkpointing: true\n"
-                      "num_train_epochs: 3\nlr_scheduler_type: linear\n")
-    c = build(str(recipe), {"epochs": 2.0, "lr": None}, ["lr_scheduler_type=constant", "max_grad_norm=0.5", "optim=adamw_torch_fused",
-                                                          "report_to=none", "neftune_noise_alpha=null"])
+    recipe.write_text(
+        "model_name_or_path: some/model\nlearning_rate: 2e-5\nwarmup_ratio: 0.1\ngradient_checkpointing: true\n"
+        "num_train_epochs: 3\nlr_scheduler_type: linear\n"
+    )
+    c = build(
+        str(recipe),
+        {"epochs": 2.0, "lr": None},
+        [
+            "lr_scheduler_type=constant",
+            "max_grad_norm=0.5",
+            "optim=adamw_torch_fused",
+            "report_to=none",
+            "neftune_noise_alpha=null",
+        ],
+    )
     assert c.model == "some/model"
     assert c.sft["learning_rate"] == 2e-5 and isinstance(c.sft["learning_rate"], float)
     assert c.sft["warmup_steps"] == 0.1 and c.sft["activation_checkpointing"] is True
@@ -151,13 +213,19 @@ def test_file_flags_and_set_layer_in_that_order(tmp_path):
     # text stays text where a field also takes a list; "none" for report_to trains without reporting
     special = build(None, {"report_to": "none"}, ["optim_target_modules=all-linear", "optim_target_modules=all-linear"])
     assert special.sft["optim_target_modules"] == "all-linear"
-    assert build(None, {"dtype": "bf16"}).dtype == "bfloat16" and build(None, {}, ["torch_dtype=fp32"]).dtype == "float32"
+    assert (
+        build(None, {"dtype": "bf16"}).dtype == "bfloat16" and build(None, {}, ["torch_dtype=fp32"]).dtype == "float32"
+    )
 
 
 BAD_RECIPES = {
     "unknown key": ([], ["learnin_rate=1"], "Unknown training key 'learnin_rate'", "did you mean 'learning_rate'"),
-    "all unknown keys at once": ([], ["model_revision=main", "learnin_rate=1"], "Unknown training keys 'model_revision' (a key of TRL's",
-                                 "'learnin_rate' (did you mean"),
+    "all unknown keys at once": (
+        [],
+        ["model_revision=main", "learnin_rate=1"],
+        "Unknown training keys 'model_revision' (a key of TRL's",
+        "'learnin_rate' (did you mean",
+    ),
     "not KEY=VALUE": ([], ["learning_rate"], "is not KEY=VALUE", ""),
     "text for a number": ([], ["learning_rate=fast"], "learning_rate must be a number", ""),
     "fraction for a whole number": ([], ["max_steps=1.5"], "max_steps must be a whole number", ""),
@@ -170,7 +238,12 @@ BAD_RECIPES = {
     "bad dtype": ([], ["dtype=int8"], "--dtype must be one of", ""),
     "bad format": ([], ["format=chatml"], "--format must be one of", ""),
     "resume by path": ([], ["resume_from_checkpoint=runs/x/checkpoint-2"], "cannot be set", "--resume"),
-    "zero checkpoints kept": ([], ["save_total_limit=0"], "save_total_limit (--save-total-limit) must be at least 1", ""),
+    "zero checkpoints kept": (
+        [],
+        ["save_total_limit=0"],
+        "save_total_limit (--save-total-limit) must be at least 1",
+        "",
+    ),
 }
 
 
@@ -182,11 +255,14 @@ def test_bad_recipe_values_are_one_sentence(name):
     assert words in str(caught.value) and more in str(caught.value)
 
 
-@pytest.mark.parametrize("content, words", [
-    ("- a\n- b\n", "must be a mapping"),
-    ("lr: [unclosed\n", "is not valid YAML"),
-    ("learning_rate: {a: 1}\n", "learning_rate must be a number"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("- a\n- b\n", "must be a mapping"),
+        ("lr: [unclosed\n", "is not valid YAML"),
+        ("learning_rate: {a: 1}\n", "learning_rate must be a number"),
+    ],
+)
 def test_bad_recipe_files_are_one_sentence(tmp_path, content, words):
     path = tmp_path / "r.yaml"
     path.write_text(content)
@@ -209,7 +285,17 @@ def test_bad_training_input_is_one_sentence(tmp_path, s1k_file):
     run = s1("train", "--data", str(tmp_path / "x.jsonl"), "--long-sequences", "chop")
     assert run.returncode == 1 and "--long-sequences" in run.stderr
     # a value only TrainingArguments itself can judge, refused before any training
-    run = s1("train", "--data", str(s1k_file), "--output", str(tmp_path / "o"), "--set", "save_strategy=sometimes", "--max-steps", "1")
+    run = s1(
+        "train",
+        "--data",
+        str(s1k_file),
+        "--output",
+        str(tmp_path / "o"),
+        "--set",
+        "save_strategy=sometimes",
+        "--max-steps",
+        "1",
+    )
     assert run.returncode == 1 and "training recipe is not valid" in run.stderr and "Traceback" not in run.stderr
 
 
@@ -233,11 +319,21 @@ def test_killed_run_resumes_on_the_same_loss_curve(tiny_dir, s1k_file, single_ru
     """SIGKILL after a checkpoint, then --resume: the same 8 losses and the same final weights as never stopping."""
     out = tmp_path / "run"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "s1", *tiny_run(tiny_dir, s1k_file, out)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s1", *tiny_run(tiny_dir, s1k_file, out)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
-        while not (out / "checkpoint-2" / "trainer_state.json").exists() and proc.poll() is None and time.time() < deadline:
+        while (
+            not (out / "checkpoint-2" / "trainer_state.json").exists()
+            and proc.poll() is None
+            and time.time() < deadline
+        ):
             time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
@@ -262,8 +358,21 @@ def test_fsdp_on_two_processes_saves_a_model_both_engines_load(tiny_dir, s1k_fil
     """The shipped FSDP2 config on two CPU processes: lean loading, FSDP's activation checkpointing, sharded
     checkpoints, and a consolidated final model equal to the single-process one."""
     out = tmp_path / "fsdp"
-    launcher = [*ACCELERATE, "--config_file", str(ROOT / "configs/accelerate/fsdp.yaml"), "--num_processes", "2",
-                "--mixed_precision", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", "29533", "-m", "s1"]
+    launcher = [
+        *ACCELERATE,
+        "--config_file",
+        str(ROOT / "configs/accelerate/fsdp.yaml"),
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "no",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        "29533",
+        "-m",
+        "s1",
+    ]
     run = s1(*tiny_run(tiny_dir, s1k_file, out), launcher=launcher)
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [json.loads((out / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
@@ -281,8 +390,19 @@ def test_fsdp_on_two_processes_saves_a_model_both_engines_load(tiny_dir, s1k_fil
         assert tensor.allclose(weights(final)[name], atol=1e-4), name
     tokens = {}
     for engine in ("hf", "reprefill"):
-        gen = s1("generate", "--model", str(final), "--engine", engine, "--max-thinking-tokens", "12",
-                 "--max-answer-tokens", "8", "--json", "What is 9*11?")
+        gen = s1(
+            "generate",
+            "--model",
+            str(final),
+            "--engine",
+            engine,
+            "--max-thinking-tokens",
+            "12",
+            "--max-answer-tokens",
+            "8",
+            "--json",
+            "What is 9*11?",
+        )
         assert gen.returncode == 0, gen.stderr[-2000:]
         tokens[engine] = json.loads(gen.stdout)["output_token_ids"]
     assert tokens["hf"] == tokens["reprefill"] and len(tokens["hf"]) > 12
@@ -290,9 +410,33 @@ def test_fsdp_on_two_processes_saves_a_model_both_engines_load(tiny_dir, s1k_fil
 
 def test_two_processes_train_the_same_model(tiny_dir, s1k_file, tmp_path):
     out = tmp_path / "ddp"
-    launcher = [*ACCELERATE, "--config_file", str(ROOT / "configs/accelerate/cpu_2proc.yaml"), "--main_process_port", "29531", "-m", "s1"]
-    run = s1("train", "--model", str(tiny_dir), "--data", str(s1k_file), "--output", str(out), "--max-steps", "4",
-             "--batch-size", "4", "--lr", "1e-3", "--block-size", "256", launcher=launcher)
+    launcher = [
+        *ACCELERATE,
+        "--config_file",
+        str(ROOT / "configs/accelerate/cpu_2proc.yaml"),
+        "--main_process_port",
+        "29531",
+        "-m",
+        "s1",
+    ]
+    run = s1(
+        "train",
+        "--model",
+        str(tiny_dir),
+        "--data",
+        str(s1k_file),
+        "--output",
+        str(out),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--block-size",
+        "256",
+        launcher=launcher,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [json.loads((out / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [(r["world_size"], r["kind"]) for r in ranks] == [(2, "ddp"), (2, "ddp")]
@@ -304,15 +448,42 @@ def test_two_processes_train_the_same_model(tiny_dir, s1k_file, tmp_path):
 @pytest.mark.slow
 def test_sixteen_steps_on_the_embedded_model_learn_and_budget_force(embedded, s1k_file, tmp_path):
     out = tmp_path / "run"
-    run = s1("train", "--model", "smollm2", "--data", str(s1k_file), "--output", str(out), "--max-steps", "16",
-             "--batch-size", "2", "--lr", "1e-4", "--block-size", "512", "--save-steps", "16")
+    run = s1(
+        "train",
+        "--model",
+        "smollm2",
+        "--data",
+        str(s1k_file),
+        "--output",
+        str(out),
+        "--max-steps",
+        "16",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-4",
+        "--block-size",
+        "512",
+        "--save-steps",
+        "16",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     losses = json.loads((out / "ranks" / "rank-0.json").read_text())["losses"]
     assert len(losses) == 16
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
     final = out / "final"
     assert "<|im_start|>think" in (final / "chat_template.jinja").read_text()
-    gen = s1("generate", "--model", str(final), "--max-thinking-tokens", "12", "--max-answer-tokens", "16", "--json", "What is 9*11?")
+    gen = s1(
+        "generate",
+        "--model",
+        str(final),
+        "--max-thinking-tokens",
+        "12",
+        "--max-answer-tokens",
+        "16",
+        "--json",
+        "What is 9*11?",
+    )
     assert gen.returncode == 0, gen.stderr
     record = json.loads(gen.stdout)
     assert record["prompt"].endswith("<|im_start|>assistant\n<|im_start|>think")
@@ -322,7 +493,7 @@ def test_sixteen_steps_on_the_embedded_model_learn_and_budget_force(embedded, s1
 
 def test_the_ranks_that_do_not_read_weights_build_the_same_model(embedded):
     """What FSDP's other ranks hold before sharding: the same parameters, tied the same way (SmolLM2 ties its head)."""
-    from s1.models import empty_model
+    from s1.core.models import empty_model
 
     empty, loaded = empty_model("smollm2", "float32"), embedded[0]
     assert [(n, p.shape) for n, p in empty.named_parameters()] == [(n, p.shape) for n, p in loaded.named_parameters()]
@@ -332,7 +503,7 @@ def test_the_ranks_that_do_not_read_weights_build_the_same_model(embedded):
 
 def test_jsonl_lines_hold_any_unicode(tmp_path):
     """Records written with ensure_ascii=False may carry U+2028 inside a string: still one record per line."""
-    from s1.training_data import load_records
+    from s1.train.data import load_records
 
     path = tmp_path / "u.jsonl"
     record = {"question": "a\u2028b", "thinking": "t\u0085", "answer": "1"}
@@ -343,7 +514,7 @@ def test_jsonl_lines_hold_any_unicode(tmp_path):
 def test_a_resume_with_other_settings_says_which(tmp_path, capsys):
     from trl import SFTConfig
 
-    from s1.train import note_recipe
+    from s1.train.trainer import note_recipe
 
     def args(**values):
         return SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], **values)
@@ -361,7 +532,7 @@ def test_mixed_precision_trains_fp32_master_weights(tiny_dir):
     """Read in bf16 (half the memory), trained in fp32 under autocast: lr 1e-5 steps would round away in bf16."""
     import torch
 
-    from s1.train import load_model
+    from s1.train.trainer import load_model
 
     model, how = load_model(str(tiny_dir), torch.bfloat16, mixed=True)
     assert how == "read from disk" and {p.dtype for p in model.parameters()} == {torch.float32}

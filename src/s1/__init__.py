@@ -1,10 +1,10 @@
 """s1: budget forcing and test-time scaling for reasoning models (Muennighoff et al., 2025)."""
 
-from .errors import UserError
-from .forcing import BudgetForcing
-from .formats import FORMATS, R1, S1, ThinkingFormat
-from .engines import Completion, Sampling, load_engine
-from .generate import generate
+from s1.core.errors import UserError
+from s1.core.forcing import BudgetForcing
+from s1.core.formats import FORMATS, R1, S1, ThinkingFormat
+from s1.engines import Completion, Sampling, load_engine
+from s1.generate import generate
 
 __version__ = "0.1.0"
 __all__ = [

@@ -1,3 +1,3 @@
-from .cli import main
+from s1.cli import main
 
 main()

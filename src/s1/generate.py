@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .engines import Completion, Engine, Sampling, load_engine, make_request
-from .forcing import BudgetForcing
-from .models import DEFAULT_MODEL
+from s1.core.forcing import BudgetForcing
+from s1.core.models import DEFAULT_MODEL
+from s1.engines import Completion, Engine, Sampling, load_engine, make_request
 
 
 def generate(

@@ -5,8 +5,8 @@ collect -> decontaminate -> traces -> quality -> difficulty -> diversity -> sele
 `pipeline.run(config)` runs them; `config.load_config(path)` reads a YAML config.
 """
 
-from .config import CurateConfig, load_config
-from .pipeline import run, status
-from .store import STAGES
+from s1.curate.config import CurateConfig, load_config
+from s1.curate.pipeline import run, status
+from s1.curate.store import STAGES
 
 __all__ = ["CurateConfig", "load_config", "run", "status", "STAGES"]

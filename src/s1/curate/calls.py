@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from ..engines import load_engine
-from ..engines.base import Sampling, make_request, prepare_ids
-from ..errors import UserError, first_line
-from ..forcing import BudgetForcing
-from ..formats import encode
-from ..rundir import identity_hash
-from .config import Role
-from .store import Store
+from s1.core.errors import UserError, first_line
+from s1.core.forcing import BudgetForcing
+from s1.core.formats import encode
+from s1.core.rundir import identity_hash
+from s1.curate.config import Role
+from s1.curate.store import Store
+from s1.engines import load_engine
+from s1.engines.base import Sampling, make_request, prepare_ids
 
 log = logging.getLogger("s1.curate")
 
@@ -79,8 +79,14 @@ class Engines:
             self.loaded[key] = FunctionEngine.load(role.model)
         if key not in self.loaded:
             log.info("loading %s (%s)", role.model, role.engine)
-            self.loaded[key] = load_engine(role.model, role.engine, role.format, base_urls=role.base_urls or None,
-                                           remote_mode=role.remote_mode, parallel=role.concurrency)
+            self.loaded[key] = load_engine(
+                role.model,
+                role.engine,
+                role.format,
+                base_urls=role.base_urls or None,
+                remote_mode=role.remote_mode,
+                parallel=role.concurrency,
+            )
         return self.loaded[key]
 
     def close(self) -> None:
@@ -98,7 +104,7 @@ class FunctionEngine:
         self.function, self.name = function, name
 
     @classmethod
-    def load(cls, target: str) -> "FunctionEngine":
+    def load(cls, target: str) -> FunctionEngine:
         import importlib
 
         module_name, _, attribute = target.partition(":")
@@ -106,7 +112,9 @@ class FunctionEngine:
             function = getattr(importlib.import_module(module_name), attribute)
         except Exception as exc:  # noqa: BLE001 - whatever importing the user's module raises is one sentence
             reason = first_line(exc, 200)
-            raise UserError(f"Cannot load the python role {target!r} ({reason}); name an importable module:function.") from None
+            raise UserError(
+                f"Cannot load the python role {target!r} ({reason}); name an importable module:function."
+            ) from None
         if not callable(function):
             raise UserError(f"The python role {target!r} is not a function; name one as module:function.")
         return cls(function, target)
@@ -161,7 +169,7 @@ class Caller:
             for key, ask in constrained:
                 done(key, self._choose(engine, key, ask))
             for start in range(0, len(free), self.role.concurrency):
-                self._generate(engine, free[start:start + self.role.concurrency], done)
+                self._generate(engine, free[start : start + self.role.concurrency], done)
         return [replies.get(k) for k in keys]
 
     # -- the two ways of calling -------------------------------------------------------------------
@@ -171,16 +179,31 @@ class Caller:
         sampling = Sampling(temperature=temperature, top_p=role.top_p, seed=role.seed + ask.attempt)
         if ask.think:
             forcing = BudgetForcing(max_thinking_tokens=role.max_thinking_tokens, max_answer_tokens=role.max_tokens)
-            return make_request(engine.tokenizer, engine.format_tokens, engine.context_length, ask.message, forcing,
-                                sampling, role.system)
+            return make_request(
+                engine.tokenizer,
+                engine.format_tokens,
+                engine.context_length,
+                ask.message,
+                forcing,
+                sampling,
+                role.system,
+            )
         prompt = self._plain_prompt(engine, ask)
         forcing = BudgetForcing(max_answer_tokens=role.max_tokens)
-        return prepare_ids(engine.format_tokens, engine.context_length, prompt, encode(engine.tokenizer, prompt),
-                           forcing, sampling, plain=True)
+        return prepare_ids(
+            engine.format_tokens,
+            engine.context_length,
+            prompt,
+            encode(engine.tokenizer, prompt),
+            forcing,
+            sampling,
+            plain=True,
+        )
 
     def _plain_prompt(self, engine, ask: Ask) -> str:
         messages = ([{"role": "system", "content": self.role.system}] if self.role.system else []) + [
-            {"role": "user", "content": ask.message}]
+            {"role": "user", "content": ask.message}
+        ]
         tokenizer = engine.tokenizer
         if getattr(tokenizer, "chat_template", None):
             prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -224,7 +247,7 @@ class Caller:
         for item in left:
             for attempt in range(self.role.retries):
                 log.warning("%s: a call failed (%s); retry %d of %d", self.name, error, attempt + 1, self.role.retries)
-                time.sleep(min(2 ** attempt, 30))
+                time.sleep(min(2**attempt, 30))
                 rest, error = self._send(engine, [item], done)
                 if not rest:
                     break
@@ -241,8 +264,13 @@ class Caller:
         finished: set[int] = set()
 
         def completed(i: int, c) -> None:
-            reply = {"thinking": c.thinking, "answer": c.answer, "thinking_tokens": c.thinking_tokens,
-                     "answer_tokens": c.answer_tokens, "finish_reason": c.finish_reason}
+            reply = {
+                "thinking": c.thinking,
+                "answer": c.answer,
+                "thinking_tokens": c.thinking_tokens,
+                "answer_tokens": c.answer_tokens,
+                "finish_reason": c.finish_reason,
+            }
             self.store.call_done(batch[i][0], reply)
             finished.add(i)
             done(batch[i][0], reply)

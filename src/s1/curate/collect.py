@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..benchmarks import read_rows
-from ..errors import UserError
-from .config import Source
+from s1.core.errors import UserError
+from s1.curate.config import Source
+from s1.data.benchmarks import read_rows
 
 STAGE = "collect"
 DEFAULT_FIELDS = {
@@ -35,15 +35,19 @@ def read_source(source: Source, base: Path) -> list[dict]:
         path = Path(source.path).expanduser()
         path = path if path.is_absolute() else base / path
         if not path.is_file():
-            raise UserError(f"Source {source.name!r}: file {path} does not exist; fix its path (relative to the config file).")
+            raise UserError(
+                f"Source {source.name!r}: file {path} does not exist; fix its path (relative to the config file)."
+            )
         return read_rows(path)
     try:
         import datasets
 
         return [dict(r) for r in datasets.load_dataset(source.hub, source.subset, split=source.split)]
     except Exception as exc:  # offline, gated or missing: all mean "give me a local file"
-        raise UserError(f"Source {source.name!r}: could not load {source.hub} from the hub ({exc.__class__.__name__}); "
-                        "download it and give its path instead.") from None
+        raise UserError(
+            f"Source {source.name!r}: could not load {source.hub} from the hub ({exc.__class__.__name__}); "
+            "download it and give its path instead."
+        ) from None
 
 
 def _field(row: dict, source: Source, name: str) -> tuple[str | None, str | None]:
@@ -51,8 +55,10 @@ def _field(row: dict, source: Source, name: str) -> tuple[str | None, str | None
     if name in source.fields:
         wanted = source.fields[name]
         if wanted not in row:
-            raise UserError(f"Source {source.name!r} has no field {wanted!r} (mapped to {name}); its fields are "
-                            f"{', '.join(map(str, row))}.")
+            raise UserError(
+                f"Source {source.name!r} has no field {wanted!r} (mapped to {name}); its fields are "
+                f"{', '.join(map(str, row))}."
+            )
         return _text(row[wanted]), wanted
     for candidate in DEFAULT_FIELDS[name]:
         if candidate in row:
@@ -70,16 +76,24 @@ def pool_rows(source: Source, raw: list[dict], start: int) -> list[dict]:
             used.add(field)
         local = values["id"] if values["id"] is not None else str(number)
         if local in ids:
-            raise UserError(f"Source {source.name!r} has id {local!r} twice; map a unique id field (fields: id: ...) "
-                            "or none, and rows are numbered.")
+            raise UserError(
+                f"Source {source.name!r} has id {local!r} twice; map a unique id field (fields: id: ...) "
+                "or none, and rows are numbered."
+            )
         ids.add(local)
         metadata = {k: v for k, v in record.items() if k not in used}
-        rows.append({
-            "id": f"{source.name}/{local}", "position": start + number, "source": source.name,
-            "question": values["question"], "solution": values["solution"], "answer": values["answer"],
-            "cot_type": values["cot_type"] or source.cot_type,
-            "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
-        })
+        rows.append(
+            {
+                "id": f"{source.name}/{local}",
+                "position": start + number,
+                "source": source.name,
+                "question": values["question"],
+                "solution": values["solution"],
+                "answer": values["answer"],
+                "cot_type": values["cot_type"] or source.cot_type,
+                "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
+            }
+        )
     return rows
 
 

@@ -8,12 +8,12 @@ other `--output` of s1.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import UserError
+from s1.core.errors import UserError
 
 STRATEGIES = ("s1", "random", "longest", "diverse")
 
@@ -26,14 +26,14 @@ class Source(_Strict):
     """One pool source: a local file (JSONL/CSV/JSON/Parquet) or a hub dataset, and its field mapping."""
 
     name: str = Field(min_length=1)
-    path: Optional[str] = None
-    hub: Optional[str] = None
-    subset: Optional[str] = None
+    path: str | None = None
+    hub: str | None = None
+    subset: str | None = None
     split: str = "train"
     fields: dict[str, str] = {}
     """Pool field -> this source's field: question, solution, answer, id, cot_type."""
     cot_type: str = "math"
-    limit: Optional[int] = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_place(self):
@@ -41,8 +41,10 @@ class Source(_Strict):
             raise ValueError(f"source {self.name!r} needs exactly one of path (a local file) or hub (a dataset id)")
         unknown = set(self.fields) - {"question", "solution", "answer", "id", "cot_type"}
         if unknown:
-            raise ValueError(f"source {self.name!r} maps unknown pool field {sorted(unknown)[0]!r}; "
-                             "map question, solution, answer, id or cot_type")
+            raise ValueError(
+                f"source {self.name!r} maps unknown pool field {sorted(unknown)[0]!r}; "
+                "map question, solution, answer, id or cot_type"
+            )
         return self
 
 
@@ -58,17 +60,17 @@ class Role(_Strict):
     temperature: float = Field(default=0.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int = Field(default=0, ge=0, lt=2**62)
-    max_thinking_tokens: Optional[int] = Field(default=None, ge=0)
+    max_thinking_tokens: int | None = Field(default=None, ge=0)
     """Teacher only: cap on thinking (None: whatever the context leaves)."""
     max_tokens: int = Field(default=1024, ge=1)
     """Answer tokens (the teacher's attempt, a solver's solution, a judge's or classifier's reply)."""
-    concurrency: Optional[int] = Field(default=None, ge=1, le=1024)
+    concurrency: int | None = Field(default=None, ge=1, le=1024)
     """Calls handed to the engine at once (remote: in flight, spread over base_urls; hf and llamacpp:
     batched). Default 8."""
     retries: int = Field(default=2, ge=0, le=20)
     """Tries after a failed call (the remote engine retries each HTTP request on its own as well)."""
-    system: Optional[str] = None
-    prompt: Optional[str] = None
+    system: str | None = None
+    prompt: str | None = None
     """The user message, with {question} (and for the judge {solution}, {attempt}; the classifier {domains})."""
     constrained: bool = True
     """Judge and classifier: restrict decoding to the valid replies where the engine allows it."""
@@ -98,7 +100,7 @@ class Selection(_Strict):
     n: int = Field(default=1000, ge=1)
     strategy: Literal["s1", "random", "longest", "diverse"] = "s1"
     seed: int = Field(default=0, ge=0)
-    preselect: Optional[Preselect] = None
+    preselect: Preselect | None = None
 
 
 class Roles(_Strict):
@@ -109,11 +111,11 @@ class Roles(_Strict):
 
 
 class CurateConfig(_Strict):
-    output: Optional[str] = None
+    output: str | None = None
     sources: list[Source] = Field(min_length=1)
     eval_sets: list[str] = []
     """Benchmark names from `s1 eval`'s registry (aime24, math500, gpqa ...) or files of questions."""
-    data_dir: Optional[str] = None
+    data_dir: str | None = None
     """Folder with the named evaluation sets' files (else $S1_DATA_DIR, else the hub)."""
     ngram: int = Field(default=8, ge=1, le=64)
     roles: Roles = Roles()
@@ -121,7 +123,7 @@ class CurateConfig(_Strict):
     """The model to be trained: trace lengths are counted in its tokenizer."""
     short_answer_chars: int = Field(default=64, ge=0)
     """References up to this long are graded with math-verify; longer ones (proofs) by the judge."""
-    domains: Optional[str] = None
+    domains: str | None = None
     """A JSON object code -> name (default: the MSC top-level list shipped with s1)."""
     domain_details: bool = False
     """List each domain with its descriptions (msc.json's `prompt`, as the paper did), not just its title."""
@@ -164,7 +166,9 @@ def load_config(path: str | Path, output: str | None = None) -> CurateConfig:
         at = f" near line {line + 1}" if line is not None else ""
         raise UserError(f"Config {path} is not valid YAML{at}; fix its syntax.") from None
     if not isinstance(raw, dict):
-        raise UserError(f"Config {path} must be a YAML mapping with sources, roles and selection; see configs/curate/embedded.yaml.")
+        raise UserError(
+            f"Config {path} must be a YAML mapping with sources, roles and selection; see configs/curate/embedded.yaml."
+        )
     raw.setdefault("base_dir", str(path.resolve().parent))
     try:
         config = CurateConfig.model_validate(raw)

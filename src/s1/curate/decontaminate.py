@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..benchmarks import _task_rows, available_tasks, get_task, read_rows
-from ..errors import UserError
+from s1.core.errors import UserError
+from s1.data.benchmarks import _task_rows, available_tasks, get_task, read_rows
 
 STAGE = "decontaminate"
 QUESTION_FIELDS = ("problem", "question", "Question", "prompt")
@@ -20,7 +20,7 @@ def ngrams(text: str, n: int) -> set[int]:
     words = text.lower().split()
     if len(words) < n:
         return {hash(" ".join(words))} if words else set()
-    return {hash(" ".join(words[i:i + n])) for i in range(len(words) - n + 1)}
+    return {hash(" ".join(words[i : i + n])) for i in range(len(words) - n + 1)}
 
 
 def eval_questions(name: str, config) -> list[str]:
@@ -34,8 +34,10 @@ def eval_questions(name: str, config) -> list[str]:
         try:
             task = get_task(name)
         except UserError:
-            raise UserError(f"eval_sets names {name!r}, which is neither a benchmark of s1 eval ({', '.join(available_tasks())}) "
-                            "nor an existing file; fix eval_sets in the config.") from None
+            raise UserError(
+                f"eval_sets names {name!r}, which is neither a benchmark of s1 eval ({', '.join(available_tasks())}) "
+                "nor an existing file; fix eval_sets in the config."
+            ) from None
         data_dir = str(config.path(config.data_dir)) if config.data_dir else None
         rows = _task_rows(task, data_dir)
         named = re.match(r"\s*\{\{\s*(\w+)", task.doc_to_text)
@@ -44,7 +46,9 @@ def eval_questions(name: str, config) -> list[str]:
     for row in rows:
         key = field if field in row else next((f for f in QUESTION_FIELDS if f in row), None)
         if key is None:
-            raise UserError(f"Evaluation set {name} has records without a question field ({', '.join(QUESTION_FIELDS)}).")
+            raise UserError(
+                f"Evaluation set {name} has records without a question field ({', '.join(QUESTION_FIELDS)})."
+            )
         questions.append(str(row[key]))
     return questions
 

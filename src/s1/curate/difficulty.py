@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import re
 
-from ..models import load_tokenizer
-from ..rundir import identity_hash
-from .calls import Ask
+from s1.core.models import load_tokenizer
+from s1.core.rundir import identity_hash
+from s1.curate.calls import Ask
 
 STAGE = "difficulty"
 SOLVER_PROMPT = "{question}\n\nPut your final answer within \\boxed{}."
@@ -68,7 +68,9 @@ class Grading:
         known = self.ctx.store.memo(list(set(keys.values())))
         todo = [i for i in indices if keys[i] not in known]
         if todo:
-            grades = self.ctx.grader().grade_many([("math", short_reference(rows[i], limit), attempts[i]) for i in todo])
+            grades = self.ctx.grader().grade_many(
+                [("math", short_reference(rows[i], limit), attempts[i]) for i in todo]
+            )
             fresh = {keys[i]: g.correct for i, g in zip(todo, grades)}
             self.ctx.store.put_memo(fresh)
             known.update(fresh)
@@ -84,9 +86,20 @@ class Grading:
             for attempt in range(role.retries + 1):
                 if not pending:
                     break
-                asks = [Ask(_fill(template, question=rows[i]["question"], solution=rows[i]["solution"] or rows[i]["answer"] or "",
-                                  attempt=attempts[i]), attempt=attempt, choices=VERDICT, reply_prefix="Verdict:")
-                        for i in pending]
+                asks = [
+                    Ask(
+                        _fill(
+                            template,
+                            question=rows[i]["question"],
+                            solution=rows[i]["solution"] or rows[i]["answer"] or "",
+                            attempt=attempts[i],
+                        ),
+                        attempt=attempt,
+                        choices=VERDICT,
+                        reply_prefix="Verdict:",
+                    )
+                    for i in pending
+                ]
                 replies = self.judge.ask(asks)
                 left = []
                 for i, reply in zip(pending, replies):
@@ -111,8 +124,11 @@ def _fill(template: str, **values: str) -> str:
 def trace_lengths(ctx) -> int:
     """Count each trace in the student's tokenizer (only traces not counted in it yet)."""
     student = ctx.config.student
-    rows = [r for r in ctx.store.rows(STAGE, "id, thinking, trace_tokens, trace_tokenizer")
-            if r["thinking"] and (r["trace_tokens"] is None or r["trace_tokenizer"] != student)]
+    rows = [
+        r
+        for r in ctx.store.rows(STAGE, "id, thinking, trace_tokens, trace_tokenizer")
+        if r["thinking"] and (r["trace_tokens"] is None or r["trace_tokenizer"] != student)
+    ]
     if not rows:
         return 0
     tokenizer, _ = load_tokenizer(student)
@@ -154,7 +170,14 @@ def run(ctx) -> dict:
     store.update(changes)
     store.set_drops(STAGE, drops, [r["id"] for r in rows])
     calls = {c.name: c.tally.as_dict() for c in solvers + [grading.judge]}
-    return {"checked": len(rows), "dropped": len(drops), "kept": len(rows) - len(drops),
-            "solved_by": {c.name: sum(bool(v[i]) for i in range(len(rows))) for c, v in zip(solvers, verdicts)},
-            "graded_by_math_verify": grading.verified, "graded_by_judge": grading.judged,
-            "teacher_graded": teacher_graded, "traces_counted": counted, "calls": calls}
+    return {
+        "checked": len(rows),
+        "dropped": len(drops),
+        "kept": len(rows) - len(drops),
+        "solved_by": {c.name: sum(bool(v[i]) for i in range(len(rows))) for c, v in zip(solvers, verdicts)},
+        "graded_by_math_verify": grading.verified,
+        "graded_by_judge": grading.judged,
+        "teacher_graded": teacher_graded,
+        "traces_counted": counted,
+        "calls": calls,
+    }

@@ -11,8 +11,8 @@ import json
 import re
 from pathlib import Path
 
-from ..errors import UserError
-from .calls import Ask
+from s1.core.errors import UserError
+from s1.curate.calls import Ask
 
 STAGE = "diversity"
 UNKNOWN = "unknown"
@@ -31,16 +31,26 @@ def load_domains(config) -> dict[str, dict]:
         folder = config.path(config.data_dir) if config.data_dir else None
         path = folder / "msc.json" if folder else None
         if path is None or not path.is_file():
-            raise UserError("Name the domain list in the config (domains: path/to/msc.json, as s1's data/msc.json), "
-                            "or put msc.json in data_dir.")
+            raise UserError(
+                "Name the domain list in the config (domains: path/to/msc.json, as s1's data/msc.json), "
+                "or put msc.json in data_dir."
+            )
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"Cannot read the domain list {path} ({exc.__class__.__name__}); give a JSON file of codes.") from None
+        raise UserError(
+            f"Cannot read the domain list {path} ({exc.__class__.__name__}); give a JSON file of codes."
+        ) from None
     if isinstance(raw, dict):
         raw = [{"code": k, "title": v} for k, v in raw.items()]
-    if not isinstance(raw, list) or not raw or not all(isinstance(d, dict) and str(d.get("code", "")).strip() for d in raw):
-        raise UserError(f"The domain list {path} must be a JSON list of {{code, title}} objects or a {{code: title}} object.")
+    if (
+        not isinstance(raw, list)
+        or not raw
+        or not all(isinstance(d, dict) and str(d.get("code", "")).strip() for d in raw)
+    ):
+        raise UserError(
+            f"The domain list {path} must be a JSON list of {{code, title}} objects or a {{code: title}} object."
+        )
     domains = {}
     for entry in raw:
         code = str(entry["code"]).strip()
@@ -77,8 +87,15 @@ def run(ctx) -> dict:
         for attempt in range(role.retries + 1):
             if not pending:
                 break
-            asks = [Ask(template.replace("{question}", r["question"]), attempt=attempt, choices=tuple(domains),
-                        reply_prefix="Domain:") for r in pending]
+            asks = [
+                Ask(
+                    template.replace("{question}", r["question"]),
+                    attempt=attempt,
+                    choices=tuple(domains),
+                    reply_prefix="Domain:",
+                )
+                for r in pending
+            ]
             replies = caller.ask(asks)
             left = []
             for row, reply in zip(pending, replies):
@@ -95,5 +112,10 @@ def run(ctx) -> dict:
     per_domain: dict[str, int] = {}
     for code in found.values():
         per_domain[code] = per_domain.get(code, 0) + 1
-    return {"classified": len(rows), "unknown": per_domain.get(UNKNOWN, 0), "domains": len(per_domain),
-            "per_domain": dict(sorted(per_domain.items())), "calls": {caller.name: caller.tally.as_dict()}}
+    return {
+        "classified": len(rows),
+        "unknown": per_domain.get(UNKNOWN, 0),
+        "domains": len(per_domain),
+        "per_domain": dict(sorted(per_domain.items())),
+        "calls": {caller.name: caller.tally.as_dict()},
+    }

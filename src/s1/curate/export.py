@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import statistics
 
-from ..errors import UserError
-from ..rundir import write_atomic
-from .store import STAGES
+from s1.core.errors import UserError
+from s1.core.rundir import write_atomic
+from s1.curate.store import STAGES
 
 STAGE = "export"
 DATA = "s1k.jsonl"
@@ -23,22 +23,33 @@ def records(store) -> list[dict]:
     out = []
     for row in store.selected():
         metadata = json.loads(row["metadata"] or "{}")
-        metadata.update({"id": row["id"], "answer": row["answer"], "domain": row["domain"],
-                         "trace_tokens": row["trace_tokens"]})
-        out.append({
-            "question": row["question"], "solution": row["solution"] or row["answer"] or "",
-            "cot_type": row["cot_type"], "source_type": row["source"],
-            "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
-            "thinking_trajectories": [row["thinking"]], "attempt": row["attempt"],
-        })
+        metadata.update(
+            {"id": row["id"], "answer": row["answer"], "domain": row["domain"], "trace_tokens": row["trace_tokens"]}
+        )
+        out.append(
+            {
+                "question": row["question"],
+                "solution": row["solution"] or row["answer"] or "",
+                "cot_type": row["cot_type"],
+                "source_type": row["source"],
+                "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
+                "thinking_trajectories": [row["thinking"]],
+                "attempt": row["attempt"],
+            }
+        )
     return out
 
 
 def _lengths(values: list[int]) -> dict:
     if not values:
         return {"count": 0}
-    return {"count": len(values), "min": min(values), "median": statistics.median(values),
-            "mean": round(statistics.fmean(values), 1), "max": max(values)}
+    return {
+        "count": len(values),
+        "min": min(values),
+        "median": statistics.median(values),
+        "mean": round(statistics.fmean(values), 1),
+        "max": max(values),
+    }
 
 
 def report(store, config, domains: dict | None = None) -> dict:
@@ -52,8 +63,15 @@ def report(store, config, domains: dict | None = None) -> dict:
         for r in rows:
             if r["dropped_by"] == stage:
                 rules[r["drop_rule"]] = rules.get(r["drop_rule"], 0) + 1
-        stages.append({"stage": stage, "remaining": len(left), "dropped": sum(rules.values()), "rules": rules,
-                       "per_source": {s: sum(r["source"] == s for r in left) for s in sources}})
+        stages.append(
+            {
+                "stage": stage,
+                "remaining": len(left),
+                "dropped": sum(rules.values()),
+                "rules": rules,
+                "per_source": {s: sum(r["source"] == s for r in left) for s in sources},
+            }
+        )
     alive = [r for r in rows if r["dropped_by"] is None]
     chosen = [r for r in rows if r["selected"] is not None]
     per_domain: dict[str, dict] = {}
@@ -75,28 +93,45 @@ def report(store, config, domains: dict | None = None) -> dict:
     totals = {k: sum(c[k] for c in calls.values()) for k in ("sent", "answered", "failed", "repeated", "resent")}
     totals["from_cache_last_run"] = sum(from_cache.values())
     return {
-        "output": str(config.output), "pool": len(rows), "stages": stages,
-        "selected": len(chosen), "strategy": config.selection.strategy, "n": config.selection.n,
+        "output": str(config.output),
+        "pool": len(rows),
+        "stages": stages,
+        "selected": len(chosen),
+        "strategy": config.selection.strategy,
+        "n": config.selection.n,
         "per_source_selected": {s: sum(r["source"] == s for r in chosen) for s in sources},
         "per_domain": dict(sorted(per_domain.items())),
-        "calls": calls, "calls_total": totals,
-        "trace_tokens": {"candidates": _lengths([r["trace_tokens"] for r in alive if r["trace_tokens"] is not None]),
-                         "selected": _lengths([r["trace_tokens"] for r in chosen if r["trace_tokens"] is not None])},
+        "calls": calls,
+        "calls_total": totals,
+        "trace_tokens": {
+            "candidates": _lengths([r["trace_tokens"] for r in alive if r["trace_tokens"] is not None]),
+            "selected": _lengths([r["trace_tokens"] for r in chosen if r["trace_tokens"] is not None]),
+        },
         "last_runs": runs,
     }
 
 
 def markdown(rep: dict) -> str:
     sources = list(rep["stages"][0]["per_source"]) if rep["stages"] else []
-    lines = [f"# Curation report: {rep['output']}", "",
-             f"Pool: {rep['pool']} questions; selected {rep['selected']} of n = {rep['n']} ({rep['strategy']}).", "",
-             "## Questions left after each stage", "",
-             "| stage | left | dropped | " + " | ".join(sources) + " |",
-             "|---|---:|---:|" + "---:|" * len(sources)]
+    lines = [
+        f"# Curation report: {rep['output']}",
+        "",
+        f"Pool: {rep['pool']} questions; selected {rep['selected']} of n = {rep['n']} ({rep['strategy']}).",
+        "",
+        "## Questions left after each stage",
+        "",
+        "| stage | left | dropped | " + " | ".join(sources) + " |",
+        "|---|---:|---:|" + "---:|" * len(sources),
+    ]
     for s in rep["stages"]:
-        lines.append(f"| {s['stage']} | {s['remaining']} | {s['dropped']} | "
-                     + " | ".join(str(s["per_source"][x]) for x in sources) + " |")
-    lines.append(f"| selected | {rep['selected']} | | " + " | ".join(str(rep["per_source_selected"][x]) for x in sources) + " |")
+        lines.append(
+            f"| {s['stage']} | {s['remaining']} | {s['dropped']} | "
+            + " | ".join(str(s["per_source"][x]) for x in sources)
+            + " |"
+        )
+    lines.append(
+        f"| selected | {rep['selected']} | | " + " | ".join(str(rep["per_source_selected"][x]) for x in sources) + " |"
+    )
     lines += ["", "## Drops by rule", "", "| stage | rule | questions |", "|---|---|---:|"]
     for s in rep["stages"]:
         for rule, count in sorted(s["rules"].items(), key=lambda kv: -kv[1]):
@@ -105,22 +140,40 @@ def markdown(rep: dict) -> str:
     for code, d in rep["per_domain"].items():
         lines.append(f"| {code} | {d.get('title', '')} | {d['candidates']} | {d['selected']} |")
     t = rep["calls_total"]
-    lines += ["", "## Model calls", "",
-              f"Sent {t['sent']}, answered {t['answered']}, failed {t['failed']}; answered from the cache in the last "
-              f"run: {t['from_cache_last_run']}; re-sent because a run died while they were in flight: {t['resent']}; "
-              f"repeated although already answered: {t['repeated']}.", "",
-              "| role | distinct calls | sent | answered | failed | from cache (last run) | re-sent | repeated |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Model calls",
+        "",
+        f"Sent {t['sent']}, answered {t['answered']}, failed {t['failed']}; answered from the cache in the last "
+        f"run: {t['from_cache_last_run']}; re-sent because a run died while they were in flight: {t['resent']}; "
+        f"repeated although already answered: {t['repeated']}.",
+        "",
+        "| role | distinct calls | sent | answered | failed | from cache (last run) | re-sent | repeated |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for role, c in rep["calls"].items():
-        lines.append(f"| {role} | {c['keys']} | {c['sent']} | {c['answered']} | {c['failed']} | "
-                     f"{c['from_cache_last_run']} | {c['resent']} | {c['repeated']} |")
-    lines += ["", "## Trace length (student tokens)", "", "| set | count | min | median | mean | max |",
-              "|---|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {role} | {c['keys']} | {c['sent']} | {c['answered']} | {c['failed']} | "
+            f"{c['from_cache_last_run']} | {c['resent']} | {c['repeated']} |"
+        )
+    lines += [
+        "",
+        "## Trace length (student tokens)",
+        "",
+        "| set | count | min | median | mean | max |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, d in rep["trace_tokens"].items():
-        lines.append(f"| {name} | {d['count']} | {d.get('min', '')} | {d.get('median', '')} | {d.get('mean', '')} | {d.get('max', '')} |")
-    lines += ["", "Histogram: trace_lengths.png. Definitions: a stage's *left* counts the questions no stage up to it "
-              "dropped; *re-sent* calls were in flight when an earlier run was killed; *repeated* calls had a stored "
-              "reply and were sent anyway (should be 0).", ""]
+        lines.append(
+            f"| {name} | {d['count']} | {d.get('min', '')} | {d.get('median', '')} | {d.get('mean', '')} | {d.get('max', '')} |"
+        )
+    lines += [
+        "",
+        "Histogram: trace_lengths.png. Definitions: a stage's *left* counts the questions no stage up to it "
+        "dropped; *re-sent* calls were in flight when an earlier run was killed; *repeated* calls had a stored "
+        "reply and were sent anyway (should be 0).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -155,7 +208,7 @@ def run(ctx) -> dict:
 
 
 def write_report(ctx) -> dict:
-    from .diversity import load_domains
+    from s1.curate.diversity import load_domains
 
     try:
         domains = load_domains(ctx.config)

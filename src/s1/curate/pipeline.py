@@ -14,16 +14,22 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UserError
-from ..rundir import HISTORY
-from . import collect, decontaminate, difficulty, diversity, export, quality, selection, traces
-from .calls import Caller, Engines
-from .config import CurateConfig
-from .store import STAGES, STORE, Store
+from s1.core.errors import UserError
+from s1.core.rundir import HISTORY
+from s1.curate import collect, decontaminate, difficulty, diversity, export, quality, selection, traces
+from s1.curate.calls import Caller, Engines
+from s1.curate.config import CurateConfig
+from s1.curate.store import STAGES, STORE, Store
 
 RUNNERS = {
-    "collect": collect.run, "decontaminate": decontaminate.run, "traces": traces.run, "quality": quality.run,
-    "difficulty": difficulty.run, "diversity": diversity.run, "select": selection.run, "export": export.run,
+    "collect": collect.run,
+    "decontaminate": decontaminate.run,
+    "traces": traces.run,
+    "quality": quality.run,
+    "difficulty": difficulty.run,
+    "diversity": diversity.run,
+    "select": selection.run,
+    "export": export.run,
 }
 assert tuple(RUNNERS) == STAGES
 
@@ -50,7 +56,7 @@ class Context:
 
     def grader(self):
         if self._grader is None:
-            from ..grading import Grader
+            from s1.data.grading import Grader
 
             self._grader = Grader()
         return self._grader
@@ -64,12 +70,18 @@ class Context:
         task = self._progress.add_task(description, total=total)
         yield lambda n=1: self._progress.update(task, advance=n)
 
-    def __enter__(self) -> "Context":
+    def __enter__(self) -> Context:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         if self.show_progress:
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeRemainingColumn(), transient=False, redirect_stdout=False)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+                redirect_stdout=False,
+            )
             self._progress.start()
         return self
 
@@ -82,16 +94,26 @@ class Context:
 
 
 def _log_invocation(output: Path, config: CurateConfig, stages: list[str]) -> None:
-    from .. import __version__
+    from s1 import __version__
 
-    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "s1_version": __version__,
-             "stages": stages, "config": config.model_dump()}
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+        "s1_version": __version__,
+        "stages": stages,
+        "config": config.model_dump(),
+    }
     with (output / HISTORY).open("a", encoding="utf-8") as f:
         f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
 
 
-def run(config: CurateConfig, stages: list[str] | None = None, show_progress: bool = True, say=print,
-        engines: Engines | None = None) -> dict:
+def run(
+    config: CurateConfig,
+    stages: list[str] | None = None,
+    show_progress: bool = True,
+    say=print,
+    engines: Engines | None = None,
+) -> dict:
     """Run `stages` (default: all, in order) into config.output; returns the report. `engines` may hold
     engines loaded already (`Engines.put`), which the roles naming them then use."""
     stages = list(stages or STAGES)
@@ -104,7 +126,9 @@ def run(config: CurateConfig, stages: list[str] | None = None, show_progress: bo
         with Context(config, store, show_progress, engines) as ctx:
             for stage in stages:
                 if stage != "collect" and store.count() == 0:
-                    raise UserError(f"The store in {output} holds no questions; run `s1 curate collect` (or run) first.")
+                    raise UserError(
+                        f"The store in {output} holds no questions; run `s1 curate collect` (or run) first."
+                    )
                 started = time.time()
                 counts = RUNNERS[stage](ctx)
                 store.record_stage(stage, started, counts)
@@ -114,10 +138,16 @@ def run(config: CurateConfig, stages: list[str] | None = None, show_progress: bo
 
 
 def summary_line(stage: str, counts: dict) -> str:
-    keys = {"collect": ("pool", "duplicates"), "decontaminate": ("dropped",), "traces": ("questions", "failed"),
-            "quality": ("checked", "dropped"), "difficulty": ("checked", "dropped", "kept"),
-            "diversity": ("classified", "domains", "unknown"), "select": ("candidates", "selected", "domains"),
-            "export": ("records",)}[stage]
+    keys = {
+        "collect": ("pool", "duplicates"),
+        "decontaminate": ("dropped",),
+        "traces": ("questions", "failed"),
+        "quality": ("checked", "dropped"),
+        "difficulty": ("checked", "dropped", "kept"),
+        "diversity": ("classified", "domains", "unknown"),
+        "select": ("candidates", "selected", "domains"),
+        "export": ("records",),
+    }[stage]
     text = ", ".join(f"{k} {counts.get(k)}" for k in keys)
     calls = counts.get("calls") or {}
     if calls:
@@ -131,13 +161,16 @@ def status(directory: str | Path) -> str:
     """Counts of a run directory, read without taking its lock (a run may be going on)."""
     path = Path(directory) / STORE
     if not path.is_file():
-        raise UserError(f"{directory} holds no curation run ({STORE} is missing); pass the output directory of s1 curate.")
+        raise UserError(
+            f"{directory} holds no curation run ({STORE} is missing); pass the output directory of s1 curate."
+        )
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         db.row_factory = sqlite3.Row
         total = db.execute("SELECT COUNT(*) FROM questions").fetchone()[0]
-        drops = db.execute("SELECT dropped_by, COUNT(*) AS n FROM questions WHERE dropped_by IS NOT NULL "
-                           "GROUP BY dropped_by").fetchall()
+        drops = db.execute(
+            "SELECT dropped_by, COUNT(*) AS n FROM questions WHERE dropped_by IS NOT NULL GROUP BY dropped_by"
+        ).fetchall()
         selected = db.execute("SELECT COUNT(*) FROM questions WHERE selected IS NOT NULL").fetchone()[0]
         calls = db.execute("SELECT status, COUNT(*) AS n FROM calls GROUP BY status").fetchall()
         runs = db.execute("SELECT stage, MAX(finished) AS at FROM stage_runs GROUP BY stage").fetchall()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UserError
+from s1.core.errors import UserError
 
 STAGE = "select"
 
@@ -49,13 +49,16 @@ def _domain_draws(groups: dict[str, list[Candidate]], n: int, rng: np.random.Gen
     return chosen
 
 
-def select(candidates: list[Candidate], n: int, strategy: str = "s1", seed: int = 0,
-           preselected: list[str] = ()) -> list[str]:
+def select(
+    candidates: list[Candidate], n: int, strategy: str = "s1", seed: int = 0, preselected: list[str] = ()
+) -> list[str]:
     """Ids of the chosen questions, in the order they were chosen (pre-selected first)."""
     pre = list(dict.fromkeys(preselected))
     if len(pre) > n:
-        raise UserError(f"Pre-selection keeps {len(pre)} questions, more than n = {n}; raise selection.n or narrow "
-                        "selection.preselect.")
+        raise UserError(
+            f"Pre-selection keeps {len(pre)} questions, more than n = {n}; raise selection.n or narrow "
+            "selection.preselect."
+        )
     taken = set(pre)
     rest = [c for c in candidates if c.id not in taken]
     want = n - len(pre)
@@ -98,5 +101,12 @@ def run(ctx) -> dict:
     store.set_selected(chosen)
     picked = set(chosen)
     domains = {c.domain for c in candidates if c.id in picked}
-    return {"candidates": len(candidates), "preselected": len(pre), "selected": len(chosen), "domains": len(domains),
-            "short_of_n": max(0, settings.n - len(chosen)), "strategy": settings.strategy, "seed": settings.seed}
+    return {
+        "candidates": len(candidates),
+        "preselected": len(pre),
+        "selected": len(chosen),
+        "domains": len(domains),
+        "short_of_n": max(0, settings.n - len(chosen)),
+        "strategy": settings.strategy,
+        "seed": settings.seed,
+    }

@@ -20,16 +20,31 @@ import threading
 import time
 from pathlib import Path
 
-from ..rundir import lock_directory, unlock_directory
+from s1.core.rundir import lock_directory, unlock_directory
 
 STORE = "curate.sqlite"
 STAGES = ("collect", "decontaminate", "traces", "quality", "difficulty", "diversity", "select", "export")
 
 QUESTION_COLUMNS = {
-    "id": "TEXT PRIMARY KEY", "position": "INTEGER", "source": "TEXT", "question": "TEXT", "solution": "TEXT",
-    "answer": "TEXT", "cot_type": "TEXT", "metadata": "TEXT", "dropped_by": "TEXT", "drop_rule": "TEXT",
-    "thinking": "TEXT", "attempt": "TEXT", "trace_error": "TEXT", "trace_tokens": "INTEGER", "trace_tokenizer": "TEXT",
-    "solver_correct": "TEXT", "teacher_correct": "INTEGER", "domain": "TEXT", "selected": "INTEGER",
+    "id": "TEXT PRIMARY KEY",
+    "position": "INTEGER",
+    "source": "TEXT",
+    "question": "TEXT",
+    "solution": "TEXT",
+    "answer": "TEXT",
+    "cot_type": "TEXT",
+    "metadata": "TEXT",
+    "dropped_by": "TEXT",
+    "drop_rule": "TEXT",
+    "thinking": "TEXT",
+    "attempt": "TEXT",
+    "trace_error": "TEXT",
+    "trace_tokens": "INTEGER",
+    "trace_tokenizer": "TEXT",
+    "solver_correct": "TEXT",
+    "teacher_correct": "INTEGER",
+    "domain": "TEXT",
+    "selected": "INTEGER",
 }
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS questions ({", ".join(f"{k} {v}" for k, v in QUESTION_COLUMNS.items())});
@@ -42,7 +57,7 @@ CREATE TABLE IF NOT EXISTS stage_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, sta
 
 
 def later_stages(stage: str) -> tuple[str, ...]:
-    return STAGES[STAGES.index(stage) + 1:]
+    return STAGES[STAGES.index(stage) + 1 :]
 
 
 class Store:
@@ -55,7 +70,7 @@ class Store:
         self._write = threading.Lock()
         self.db: sqlite3.Connection | None = None
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         self._lock_file = lock_directory(self.directory, "s1 curate")
         self.db = sqlite3.connect(self.path, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
@@ -109,8 +124,10 @@ class Store:
                 "UPDATE questions SET dropped_by = NULL, drop_rule = NULL WHERE id = ? AND dropped_by = ?",
                 [(i, stage) for i in considered if i not in drops],
             )
-            self.db.executemany("UPDATE questions SET dropped_by = ?, drop_rule = ? WHERE id = ?",
-                                [(stage, rule, i) for i, rule in drops.items()])
+            self.db.executemany(
+                "UPDATE questions SET dropped_by = ?, drop_rule = ? WHERE id = ?",
+                [(stage, rule, i) for i, rule in drops.items()],
+            )
 
     def update(self, values: dict[str, dict]) -> None:
         """id -> {column: value} for many rows in one transaction."""
@@ -120,8 +137,10 @@ class Store:
         with self._write, self.db:
             for names, items in by_columns.items():
                 sets = ", ".join(f"{n} = ?" for n in names)
-                self.db.executemany(f"UPDATE questions SET {sets} WHERE id = ?",
-                                    [tuple(cols[n] for n in names) + (row_id,) for row_id, cols in items])
+                self.db.executemany(
+                    f"UPDATE questions SET {sets} WHERE id = ?",
+                    [tuple(cols[n] for n in names) + (row_id,) for row_id, cols in items],
+                )
 
     def set_selected(self, ids: list[str]) -> None:
         """The chosen rows, in the order chosen; every earlier choice is cleared."""
@@ -137,7 +156,7 @@ class Store:
         """Stored replies for the keys that have one."""
         found = {}
         for start in range(0, len(keys), 900):
-            chunk = keys[start:start + 900]
+            chunk = keys[start : start + 900]
             query = f"SELECT key, reply FROM calls WHERE status = 'done' AND key IN ({', '.join('?' * len(chunk))})"
             for row in self.db.execute(query, chunk):
                 found[row["key"]] = json.loads(row["reply"])
@@ -155,41 +174,55 @@ class Store:
 
     def call_done(self, key: str, reply: dict) -> None:
         with self._write, self.db:
-            self.db.execute("UPDATE calls SET status = 'done', reply = ?, error = NULL, updated = ? WHERE key = ?",
-                            (json.dumps(reply, ensure_ascii=False), time.time(), key))
+            self.db.execute(
+                "UPDATE calls SET status = 'done', reply = ?, error = NULL, updated = ? WHERE key = ?",
+                (json.dumps(reply, ensure_ascii=False), time.time(), key),
+            )
 
     def call_failed(self, key: str, error: str) -> None:
         with self._write, self.db:
-            self.db.execute("UPDATE calls SET status = 'failed', error = ?, updated = ? WHERE key = ? AND status != 'done'",
-                            (error, time.time(), key))
+            self.db.execute(
+                "UPDATE calls SET status = 'failed', error = ?, updated = ? WHERE key = ? AND status != 'done'",
+                (error, time.time(), key),
+            )
 
     def call_stats(self) -> dict:
         stats = {}
-        query = ("SELECT role, COUNT(*) AS keys, SUM(sent) AS sent, SUM(repeated) AS repeated, "
-                 "SUM(CASE WHEN sent > 1 THEN sent - 1 - repeated ELSE 0 END) AS resent, "
-                 "SUM(status = 'done') AS answered, SUM(status = 'failed') AS failed FROM calls GROUP BY role")
+        query = (
+            "SELECT role, COUNT(*) AS keys, SUM(sent) AS sent, SUM(repeated) AS repeated, "
+            "SUM(CASE WHEN sent > 1 THEN sent - 1 - repeated ELSE 0 END) AS resent, "
+            "SUM(status = 'done') AS answered, SUM(status = 'failed') AS failed FROM calls GROUP BY role"
+        )
         for row in self.db.execute(query):
-            stats[row["role"]] = {k: int(row[k] or 0) for k in ("keys", "sent", "answered", "failed", "repeated", "resent")}
+            stats[row["role"]] = {
+                k: int(row[k] or 0) for k in ("keys", "sent", "answered", "failed", "repeated", "resent")
+            }
         return stats
 
     # -- memo and stage runs -----------------------------------------------------------------------
     def memo(self, keys: list[str]) -> dict[str, object]:
         found = {}
         for start in range(0, len(keys), 900):
-            chunk = keys[start:start + 900]
-            for row in self.db.execute(f"SELECT key, value FROM memo WHERE key IN ({', '.join('?' * len(chunk))})", chunk):
+            chunk = keys[start : start + 900]
+            for row in self.db.execute(
+                f"SELECT key, value FROM memo WHERE key IN ({', '.join('?' * len(chunk))})", chunk
+            ):
                 found[row["key"]] = json.loads(row["value"])
         return found
 
     def put_memo(self, values: dict[str, object]) -> None:
         with self._write, self.db:
-            self.db.executemany("INSERT OR REPLACE INTO memo (key, value) VALUES (?, ?)",
-                                [(k, json.dumps(v)) for k, v in values.items()])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO memo (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
 
     def record_stage(self, stage: str, started: float, counts: dict) -> None:
         with self._write, self.db:
-            self.db.execute("INSERT INTO stage_runs (stage, started, finished, counts) VALUES (?, ?, ?, ?)",
-                            (stage, started, time.time(), json.dumps(counts, ensure_ascii=False)))
+            self.db.execute(
+                "INSERT INTO stage_runs (stage, started, finished, counts) VALUES (?, ?, ?, ?)",
+                (stage, started, time.time(), json.dumps(counts, ensure_ascii=False)),
+            )
 
     def stage_counts(self) -> dict[str, dict]:
         """The latest counts of each stage that has run."""

@@ -5,8 +5,8 @@ Questions that the quality rules will drop get no call. A failed call is marked 
 
 from __future__ import annotations
 
-from .calls import Ask
-from .quality import question_rule
+from s1.curate.calls import Ask
+from s1.curate.quality import question_rule
 
 STAGE = "traces"
 PROMPT = "{question}"
@@ -27,8 +27,17 @@ def run(ctx) -> dict:
         attempt = reply["answer"].strip() if reply else None
         error = None if reply else "teacher call failed"
         if (thinking, attempt, error) != (row["thinking"], row["attempt"], row["trace_error"]):
-            changes[row["id"]] = {"thinking": thinking, "attempt": attempt, "trace_error": error,
-                                  "trace_tokens": None, "trace_tokenizer": None}
+            changes[row["id"]] = {
+                "thinking": thinking,
+                "attempt": attempt,
+                "trace_error": error,
+                "trace_tokens": None,
+                "trace_tokenizer": None,
+            }
     store.update(changes)
-    return {"questions": len(rows), "skipped_by_question_rules": len(rows) - len(eligible),
-            "failed": sum(r is None for r in replies), "calls": {caller.name: caller.tally.as_dict()}}
+    return {
+        "questions": len(rows),
+        "skipped_by_question_rules": len(rows) - len(eligible),
+        "failed": sum(r is None for r in replies),
+        "calls": {caller.name: caller.tally.as_dict()},
+    }

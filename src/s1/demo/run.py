@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
-from ..errors import UserError
-from ..rundir import make_directory, write_atomic
-from . import task, tiny
+from s1.core.errors import UserError
+from s1.core.rundir import make_directory, write_atomic
+from s1.demo import task, tiny
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,20 @@ class Plan:
     seed: int = 0
 
 
-QUICK = Plan(pool=400, held_out=24, planted=4, select=120, epochs=1.0, max_steps=12, batch_size=32, caps=(16, 112),
-             wait_cap=160, num_ignore=(0, 1), vote_cap=48, vote_samples=3)
+QUICK = Plan(
+    pool=400,
+    held_out=24,
+    planted=4,
+    select=120,
+    epochs=1.0,
+    max_steps=12,
+    batch_size=32,
+    caps=(16, 112),
+    wait_cap=160,
+    num_ignore=(0, 1),
+    vote_cap=48,
+    vote_samples=3,
+)
 
 
 def _as_json(plan: Plan) -> dict:
@@ -71,7 +83,9 @@ def check_plan(out: Path, plan: Plan) -> None:
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        raise UserError(f"{path} cannot be read; delete {out} to start the demo afresh, or choose another --out.") from None
+        raise UserError(
+            f"{path} cannot be read; delete {out} to start the demo afresh, or choose another --out."
+        ) from None
     if found != wanted:
         kind = "a --quick" if found == _as_json(QUICK) else "another"
         raise UserError(f"{out} holds {kind} demo run; resume it with the same options, or choose another --out.")
@@ -86,10 +100,17 @@ def prepare_data(out: Path, plan: Plan) -> Path:
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     held = task.held_out(plan.held_out, seed=plan.seed + 1)
-    write_jsonl(data / "heldout.jsonl", [{"id": f"eval-{i}", "question": p.question, "answer": str(p.answer),
-                                          "domain": p.domain, "steps": p.steps} for i, p in enumerate(held)])
-    write_jsonl(data / "pool.jsonl", task.pool(plan.pool, seed=plan.seed, planted_eval=held[:plan.planted]))
-    (data / "domains.json").write_text(json.dumps({code: title for code, (title, _, _) in task.RULES.items()}, indent=1))
+    write_jsonl(
+        data / "heldout.jsonl",
+        [
+            {"id": f"eval-{i}", "question": p.question, "answer": str(p.answer), "domain": p.domain, "steps": p.steps}
+            for i, p in enumerate(held)
+        ],
+    )
+    write_jsonl(data / "pool.jsonl", task.pool(plan.pool, seed=plan.seed, planted_eval=held[: plan.planted]))
+    (data / "domains.json").write_text(
+        json.dumps({code: title for code, (title, _, _) in task.RULES.items()}, indent=1)
+    )
     role = lambda name: {"engine": "python", "model": f"s1.demo.task:{name}"}  # noqa: E731
     config = {
         "output": str((out / "curate").resolve()),
@@ -97,18 +118,27 @@ def prepare_data(out: Path, plan: Plan) -> Path:
         "eval_sets": ["heldout.jsonl"],
         "domains": "domains.json",
         "student": str((out / "student-init").resolve()),
-        "roles": {"teacher": role("teacher"), "solvers": [role("solver")], "judge": role("solver"),
-                  "classifier": role("classifier")},
+        "roles": {
+            "teacher": role("teacher"),
+            "solvers": [role("solver")],
+            "judge": role("solver"),
+            "classifier": role("classifier"),
+        },
         "selection": {"n": plan.select, "strategy": "s1", "seed": plan.seed},
     }
     path = data / "curate.yaml"
-    path.write_text("# Written by s1 demo; run it again with: s1 curate run " + str(path) + "\n"
-                    + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    path.write_text(
+        "# Written by s1 demo; run it again with: s1 curate run "
+        + str(path)
+        + "\n"
+        + yaml.safe_dump(config, sort_keys=False),
+        encoding="utf-8",
+    )
     return path
 
 
 def curate(config_path: Path, say: Callable[[str], None]) -> Path:
-    from ..curate import load_config, run
+    from s1.curate import load_config, run
 
     config = load_config(config_path, None)
     run(config, say=say)
@@ -116,35 +146,60 @@ def curate(config_path: Path, say: Callable[[str], None]) -> Path:
 
 
 def train(out: Path, data: Path, plan: Plan) -> Path:
-    from ..recipe import resolve
-    from ..train import newest_checkpoint, train as sft
+    from s1.train.recipe import resolve
+    from s1.train.trainer import newest_checkpoint
+    from s1.train.trainer import train as sft
 
     final = out / "student" / "final"
     if (final / "s1_train.json").exists():
         return final
     resume = (out / "student").is_dir() and newest_checkpoint(out / "student") is not None
-    config = resolve({
-        "model": str(out / "student-init"), "data": str(data), "output": str(out / "student"), "batch_size": plan.batch_size,
-        "resume": resume, "num_train_epochs": plan.epochs, "max_steps": plan.max_steps, "learning_rate": plan.lr,
-        "per_device_train_batch_size": plan.batch_size, "max_length": tiny.CONTEXT, "warmup_steps": 0.05, "weight_decay": 0.0,
-        "save_steps": 100, "logging_steps": 50, "seed": plan.seed,
-    })
+    config = resolve(
+        {
+            "model": str(out / "student-init"),
+            "data": str(data),
+            "output": str(out / "student"),
+            "batch_size": plan.batch_size,
+            "resume": resume,
+            "num_train_epochs": plan.epochs,
+            "max_steps": plan.max_steps,
+            "learning_rate": plan.lr,
+            "per_device_train_batch_size": plan.batch_size,
+            "max_length": tiny.CONTEXT,
+            "warmup_steps": 0.05,
+            "weight_decay": 0.0,
+            "save_steps": 100,
+            "logging_steps": 50,
+            "seed": plan.seed,
+        }
+    )
     return sft(config)
 
 
 def evaluate(out: Path, model: Path, plan: Plan) -> list[Path]:
     """Three runs: thinking caps, Wait counts at a generous cap, majority voting over sampled answers."""
-    from ..evaluate import EvalConfig, run_eval
-    from ..engines import load_engine
+    from s1.engines import load_engine
+    from s1.evaluate.runner import EvalConfig, run_eval
 
     engine = load_engine(str(model), "hf", "s1", device="cpu")
-    base = EvalConfig(model=str(model), engine="hf", data=str(out / "data" / "heldout.jsonl"), benchmarks=[],
-                      max_answer_tokens=16, batch_size=plan.eval_batch, seed=plan.seed)
+    base = EvalConfig(
+        model=str(model),
+        engine="hf",
+        data=str(out / "data" / "heldout.jsonl"),
+        benchmarks=[],
+        max_answer_tokens=16,
+        batch_size=plan.eval_batch,
+        seed=plan.seed,
+    )
     runs = [
         (out / "eval-caps", replace(base, max_thinking_tokens=list(plan.caps), num_ignore=[0])),
         (out / "eval-wait", replace(base, max_thinking_tokens=[plan.wait_cap], num_ignore=list(plan.num_ignore))),
-        (out / "eval-vote", replace(base, max_thinking_tokens=[plan.vote_cap], samples=plan.vote_samples,
-                                    temperature=plan.vote_temperature)),
+        (
+            out / "eval-vote",
+            replace(
+                base, max_thinking_tokens=[plan.vote_cap], samples=plan.vote_samples, temperature=plan.vote_temperature
+            ),
+        ),
     ]
     for directory, config in runs:
         run_eval(config, str(directory), engine=engine)
@@ -161,8 +216,8 @@ votes (maj@k).</p>"""
 
 def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str], None] = print) -> dict:
     """Run (or resume) the demo into `out`; returns where its products are and how long each stage took."""
-    from ..html_report import write_html
-    from ..report import compare, load_summary
+    from s1.report.compare import compare, load_summary
+    from s1.report.html import write_html
 
     plan = QUICK if quick else Plan()
     # the model path is part of eval's context: one spelling per directory
@@ -194,12 +249,27 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str]
 
     start = stage(5, "report")
     selected = sum(1 for _ in selection.open(encoding="utf-8"))
-    intro = INTRO.format(selected=selected, pool=plan.pool, held=plan.held_out, votes=plan.vote_samples, vote_cap=plan.vote_cap,
-                         example=task.Problem("double", 4, 7, 6).question, wait_cap=plan.wait_cap,
-                         waits=", ".join(map(str, plan.num_ignore)))
-    html = write_html([str(r) for r in runs], out / "report.html", title="s1 demo: test-time scaling on digit walks", intro=intro)
+    intro = INTRO.format(
+        selected=selected,
+        pool=plan.pool,
+        held=plan.held_out,
+        votes=plan.vote_samples,
+        vote_cap=plan.vote_cap,
+        example=task.Problem("double", 4, 7, 6).question,
+        wait_cap=plan.wait_cap,
+        waits=", ".join(map(str, plan.num_ignore)),
+    )
+    html = write_html(
+        [str(r) for r in runs], out / "report.html", title="s1 demo: test-time scaling on digit walks", intro=intro
+    )
     (out / "report.md").write_text(compare([str(r) for r in runs], out / "scaling.png"), encoding="utf-8")
     times["report"] = time.perf_counter() - start
     (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
-    return {"runs": runs, "html": html, "model": model, "selection": selection, "times": times,
-            "summaries": [load_summary(str(r)) for r in runs]}
+    return {
+        "runs": runs,
+        "html": html,
+        "model": model,
+        "selection": selection,
+        "times": times,
+        "summaries": [load_summary(str(r)) for r in runs],
+    }

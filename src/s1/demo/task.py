@@ -117,8 +117,10 @@ def pool(n: int, seed: int, planted_eval: list[Problem] = ()) -> list[dict]:
     rng = random.Random(seed)
     problems = [random_problem(rng) for _ in range(n)] + list(planted_eval)
     rng.shuffle(problems)
-    rows = [{"id": f"walk-{i}", "question": p.question, "solution": p.trace(), "answer": str(p.answer)}
-            for i, p in enumerate(problems)]
+    rows = [
+        {"id": f"walk-{i}", "question": p.question, "solution": p.trace(), "answer": str(p.answer)}
+        for i, p in enumerate(problems)
+    ]
     broken = [  # (question, reference given), each for one of the quality rules
         ("![walk diagram](walk.png) " + random_problem(rng).question, True),  # an image the student cannot see
         ("p3. " + random_problem(rng).question, True),  # an exam sheet's problem numbering
@@ -126,8 +128,14 @@ def pool(n: int, seed: int, planted_eval: list[Problem] = ()) -> list[dict]:
     ]
     for i, (question, reference) in enumerate(broken):
         p = parse(question)
-        rows.append({"id": f"broken-{i}", "question": question, "solution": p.trace() if reference else "",
-                     "answer": str(p.answer) if reference else ""})
+        rows.append(
+            {
+                "id": f"broken-{i}",
+                "question": question,
+                "solution": p.trace() if reference else "",
+                "answer": str(p.answer) if reference else "",
+            }
+        )
     return rows
 
 

@@ -25,8 +25,13 @@ def char_tokenizer():
     core = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        additional_special_tokens=list(SPECIALS), model_max_length=CONTEXT)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(SPECIALS),
+        model_max_length=CONTEXT,
+    )
     tokenizer.chat_template = CHATML
     return tokenizer
 
@@ -41,9 +46,15 @@ def build(directory: str | Path, seed: int = 0) -> Path:
         return directory
     tokenizer = char_tokenizer()
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=CONTEXT, tie_word_embeddings=True,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-                         **SHAPE)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=CONTEXT,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        **SHAPE,
+    )
     model = LlamaForCausalLM(config)
     tmp = directory.with_name(directory.name + ".partial")
     model.save_pretrained(tmp)
@@ -53,11 +64,18 @@ def build(directory: str | Path, seed: int = 0) -> Path:
 
 
 def describe() -> str:
-    return (f"{SHAPE['num_hidden_layers']}-layer, {SHAPE['hidden_size']}-wide character-level Llama "
-            f"(about {parameters() / 1e6:.1f}M parameters)")
+    return (
+        f"{SHAPE['num_hidden_layers']}-layer, {SHAPE['hidden_size']}-wide character-level Llama "
+        f"(about {parameters() / 1e6:.1f}M parameters)"
+    )
 
 
 def parameters() -> int:
     """Weights of the tiny model (embeddings tied), without building it."""
-    d, f, layers, vocab = SHAPE["hidden_size"], SHAPE["intermediate_size"], SHAPE["num_hidden_layers"], 256 + len(SPECIALS)
+    d, f, layers, vocab = (
+        SHAPE["hidden_size"],
+        SHAPE["intermediate_size"],
+        SHAPE["num_hidden_layers"],
+        256 + len(SPECIALS),
+    )
     return vocab * d + layers * (4 * d * d + 3 * d * f + 2 * d) + d

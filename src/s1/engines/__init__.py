@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from ..errors import UserError
-from .base import Completion, Engine, Request, Sampling, make_request
+from s1.core.errors import UserError
+from s1.engines.base import Completion, Engine, Request, Sampling, make_request
 
 ENGINES = ("hf", "reprefill", "llamacpp", "remote")
 
 
 def load_engine(
-    model: str, engine: str = "hf", fmt="s1", device: str = "auto", dtype: str = "auto", base_urls: list[str] | None = None,
-    remote_mode: str = "auto", parallel: int = 8,
+    model: str,
+    engine: str = "hf",
+    fmt="s1",
+    device: str = "auto",
+    dtype: str = "auto",
+    base_urls: list[str] | None = None,
+    remote_mode: str = "auto",
+    parallel: int = 8,
 ) -> Engine:
     """`model` names the weights (hf, reprefill, llamacpp) or, for remote, the served model's tokenizer.
 
@@ -21,21 +27,21 @@ def load_engine(
     if remote_mode != "auto" and engine != "remote":
         raise UserError("--remote-mode is only for --engine remote.")
     if engine == "llamacpp":
-        from .llamacpp import LlamaCppEngine
+        from s1.engines.llamacpp import LlamaCppEngine
 
         return LlamaCppEngine.load(model, fmt, parallel=parallel)
     if engine == "remote":
-        from .remote import RemoteEngine
+        from s1.engines.remote import RemoteEngine
 
         return RemoteEngine.load(model, base_urls or [], fmt, mode=remote_mode)
     if base_urls:
         raise UserError("--base-url is only for --engine remote.")
     if engine == "hf":
-        from .hf import HFEngine
+        from s1.engines.hf import HFEngine
 
         return HFEngine.load(model, fmt, device=device, dtype=dtype)
     if engine == "reprefill":
-        from .reprefill import ReprefillEngine
+        from s1.engines.reprefill import ReprefillEngine
 
         return ReprefillEngine.load(model, fmt, device=device, dtype=dtype)
     raise UserError(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")

@@ -6,13 +6,13 @@ Evaluation, serving and curation only ever see `Completion`, so they never care 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
-from ..errors import UserError
-from ..forcing import BudgetForcing, ForcingState
-from ..formats import FormatTokens, ThinkingFormat, encode, render_prompt
-
+from s1.core.errors import UserError
+from s1.core.forcing import BudgetForcing, ForcingState
+from s1.core.formats import FormatTokens, ThinkingFormat, encode, render_prompt
 
 GREEDY_BELOW = 1e-5
 
@@ -34,7 +34,9 @@ class Sampling:
             raise UserError(f"temperature must be zero (greedy) or a positive number, got {t!r}.")
         if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1:
             raise UserError(f"top_p must be in (0, 1], got {p!r}.")
-        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < SEED_LIMIT):
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < SEED_LIMIT
+        ):
             raise UserError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed!r}.")
 
     @property
@@ -109,7 +111,7 @@ class Request:
     resume: ForcingState | None = None
     """Continue this trajectory (a copy of it) instead of starting afresh: the engine feeds the prompt and
     the trajectory's output so far, from a kept prefix where it holds one. Used by tree search."""
-    step: "StepRule | None" = None
+    step: StepRule | None = None
     """Pause the trajectory after one step of thinking (finish_reason "step"); None runs it to the end."""
     affinity: str | None = None
     """Requests with the same affinity (a search's nodes) go to the same remote server, so its prefix
@@ -202,7 +204,12 @@ def prepare(
 
 
 def prepare_ids(
-    format_tokens: FormatTokens, context_length: int, prompt: str, ids: list[int], forcing: BudgetForcing, sampling: Sampling,
+    format_tokens: FormatTokens,
+    context_length: int,
+    prompt: str,
+    ids: list[int],
+    forcing: BudgetForcing,
+    sampling: Sampling,
     **options,
 ) -> Request:
     """`prepare` for a prompt already given as token ids (the server's `prompt: [ids]`); `options` are
@@ -259,8 +266,13 @@ def new_state(request: Request, format_tokens: FormatTokens) -> ForcingState:
 
 
 def to_completion(
-    request: Request, state: ForcingState, tokenizer, fmt: ThinkingFormat,
-    logprobs: list | None = None, prompt_logprobs: list | None = None, prefill_tokens: int | None = None,
+    request: Request,
+    state: ForcingState,
+    tokenizer,
+    fmt: ThinkingFormat,
+    logprobs: list | None = None,
+    prompt_logprobs: list | None = None,
+    prefill_tokens: int | None = None,
 ) -> Completion:
     """Split the output into thinking and answer text at the recorded end of thinking. A trajectory paused
     after a step (not done) has finish_reason "step" and carries its state, to be resumed."""

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..forcing import ForcingState
-from ..formats import FormatTokens
-from .base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
-from .sampling import pick_tokens, row_generator
+from s1.core.forcing import ForcingState
+from s1.core.formats import FormatTokens
+from s1.engines.base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
+from s1.engines.sampling import pick_tokens, row_generator
 
 BATCH_TOKENS = 512
 """Tokens one step feeds at most, all rows together."""
@@ -106,8 +106,15 @@ class LoopEngine:
         results: dict[int, Completion] = {}
         while loop.busy:
             for i, request, state, row in loop.step():
-                results[i] = to_completion(request, state, self.tokenizer, self.fmt, row.logprobs, row.prompt_logprobs,
-                                           prefill_tokens=row.prefilled)
+                results[i] = to_completion(
+                    request,
+                    state,
+                    self.tokenizer,
+                    self.fmt,
+                    row.logprobs,
+                    row.prompt_logprobs,
+                    prefill_tokens=row.prefilled,
+                )
                 if on_completion:
                     on_completion(i, results[i])
             if loop.failed:
@@ -163,7 +170,9 @@ class BatchLoop:
         runs = self._plan()
         if runs:
             began = time.perf_counter()
-            logits = self.runtime.forward([(row.slot, row.position, row.pending[:n], self._want(row, n)) for row, n in runs])
+            logits = self.runtime.forward(
+                [(row.slot, row.position, row.pending[:n], self._want(row, n)) for row, n in runs]
+            )
             rate = sum(n for _, n in runs) / max(time.perf_counter() - began, 1e-6)
             self.rate = rate if self.rate is None else 0.5 * (self.rate + rate)
             for (row, n), out in zip(runs, logits):
@@ -202,9 +211,21 @@ class BatchLoop:
             search = request.resume is not None or request.step is not None
             slot, kept, ready = self.runtime.acquire(self.free, context, reuse=not scored, fork=search)
             self.free.remove(slot)
-            row = Row(index, request, state, generator, slot, pending=context[kept:], position=kept,
-                      logprobs=[] if request.logprobs is not None else None, prompt_logprobs=[None] if scored else None,
-                      context=len(context), prefilled=len(context) - kept, since=len(state.output), ready=ready)
+            row = Row(
+                index,
+                request,
+                state,
+                generator,
+                slot,
+                pending=context[kept:],
+                position=kept,
+                logprobs=[] if request.logprobs is not None else None,
+                prompt_logprobs=[None] if scored else None,
+                context=len(context),
+                prefilled=len(context) - kept,
+                since=len(state.output),
+                ready=ready,
+            )
             self.rows.append(row)
             finished += self._force(row)
             if row.pending:  # forced tokens come first; the held logits are not the ones after them
@@ -314,6 +335,7 @@ class BatchLoop:
 
     def _force(self, row: Row) -> list:
         """Queue the run of tokens the state forces before the model's next choice; release a finished row."""
+
         def appended(token: int) -> None:
             row.pending.append(token)
             if row.logprobs is not None:
@@ -346,8 +368,14 @@ class BatchLoop:
     @staticmethod
     def _mask_early_stops(rows: list[Row], logits: torch.Tensor) -> torch.Tensor:
         """vLLM's `min_tokens`: an answer stop cannot be sampled before that many answer tokens."""
-        early = [(j, r) for j, r in enumerate(rows) if r.request.min_tokens and r.state.answer_tokens < r.request.min_tokens
-                 and r.state.needs_sample() and r.state.thinking_end is not None]
+        early = [
+            (j, r)
+            for j, r in enumerate(rows)
+            if r.request.min_tokens
+            and r.state.answer_tokens < r.request.min_tokens
+            and r.state.needs_sample()
+            and r.state.thinking_end is not None
+        ]
         if not early:
             return logits
         logits = logits.clone()

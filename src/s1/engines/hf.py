@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from ..errors import UserError
-from ..formats import FormatTokens, ThinkingFormat, get_format
-from ..models import load_hf
-from .base import OnToken
-from .batching import BatchLoop, LoopEngine
-from .onednn import OneDNNLinears
-from .threads import ThreadTuner
+from s1.core.errors import UserError
+from s1.core.formats import FormatTokens, ThinkingFormat, get_format
+from s1.core.models import load_hf
+from s1.engines.base import OnToken
+from s1.engines.batching import BatchLoop, LoopEngine
+from s1.engines.onednn import OneDNNLinears
+from s1.engines.threads import ThreadTuner
 
 # transformers 5.x renames the forward argument `past_key_values` to `cache` and warns on every call; the
 # old name works across the whole supported range (>=5.23), so the rename waits for that floor to move.
@@ -51,7 +51,7 @@ class RowCache:
         self.logits: torch.Tensor | None = None
         """The logits after the last token, kept when a paused row leaves its cache to be forked."""
 
-    def prefix(self, n: int) -> "RowCache":
+    def prefix(self, n: int) -> RowCache:
         """A new cache holding a copy of this one's first n tokens (a child forking its parent's prefix)."""
         out = RowCache()
         capacity = max(FIRST_CAPACITY, 2 * n)
@@ -109,10 +109,13 @@ def _row_attention(module, query, key, value, attention_mask, scaling=None, drop
             scores = torch.bmm(q, keys.transpose(1, 2)).mul_(scaling).softmax(-1, dtype=torch.float32)
             o = torch.bmm(scores.to(values.dtype), values)
         else:
-            causal = torch.arange(start + n, device=q.device) <= torch.arange(start, start + n, device=q.device).unsqueeze(1)
+            causal = torch.arange(start + n, device=q.device) <= torch.arange(
+                start, start + n, device=q.device
+            ).unsqueeze(1)
             # 4-D, so torch takes its fused (flash) kernel: three times faster than the 3-D path on long prompts
-            o = F.scaled_dot_product_attention(q[None], keys[None], values[None], attn_mask=causal.repeat(groups, 1)[None, None],
-                                               scale=scaling)[0]
+            o = F.scaled_dot_product_attention(
+                q[None], keys[None], values[None], attn_mask=causal.repeat(groups, 1)[None, None], scale=scaling
+            )[0]
         out[0, offset : offset + n] = o.reshape(heads, n, dim).transpose(0, 1)
     return out, None
 
@@ -172,7 +175,9 @@ class HFRuntime:
 
     slots = 1 << 20  # as many rows as the loop's max_batch asks for
 
-    def __init__(self, model, linears: OneDNNLinears, tuner: ThreadTuner | None = None, paused: PausedCaches | None = None):
+    def __init__(
+        self, model, linears: OneDNNLinears, tuner: ThreadTuner | None = None, paused: PausedCaches | None = None
+    ):
         self.model = model
         self.device = next(model.parameters()).device
         self.vocab_size = int(model.get_input_embeddings().num_embeddings)
@@ -182,7 +187,9 @@ class HFRuntime:
         self.linears = linears
         linears.prepare()
 
-    def acquire(self, free: list[int], ids: list[int], reuse: bool = True, fork: bool = False) -> tuple[int, int, torch.Tensor | None]:
+    def acquire(
+        self, free: list[int], ids: list[int], reuse: bool = True, fork: bool = False
+    ) -> tuple[int, int, torch.Tensor | None]:
         """A new row's cache: forked from a paused one for a search's request, else empty (other requests are
         computed from scratch, so their results never depend on what a search left behind)."""
         cache, kept, logits = self.paused.fork(ids) if reuse and fork else (RowCache(), 0, None)
@@ -218,8 +225,11 @@ class HFRuntime:
         try:
             with self.linears.active():
                 out = self.model(
-                    input_ids=torch.tensor([ids], device=self.device), position_ids=torch.tensor([positions], device=self.device),
-                    past_key_values=cache, use_cache=True, s1_segments=cache,
+                    input_ids=torch.tensor([ids], device=self.device),
+                    position_ids=torch.tensor([positions], device=self.device),
+                    past_key_values=cache,
+                    use_cache=True,
+                    s1_segments=cache,
                     logits_to_keep=torch.tensor(keep or [len(ids) - 1], device=self.device),
                 )
         finally:
@@ -250,8 +260,14 @@ class HFEngine(LoopEngine):
         _check_plain_cache(model)
 
     @classmethod
-    def load(cls, name: str, fmt: str | ThinkingFormat = "s1", device: str = "auto", dtype: str = "auto",
-             threads: int | None = None) -> "HFEngine":
+    def load(
+        cls,
+        name: str,
+        fmt: str | ThinkingFormat = "s1",
+        device: str = "auto",
+        dtype: str = "auto",
+        threads: int | None = None,
+    ) -> HFEngine:
         model, tokenizer = load_hf(name, device=device, dtype=dtype)
         return cls(model, tokenizer, fmt, threads)
 
@@ -262,14 +278,17 @@ class HFEngine(LoopEngine):
     @torch.no_grad()
     def choose(self, prompt_ids: list[int], options: list[list[int]]) -> int:
         """The index of the option (token sequence) constrained greedy decoding writes after the prompt."""
-        from .sampling import choose_option
+        from s1.engines.sampling import choose_option
 
         device = self.model.device
         step = {"out": self.model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)}
 
         def feed(token: int) -> None:
-            step["out"] = self.model(input_ids=torch.tensor([[token]], device=device),
-                                     past_key_values=step["out"].past_key_values, use_cache=True)
+            step["out"] = self.model(
+                input_ids=torch.tensor([[token]], device=device),
+                past_key_values=step["out"].past_key_values,
+                use_cache=True,
+            )
 
         return choose_option(options, lambda: step["out"].logits[0, -1], feed)
 
@@ -277,7 +296,9 @@ class HFEngine(LoopEngine):
         self.paused.clear()
 
     def loop(self, max_batch: int = 8, on_token: OnToken | None = None) -> BatchLoop:
-        return BatchLoop(HFRuntime(self.model, self.linears, self.tuner, self.paused), self.format_tokens, max_batch, on_token)
+        return BatchLoop(
+            HFRuntime(self.model, self.linears, self.tuner, self.paused), self.format_tokens, max_batch, on_token
+        )
 
 
 def _check_plain_cache(model) -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UserError
-from ..formats import FormatTokens, ThinkingFormat, get_format
-from ..models import resolve
-from .base import OnToken
-from .batching import BATCH_TOKENS, BatchLoop, LoopEngine
+from s1.core.errors import UserError
+from s1.core.formats import FormatTokens, ThinkingFormat, get_format
+from s1.core.models import resolve
+from s1.engines.base import OnToken
+from s1.engines.batching import BATCH_TOKENS, BatchLoop, LoopEngine
 
 DEFAULT_CONTEXT = 8192
 """Tokens per sequence when no --ctx-size is given (capped at the model's trained context)."""
@@ -46,11 +46,15 @@ class Runtime:
             raise UserError(f"llama.cpp runs 1 to {limit} sequences at once; got a batch size of {parallel}.")
         if threads is not None and threads < 1:
             raise UserError(f"--threads must be at least 1, got {threads}.")
-        self.model = _internals.LlamaModel(path_model=path, params=llama_cpp.llama_model_default_params(), verbose=False)
+        self.model = _internals.LlamaModel(
+            path_model=path, params=llama_cpp.llama_model_default_params(), verbose=False
+        )
         trained = self.model.n_ctx_train()
         per_sequence = n_ctx_seq if n_ctx_seq is not None else min(trained, DEFAULT_CONTEXT)
         if per_sequence < 16:
-            raise UserError(f"The context per sequence would be {per_sequence} tokens; raise --ctx-size or lower --batch-size.")
+            raise UserError(
+                f"The context per sequence would be {per_sequence} tokens; raise --ctx-size or lower --batch-size."
+            )
         if per_sequence * parallel > 2**31 - 1:
             raise UserError(f"--ctx-size {per_sequence * parallel} is more than llama.cpp can address; lower it.")
         params = llama_cpp.llama_context_default_params()
@@ -63,11 +67,16 @@ class Runtime:
         try:
             self.context = _internals.LlamaContext(model=self.model, params=params, verbose=False)
         except ValueError:
-            raise UserError(f"llama.cpp could not allocate a context of {parallel} × {per_sequence} tokens; lower --batch-size "
-                            "(--parallel) or --ctx-size.") from None
+            raise UserError(
+                f"llama.cpp could not allocate a context of {parallel} × {per_sequence} tokens; lower --batch-size "
+                "(--parallel) or --ctx-size."
+            ) from None
         raw = self.model.model
-        self.keeps_prefixes = not (llama_cpp.llama_model_is_recurrent(raw) or llama_cpp.llama_model_is_hybrid(raw)
-                                   or llama_cpp.llama_model_n_swa(raw) > 0)
+        self.keeps_prefixes = not (
+            llama_cpp.llama_model_is_recurrent(raw)
+            or llama_cpp.llama_model_is_hybrid(raw)
+            or llama_cpp.llama_model_n_swa(raw) > 0
+        )
         """Whether a stream's leading cells can be kept for the next prompt: not for recurrent or hybrid
         models (their state cannot be cut) nor sliding-window ones (old cells may be gone)."""
         self.batch = _internals.LlamaBatch(n_tokens=BATCH_TOKENS, embd=0, n_seq_max=1, verbose=False)
@@ -87,7 +96,9 @@ class Runtime:
             elif want == 1:
                 out.append(torch.from_numpy(self.logits(last).copy()))
             else:
-                out.append(torch.from_numpy(np.stack([self.logits(i) for i in range(last - len(tokens) + 1, last + 1)])))
+                out.append(
+                    torch.from_numpy(np.stack([self.logits(i) for i in range(last - len(tokens) + 1, last + 1)]))
+                )
         return out
 
     def decode(self, runs: list[tuple[int, int, list[int], int]]) -> list[int | None]:
@@ -110,7 +121,7 @@ class Runtime:
             raise RuntimeError(f"llama_decode returned {code}")
         for seq, start, tokens, _ in runs:
             if len(self.held[seq]) < start:  # cannot happen while callers feed positions in order; if it did,
-                self.held[seq] = []          # what the stream holds is unknown, so nothing of it is reused
+                self.held[seq] = []  # what the stream holds is unknown, so nothing of it is reused
             else:
                 self.held[seq][start:] = tokens
         return where
@@ -168,14 +179,22 @@ class LlamaCppEngine(LoopEngine):
         self.format_tokens = FormatTokens.build(tokenizer, self.fmt)
 
     @classmethod
-    def load(cls, name: str, fmt: str | ThinkingFormat = "s1", parallel: int = 1, ctx_size: int | None = None,
-             threads: int | None = None) -> "LlamaCppEngine":
+    def load(
+        cls,
+        name: str,
+        fmt: str | ThinkingFormat = "s1",
+        parallel: int = 1,
+        ctx_size: int | None = None,
+        threads: int | None = None,
+    ) -> LlamaCppEngine:
         """`parallel` sequences run at once; `ctx_size` is the KV cells of all of them together, as
         llama-server's --ctx-size with --parallel (default: 8192 per sequence, or the trained context)."""
         try:
             import llama_cpp  # noqa: F401
         except ImportError:
-            raise UserError("The llamacpp engine needs llama-cpp-python; run `bash scripts/setup.sh --dev` (it compiles it once).") from None
+            raise UserError(
+                "The llamacpp engine needs llama-cpp-python; run `bash scripts/setup.sh --dev` (it compiles it once)."
+            ) from None
         from transformers import AutoTokenizer
 
         source = resolve(name)
@@ -200,7 +219,7 @@ class LlamaCppEngine(LoopEngine):
 
         The part of the prompt already in sequence 0's cells is kept (classification prompts share a long
         list of labels), so only the new tail is evaluated. Not to be called while a `loop` is running."""
-        from .sampling import choose_option
+        from s1.engines.sampling import choose_option
 
         runtime = self.runtime
         last = {}
@@ -210,7 +229,7 @@ class LlamaCppEngine(LoopEngine):
                 chunk = tokens[start : start + BATCH_TOKENS]
                 [last["at"]] = runtime.decode([(0, len(runtime.held[0]), chunk, 1)])
 
-        feed(prompt_ids[runtime.reuse(0, prompt_ids):])
+        feed(prompt_ids[runtime.reuse(0, prompt_ids) :])
         choice = choose_option(options, lambda: runtime.logits(last["at"]), lambda token: feed([token]))
         runtime.forget(0, len(prompt_ids))
         return choice

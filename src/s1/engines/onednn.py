@@ -19,6 +19,7 @@ own linear everywhere else (`generate`, training — though not concurrently wit
 and nothing about it is kept or saved. `torch.backends.mkldnn.enabled = False` or CPU autocast keeps
 torch's own linear in the engine too.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,7 +58,7 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
-_SHARED: "weakref.WeakKeyDictionary[nn.Module, OneDNNLinears]" = weakref.WeakKeyDictionary()
+_SHARED: weakref.WeakKeyDictionary[nn.Module, OneDNNLinears] = weakref.WeakKeyDictionary()
 
 
 class OneDNNLinears:
@@ -67,7 +68,7 @@ class OneDNNLinears:
     timed step."""
 
     @classmethod
-    def for_model(cls, model: nn.Module) -> "OneDNNLinears":
+    def for_model(cls, model: nn.Module) -> OneDNNLinears:
         shared = _SHARED.get(model)
         if shared is None:
             shared = _SHARED[model] = cls(model)
@@ -123,7 +124,12 @@ class OneDNNLinears:
         held = self.packed.get(layer)
         if held is None or held[0] is not weight or held[1].data_ptr() != weight.data_ptr() or held[2] != version:
             data = weight.detach()
-            held = self.packed[layer] = (weight, data, version, torch.ops.mkldnn._reorder_linear_weight(data, PACK_ROWS))
+            held = self.packed[layer] = (
+                weight,
+                data,
+                version,
+                torch.ops.mkldnn._reorder_linear_weight(data, PACK_ROWS),
+            )
         return held[3]
 
 
@@ -186,6 +192,12 @@ def _eligible(module: nn.Module) -> bool:
     subclass such as torchao's), and not already wrapped by a hook that replaced its forward (accelerate's
     offloading)."""
     weight = getattr(module, "weight", None)
-    return (type(module) is nn.Linear and isinstance(weight, torch.Tensor) and type(weight.data) is torch.Tensor
-            and _float32_cpu(weight) and weight.layout == torch.strided and weight.dim() == 2
-            and "forward" not in module.__dict__)
+    return (
+        type(module) is nn.Linear
+        and isinstance(weight, torch.Tensor)
+        and type(weight.data) is torch.Tensor
+        and _float32_cpu(weight)
+        and weight.layout == torch.strided
+        and weight.dim() == 2
+        and "forward" not in module.__dict__
+    )

@@ -32,9 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from ..errors import UserError
-from ..formats import FormatTokens, ThinkingFormat, encode
-from .reprefill import Call, ReprefillEngine, Sequence
+from s1.core.errors import UserError
+from s1.core.formats import FormatTokens, ThinkingFormat, encode
+from s1.engines.reprefill import Call, ReprefillEngine, Sequence
 
 MODES = ("auto", "ids", "text")
 log = logging.getLogger("s1.remote")
@@ -111,15 +111,26 @@ def prompt_text(tokenizer, token_ids: list[int], strip_bos: bool) -> str:
 class RemoteBackend:
     """`Backend` over OpenAI-compatible servers: `complete(calls)` sends the calls concurrently."""
 
-    def __init__(self, base_urls: list[str], tokenizer, format_tokens: FormatTokens, model: str | None = None,
-                 mode: str = "auto", timeout: float = 600.0, retries: int = 4, backoff: float = 0.5,
-                 backoff_cap: float = 8.0):
+    def __init__(
+        self,
+        base_urls: list[str],
+        tokenizer,
+        format_tokens: FormatTokens,
+        model: str | None = None,
+        mode: str = "auto",
+        timeout: float = 600.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        backoff_cap: float = 8.0,
+    ):
         check_mode(mode)
         if not base_urls:
             raise UserError("The remote engine needs at least one --base-url (an OpenAI-compatible server).")
         self.urls = list(dict.fromkeys(_normalize(u) for u in base_urls))
-        self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                                   limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
         self.tokenizer = tokenizer
         self.tokens = format_tokens
         self.retries, self.backoff, self.backoff_cap = max(0, retries), backoff, backoff_cap
@@ -145,22 +156,30 @@ class RemoteBackend:
             try:
                 r = self._post_or_get(url, "GET", "/v1/models", None, retry_connect=False, timeout=30.0)
             except _Spent as exc:
-                raise UserError(f"Cannot reach the server at {url} ({exc.reason}); check --base-url and that the server runs.") from None
+                raise UserError(
+                    f"Cannot reach the server at {url} ({exc.reason}); check --base-url and that the server runs."
+                ) from None
             except RemoteError as exc:
-                raise UserError(f"The server at {url} refused to list its models ({exc}); is it an OpenAI-compatible server?") from None
+                raise UserError(
+                    f"The server at {url} refused to list its models ({exc}); is it an OpenAI-compatible server?"
+                ) from None
             try:
                 entries = r.json()["data"]
                 served = [str(m["id"]) for m in entries]
             except (ValueError, KeyError, TypeError):
-                raise UserError(f"{url}/v1/models did not answer with an OpenAI model list; point --base-url at an "
-                                "OpenAI-compatible server (such as http://host:8000/v1).") from None
+                raise UserError(
+                    f"{url}/v1/models did not answer with an OpenAI model list; point --base-url at an "
+                    "OpenAI-compatible server (such as http://host:8000/v1)."
+                ) from None
             if not served:
                 raise UserError(f"The server at {url} lists no model at /v1/models; start it with a model loaded.")
             if model is None:
                 model = served[0]
             if model not in served:
-                raise UserError(f"The server at {url} does not serve model {model!r}; it serves {', '.join(map(repr, served))}. "
-                                "Use one of those names, the same on every server.")
+                raise UserError(
+                    f"The server at {url} does not serve model {model!r}; it serves {', '.join(map(repr, served))}. "
+                    "Use one of those names, the same on every server."
+                )
             entry = entries[served.index(model)]
             if isinstance(entry, dict) and isinstance(entry.get("max_model_len"), int):
                 lengths.append(entry["max_model_len"])
@@ -174,8 +193,14 @@ class RemoteBackend:
         reports a prompt of token ids so) gets the same test with text, and takes text if that works.
         """
         ids = encode(self.tokenizer, "Hello")[:4] or [self.tokenizer.eos_token_id or 0]
-        body = {"model": self.model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "return_token_ids": True,
-                "budget_forcing": False}
+        body = {
+            "model": self.model,
+            "prompt": ids,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "return_token_ids": True,
+            "budget_forcing": False,
+        }
         try:
             r = self._post_or_get(url, "POST", "/v1/completions", body, quiet=True, repeated_500=2)
             choice = r.json()["choices"][0]
@@ -186,15 +211,27 @@ class RemoteBackend:
             mode = "text"
         except _Spent as exc:
             if exc.status != 500:
-                raise UserError(f"The server at {url} did not answer a test completion ({exc.reason}); check that it is healthy.") from None
-            text = {"model": self.model, "prompt": "Hello", "max_tokens": 1, "temperature": 0.0, "budget_forcing": False}
+                raise UserError(
+                    f"The server at {url} did not answer a test completion ({exc.reason}); check that it is healthy."
+                ) from None
+            text = {
+                "model": self.model,
+                "prompt": "Hello",
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "budget_forcing": False,
+            }
             try:
                 self._post_or_get(url, "POST", "/v1/completions", text)
             except (_Spent, RemoteError) as again:
-                raise UserError(f"The server at {url} failed a test completion with token ids ({exc.reason}) and with text "
-                                f"({getattr(again, 'reason', again)}); check that it is healthy.") from None
+                raise UserError(
+                    f"The server at {url} failed a test completion with token ids ({exc.reason}) and with text "
+                    f"({getattr(again, 'reason', again)}); check that it is healthy."
+                ) from None
             mode = "text"
-        said = "takes token ids (ids mode)" if mode == "ids" else "takes text only (text mode: replies are re-tokenized)"
+        said = (
+            "takes token ids (ids mode)" if mode == "ids" else "takes text only (text mode: replies are re-tokenized)"
+        )
         print(f"remote: {url} {said}", file=sys.stderr, flush=True)
         return mode
 
@@ -208,8 +245,17 @@ class RemoteBackend:
                 return min(self.backoff_cap, wait)
         return min(self.backoff_cap, self.backoff * 2**attempt) * (0.5 + 0.5 * self._random.random())
 
-    def _post_or_get(self, url: str, method: str, path: str, body: dict | None, retry_connect: bool = True,
-                     timeout: float | None = None, quiet: bool = False, repeated_500: int | None = None) -> httpx.Response:
+    def _post_or_get(
+        self,
+        url: str,
+        method: str,
+        path: str,
+        body: dict | None,
+        retry_connect: bool = True,
+        timeout: float | None = None,
+        quiet: bool = False,
+        repeated_500: int | None = None,
+    ) -> httpx.Response:
         """A 200 reply, after retrying timeouts, connection errors, 429 and 5xx up to `retries` times.
 
         Raises `RemoteError` at once for any other status, `_Spent` when the tries are used up (or, with
@@ -219,8 +265,9 @@ class RemoteBackend:
         for attempt in range(self.retries + 1):
             response = None
             try:
-                response = self.client.request(method, f"{url}{path}", json=body,
-                                               timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
+                response = self.client.request(
+                    method, f"{url}{path}", json=body, timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+                )
             except httpx.UnsupportedProtocol:
                 raise UserError(f"--base-url {url!r} is not an http(s) URL; write it as http://host:port/v1.") from None
             except httpx.TransportError as exc:
@@ -241,7 +288,9 @@ class RemoteBackend:
                 break
             wait = self._delay(attempt, response)
             if not quiet:
-                log.warning("remote: %s %s; retrying in %.1f s (try %d of %d)", url, reason, wait, attempt + 2, self.retries + 1)
+                log.warning(
+                    "remote: %s %s; retrying in %.1f s (try %d of %d)", url, reason, wait, attempt + 2, self.retries + 1
+                )
             time.sleep(wait)
         tries = self.retries + 1
         raise _Spent(url, f"{reason}, {tries} tr{'y' if tries == 1 else 'ies'}", status)
@@ -299,21 +348,41 @@ class RemoteBackend:
 
     def _body(self, call: Call) -> dict:
         s = call.sampling
-        body = {"model": self.model, "max_tokens": call.max_tokens, "temperature": s.temperature, "top_p": s.top_p,
-                "repetition_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0, "budget_forcing": False}
+        body = {
+            "model": self.model,
+            "max_tokens": call.max_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "repetition_penalty": 1.0,
+            "frequency_penalty": 0.0,
+            "presence_penalty": 0.0,
+            "budget_forcing": False,
+        }
         if s.seed is not None:
             body["seed"] = s.seed
         return body
 
     def _complete(self, url: str, call: Call) -> list[int]:
         if self.modes[url] == "ids":
-            body = {**self._body(call), "prompt": list(call.token_ids), "stop_token_ids": sorted(call.stop_ids),
-                    "return_token_ids": True, "skip_special_tokens": False, "include_stop_str_in_output": True}
+            body = {
+                **self._body(call),
+                "prompt": list(call.token_ids),
+                "stop_token_ids": sorted(call.stop_ids),
+                "return_token_ids": True,
+                "skip_special_tokens": False,
+                "include_stop_str_in_output": True,
+            }
         else:
-            stops = [t for t in (self.tokenizer.decode([i], skip_special_tokens=False) for i in sorted(call.stop_ids)) if t]
+            stops = [
+                t for t in (self.tokenizer.decode([i], skip_special_tokens=False) for i in sorted(call.stop_ids)) if t
+            ]
             # repeat_penalty is llama.cpp's name: its server defaults to 1.1
-            body = {**self._body(call), "prompt": prompt_text(self.tokenizer, call.token_ids, self.strip_bos),
-                    "stop": stops, "repeat_penalty": 1.0}
+            body = {
+                **self._body(call),
+                "prompt": prompt_text(self.tokenizer, call.token_ids, self.strip_bos),
+                "stop": stops,
+                "repeat_penalty": 1.0,
+            }
         r = self._post_or_get(url, "POST", "/v1/completions", body)
         try:
             choice = r.json()["choices"][0]
@@ -321,8 +390,10 @@ class RemoteBackend:
             if self.modes[url] == "ids":
                 ids = choice.get("token_ids")
                 if not isinstance(ids, list) or not all(isinstance(t, int) for t in ids):
-                    raise RemoteError(f"{url} answered without token_ids, though it took token ids when the engine "
-                                      "started; if it was replaced by another server, restart with --remote-mode text.")
+                    raise RemoteError(
+                        f"{url} answered without token_ids, though it took token ids when the engine "
+                        "started; if it was replaced by another server, restart with --remote-mode text."
+                    )
             else:
                 ids = encode(self.tokenizer, choice.get("text") or "")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
@@ -340,8 +411,10 @@ class RemoteBackend:
             # stop_reason (an id, or the stop string); otherwise, for the formats here every trigger
             # leads to the same delimiter, so the delimiter's own first token stands for all of them.
             if isinstance(stop_reason, str):
-                stop_reason = next((t for t in call.stop_ids
-                                    if self.tokenizer.decode([t], skip_special_tokens=False) == stop_reason), None)
+                stop_reason = next(
+                    (t for t in call.stop_ids if self.tokenizer.decode([t], skip_special_tokens=False) == stop_reason),
+                    None,
+                )
             if isinstance(stop_reason, int) and stop_reason in call.stop_ids:
                 ids.append(stop_reason)
             else:
@@ -380,19 +453,37 @@ def _retry_after(value: str | None) -> float | None:
 
 class RemoteEngine(ReprefillEngine):
     @classmethod
-    def load(cls, name: str, base_urls: list[str], fmt: str | ThinkingFormat = "s1", upstream_model: str | None = None,
-             mode: str = "auto", timeout: float = 600.0, retries: int = 4, backoff: float = 0.5,
-             backoff_cap: float = 8.0) -> "RemoteEngine":
+    def load(
+        cls,
+        name: str,
+        base_urls: list[str],
+        fmt: str | ThinkingFormat = "s1",
+        upstream_model: str | None = None,
+        mode: str = "auto",
+        timeout: float = 600.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        backoff_cap: float = 8.0,
+    ) -> RemoteEngine:
         """`name` supplies the tokenizer (and context length) that matches the served model."""
-        from ..models import load_tokenizer
+        from s1.core.models import load_tokenizer
 
         check_mode(mode)
         if not base_urls:
             raise UserError("The remote engine needs at least one --base-url (an OpenAI-compatible server).")
         tokenizer, context = load_tokenizer(name)
         engine = cls(None, tokenizer, fmt, context)
-        engine.backend = RemoteBackend(base_urls, tokenizer, engine.format_tokens, upstream_model, mode, timeout=timeout,
-                                       retries=retries, backoff=backoff, backoff_cap=backoff_cap)
+        engine.backend = RemoteBackend(
+            base_urls,
+            tokenizer,
+            engine.format_tokens,
+            upstream_model,
+            mode,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            backoff_cap=backoff_cap,
+        )
         if engine.backend.max_model_len:  # the server's own limit (vLLM --max-model-len) wins
             engine._context_length = min(context, engine.backend.max_model_len)
         return engine

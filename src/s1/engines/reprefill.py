@@ -13,16 +13,17 @@ port of s1's script.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Callable, Generator, Protocol
+from typing import Protocol
 
 import torch
 from transformers import GenerationConfig
 
-from ..forcing import ForcingState
-from ..formats import FormatTokens, ThinkingFormat, get_format
-from ..models import load_hf
-from .base import Completion, OnCompletion, OnToken, Request, Sampling, new_state, to_completion
+from s1.core.forcing import ForcingState
+from s1.core.formats import FormatTokens, ThinkingFormat, get_format
+from s1.core.models import load_hf
+from s1.engines.base import Completion, OnCompletion, OnToken, Request, Sampling, new_state, to_completion
 
 _sequence_ids = itertools.count()
 
@@ -66,8 +67,12 @@ class NoProgress(RuntimeError):
     """A backend returned nothing for a round that asked for tokens: asking again would loop forever."""
 
 
-def forcing_rounds(request: Request, state: ForcingState, sequence: Sequence | None = None,
-                   text: Callable[[list[int]], str] | None = None) -> Generator[Call, list[int], ForcingState]:
+def forcing_rounds(
+    request: Request,
+    state: ForcingState,
+    sequence: Sequence | None = None,
+    text: Callable[[list[int]], str] | None = None,
+) -> Generator[Call, list[int], ForcingState]:
     """One sequence's rounds: yields backend calls, receives their tokens, and lets `state` decide.
 
     `state.output` grows after every round, so a caller can stream a sequence round by round. A request
@@ -95,7 +100,9 @@ def forcing_rounds(request: Request, state: ForcingState, sequence: Sequence | N
                 phase, at = state.phase, len(state.output)
                 if not state.feed([token]):
                     break
-                replaced = state.output[at] != token or state.phase is not phase  # the backend's next tokens no longer follow
+                replaced = (
+                    state.output[at] != token or state.phase is not phase
+                )  # the backend's next tokens no longer follow
                 state.forced()
                 if replaced or step.ended(state, since, text):
                     break
@@ -106,7 +113,10 @@ def forcing_rounds(request: Request, state: ForcingState, sequence: Sequence | N
 
 
 def run_rounds(
-    requests: list[Request], tokens: FormatTokens, backend: Backend, batch_size: int,
+    requests: list[Request],
+    tokens: FormatTokens,
+    backend: Backend,
+    batch_size: int,
     on_round: Callable[[int, ForcingState, bool, int], None] | None = None,
 ) -> list[ForcingState]:
     """Drive many sequences' rounds together, `batch_size` at a time, one backend call per round.
@@ -174,8 +184,8 @@ class HFBackend:
         ids = torch.zeros((len(calls), width), dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, c in enumerate(calls):
-            ids[i, width - len(c.token_ids):] = torch.tensor(c.token_ids)
-            mask[i, width - len(c.token_ids):] = 1
+            ids[i, width - len(c.token_ids) :] = torch.tensor(c.token_ids)
+            mask[i, width - len(c.token_ids) :] = 1
         sampling, stops = calls[0].sampling, sorted(calls[0].stop_ids)
         config = GenerationConfig(
             max_new_tokens=max(c.max_tokens for c in calls),
@@ -241,12 +251,14 @@ class ReprefillEngine:
         self._context_length = context_length
 
     @classmethod
-    def load(cls, name: str, fmt: str | ThinkingFormat = "s1", device: str = "auto", dtype: str = "auto") -> "ReprefillEngine":
+    def load(
+        cls, name: str, fmt: str | ThinkingFormat = "s1", device: str = "auto", dtype: str = "auto"
+    ) -> ReprefillEngine:
         model, tokenizer = load_hf(name, device=device, dtype=dtype)
         return cls.from_model(model, tokenizer, fmt)
 
     @classmethod
-    def from_model(cls, model, tokenizer, fmt: str | ThinkingFormat = "s1") -> "ReprefillEngine":
+    def from_model(cls, model, tokenizer, fmt: str | ThinkingFormat = "s1") -> ReprefillEngine:
         context = int(getattr(model.config, "max_position_embeddings", None) or 4096)
         return cls(HFBackend(model, tokenizer), tokenizer, fmt, context)
 
@@ -271,7 +283,9 @@ class ReprefillEngine:
                     on_token(i, token, state)
             sent[i] = len(state.output)
             if ended and i not in completions:
-                completions[i] = to_completion(requests[i], state, self.tokenizer, self.fmt, prefill_tokens=prompt_tokens)
+                completions[i] = to_completion(
+                    requests[i], state, self.tokenizer, self.fmt, prefill_tokens=prompt_tokens
+                )
                 if on_completion:
                     on_completion(i, completions[i])
 

@@ -30,7 +30,7 @@ class ThreadTuner:
         self.costs: dict[int, list[float]] = {}
 
     @classmethod
-    def for_this_machine(cls) -> "ThreadTuner | None":
+    def for_this_machine(cls) -> ThreadTuner | None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         return cls([max(1, cores // 2), cores]) if cores > 1 else None
 

@@ -10,9 +10,9 @@ draws the whole curve.
 
 from __future__ import annotations
 
-from .grading import GRADER_VERSION, Grader
-from .methods import PARALLEL, Setting
-from .metrics import accuracy, best_of, bootstrap_ci, majority_vote, weighted_vote
+from s1.data.grading import GRADER_VERSION, Grader
+from s1.evaluate.methods import PARALLEL, Setting
+from s1.evaluate.metrics import accuracy, best_of, bootstrap_ci, majority_vote, weighted_vote
 
 
 def sizes(n: int) -> list[int]:
@@ -46,17 +46,29 @@ def choose_answer(record: dict, grader: Grader) -> None:
         first = trajectories[:n]
         choice = pick(method, vote, classes[:n], rewards[:n])
         points[str(n)] = {
-            "choice": choice, "correct": choice is not None and bool(trajectories[choice]["correct"]),
+            "choice": choice,
+            "correct": choice is not None and bool(trajectories[choice]["correct"]),
             "generated_tokens": sum(t["generated_tokens"] for t in first) if parallel else record["generated_tokens"],
-            "prefill_tokens": record["root_prefill"] + sum(t["prefill_tokens"] for t in first) if parallel else record["prefill_tokens"],
+            "prefill_tokens": record["root_prefill"] + sum(t["prefill_tokens"] for t in first)
+            if parallel
+            else record["prefill_tokens"],
             # majority reads no reward, even when it shares its trajectories with a method that does
-            "reward_tokens": 0 if method == "majority" else sum(t["reward_tokens"] for t in first) if parallel
+            "reward_tokens": 0
+            if method == "majority"
+            else sum(t["reward_tokens"] for t in first)
+            if parallel
             else record["reward_tokens"],
         }
     final = points[str(len(trajectories))] if trajectories else {"choice": None, "correct": False}
     chosen = trajectories[final["choice"]] if final["choice"] is not None else None
-    record.update(points=points, correct=final["correct"], extracted=chosen["extracted"] if chosen else None,
-                  answer=chosen["answer"] if chosen else "", reason="chosen by " + method, grader=GRADER_VERSION)
+    record.update(
+        points=points,
+        correct=final["correct"],
+        extracted=chosen["extracted"] if chosen else None,
+        answer=chosen["answer"] if chosen else "",
+        reason="chosen by " + method,
+        grader=GRADER_VERSION,
+    )
 
 
 def search_rows(setting: Setting, records: list[dict], problems: int) -> list[dict]:
@@ -74,13 +86,25 @@ def search_rows(setting: Setting, records: list[dict], problems: int) -> list[di
         label = setting.label
         if setting.method in PARALLEL:
             label = label.replace(f"n={setting.search.trajectories}", f"n={n}", 1)
-        rows.append({
-            "method": setting.method, "setting": label, "problems": len(points), "samples": len(points),
-            "complete": len(points) == problems, "reference": False,
-            "accuracy": accuracy([g[0] for g in groups]), "ci_low": lo, "ci_high": hi,
-            "mean_thinking_tokens": mean("generated_tokens"), "mean_prefill_tokens": mean("prefill_tokens"),
-            "mean_reward_tokens": mean("reward_tokens"),
-            "mean_total_tokens": mean("generated_tokens") + mean("prefill_tokens") + mean("reward_tokens"),
-            "in_control": None, "relative": None, "trajectories": n, "draw": setting.search.trajectories,
-        })
+        rows.append(
+            {
+                "method": setting.method,
+                "setting": label,
+                "problems": len(points),
+                "samples": len(points),
+                "complete": len(points) == problems,
+                "reference": False,
+                "accuracy": accuracy([g[0] for g in groups]),
+                "ci_low": lo,
+                "ci_high": hi,
+                "mean_thinking_tokens": mean("generated_tokens"),
+                "mean_prefill_tokens": mean("prefill_tokens"),
+                "mean_reward_tokens": mean("reward_tokens"),
+                "mean_total_tokens": mean("generated_tokens") + mean("prefill_tokens") + mean("reward_tokens"),
+                "in_control": None,
+                "relative": None,
+                "trajectories": n,
+                "draw": setting.search.trajectories,
+            }
+        )
     return rows

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import UserError
-from .plots import method_points, scaling_plot
+from s1.core.errors import UserError
+from s1.report.plots import method_points, scaling_plot
 
 
 def load_summary(run: str) -> dict:
@@ -20,7 +20,9 @@ def load_summary(run: str) -> dict:
     benchmarks = summary.get("benchmarks") if isinstance(summary, dict) else None
     fields = {"method", "setting", "accuracy", "mean_thinking_tokens"}
     if not isinstance(benchmarks, dict) or not all(
-        isinstance(b, dict) and isinstance(b.get("settings"), list) and isinstance(b.get("methods"), dict)
+        isinstance(b, dict)
+        and isinstance(b.get("settings"), list)
+        and isinstance(b.get("methods"), dict)
         and all(isinstance(r, dict) and fields <= set(r) for r in b["settings"])
         for b in benchmarks.values()
     ):
@@ -43,9 +45,14 @@ def compare(runs: list[str], plot: str | Path) -> str:
                 )
     lines = ["| benchmark | method | setting | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
     for (bench, method, setting), cells in rows.items():
-        lines.append(f"| {bench} | {method} | {setting} | " + " | ".join(cells.get(i, "–") for i in range(len(names))) + " |")
-    lines += ["", "| run | benchmark | method | Control % | Scaling (pts / 1k tok) | Scaling (pts / doubling) | Performance % |",
-              "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {bench} | {method} | {setting} | " + " | ".join(cells.get(i, "–") for i in range(len(names))) + " |"
+        )
+    lines += [
+        "",
+        "| run | benchmark | method | Control % | Scaling (pts / 1k tok) | Scaling (pts / doubling) | Performance % |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
     def f(v, spec=".1f"):
         return "–" if v is None else format(v, spec)

@@ -35,8 +35,14 @@ class ThinkingSplitter:
     that could be the start of one are held back until the next token decides.
     """
 
-    def __init__(self, tokenizer, format_tokens, stops: tuple[str, ...] = (), include_stop: bool = False,
-                 skip_special_tokens: bool = False):
+    def __init__(
+        self,
+        tokenizer,
+        format_tokens,
+        stops: tuple[str, ...] = (),
+        include_stop: bool = False,
+        skip_special_tokens: bool = False,
+    ):
         self.tokenizer = tokenizer
         self.think_end = format_tokens.fmt.think_end
         self.stops = tuple(s for s in stops if s)

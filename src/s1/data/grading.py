@@ -67,9 +67,7 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-_ANSWER_LINE = re.compile(
-    r"(?:final\s+answer|answer)\s*(?:is\s*)?[:：]\s*(.+)|\banswer\s+is\s+(.+)", re.IGNORECASE
-)
+_ANSWER_LINE = re.compile(r"(?:final\s+answer|answer)\s*(?:is\s*)?[:：]\s*(.+)|\banswer\s+is\s+(.+)", re.IGNORECASE)
 _ANSWER_PHRASE = re.compile(r"^\W*(?:the\s+)?(?:final\s+)?answer\W*(?:is)?\s*[:：]?\W*$", re.IGNORECASE)
 # A bare last line is taken as the answer only when it is short (a value, not a sentence of reasoning).
 _BARE_LINE_MAX = 40
@@ -225,6 +223,7 @@ def choice_letter(text: str, last_letter: str = "D") -> str | None:
 
 # ------------------------------------------------------------------------------------------ grading
 
+
 def _grade(kind: str, gold: str, text: str) -> Grade:
     if kind == "choice":
         want = gold.strip().upper()
@@ -322,7 +321,7 @@ class Grader:
         self._lock = threading.Lock()
         self._closed = False
 
-    def __enter__(self) -> "Grader":
+    def __enter__(self) -> Grader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -387,8 +386,10 @@ class Grader:
             started = None
             if self._pool is None:
                 self._pool = cf.ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_watch_parent, initargs=(os.getpid(),),
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_watch_parent,
+                    initargs=(os.getpid(),),
                 )
                 started = self._pool.submit(int)
             pool = self._pool
@@ -401,7 +402,7 @@ class Grader:
                     raise GraderClosed("the grader was closed while its worker started") from None
                 raise RuntimeError(
                     "The grading worker could not start. A script that uses s1's grader must run its code under "
-                    "`if __name__ == \"__main__\":` (workers are spawned and import the script again)."
+                    '`if __name__ == "__main__":` (workers are spawned and import the script again).'
                 ) from None
         try:
             future = pool.submit(fn, *args)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from .errors import UserError
-from .forcing import BudgetForcing
+from s1.core.errors import UserError
+from s1.core.forcing import BudgetForcing
 
 METHODS = (
     "budget_forcing",
@@ -60,6 +60,8 @@ class SearchSpec:
     softmax_temperature: float = 0.2
     vote: str = "weighted"
     """REBASE's final answer: weighted (by reward) or plain majority over its finished trajectories."""
+
+
 CLASS_PROMPTS = {
     "short": "Think briefly: keep your reasoning as short as possible before answering.",
     "long": "Think carefully and at length: reason as long as you need before answering.",
@@ -96,7 +98,7 @@ class Setting:
         return out
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "Setting":
+    def from_spec(cls, spec: dict) -> Setting:
         fields = dict(spec)
         fields["forcing"] = BudgetForcing(**{**spec["forcing"], "extensions": tuple(spec["forcing"]["extensions"])})
         fields["bounds"] = tuple(spec["bounds"]) if spec.get("bounds") is not None else None
@@ -131,7 +133,9 @@ def build_settings(
     budgets = [c for c in caps if c is not None]
     needs_budget = [m for m in methods if m not in ("budget_forcing",) + SEARCH]
     if needs_budget and not budgets:
-        raise UserError(f"Method {needs_budget[0]} needs token budgets; pass --max-thinking-tokens, e.g. 512,1024,2048.")
+        raise UserError(
+            f"Method {needs_budget[0]} needs token budgets; pass --max-thinking-tokens, e.g. 512,1024,2048."
+        )
     if tokens_per_step < 1:
         raise UserError(f"--tokens-per-step must be at least 1, got {tokens_per_step}.")
     if steps is not None and any(s < 1 for s in steps):
@@ -177,15 +181,26 @@ def build_settings(
     return settings
 
 
-def _search_settings(method: str, base: BudgetForcing, caps: list[int | None], num_ignores: list[int],
-                     search: SearchSpec, widths: list[int]) -> list[Setting]:
+def _search_settings(
+    method: str,
+    base: BudgetForcing,
+    caps: list[int | None],
+    num_ignores: list[int],
+    search: SearchSpec,
+    widths: list[int],
+) -> list[Setting]:
     """A parallel method's setting per (cap, Wait count) with N trajectories; REBASE's per width as well.
     Their trajectories are budget-forced like budget forcing's samples."""
     if method in PARALLEL:
         spec = SearchSpec(search.trajectories)
         if method != "majority":
-            spec = replace(spec, reward=search.reward, reward_kind=search.reward_kind, step_tag=search.step_tag,
-                           aggregate=search.aggregate)
+            spec = replace(
+                spec,
+                reward=search.reward,
+                reward_kind=search.reward_kind,
+                step_tag=search.step_tag,
+                aggregate=search.aggregate,
+            )
         sizes = [search.trajectories]
     else:  # widths are checked with the other REBASE values (EvalConfig.check_search)
         spec, sizes = replace(search, trajectories=0), widths

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import UserError, first_line
+from s1.core.errors import UserError, first_line
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 DATA_DIR_ENV = "S1_DATA_DIR"
@@ -69,7 +69,7 @@ class Task:
     """The task file, so a relative data_file is found beside it."""
 
     @classmethod
-    def from_dict(cls, raw: dict, source: Path | None = None) -> "Task":
+    def from_dict(cls, raw: dict, source: Path | None = None) -> Task:
         where = f"task file {source}" if source else "task"
         if not isinstance(raw, dict):
             raise UserError(f"The {where} must be a YAML mapping of fields (task, doc_to_text, doc_to_target, ...).")
@@ -86,13 +86,30 @@ class Task:
             raise UserError(f"The {where} asks for few-shot examples; s1 evaluates zero-shot, set num_fewshot: 0.")
         if not raw.get("data_file") and not raw.get("dataset_path"):
             raise UserError(f"The {where} needs data_file (a local file) or dataset_path (a hub id).")
-        types = {"task": str, "doc_to_text": str, "doc_to_target": (str, int), "answer_kind": str, "data_file": str,
-                 "dataset_path": str, "dataset_name": str, "test_split": str, "id_field": str, "doc_to_choice": list,
-                 "shuffle_choices": bool, "choice_seed": int, "num_fewshot": int, "description": str}
+        types = {
+            "task": str,
+            "doc_to_text": str,
+            "doc_to_target": (str, int),
+            "answer_kind": str,
+            "data_file": str,
+            "dataset_path": str,
+            "dataset_name": str,
+            "test_split": str,
+            "id_field": str,
+            "doc_to_choice": list,
+            "shuffle_choices": bool,
+            "choice_seed": int,
+            "num_fewshot": int,
+            "description": str,
+        }
         for name, value in raw.items():
-            if value is not None and (not isinstance(value, types[name]) or (isinstance(value, bool) and types[name] is int)):
-                raise UserError(f"The {where} has a {name} of the wrong type ({type(value).__name__}); see the shipped "
-                                "tasks in s1/tasks/ for the form of each field.")
+            if value is not None and (
+                not isinstance(value, types[name]) or (isinstance(value, bool) and types[name] is int)
+            ):
+                raise UserError(
+                    f"The {where} has a {name} of the wrong type ({type(value).__name__}); see the shipped "
+                    "tasks in s1/tasks/ for the form of each field."
+                )
         choices = raw.get("doc_to_choice") or ()
         if not all(isinstance(c, str) for c in choices):
             raise UserError(f"The {where} lists doc_to_choice entries that are not text templates.")
@@ -102,6 +119,7 @@ class Task:
 
 
 # ------------------------------------------------------------------------------------------ templates
+
 
 def _environment():
     from jinja2 import StrictUndefined
@@ -113,7 +131,7 @@ def _environment():
 
 
 def _last_boxed(text) -> str:
-    from .grading import last_boxed
+    from s1.data.grading import last_boxed
 
     return last_boxed(str(text)) or ""
 
@@ -140,11 +158,14 @@ def _render(env, template: str, row: dict, extra: dict, what: str, task: str, nu
     try:
         return env.from_string(template).render(**names, doc=row, **extra)
     except (TemplateError, RecursionError, TypeError, ValueError) as exc:
-        raise UserError(f"Record {number} of {task}: {what} cannot be rendered ({exc.__class__.__name__}: "
-                        f"{str(exc)[:200]}); check the task's fields.") from None
+        raise UserError(
+            f"Record {number} of {task}: {what} cannot be rendered ({exc.__class__.__name__}: "
+            f"{str(exc)[:200]}); check the task's fields."
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------ loading
+
 
 def read_rows(path: Path) -> list[dict]:
     """Rows of a JSONL, JSON-array, CSV or Parquet file, with a clear error for anything unreadable."""
@@ -158,7 +179,9 @@ def read_rows(path: Path) -> list[dict]:
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark some editors write is not part of the data
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"Cannot read data file {path} ({exc.__class__.__name__}); check the path and that it is UTF-8.") from None
+        raise UserError(
+            f"Cannot read data file {path} ({exc.__class__.__name__}); check the path and that it is UTF-8."
+        ) from None
     if path.suffix.lower() == ".csv":
         # the whole text through the CSV parser: quoted fields keep their newlines
         return list(csv.DictReader(io.StringIO(text, newline="")))
@@ -171,7 +194,9 @@ def read_rows(path: Path) -> list[dict]:
             raise UserError(f"{path} must hold a JSON list of records.")
         return rows
     rows = []
-    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 and U+0085 may sit inside a JSON string
+    for number, line in enumerate(
+        text.split("\n"), 1
+    ):  # not splitlines: U+2028 and U+0085 may sit inside a JSON string
         if line.strip():
             try:
                 row = json.loads(line)
@@ -197,14 +222,18 @@ def _task_rows(task: Task, data_dir: str | Path | None) -> list[dict]:
         if folder and not Path(folder).is_dir():
             raise UserError(f"Data directory {folder} does not exist; pass the folder that holds {task.data_file}.")
         if folder or not task.dataset_path:
-            raise UserError(f"{task.data_file} was not found in {folder or 'the task file folder'}; put it there, "
-                            f"or pass --data-dir with the folder that holds it.")
+            raise UserError(
+                f"{task.data_file} was not found in {folder or 'the task file folder'}; put it there, "
+                f"or pass --data-dir with the folder that holds it."
+            )
     try:
         import datasets
 
         return [dict(r) for r in datasets.load_dataset(task.dataset_path, task.dataset_name, split=task.test_split)]
     except Exception as exc:  # offline, gated or missing: all mean "give me a local file"
-        hint = f"pass --data-dir with {task.data_file} or set ${DATA_DIR_ENV}" if task.data_file else "check dataset_path"
+        hint = (
+            f"pass --data-dir with {task.data_file} or set ${DATA_DIR_ENV}" if task.data_file else "check dataset_path"
+        )
         raise UserError(f"Could not load {task.task} from the hub ({exc.__class__.__name__}); {hint}.") from None
 
 
@@ -215,7 +244,9 @@ def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
     problems, seen = [], set()
     for number, row in enumerate(rows, 1):
         if task.id_field and task.id_field not in row:
-            raise UserError(f"Record {number} of {task.task} has no id field {task.id_field!r}; name an existing field.")
+            raise UserError(
+                f"Record {number} of {task.task} has no id field {task.id_field!r}; name an existing field."
+            )
         pid = str(row.get(id_field, number - 1)) if id_field else str(number - 1)
         if pid in seen:
             raise UserError(f"Record {number} of {task.task} repeats id {pid!r}; ids must be unique (set id_field).")
@@ -230,8 +261,11 @@ def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
                 random.Random(f"{task.choice_seed}:{pid}").shuffle(order)
             shown = [options[i] for i in order]
             answer = LETTERS[order.index(correct)]
-            extra = {"choices": shown, "letters": LETTERS[: len(shown)],
-                     "choice_lines": "\n".join(f"{l}) {o}" for l, o in zip(LETTERS, shown))}
+            extra = {
+                "choices": shown,
+                "letters": LETTERS[: len(shown)],
+                "choice_lines": "\n".join(f"{l}) {o}" for l, o in zip(LETTERS, shown)),
+            }
             question = _render(env, task.doc_to_text, row, extra, "doc_to_text", task.task, number)
             problems.append(Problem(pid, question, answer, "choice", tuple(shown)))
             continue
@@ -246,7 +280,9 @@ def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
             try:
                 answer = str(int(float(plain))) if re.fullmatch(r"[+-]?\d+(\.0+)?", plain) else str(int(plain))
             except ValueError:
-                raise UserError(f"Record {pid} of {task.task} has a non-integer answer {answer!r}; use answer_kind: math.") from None
+                raise UserError(
+                    f"Record {pid} of {task.task} has a non-integer answer {answer!r}; use answer_kind: math."
+                ) from None
         problems.append(Problem(pid, question, answer, task.answer_kind))
     return problems
 
@@ -258,10 +294,13 @@ def _correct_index(target: str, options: list[str], task: str, number: int) -> i
         return LETTERS.index(target.upper())
     if target in options:
         return options.index(target)
-    raise UserError(f"Record {number} of {task}: doc_to_target {target!r} is neither a choice index, a letter nor a choice.")
+    raise UserError(
+        f"Record {number} of {task}: doc_to_target {target!r} is neither a choice index, a letter nor a choice."
+    )
 
 
 # ------------------------------------------------------------------------------------------ registry
+
 
 def _read_task_file(path: Path) -> Task:
     import yaml
@@ -293,13 +332,20 @@ def get_task(name: str, include_path: str | Path | None = None) -> Task:
         return _read_task_file(Path(name))
     tasks = available_tasks(include_path)
     if name not in tasks:
-        raise UserError(f"Unknown benchmark {name!r}; choose one of {', '.join(tasks)}, pass a task file "
-                        "(my_task.yaml), or --data FILE.")
+        raise UserError(
+            f"Unknown benchmark {name!r}; choose one of {', '.join(tasks)}, pass a task file "
+            "(my_task.yaml), or --data FILE."
+        )
     return _read_task_file(tasks[name])
 
 
-def file_task(data: str | Path, question_field: str | None, answer_field: str | None, id_field: str | None,
-              answer_kind: str | None) -> tuple[Task, list[dict]]:
+def file_task(
+    data: str | Path,
+    question_field: str | None,
+    answer_field: str | None,
+    id_field: str | None,
+    answer_kind: str | None,
+) -> tuple[Task, list[dict]]:
     """A task made on the fly for `--data FILE`: the named (or guessed) question and answer fields.
 
     The fields are copied under fixed names, so any field name (spaces included) works in the template."""
@@ -310,16 +356,28 @@ def file_task(data: str | Path, question_field: str | None, answer_field: str | 
     q = question_field or next((n for n in ("question", "problem", "prompt", "Question") if n in first), None)
     a = answer_field or next((n for n in ("answer", "final_answer", "gt", "Correct Answer") if n in first), None)
     if not q or not a:
-        raise UserError(f"Cannot tell which fields of {data} hold the question and answer; pass --question-field and --answer-field.")
+        raise UserError(
+            f"Cannot tell which fields of {data} hold the question and answer; pass --question-field and --answer-field."
+        )
     for number, row in enumerate(rows, 1):
         missing = [f for f in (q, a) if f not in row]
         if missing:
-            raise UserError(f"Record {number} of {data} has no {missing[0]!r} field; name the fields with --question-field/--answer-field.")
+            raise UserError(
+                f"Record {number} of {data} has no {missing[0]!r} field; name the fields with --question-field/--answer-field."
+            )
     kind = answer_kind or "math"
     if kind == "choice":
-        raise UserError("A multiple-choice --data file needs its choices declared: write a task file with doc_to_choice.")
-    task = Task(task=Path(data).stem, doc_to_text="{{ doc['__question'] }}", doc_to_target="{{ doc['__answer'] | number }}",
-                answer_kind=kind, data_file=str(data), id_field=id_field)
+        raise UserError(
+            "A multiple-choice --data file needs its choices declared: write a task file with doc_to_choice."
+        )
+    task = Task(
+        task=Path(data).stem,
+        doc_to_text="{{ doc['__question'] }}",
+        doc_to_target="{{ doc['__answer'] | number }}",
+        answer_kind=kind,
+        data_file=str(data),
+        id_field=id_field,
+    )
     return task, [{**r, "__question": r[q], "__answer": r[a]} for r in rows]
 
 
@@ -352,7 +410,9 @@ def benchmark_problems(
         task = get_task(name or "", include_path)
         if answer_kind is not None and answer_kind != task.answer_kind:
             if "choice" in (answer_kind, task.answer_kind):
-                raise UserError(f"{task.task} is graded as {task.answer_kind}; --answer-kind {answer_kind} cannot change that.")
+                raise UserError(
+                    f"{task.task} is graded as {task.answer_kind}; --answer-kind {answer_kind} cannot change that."
+                )
             task = replace(task, answer_kind=answer_kind)
         problems = problems_of(task, _task_rows(task, data_dir))
     if ids:

@@ -12,23 +12,34 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .benchmarks import Problem, benchmark_problems
-from .engines import ENGINES, Engine, Sampling, load_engine, make_request
-from .engines.base import SEED_LIMIT
-from .errors import UserError
-from .forcing import BudgetForcing
-from .formats import get_format
-from .grading import GRADER_VERSION, Grader, text_classes
-from .methods import METHODS, NEEDS_REWARD, PARALLEL, SEARCH, SearchSpec, Setting, build_settings
-from .metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
-from .rundir import RunDir, identity_hash
-from .search_records import choose_answer, search_rows
+from s1.core.errors import UserError
+from s1.core.forcing import BudgetForcing
+from s1.core.formats import get_format
+from s1.core.rundir import RunDir, identity_hash
+from s1.data.benchmarks import Problem, benchmark_problems
+from s1.data.grading import GRADER_VERSION, Grader, text_classes
+from s1.engines import ENGINES, Engine, Sampling, load_engine, make_request
+from s1.engines.base import SEED_LIMIT
+from s1.evaluate.methods import METHODS, NEEDS_REWARD, PARALLEL, SEARCH, SearchSpec, Setting, build_settings
+from s1.evaluate.metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
+from s1.evaluate.search_records import choose_answer, search_rows
 
 # Run-level fields that change what a sample is. With the setting's full specification, the problem's
 # content hash and the sample index they make a sample's identity; the summary covers the settings of
 # the directory whose samples share this context.
-CONTEXT_FIELDS = ("model", "engine", "format", "system", "temperature", "top_p", "seed",
-                  "min_thinking_tokens", "extensions", "answer_prefix", "max_answer_tokens")
+CONTEXT_FIELDS = (
+    "model",
+    "engine",
+    "format",
+    "system",
+    "temperature",
+    "top_p",
+    "seed",
+    "min_thinking_tokens",
+    "extensions",
+    "answer_prefix",
+    "max_answer_tokens",
+)
 
 NOTES = [
     "accuracy: % of samples graded correct. 95% interval: percentile bootstrap over problems (2,000 resamples, "
@@ -101,8 +112,11 @@ class EvalConfig:
 
     def forcing(self) -> BudgetForcing:
         return BudgetForcing(
-            max_thinking_tokens=None, min_thinking_tokens=self.min_thinking_tokens, extensions=tuple(self.extensions),
-            answer_prefix=self.answer_prefix, max_answer_tokens=self.max_answer_tokens,
+            max_thinking_tokens=None,
+            min_thinking_tokens=self.min_thinking_tokens,
+            extensions=tuple(self.extensions),
+            answer_prefix=self.answer_prefix,
+            max_answer_tokens=self.max_answer_tokens,
         )
 
     def context(self) -> dict:
@@ -115,7 +129,11 @@ class EvalConfig:
         """Every setting of the sweep; all run-level values are checked here, before anything is loaded."""
         if self.samples < 1:
             raise UserError(f"--samples must be at least 1, got {self.samples}.")
-        if self.samples > 1 and self.temperature == 0 and any(m not in ("rejection_sampling",) + SEARCH for m in self.methods):
+        if (
+            self.samples > 1
+            and self.temperature == 0
+            and any(m not in ("rejection_sampling",) + SEARCH for m in self.methods)
+        ):
             raise UserError("--samples above 1 needs --temperature above 0; greedy samples would all be the same.")
         self.check_search()
         if self.max_tries < 1:
@@ -136,10 +154,20 @@ class EvalConfig:
             BudgetForcing(max_thinking_tokens=cap, min_thinking_tokens=self.min_thinking_tokens)
         for k in self.num_ignore:
             BudgetForcing(num_ignore=k)
-        settings = build_settings(self.methods, self.forcing(), self.max_thinking_tokens, self.num_ignore, self.steps,
-                                  self.tokens_per_step, self.search_spec(), self.widths)
+        settings = build_settings(
+            self.methods,
+            self.forcing(),
+            self.max_thinking_tokens,
+            self.num_ignore,
+            self.steps,
+            self.tokens_per_step,
+            self.search_spec(),
+            self.widths,
+        )
         # rejection sampling's bounded tries change what its samples are: they belong to its settings
-        return [Setting(**{**s.__dict__, "max_tries": self.max_tries}) if s.reject_over is not None else s for s in settings]
+        return [
+            Setting(**{**s.__dict__, "max_tries": self.max_tries}) if s.reject_over is not None else s for s in settings
+        ]
 
     def search_spec(self) -> SearchSpec:
         """The search settings; a reward model directory by its absolute path, so a run resumed from
@@ -147,42 +175,71 @@ class EvalConfig:
         reward = self.reward_model
         if reward and not reward.startswith(("http://", "https://")) and Path(reward).expanduser().is_dir():
             reward = str(Path(reward).expanduser().resolve())
-        return SearchSpec(self.samples, reward, self.reward_kind, self.step_tag, self.reward_aggregate,
-                          self.step_delimiter, self.max_step_tokens, self.max_depth, float(self.rebase_temperature),
-                          self.rebase_vote)
+        return SearchSpec(
+            self.samples,
+            reward,
+            self.reward_kind,
+            self.step_tag,
+            self.reward_aggregate,
+            self.step_delimiter,
+            self.max_step_tokens,
+            self.max_depth,
+            float(self.rebase_temperature),
+            self.rebase_vote,
+        )
 
     def check_search(self) -> None:
         """The parallel and tree-search values, checked before anything loads."""
-        from .rewards import AGGREGATES
+        from s1.evaluate.rewards import AGGREGATES
 
         needs = [m for m in self.methods if m in NEEDS_REWARD]
         if needs and not self.reward_model:
-            raise UserError(f"Method {needs[0]} needs a reward model; pass --reward-model (a model directory, an http:// "
-                            "URL of a /pooling server, or module:function).")
+            raise UserError(
+                f"Method {needs[0]} needs a reward model; pass --reward-model (a model directory, an http:// "
+                "URL of a /pooling server, or module:function)."
+            )
         if self.reward_aggregate not in AGGREGATES:
-            raise UserError(f"Unknown --reward-aggregate {self.reward_aggregate!r}; choose from {', '.join(AGGREGATES)}.")
+            raise UserError(
+                f"Unknown --reward-aggregate {self.reward_aggregate!r}; choose from {', '.join(AGGREGATES)}."
+            )
         if self.plot_tokens not in ("generated", "total"):
             raise UserError(f"--plot-tokens must be generated or total, got {self.plot_tokens!r}.")
         if "rebase" in self.methods:
             if self.rebase_vote not in ("weighted", "majority"):
                 raise UserError(f"--rebase-vote must be weighted or majority, got {self.rebase_vote!r}.")
-            from .engines.base import StepRule
-            from .search import RebaseSettings  # imports torch: only when REBASE runs
+            from s1.engines.base import StepRule
+            from s1.evaluate.search import RebaseSettings  # imports torch: only when REBASE runs
 
             for width in self.widths:
-                RebaseSettings(width, StepRule(self.step_delimiter, self.max_step_tokens), self.max_depth,
-                               self.rebase_temperature, self.reward_aggregate)
+                RebaseSettings(
+                    width,
+                    StepRule(self.step_delimiter, self.max_step_tokens),
+                    self.max_depth,
+                    self.rebase_temperature,
+                    self.reward_aggregate,
+                )
 
     def load_benchmarks(self) -> dict[str, list[Problem]]:
         """Benchmark name -> its problems (validated: a bad file or field fails here, before any model loads)."""
         common = dict(answer_kind=self.answer_kind, limit=self.limit, ids=self.ids)
         if self.data:
-            return dict([benchmark_problems(data=self.data, question_field=self.question_field, answer_field=self.answer_field,
-                                            id_field=self.id_field, **common)])
+            return dict(
+                [
+                    benchmark_problems(
+                        data=self.data,
+                        question_field=self.question_field,
+                        answer_field=self.answer_field,
+                        id_field=self.id_field,
+                        **common,
+                    )
+                ]
+            )
         if not self.benchmarks:
             raise UserError("--benchmark names no benchmark; pass one such as aime24, or --data FILE.")
-        return dict(benchmark_problems(name, data_dir=self.data_dir, include_path=self.include_path, **common)
-                    for name in self.benchmarks)
+        return dict(
+            benchmark_problems(name, data_dir=self.data_dir, include_path=self.include_path, **common)
+            for name in self.benchmarks
+        )
 
 
 def context_hash(config: EvalConfig) -> str:
@@ -261,7 +318,9 @@ class _Recorder:
                     choose_answer(record, self.grader)
                 else:
                     grade = self.grader.grade(kind, gold, text)
-                    record.update(extracted=grade.extracted, correct=grade.correct, reason=grade.reason, grader=GRADER_VERSION)
+                    record.update(
+                        extracted=grade.extracted, correct=grade.correct, reason=grade.reason, grader=GRADER_VERSION
+                    )
                 self.run.append(record)
                 self.on_recorded(record)
             except BaseException as exc:  # handed to the main thread at the next put or at close
@@ -298,11 +357,22 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
         todo = [it for it in items if it.identity not in done]
         if todo:
             reward = _load_reward(config, [it.setting for it in todo])
-            engine = engine or load_engine(config.model, config.engine, config.format, base_urls=config.base_urls,
-                                          remote_mode=config.remote_mode, parallel=config.batch_size)
+            engine = engine or load_engine(
+                config.model,
+                config.engine,
+                config.format,
+                base_urls=config.base_urls,
+                remote_mode=config.remote_mode,
+                parallel=config.batch_size,
+            )
             tally = _Tally()
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-                       TimeRemainingColumn())
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeRemainingColumn(),
+            )
             with Progress(*columns, disable=not show_progress, transient=False) as progress:
                 task = progress.add_task("eval", total=len(items), completed=len(items) - len(todo), stats="")
 
@@ -339,8 +409,15 @@ def _run_setting(config: EvalConfig, engine: Engine, recorder: _Recorder, contex
     while pending:
         samplings = [_sampling(config, it, temperature) for it in pending]
         requests = [
-            make_request(engine.tokenizer, engine.format_tokens, engine.context_length, setting.prompt(it.problem.question),
-                         setting.forcing, sampling, config.system)
+            make_request(
+                engine.tokenizer,
+                engine.format_tokens,
+                engine.context_length,
+                setting.prompt(it.problem.question),
+                setting.forcing,
+                sampling,
+                config.system,
+            )
             for it, sampling in zip(pending, samplings)
         ]
         start = time.perf_counter()
@@ -354,15 +431,28 @@ def _run_setting(config: EvalConfig, engine: Engine, recorder: _Recorder, contex
                 retry.append(item)
                 return
             record = {
-                "identity": item.identity, "context": context, "benchmark": item.benchmark, "id": item.problem.id,
-                "method": setting.method, "setting": setting.label, "sample": item.sample,
-                "setting_spec": setting.spec(), "problem_hash": item.problem.content_hash(), "seed": samplings[i].seed,
+                "identity": item.identity,
+                "context": context,
+                "benchmark": item.benchmark,
+                "id": item.problem.id,
+                "method": setting.method,
+                "setting": setting.label,
+                "sample": item.sample,
+                "setting_spec": setting.spec(),
+                "problem_hash": item.problem.content_hash(),
+                "seed": samplings[i].seed,
                 "prompt": completion.prompt,
                 "output": engine.tokenizer.decode(completion.output_token_ids, skip_special_tokens=False),
-                "thinking_tokens": completion.thinking_tokens, "answer_tokens": completion.answer_tokens,
-                "extensions_used": completion.extensions_used, "capped": completion.capped,
-                "finish_reason": completion.finish_reason, "gold": item.problem.answer, "kind": item.problem.kind,
-                "tries": item.tries, "fits": fits, "seconds": round(time.perf_counter() - start, 3),
+                "thinking_tokens": completion.thinking_tokens,
+                "answer_tokens": completion.answer_tokens,
+                "extensions_used": completion.extensions_used,
+                "capped": completion.capped,
+                "finish_reason": completion.finish_reason,
+                "gold": item.problem.answer,
+                "kind": item.problem.kind,
+                "tries": item.tries,
+                "fits": fits,
+                "seconds": round(time.perf_counter() - start, 3),
                 "answer": completion.answer,
                 "forced": forced_offsets(engine.tokenizer, completion),
                 "prefill_tokens": completion.prompt_tokens_processed,
@@ -375,63 +465,114 @@ def _run_setting(config: EvalConfig, engine: Engine, recorder: _Recorder, contex
 
 def _load_reward(config: EvalConfig, settings: list[Setting]):
     """The reward model, once, when a setting still to run needs one."""
-    from .rewards import load_reward_model
+    from s1.evaluate.rewards import load_reward_model
 
     if not any(s.search and s.search.reward for s in settings):
         return None
     return load_reward_model(config.reward_model, config.reward_kind, config.step_tag)
 
 
-def _run_search(config: EvalConfig, engine: Engine, recorder: _Recorder, context: str, items: list[_Item],
-                todo: list[_Item], reward) -> None:
+def _run_search(
+    config: EvalConfig, engine: Engine, recorder: _Recorder, context: str, items: list[_Item], todo: list[_Item], reward
+) -> None:
     """A parallel or tree-search setting, problem by problem: all of a problem's trajectories run as one
     batch. Parallel settings with the same trajectories (same forcing and N) still to do for the problem
     share one draw: majority, best-of-N and weighted majority then differ only in the answer they pick."""
     from dataclasses import replace as with_
 
-    from .engines.base import StepRule
-    from .search import RebaseSettings, rebase, sample
+    from s1.engines.base import StepRule
+    from s1.evaluate.search import RebaseSettings, rebase, sample
 
-    setting, temperature = items[0].setting, config.temperature or 1.0  # parallel methods sample (temperature 1 by default)
+    setting, temperature = (
+        items[0].setting,
+        config.temperature or 1.0,
+    )  # parallel methods sample (temperature 1 by default)
     for item in items:
         if item.recorded:
             continue
         problem, start = item.problem, time.perf_counter()
         group = [item]
         if setting.method in PARALLEL:
-            group = [it for it in todo if not it.recorded and it.benchmark == item.benchmark and it.problem is problem
-                     and it.setting.method in PARALLEL and it.setting.forcing == setting.forcing
-                     and it.setting.search.trajectories == setting.search.trajectories]
-        request = make_request(engine.tokenizer, engine.format_tokens, engine.context_length,
-                               setting.prompt(problem.question), setting.forcing, Sampling(temperature, config.top_p),
-                               config.system)
+            group = [
+                it
+                for it in todo
+                if not it.recorded
+                and it.benchmark == item.benchmark
+                and it.problem is problem
+                and it.setting.method in PARALLEL
+                and it.setting.forcing == setting.forcing
+                and it.setting.search.trajectories == setting.search.trajectories
+            ]
+        request = make_request(
+            engine.tokenizer,
+            engine.format_tokens,
+            engine.context_length,
+            setting.prompt(problem.question),
+            setting.forcing,
+            Sampling(temperature, config.top_p),
+            config.system,
+        )
 
         def sampling(node, j: int) -> Sampling:
-            seed = None if config.seed is None else problem_seed(config.seed, problem.id, f"{node}.{j}" if node is not None else j, 0)
+            seed = (
+                None
+                if config.seed is None
+                else problem_seed(config.seed, problem.id, f"{node}.{j}" if node is not None else j, 0)
+            )
             return with_(request.sampling, seed=seed)
 
         spec = setting.search
         if setting.method in PARALLEL:
             scorer = reward if any(it.setting.search.reward for it in group) else None
-            result = sample(engine, request, problem.question, [sampling(None, j) for j in range(spec.trajectories)],
-                            config.batch_size, scorer, spec.aggregate, spec.delimiter)
+            result = sample(
+                engine,
+                request,
+                problem.question,
+                [sampling(None, j) for j in range(spec.trajectories)],
+                config.batch_size,
+                scorer,
+                spec.aggregate,
+                spec.delimiter,
+            )
         else:
-            params = RebaseSettings(spec.trajectories, StepRule(spec.delimiter, spec.max_step_tokens), spec.max_depth,
-                                    spec.softmax_temperature, spec.aggregate)
+            params = RebaseSettings(
+                spec.trajectories,
+                StepRule(spec.delimiter, spec.max_step_tokens),
+                spec.max_depth,
+                spec.softmax_temperature,
+                spec.aggregate,
+            )
             result = rebase(engine, request, problem.question, reward, params, sampling, config.batch_size)
         shared = {
-            "context": context, "benchmark": item.benchmark, "id": problem.id, "sample": 0, "temperature": temperature,
-            "problem_hash": problem.content_hash(), "gold": problem.answer, "kind": problem.kind, "prompt": request.prompt,
-            "trajectories": [t.to_dict() for t in result.trajectories], "generated_tokens": result.generated_tokens,
-            "prefill_tokens": result.prefill_tokens, "reward_tokens": result.reward_tokens,
-            "root_prefill": result.root_prefill, "tree": result.nodes,
-            "thinking_tokens": result.generated_tokens, "answer_tokens": 0,
+            "context": context,
+            "benchmark": item.benchmark,
+            "id": problem.id,
+            "sample": 0,
+            "temperature": temperature,
+            "problem_hash": problem.content_hash(),
+            "gold": problem.answer,
+            "kind": problem.kind,
+            "prompt": request.prompt,
+            "trajectories": [t.to_dict() for t in result.trajectories],
+            "generated_tokens": result.generated_tokens,
+            "prefill_tokens": result.prefill_tokens,
+            "reward_tokens": result.reward_tokens,
+            "root_prefill": result.root_prefill,
+            "tree": result.nodes,
+            "thinking_tokens": result.generated_tokens,
+            "answer_tokens": 0,
             "seconds": round(time.perf_counter() - start, 3),
         }
         for it in group:
             it.recorded = True
-            record = {**shared, "identity": it.identity, "method": it.setting.method, "setting": it.setting.label,
-                      "setting_spec": it.setting.spec(), "trajectories": [dict(t) for t in shared["trajectories"]]}
+            record = {
+                **shared,
+                "identity": it.identity,
+                "method": it.setting.method,
+                "setting": it.setting.label,
+                "setting_spec": it.setting.spec(),
+                "trajectories": [dict(t) for t in shared["trajectories"]],
+            }
             if not it.setting.search.reward:  # majority shares the draw but reads no reward
                 record["reward_tokens"] = 0
             recorder.put(record, problem.kind, problem.answer, "")
@@ -466,8 +607,13 @@ def _regrade(run: RunDir, grader: Grader, records: dict[str, dict]) -> dict[str,
 
 def _setting_order(s: Setting) -> tuple:
     cap = s.forcing.max_thinking_tokens
-    return (METHODS.index(s.method) if s.method in METHODS else len(METHODS), not s.reference,
-            float("inf") if cap is None else cap, s.forcing.num_ignore, s.label)
+    return (
+        METHODS.index(s.method) if s.method in METHODS else len(METHODS),
+        not s.reference,
+        float("inf") if cap is None else cap,
+        s.forcing.num_ignore,
+        s.label,
+    )
 
 
 def _all_settings(config: EvalConfig, context: str, settings: list[Setting], name: str, records: dict) -> list[Setting]:
@@ -490,8 +636,14 @@ def _voting(grader: Grader | None, kind: str, samples: list[dict]) -> list[int |
     return grader.classes(kind, answers) if grader is not None else text_classes(answers)
 
 
-def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str, list[Problem]], records: dict,
-              grader: Grader | None = None, skipped_lines: int = 0) -> dict:
+def summarize(
+    config: EvalConfig,
+    settings: list[Setting],
+    benchmarks: dict[str, list[Problem]],
+    records: dict,
+    grader: Grader | None = None,
+    skipped_lines: int = 0,
+) -> dict:
     """Per benchmark: one row per setting (every setting of the directory's context), then Control / Scaling /
     Performance per method. Only samples whose identity matches the current problems are counted."""
     context = context_hash(config)
@@ -506,7 +658,9 @@ def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str,
                 used += len(found)
                 for row in search_rows(s, found, len(problems)):
                     # n=2 of N=4 and n=2 of N=8 are one point: the larger draw's stands
-                    same = next((r for r in rows if (r["method"], r["setting"]) == (row["method"], row["setting"])), None)
+                    same = next(
+                        (r for r in rows if (r["method"], r["setting"]) == (row["method"], row["setting"])), None
+                    )
                     if same is None:
                         rows.append(row)
                     elif row["draw"] > same["draw"]:
@@ -524,12 +678,20 @@ def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str,
             flat = [r for _, samples in per_problem for r in samples]
             lo, hi = bootstrap_ci(groups)
             row = {
-                "method": s.method, "setting": s.label, "problems": len(per_problem), "samples": len(flat),
-                "complete": len(per_problem) == len(problems), "reference": s.reference,
-                "accuracy": accuracy([c for g in groups for c in g]), "ci_low": lo, "ci_high": hi,
+                "method": s.method,
+                "setting": s.label,
+                "problems": len(per_problem),
+                "samples": len(flat),
+                "complete": len(per_problem) == len(problems),
+                "reference": s.reference,
+                "accuracy": accuracy([c for g in groups for c in g]),
+                "ci_low": lo,
+                "ci_high": hi,
                 "mean_thinking_tokens": sum(r["thinking_tokens"] for r in flat) / len(flat),
-                "mean_total_tokens": sum(r["thinking_tokens"] + r["answer_tokens"] + r.get("prefill_tokens", 0)
-                                         for r in flat) / len(flat),
+                "mean_total_tokens": sum(
+                    r["thinking_tokens"] + r["answer_tokens"] + r.get("prefill_tokens", 0) for r in flat
+                )
+                / len(flat),
                 "in_control": None if s.bounds is None else all(s.in_bounds(r["thinking_tokens"]) for r in flat),
                 "relative": s.relative,
             }
@@ -538,11 +700,17 @@ def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str,
                 classes = [_voting(grader, p.kind, samples) for p, samples in per_problem]
                 for k in range(1, config.samples + 1):
                     votes = [majority_vote(c[:k]) for c in classes]
-                    row["maj@k"][k] = accuracy([v is not None and bool(samples[v]["correct"])
-                                                for v, (_, samples) in zip(votes, per_problem)])
-                    row["pass@k"][k] = 100.0 * sum(
-                        pass_at_k(len(samples), sum(bool(r["correct"]) for r in samples), k) for _, samples in per_problem
-                    ) / len(per_problem)
+                    row["maj@k"][k] = accuracy(
+                        [v is not None and bool(samples[v]["correct"]) for v, (_, samples) in zip(votes, per_problem)]
+                    )
+                    row["pass@k"][k] = (
+                        100.0
+                        * sum(
+                            pass_at_k(len(samples), sum(bool(r["correct"]) for r in samples), k)
+                            for _, samples in per_problem
+                        )
+                        / len(per_problem)
+                    )
             rows.append(row)
         _relative_control(rows)
         methods = {}
@@ -557,8 +725,15 @@ def summarize(config: EvalConfig, settings: list[Setting], benchmarks: dict[str,
                 "performance": performance([r["accuracy"] for r in mine if not r["reference"]]),
             }
         out[name] = {"problems": len(problems), "settings": rows, "methods": methods}
-    return {"model": config.model, "context": context, "config": asdict(config), "benchmarks": out, "notes": NOTES,
-            "unused_samples": len(records) - used, "unreadable_lines": skipped_lines}
+    return {
+        "model": config.model,
+        "context": context,
+        "config": asdict(config),
+        "benchmarks": out,
+        "notes": NOTES,
+        "unused_samples": len(records) - used,
+        "unreadable_lines": skipped_lines,
+    }
 
 
 def _relative_control(rows: list[dict]) -> None:
@@ -579,32 +754,59 @@ def _fmt(value, spec: str = ".1f", missing: str = "–") -> str:
 def summary_markdown(summary: dict, title: str | None = None, notes: bool = True) -> str:
     lines = [f"# {title or 's1 eval: ' + summary['model']}", ""]
     for name, bench in summary["benchmarks"].items():
-        lines += [f"## {name}", "", "| method | setting | n | mean thinking tokens | accuracy % (95% CI) | in control |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {name}",
+            "",
+            "| method | setting | n | mean thinking tokens | accuracy % (95% CI) | in control |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in bench["settings"]:
             control_text = "–" if r["in_control"] is None else ("yes" if r["in_control"] else "no")
-            n = f"{r['samples']}" + ("" if r.get("complete", True) else f" ({r['problems']} of {bench['problems']} problems)")
+            n = f"{r['samples']}" + (
+                "" if r.get("complete", True) else f" ({r['problems']} of {bench['problems']} problems)"
+            )
             lines.append(
                 f"| {r['method']} | {r['setting']} | {n} | {r['mean_thinking_tokens']:.0f} | "
                 f"{r['accuracy']:.1f} ({r['ci_low']:.1f}–{r['ci_high']:.1f}) | {control_text} |"
             )
         if any("maj@k" in r for r in bench["settings"]):
             ks = list(next(r for r in bench["settings"] if "maj@k" in r)["maj@k"])
-            lines += ["", "| method | setting | " + " | ".join(f"maj@{k}" for k in ks) + " | " + " | ".join(f"pass@{k}" for k in ks) + " |",
-                      "|---|---|" + "---|" * (2 * len(ks))]
+            lines += [
+                "",
+                "| method | setting | "
+                + " | ".join(f"maj@{k}" for k in ks)
+                + " | "
+                + " | ".join(f"pass@{k}" for k in ks)
+                + " |",
+                "|---|---|" + "---|" * (2 * len(ks)),
+            ]
             for r in bench["settings"]:
                 if "maj@k" in r:
-                    lines.append(f"| {r['method']} | {r['setting']} | " + " | ".join(f"{r['maj@k'][k]:.1f}" for k in ks) + " | "
-                                 + " | ".join(f"{r['pass@k'][k]:.1f}" for k in ks) + " |")
+                    lines.append(
+                        f"| {r['method']} | {r['setting']} | "
+                        + " | ".join(f"{r['maj@k'][k]:.1f}" for k in ks)
+                        + " | "
+                        + " | ".join(f"{r['pass@k'][k]:.1f}" for k in ks)
+                        + " |"
+                    )
         searched = [r for r in bench["settings"] if "mean_prefill_tokens" in r]
         if searched:
-            lines += ["", "| method | setting | generated tokens / problem | prompt tokens processed / problem | "
-                      "reward-model tokens / problem | total |", "|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                "| method | setting | generated tokens / problem | prompt tokens processed / problem | "
+                "reward-model tokens / problem | total |",
+                "|---|---|---|---|---|---|",
+            ]
             for r in searched:
-                lines.append(f"| {r['method']} | {r['setting']} | {r['mean_thinking_tokens']:.0f} | {r['mean_prefill_tokens']:.0f} | "
-                             f"{r['mean_reward_tokens']:.0f} | {r['mean_total_tokens']:.0f} |")
-        lines += ["", "| method | Control % | Scaling (points / 1k thinking tokens) | Scaling (points / doubling) | Performance % |",
-                  "|---|---|---|---|---|"]
+                lines.append(
+                    f"| {r['method']} | {r['setting']} | {r['mean_thinking_tokens']:.0f} | {r['mean_prefill_tokens']:.0f} | "
+                    f"{r['mean_reward_tokens']:.0f} | {r['mean_total_tokens']:.0f} |"
+                )
+        lines += [
+            "",
+            "| method | Control % | Scaling (points / 1k thinking tokens) | Scaling (points / doubling) | Performance % |",
+            "|---|---|---|---|---|",
+        ]
         for method, m in bench["methods"].items():
             lines.append(
                 f"| {method} | {_fmt(m['control'])} | {_fmt(m['scaling_per_1k_tokens'], '.2f')} | "
@@ -615,8 +817,10 @@ def summary_markdown(summary: dict, title: str | None = None, notes: bool = True
         return "\n".join(lines) + "\n"
     lines += ["How to read this table:", ""] + [f"- {note}" for note in summary.get("notes", [])]
     if summary.get("unused_samples"):
-        lines.append(f"- {summary['unused_samples']} samples in samples.jsonl belong to other configurations or problems "
-                     "and are not counted here.")
+        lines.append(
+            f"- {summary['unused_samples']} samples in samples.jsonl belong to other configurations or problems "
+            "and are not counted here."
+        )
     if summary.get("unreadable_lines"):
         lines.append(f"- {summary['unreadable_lines']} unreadable lines in samples.jsonl were skipped.")
     return "\n".join(lines) + "\n"
@@ -625,7 +829,7 @@ def summary_markdown(summary: dict, title: str | None = None, notes: bool = True
 def write_summary(run: RunDir, config: EvalConfig, summary: dict) -> None:
     import json
 
-    from .plots import method_points, scaling_plot
+    from s1.report.plots import method_points, scaling_plot
 
     run.write("summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     run.write("summary.md", summary_markdown(summary))
@@ -636,9 +840,16 @@ def write_summary(run: RunDir, config: EvalConfig, summary: dict) -> None:
         for method in bench["methods"]
     ]
     searched = any(m in SEARCH for bench in summary["benchmarks"].values() for m in bench["methods"])
-    xlabel = ("tokens processed (prompt, generated, reward model)" if config.plot_tokens == "total"
-              else "generated tokens (search: all trajectories of a problem)" if searched else None)
-    scaling_plot(curves, run.path / "scaling.png", title=f"{config.model}: {', '.join(summary['benchmarks'])}", xlabel=xlabel)
+    xlabel = (
+        "tokens processed (prompt, generated, reward model)"
+        if config.plot_tokens == "total"
+        else "generated tokens (search: all trajectories of a problem)"
+        if searched
+        else None
+    )
+    scaling_plot(
+        curves, run.path / "scaling.png", title=f"{config.model}: {', '.join(summary['benchmarks'])}", xlabel=xlabel
+    )
 
 
 __all__ = ["EvalConfig", "run_eval", "summarize", "summary_markdown", "sample_identity"]

@@ -23,11 +23,12 @@ import importlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
-from .errors import UserError, first_line
+from s1.core.errors import UserError, first_line
 
 AGGREGATES = ("last", "min", "mean", "prod")
 log = logging.getLogger("s1.rewards")
@@ -77,20 +78,25 @@ class _Transformers:
     def __init__(self, path: str, step_tag: str, model_class):
         from transformers import AutoTokenizer
 
-        from .models import pick_device, pick_dtype
+        from s1.core.models import pick_device, pick_dtype
 
         device = pick_device("auto")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self.model, info = model_class.from_pretrained(path, local_files_only=True, dtype=pick_dtype("auto", device),
-                                                           output_loading_info=True)
+            self.model, info = model_class.from_pretrained(
+                path, local_files_only=True, dtype=pick_dtype("auto", device), output_loading_info=True
+            )
         except (OSError, ValueError) as exc:
-            raise UserError(f"Could not load a reward model from {path} ({first_line(exc)}); "
-                            "pass a saved transformers reward model directory.") from None
+            raise UserError(
+                f"Could not load a reward model from {path} ({first_line(exc)}); "
+                "pass a saved transformers reward model directory."
+            ) from None
         if info.get("missing_keys"):
             # a head the checkpoint lacks would be initialized at random and score noise, silently
-            raise UserError(f"{path} has no trained weights for {', '.join(sorted(info['missing_keys'])[:3])} as a "
-                            f"{model_class.__name__[4:]}; pass the --reward-kind that matches how it was trained.")
+            raise UserError(
+                f"{path} has no trained weights for {', '.join(sorted(info['missing_keys'])[:3])} as a "
+                f"{model_class.__name__[4:]}; pass the --reward-kind that matches how it was trained."
+            )
         self.model.to(device).eval()
         self.device = device
         self.name = path
@@ -113,7 +119,9 @@ class _Transformers:
         than ending a run that generated for hours."""
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit and len(ids) > limit:
-            log.warning("reward model: a solution of %d tokens is longer than its context (%d); not scored", len(ids), limit)
+            log.warning(
+                "reward model: a solution of %d tokens is longer than its context (%d); not scored", len(ids), limit
+            )
             return False
         return True
 
@@ -186,9 +194,15 @@ class CallableReward:
         out = []
         for question, steps in items:
             value = self.function(question, steps)
-            values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float("nan")] * (len(steps) - 1) + [float(value)]
+            values = (
+                [float(v) for v in value]
+                if isinstance(value, (list, tuple))
+                else [float("nan")] * (len(steps) - 1) + [float(value)]
+            )
             if len(values) != len(steps):
-                raise UserError(f"The reward function {self.name} returned {len(values)} scores for {len(steps)} steps.")
+                raise UserError(
+                    f"The reward function {self.name} returned {len(values)} scores for {len(steps)} steps."
+                )
             out.append(Scored(values, 0))
         return out
 
@@ -211,16 +225,24 @@ class HTTPReward:
         out = []
         for question, steps in items:
             steps = [s.replace(self.tag, "\n").strip() or "." for s in steps]  # a step holds no tag of its own
-            body = {"messages": [{"role": "user", "content": question},
-                                 {"role": "assistant", "content": "".join(s + self.tag for s in steps)}]}
+            body = {
+                "messages": [
+                    {"role": "user", "content": question},
+                    {"role": "assistant", "content": "".join(s + self.tag for s in steps)},
+                ]
+            }
             if self.model:
                 body["model"] = self.model
             try:
                 response = httpx.post(f"{self.base}/pooling", json=body, timeout=self.timeout)
             except httpx.HTTPError as exc:
-                raise UserError(f"The reward server at {self.base} could not be reached ({exc}); check --reward-model.") from None
+                raise UserError(
+                    f"The reward server at {self.base} could not be reached ({exc}); check --reward-model."
+                ) from None
             if response.status_code != 200:
-                raise UserError(f"The reward server at {self.base} answered {response.status_code}: {response.text[:300]}")
+                raise UserError(
+                    f"The reward server at {self.base} answered {response.status_code}: {response.text[:300]}"
+                )
             try:
                 payload = response.json()
                 data = payload["data"][0]["data"]
@@ -228,13 +250,17 @@ class HTTPReward:
                 values = [float(v[-1]) for v in vectors]
                 tokens = int(payload.get("usage", {}).get("prompt_tokens", 0))
             except (ValueError, KeyError, IndexError, TypeError):
-                raise UserError(f"The reward server at {self.base} answered in a shape that is not vLLM's Pooling API "
-                                f"({response.text[:200]!r}); point --reward-model at a /pooling server.") from None
+                raise UserError(
+                    f"The reward server at {self.base} answered in a shape that is not vLLM's Pooling API "
+                    f"({response.text[:200]!r}); point --reward-model at a /pooling server."
+                ) from None
             if len(values) == 1 and len(steps) > 1:
                 values = [float("nan")] * (len(steps) - 1) + values
             if len(values) != len(steps):
-                raise UserError(f"The reward server returned {len(values)} scores for {len(steps)} steps; "
-                                "serve a PRM with STEP pooling on the step tag.")
+                raise UserError(
+                    f"The reward server returned {len(values)} scores for {len(steps)} steps; "
+                    "serve a PRM with STEP pooling on the step tag."
+                )
             out.append(Scored(values, tokens))
         return out
 
@@ -254,8 +280,10 @@ def load_reward_model(spec: str, kind: str = "auto", step_tag: str | None = None
             raise UserError(f"{spec} holds no config.json; pass a saved transformers reward model directory.")
         arch = " ".join(json.loads(config.read_text()).get("architectures") or [])
         if "ProcessRewardModel" in arch:
-            raise UserError(f"{spec} is a {arch} with its own code (such as Qwen2.5-Math-PRM), which s1 does not load; "
-                            "serve it with vLLM (--task reward) and pass --reward-model http://host:port.")
+            raise UserError(
+                f"{spec} is a {arch} with its own code (such as Qwen2.5-Math-PRM), which s1 does not load; "
+                "serve it with vLLM (--task reward) and pass --reward-model http://host:port."
+            )
         if kind == "auto":
             kind = "orm" if "SequenceClassification" in arch else "prm" if "TokenClassification" in arch else "shepherd"
         makers = {"prm": TokenClassPRM, "shepherd": ShepherdPRM, "orm": OutcomeRM}
@@ -282,10 +310,21 @@ def save_random_reward_model(tokenizer, path, kind: str = "prm", seed: int = 0) 
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, LlamaForTokenClassification
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
-                         num_labels=1 if kind == "orm" else 2, pad_token_id=2, initializer_range=0.5)
-    model = {"prm": LlamaForTokenClassification, "orm": LlamaForSequenceClassification, "shepherd": LlamaForCausalLM}[kind](config)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=8192,
+        num_labels=1 if kind == "orm" else 2,
+        pad_token_id=2,
+        initializer_range=0.5,
+    )
+    model = {"prm": LlamaForTokenClassification, "orm": LlamaForSequenceClassification, "shepherd": LlamaForCausalLM}[
+        kind
+    ](config)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)

@@ -21,8 +21,8 @@ from typing import Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
-from .protocol import BadRequest
-from .rewards import RewardModel
+from s1.evaluate.rewards import RewardModel
+from s1.serve.protocol import BadRequest
 
 MAX_INPUTS = 256
 STEP_TAG = "\n\n"
@@ -48,7 +48,9 @@ class PoolingBody(BaseModel):
 def parse(body: PoolingBody, tag: str) -> list[tuple[str, list[str]]]:
     """(question, steps) per input, or BadRequest with the one sentence the client gets."""
     if (body.input is None) == (body.messages is None):
-        raise BadRequest("Send either `input` (text) or `messages` (a user question and the assistant's steps), not both or neither.")
+        raise BadRequest(
+            "Send either `input` (text) or `messages` (a user question and the assistant's steps), not both or neither."
+        )
     if body.messages is not None:
         question = "\n".join(m.content for m in body.messages if m.role == "user")
         answer = "".join(m.content for m in body.messages if m.role == "assistant")
@@ -62,7 +64,9 @@ def parse(body: PoolingBody, tag: str) -> list[tuple[str, list[str]]]:
     for text in texts:
         question, found, rest = text.partition(tag)
         if not found or not question.strip() or not rest.strip():
-            raise BadRequest(f"Each input is the question, {tag!r}, then the steps each followed by {tag!r}; one has no steps.")
+            raise BadRequest(
+                f"Each input is the question, {tag!r}, then the steps each followed by {tag!r}; one has no steps."
+            )
         out.append((question, _steps(rest, tag)))
     return out
 
@@ -89,5 +93,11 @@ def add_pooling_route(app: FastAPI, reward: RewardModel, model_name: str, tag: s
                 raise BadRequest("The solution could not be scored (longer than the reward model's context?).")
             data.append({"index": i, "object": "pooling", "data": [[1.0 - v, v] for v in values]})
         tokens = sum(s.tokens for s in scored)
-        return {"id": f"pool-{uuid.uuid4().hex[:24]}", "object": "list", "created": int(time.time()), "model": model_name,
-                "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}}
+        return {
+            "id": f"pool-{uuid.uuid4().hex[:24]}",
+            "object": "list",
+            "created": int(time.time()),
+            "model": model_name,
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0},
+        }

@@ -12,12 +12,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .engines.base import SEED_LIMIT, Completion, Request, Sampling, prepare_ids
-from .forcing import BudgetForcing
-from .formats import encode, open_thinking, render_messages
-from .schedulers import Stream
+from s1.core.forcing import BudgetForcing
+from s1.core.formats import encode, open_thinking, render_messages
+from s1.engines.base import SEED_LIMIT, Completion, Request, Sampling, prepare_ids
+from s1.serve.schedulers import Stream
 
-BUDGET_FIELDS = ("max_thinking_tokens", "min_thinking_tokens", "num_ignore", "extensions", "answer_prefix", "max_answer_tokens")
+BUDGET_FIELDS = (
+    "max_thinking_tokens",
+    "min_thinking_tokens",
+    "num_ignore",
+    "extensions",
+    "answer_prefix",
+    "max_answer_tokens",
+)
 MAX_N = 16
 MAX_PROMPTS = 256
 MAX_LOGPROBS = 20
@@ -137,7 +144,13 @@ IN_PROCESS = ("hf", "llamacpp")
 
 def refuse_unsupported(body: _Body, engine_name: str) -> None:
     """Fields that are accepted only at their neutral values, and options only some engines have."""
-    neutral = {"frequency_penalty": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.0, "repeat_penalty": 1.0, "ignore_eos": False}
+    neutral = {
+        "frequency_penalty": 0.0,
+        "presence_penalty": 0.0,
+        "repetition_penalty": 1.0,
+        "repeat_penalty": 1.0,
+        "ignore_eos": False,
+    }
     for name, value in neutral.items():
         if getattr(body, name) != value:
             raise BadRequest(f"{name}={getattr(body, name)!r} is not supported by s1 serve; leave it at {value!r}.")
@@ -148,15 +161,19 @@ def refuse_unsupported(body: _Body, engine_name: str) -> None:
     if body.stream_options is not None and not body.stream:
         raise BadRequest("stream_options is only allowed with stream: true.")
     if body.min_tokens and engine_name not in IN_PROCESS:
-        raise BadRequest("min_tokens needs an in-process engine (it masks stop tokens in the logits); remove it or serve with "
-                         "--engine hf or llamacpp.")
+        raise BadRequest(
+            "min_tokens needs an in-process engine (it masks stop tokens in the logits); remove it or serve with "
+            "--engine hf or llamacpp."
+        )
     if isinstance(body, CompletionBody):
         if body.suffix:
             raise BadRequest("suffix (fill-in-the-middle) is not supported by s1 serve; remove it.")
         if body.best_of not in (None, 1):
             raise BadRequest("best_of is not supported by s1 serve; use n for several samples.")
         if body.stream and (body.echo or body.logprobs is not None or body.return_token_ids):
-            raise BadRequest("echo, logprobs and return_token_ids are supported without streaming only; set stream: false.")
+            raise BadRequest(
+                "echo, logprobs and return_token_ids are supported without streaming only; set stream: false."
+            )
     if isinstance(body, ChatBody):
         if body.tools or body.tool_choice not in (None, "none", "auto"):
             raise BadRequest("tools and tool_choice are not supported by s1 serve; remove them.")
@@ -169,7 +186,9 @@ def refuse_unsupported(body: _Body, engine_name: str) -> None:
             raise BadRequest("top_logprobs needs logprobs: true.")
         if body.stream and body.logprobs:
             raise BadRequest("logprobs are supported without streaming only; set stream: false.")
-    wants_logprobs = (isinstance(body, CompletionBody) and body.logprobs is not None) or (isinstance(body, ChatBody) and body.logprobs)
+    wants_logprobs = (isinstance(body, CompletionBody) and body.logprobs is not None) or (
+        isinstance(body, ChatBody) and body.logprobs
+    )
     if wants_logprobs and engine_name not in IN_PROCESS:
         raise BadRequest("logprobs need an in-process engine; serve with --engine hf or llamacpp, or remove logprobs.")
 
@@ -200,7 +219,9 @@ class Translator:
 
     def _check_id(self, token, where: str) -> None:
         if not 0 <= token < self.vocab:
-            raise BadRequest(f"{where} holds token id {token}, outside this model's vocabulary (0 to {self.vocab - 1}).")
+            raise BadRequest(
+                f"{where} holds token id {token}, outside this model's vocabulary (0 to {self.vocab - 1})."
+            )
 
     def forcing(self, body: _Body, max_tokens: int | None, max_thinking: int | None) -> BudgetForcing:
         d = self.defaults
@@ -215,10 +236,20 @@ class Translator:
             max_tokens=max_tokens,
         )
 
-    def _jobs(self, body: _Body, prompts: list[tuple[str, list[int]]], forcing: BudgetForcing, sampling: Sampling,
-              plain: bool, logprobs: int | None, prompt_logprobs: int | None) -> list[Job]:
+    def _jobs(
+        self,
+        body: _Body,
+        prompts: list[tuple[str, list[int]]],
+        forcing: BudgetForcing,
+        sampling: Sampling,
+        plain: bool,
+        logprobs: int | None,
+        prompt_logprobs: int | None,
+    ) -> list[Job]:
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-        stream = Stream(stop=stop, include_stop=body.include_stop_str_in_output, skip_special_tokens=body.skip_special_tokens)
+        stream = Stream(
+            stop=stop, include_stop=body.include_stop_str_in_output, skip_special_tokens=body.skip_special_tokens
+        )
         jobs = []
         for p, (text, ids) in enumerate(prompts):
             for j in range(body.n):
@@ -226,9 +257,17 @@ class Translator:
                 seed = None if sampling.seed is None else (sampling.seed + j) % SEED_LIMIT
                 s = Sampling(sampling.temperature, sampling.top_p, seed)
                 request = prepare_ids(
-                    self.tokens, self.engine.context_length, text, ids, forcing, s, plain=plain,
-                    stop_token_ids=frozenset(body.stop_token_ids or ()), logprobs=logprobs,
-                    prompt_logprobs=prompt_logprobs, min_tokens=body.min_tokens,
+                    self.tokens,
+                    self.engine.context_length,
+                    text,
+                    ids,
+                    forcing,
+                    s,
+                    plain=plain,
+                    stop_token_ids=frozenset(body.stop_token_ids or ()),
+                    logprobs=logprobs,
+                    prompt_logprobs=prompt_logprobs,
+                    min_tokens=body.min_tokens,
                 )
                 jobs.append(Job(index=len(jobs), request=request, stream=stream, prompt_index=p))
         return jobs
@@ -264,7 +303,9 @@ class Translator:
             forced = asked or all(self._inside_thinking(text) for text, _ in prompts)
         if forced:
             if body.echo or body.logprobs is not None:
-                raise BadRequest("echo and logprobs score plain continuations; drop the budget fields or set budget_forcing: false.")
+                raise BadRequest(
+                    "echo and logprobs score plain continuations; drop the budget fields or set budget_forcing: false."
+                )
             prompts = [self._open(text, ids) for text, ids in prompts]
             forcing = self.forcing(body, body.max_tokens, body.max_thinking_tokens)
             return self._jobs(body, prompts, forcing, sampling, False, None, None)
@@ -307,7 +348,7 @@ class Translator:
         if self._inside_thinking(text):
             return text, ids
         opened = open_thinking(text, self.tokens.fmt)
-        return opened, ids + encode(self.tokenizer, opened[len(text):])
+        return opened, ids + encode(self.tokenizer, opened[len(text) :])
 
 
 def usage(completions: list[Completion], prompt_tokens: int) -> dict:
@@ -321,8 +362,12 @@ def usage(completions: list[Completion], prompt_tokens: int) -> dict:
 
 
 def s1_fields(c: Completion) -> dict:
-    return {"thinking_tokens": c.thinking_tokens, "answer_tokens": c.answer_tokens,
-            "extensions_used": c.extensions_used, "capped": c.capped}
+    return {
+        "thinking_tokens": c.thinking_tokens,
+        "answer_tokens": c.answer_tokens,
+        "extensions_used": c.extensions_used,
+        "capped": c.capped,
+    }
 
 
 def legacy_logprobs(tokenizer, ids: list[int], entries: list, offset: int = 0) -> dict:
@@ -348,7 +393,9 @@ def chat_logprobs(tokenizer, fmt, c: Completion) -> dict:
     out = c.output_token_ids
     end = len(out) - 1 if c.finish_reason == "stop" and c.stop_reason is None and out else len(out)
     start = c.thinking_tokens
-    while start < end and fmt.think_end not in tokenizer.decode(out[c.thinking_tokens : start + 1], skip_special_tokens=False):
+    while start < end and fmt.think_end not in tokenizer.decode(
+        out[c.thinking_tokens : start + 1], skip_special_tokens=False
+    ):
         start += 1
     start += 1
     while start < end and not tokenizer.decode([out[start]], skip_special_tokens=False).strip("\n"):

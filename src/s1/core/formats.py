@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import UserError
+from s1.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,7 @@ def get_format(name_or_format: str | ThinkingFormat) -> ThinkingFormat:
 
 def render_prompt(tokenizer, question: str, fmt: ThinkingFormat, system: str | None = None) -> str:
     """The chat template's rendering of one user turn, with thinking opened after the assistant header."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": question}
-    ]
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     return render_messages(tokenizer, messages, fmt)
 
 
@@ -81,7 +79,7 @@ def render_messages(tokenizer, messages: list[dict], fmt: ThinkingFormat) -> str
 def open_thinking(text: str, fmt: ThinkingFormat) -> str:
     """Append the thinking-start delimiter unless the text (e.g. an R1 chat template) already ends with it."""
     if text.rstrip().endswith(fmt.think_start.rstrip()):
-        return text.rstrip() + fmt.think_start[len(fmt.think_start.rstrip()):]
+        return text.rstrip() + fmt.think_start[len(fmt.think_start.rstrip()) :]
     return text + fmt.think_start
 
 
@@ -117,7 +115,7 @@ class FormatTokens:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, tokenizer, fmt: ThinkingFormat) -> "FormatTokens":
+    def build(cls, tokenizer, fmt: ThinkingFormat) -> FormatTokens:
         think_end = encode(tokenizer, fmt.think_end)
         triggers = {t for s in fmt.end_triggers if (t := _single_token(tokenizer, s)) is not None}
         if not triggers:

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError
+from s1.core.errors import UserError
 
 SAMPLES = "samples.jsonl"
 HISTORY = "history.jsonl"
@@ -58,7 +58,9 @@ def lock_directory(path: Path, what: str):
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise UserError(f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another --output.") from None
+        raise UserError(
+            f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another --output."
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}")
@@ -80,7 +82,7 @@ class RunDir:
         self._lock_file = None
 
     # -- opening and locking -----------------------------------------------------------------------
-    def open(self) -> "RunDir":
+    def open(self) -> RunDir:
         """Create the directory, take its lock and repair a torn last line; one clear error for each failure."""
         self._lock_file = lock_directory(self.path, "s1 eval")
         self._repair()
@@ -90,7 +92,7 @@ class RunDir:
         unlock_directory(self._lock_file)
         self._lock_file = None
 
-    def __enter__(self) -> "RunDir":
+    def __enter__(self) -> RunDir:
         return self.open()
 
     def __exit__(self, *exc) -> None:
@@ -130,9 +132,14 @@ class RunDir:
 
     def log_invocation(self, config: dict) -> None:
         """One line per invocation: when, the command line and the whole configuration."""
-        from . import __version__
+        from s1 import __version__
 
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "s1_version": __version__, "config": config}
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "argv": sys.argv,
+            "s1_version": __version__,
+            "config": config,
+        }
         with (self.path / HISTORY).open("a", encoding="utf-8") as f:
             f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
 

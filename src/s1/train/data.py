@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .benchmarks import read_rows
-from .errors import UserError, first_line
-from .formats import ThinkingFormat, encode
+from s1.core.errors import UserError, first_line
+from s1.core.formats import ThinkingFormat, encode
+from s1.data.benchmarks import read_rows
 
 
 def _trace_and_attempt(record: dict, index: int, source: str) -> tuple[str, str]:
@@ -49,11 +49,15 @@ def turn_end(tokenizer, fmt: ThinkingFormat) -> str:
     for stop in fmt.answer_stops:
         if len(encode(tokenizer, stop)) == 1:
             return stop
-    raise UserError("The tokenizer has no end-of-sequence token and the format's answer stop is not one token; "
-                    "set eos_token in the tokenizer's config.")
+    raise UserError(
+        "The tokenizer has no end-of-sequence token and the format's answer stop is not one token; "
+        "set eos_token in the tokenizer's config."
+    )
 
 
-def render_example(record: dict, index: int, tokenizer, fmt: ThinkingFormat, source: str = "deepseek", system: str | None = None) -> dict:
+def render_example(
+    record: dict, index: int, tokenizer, fmt: ThinkingFormat, source: str = "deepseek", system: str | None = None
+) -> dict:
     """One record as {prompt, completion}; the completion (thinking, answer, end of turn) is what the loss is on."""
     question = record.get("question")
     if not isinstance(question, str) or not question.strip():
@@ -74,7 +78,9 @@ def render_example(record: dict, index: int, tokenizer, fmt: ThinkingFormat, sou
 def load_records(data: str) -> list[dict]:
     """JSONL, JSON or Parquet files, or a hub dataset id (train split)."""
     if not data:
-        raise UserError("No training data; pass --data FILE.jsonl|FILE.parquet or a hub dataset id such as simplescaling/s1K-1.1.")
+        raise UserError(
+            "No training data; pass --data FILE.jsonl|FILE.parquet or a hub dataset id such as simplescaling/s1K-1.1."
+        )
     path = Path(data)
     try:
         import datasets
@@ -94,7 +100,9 @@ def load_records(data: str) -> list[dict]:
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"Could not load training data {data!r} ({exc.__class__.__name__}: {first_line(exc, 200)}).") from None
+        raise UserError(
+            f"Could not load training data {data!r} ({exc.__class__.__name__}: {first_line(exc, 200)})."
+        ) from None
     if not records:
         raise UserError(f"{data} holds no records.")
     return records
@@ -105,7 +113,9 @@ def thinking_chat_template(tokenizer, fmt: ThinkingFormat) -> str | None:
     template = tokenizer.chat_template
     if not template:
         return None
-    probe = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False)
+    probe = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False
+    )
     if probe.rstrip().endswith(fmt.think_start.rstrip()):
         return template
     return template + "{% if add_generation_prompt %}{{ " + json.dumps(fmt.think_start) + " }}{% endif %}"

@@ -15,13 +15,12 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
-
 from dataclasses import dataclass, replace
 
-from .detokenize import ThinkingSplitter
-from .engines.base import Completion, Request, to_completion
+from s1.core.detokenize import ThinkingSplitter
+from s1.engines.base import Completion, Request, to_completion
 
 Sink = Callable[[tuple], None]
 
@@ -36,7 +35,9 @@ class Stream:
     skip_special_tokens: bool = False
 
     def splitter(self, engine) -> ThinkingSplitter:
-        return ThinkingSplitter(engine.tokenizer, engine.format_tokens, self.stop, self.include_stop, self.skip_special_tokens)
+        return ThinkingSplitter(
+            engine.tokenizer, engine.format_tokens, self.stop, self.include_stop, self.skip_special_tokens
+        )
 
 
 def finished(completion: Completion, splitter: ThinkingSplitter) -> tuple:
@@ -115,7 +116,9 @@ class BatchScheduler:
             for rid, request, state, row in done:
                 entry = self.sinks.pop(rid, None)
                 if entry is not None:
-                    completion = to_completion(request, state, self.engine.tokenizer, self.engine.fmt, row.logprobs, row.prompt_logprobs)
+                    completion = to_completion(
+                        request, state, self.engine.tokenizer, self.engine.fmt, row.logprobs, row.prompt_logprobs
+                    )
                     entry[0](finished(completion, entry[1]))
 
     def _on_token(self, rid: int, token: int, state) -> None:

@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError, first_line
+from s1.core.errors import UserError, first_line
 
 PAPER: dict = {
     "num_train_epochs": 5.0,
@@ -162,10 +162,19 @@ def resolve(values: dict) -> TrainConfig:
     fields = sft_fields()
     unknown = [key for key in values if ALIASES.get(key, key) not in (*OWN_KEYS, *fields)]
     if unknown:
-        described = ", ".join(repr(k) + (" (a key of TRL's script configs that s1 does not take)" if k in MODEL_CONFIG_KEYS else
-                                          _suggest(k, [*OWN_KEYS, *fields])) for k in unknown)
-        raise UserError(f"Unknown training key{'s' if len(unknown) > 1 else ''} {described}; use s1's keys "
-                        f"({', '.join(OWN_KEYS)}) or fields of TRL's SFTConfig.")
+        described = ", ".join(
+            repr(k)
+            + (
+                " (a key of TRL's script configs that s1 does not take)"
+                if k in MODEL_CONFIG_KEYS
+                else _suggest(k, [*OWN_KEYS, *fields])
+            )
+            for k in unknown
+        )
+        raise UserError(
+            f"Unknown training key{'s' if len(unknown) > 1 else ''} {described}; use s1's keys "
+            f"({', '.join(OWN_KEYS)}) or fields of TRL's SFTConfig."
+        )
     own_types = typing.get_type_hints(TrainConfig)
     own, sft = {}, {}
     for key, value in values.items():
@@ -175,7 +184,9 @@ def resolve(values: dict) -> TrainConfig:
         if name == "warmup_steps" and key == "warmup_ratio":
             value = _convert(key, value, float)
             if not 0 <= value < 1:
-                raise UserError(f"warmup_ratio (--warmup-ratio) is a share of all steps, from 0 up to (not including) 1; got {value}.")
+                raise UserError(
+                    f"warmup_ratio (--warmup-ratio) is a share of all steps, from 0 up to (not including) 1; got {value}."
+                )
         if name in OWN_KEYS:
             own[name] = _convert(key, value, own_types[name])
         else:
@@ -194,8 +205,19 @@ def _suggest(key: str, names: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-MODEL_CONFIG_KEYS = ("model_revision", "attn_implementation", "trust_remote_code", "use_peft", "lora_r", "lora_alpha",
-                     "lora_dropout", "lora_target_modules", "load_in_4bit", "load_in_8bit", "overwrite_output_dir")
+MODEL_CONFIG_KEYS = (
+    "model_revision",
+    "attn_implementation",
+    "trust_remote_code",
+    "use_peft",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "load_in_4bit",
+    "load_in_8bit",
+    "overwrite_output_dir",
+)
 """Keys of TRL's script configs (ModelConfig, old TrainingArguments) that recipe files carry and s1 does not take."""
 
 
@@ -207,8 +229,13 @@ def _convert(key: str, value, hint):
             return None
         raise UserError(f"{key} cannot be empty; give it a {_describe(members)}.")
     order = sorted(members, key=_order)
-    if isinstance(value, str) and str in members and not value.lstrip().startswith(("[", "{")) and "," not in value \
-            and ": " not in value:
+    if (
+        isinstance(value, str)
+        and str in members
+        and not value.lstrip().startswith(("[", "{"))
+        and "," not in value
+        and ": " not in value
+    ):
         order.remove(str)  # a plain word stays text where a field also takes a list or mapping ("all-linear")
         order.insert(next((i for i, m in enumerate(order) if _order(m) >= 3), len(order)), str)
     for member in order:
@@ -295,14 +322,22 @@ def _describe(members) -> str:
             names.append("one of " + ", ".join(map(json.dumps, typing.get_args(member))))
         else:
             name = getattr(origin, "__name__", str(origin))
-            names.append({"int": "whole number", "float": "number", "str": "text", "bool": "true or false",
-                          "dict": "mapping", "list": "list"}.get(name, name))
+            names.append(
+                {
+                    "int": "whole number",
+                    "float": "number",
+                    "str": "text",
+                    "bool": "true or false",
+                    "dict": "mapping",
+                    "list": "list",
+                }.get(name, name)
+            )
     return " or ".join(dict.fromkeys(names)) or "value"
 
 
 def check(config: TrainConfig) -> None:
     """The rules no type says: ranges, choices, and what s1 needs of a recipe (each one sentence)."""
-    from .formats import FORMATS
+    from s1.core.formats import FORMATS
 
     value = config.value
     if config.format not in FORMATS:
@@ -327,8 +362,10 @@ def check(config: TrainConfig) -> None:
     if value("weight_decay") < 0 or not (0 <= value("adam_beta1") < 1 and 0 <= value("adam_beta2") < 1):
         raise UserError("weight_decay (--weight-decay) must be at least 0 and adam_beta1/adam_beta2 from 0 up to 1.")
     if value("logging_steps") <= 0 or (value("save_steps") is not None and value("save_steps") <= 0):
-        raise UserError(f"logging_steps (--logging-steps) and save_steps (--save-steps) must be at least 1, "
-                        f"got {value('logging_steps')} and {value('save_steps')}.")
+        raise UserError(
+            f"logging_steps (--logging-steps) and save_steps (--save-steps) must be at least 1, "
+            f"got {value('logging_steps')} and {value('save_steps')}."
+        )
     if value("save_total_limit") is not None and value("save_total_limit") < 1:
         raise UserError("save_total_limit (--save-total-limit) must be at least 1 (or null to keep every checkpoint).")
     if value("max_steps") == 0 or value("max_steps") < -1:

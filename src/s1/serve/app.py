@@ -15,13 +15,23 @@ import time
 import uuid
 from collections import deque
 
-from fastapi import FastAPI, Request as HTTPRequest
+from fastapi import FastAPI
+from fastapi import Request as HTTPRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from .errors import UserError
-from .protocol import (
-    BadRequest, ChatBody, CompletionBody, Defaults, Job, Translator, chat_logprobs, legacy_logprobs, s1_fields, usage,
+from s1.core.errors import UserError
+from s1.serve.protocol import (
+    BadRequest,
+    ChatBody,
+    CompletionBody,
+    Defaults,
+    Job,
+    Translator,
+    chat_logprobs,
+    legacy_logprobs,
+    s1_fields,
+    usage,
 )
 
 log = logging.getLogger("s1.serve")
@@ -47,12 +57,22 @@ class Metrics:
         self.requests = Counter("s1:requests", "HTTP requests by status code.", ["status"], registry=self.registry)
         self.prompt_tokens = Counter("s1:prompt_tokens", "Prompt tokens processed.", registry=self.registry)
         self.generation_tokens = Counter("s1:generation_tokens", "Tokens generated.", registry=self.registry)
-        self.ttft = Histogram("s1:time_to_first_token_seconds", "Time to first generated token.", registry=self.registry,
-                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-        self.latency = Histogram("s1:e2e_request_latency_seconds", "Request latency.", registry=self.registry,
-                                 buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+        self.ttft = Histogram(
+            "s1:time_to_first_token_seconds",
+            "Time to first generated token.",
+            registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.latency = Histogram(
+            "s1:e2e_request_latency_seconds",
+            "Request latency.",
+            registry=self.registry,
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )
         self.recent: deque[tuple[float, int]] = deque()
-        rate = Gauge("s1:generation_tokens_per_second", "Tokens generated per second over the last 10 s.", registry=self.registry)
+        rate = Gauge(
+            "s1:generation_tokens_per_second", "Tokens generated per second over the last 10 s.", registry=self.registry
+        )
         rate.set_function(self._rate)
 
     def tokens(self, n: int) -> None:
@@ -95,7 +115,9 @@ class _StatusCounter:
         await self.app(scope, receive, counting_send)
 
 
-def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = None, engine_name: str = "hf") -> FastAPI:
+def create_app(
+    engine, scheduler, model_name: str, defaults: Defaults | None = None, engine_name: str = "hf"
+) -> FastAPI:
     """The ASGI app; `scheduler` runs `engine` behind concurrent requests (see schedulers.py)."""
     defaults = defaults or Defaults()
     app = FastAPI(title="s1 serve")
@@ -111,9 +133,14 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
         first = errors[0] if errors else {}
         if first.get("type") == "json_invalid":
             return _error(400, "The request body is not valid JSON.")
-        extra = [".".join(str(p) for p in e["loc"] if p != "body") for e in errors if e.get("type") == "extra_forbidden"]
+        extra = [
+            ".".join(str(p) for p in e["loc"] if p != "body") for e in errors if e.get("type") == "extra_forbidden"
+        ]
         if extra:
-            return _error(400, f"Unsupported field {extra[0]!r}: s1 serve does not implement it; remove it (the README lists every field).")
+            return _error(
+                400,
+                f"Unsupported field {extra[0]!r}: s1 serve does not implement it; remove it (the README lists every field).",
+            )
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(400, f"Invalid request: {where + ': ' if where else ''}{first.get('msg', 'malformed body')}.")
 
@@ -135,6 +162,7 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
         def sink_for(job: Job):
             def sink(event):
                 loop.call_soon_threadsafe(events.put_nowait, (job.index, event))
+
             return sink
 
         rids = [scheduler.submit(job.request, sink_for(job), job.stream) for job in jobs]
@@ -155,7 +183,7 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
                         raise asyncio.CancelledError
                 try:
                     index, event = await asyncio.wait_for(events.get(), timeout=1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 if event[0] == "delta" and first_token[0] is None:
                     first_token[0] = time.monotonic()
@@ -167,10 +195,17 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
             generated = sum(len(c.output_token_ids) for c in completions)
             metrics.tokens(generated)
             metrics.latency.observe(time.monotonic() - started)
-            log.info("%s %s choices=%d prompt=%d thinking=%d answer=%d latency=%.2fs status=%d", kind, http.url.path,
-                     len(jobs), sum(len(j.request.prompt_token_ids) for j in jobs),
-                     sum(c.thinking_tokens for c in completions), sum(c.answer_tokens for c in completions),
-                     time.monotonic() - started, status)
+            log.info(
+                "%s %s choices=%d prompt=%d thinking=%d answer=%d latency=%.2fs status=%d",
+                kind,
+                http.url.path,
+                len(jobs),
+                sum(len(j.request.prompt_token_ids) for j in jobs),
+                sum(c.thinking_tokens for c in completions),
+                sum(c.answer_tokens for c in completions),
+                time.monotonic() - started,
+                status,
+            )
 
         done: dict = {}
         texts: dict = {}
@@ -217,8 +252,18 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "s1",
-                                            "max_model_len": engine.context_length}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": model_name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "s1",
+                    "max_model_len": engine.context_length,
+                }
+            ],
+        }
 
     @app.get("/health")
     async def health():
@@ -245,28 +290,71 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
             choices = []
             for job, c in zip(jobs, completions):
                 message = {"role": "assistant", "content": c.answer, "reasoning_content": c.thinking}
-                choice = {"index": job.index, "message": message, "logprobs": None, "finish_reason": c.finish_reason,
-                          "stop_reason": c.stop_reason, "s1": s1_fields(c)}
+                choice = {
+                    "index": job.index,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": c.finish_reason,
+                    "stop_reason": c.stop_reason,
+                    "s1": s1_fields(c),
+                }
                 if body.logprobs:
                     choice["logprobs"] = chat_logprobs(tokenizer, fmt, c)
                 choices.append(choice)
-            return {**head, "object": "chat.completion", "choices": choices, "usage": usage(completions, prompt_tokens(jobs)),
-                    "s1": s1_fields(completions[0])}
+            return {
+                **head,
+                "object": "chat.completion",
+                "choices": choices,
+                "usage": usage(completions, prompt_tokens(jobs)),
+                "s1": s1_fields(completions[0]),
+            }
 
         def chunks(index, event):
             chunk = {**head, "object": "chat.completion.chunk", **({"usage": None} if include_usage else {})}
             if index is None:
-                return [{**chunk, "choices": [{"index": j.index, "delta": {"role": "assistant", "content": ""},
-                                               "logprobs": None, "finish_reason": None}]} for j in jobs]
+                return [
+                    {
+                        **chunk,
+                        "choices": [
+                            {
+                                "index": j.index,
+                                "delta": {"role": "assistant", "content": ""},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
+                    for j in jobs
+                ]
             if index == "end":
                 return [{**chunk, "choices": [], "usage": usage(event, prompt_tokens(jobs))}] if include_usage else []
             if event[0] == "delta":
                 _, reasoning, content, _ = event
-                delta = {**({"reasoning_content": reasoning} if reasoning else {}), **({"content": content} if content else {})}
-                return [{**chunk, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]}] if delta else []
+                delta = {
+                    **({"reasoning_content": reasoning} if reasoning else {}),
+                    **({"content": content} if content else {}),
+                }
+                return (
+                    [{**chunk, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]}]
+                    if delta
+                    else []
+                )
             c = event[1]
-            return [{**chunk, "choices": [{"index": index, "delta": {}, "logprobs": None, "finish_reason": c.finish_reason,
-                                           "stop_reason": c.stop_reason}], "s1": s1_fields(c)}]
+            return [
+                {
+                    **chunk,
+                    "choices": [
+                        {
+                            "index": index,
+                            "delta": {},
+                            "logprobs": None,
+                            "finish_reason": c.finish_reason,
+                            "stop_reason": c.stop_reason,
+                        }
+                    ],
+                    "s1": s1_fields(c),
+                }
+            ]
 
         return await run(http, jobs, chunks if body.stream else None, respond, "chat")
 
@@ -281,8 +369,13 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
             choices = []
             for job, c, text in zip(jobs, completions, texts):
                 r = job.request
-                choice = {"index": job.index, "text": (r.prompt if body.echo else "") + text, "logprobs": None,
-                          "finish_reason": c.finish_reason, "stop_reason": c.stop_reason}
+                choice = {
+                    "index": job.index,
+                    "text": (r.prompt if body.echo else "") + text,
+                    "logprobs": None,
+                    "finish_reason": c.finish_reason,
+                    "stop_reason": c.stop_reason,
+                }
                 if not r.plain:
                     choice.update(reasoning_content=c.thinking, answer=c.answer, s1=s1_fields(c))
                 if body.return_token_ids:
@@ -295,7 +388,12 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
                         generated = {k: scored[k] + generated[k] for k in generated}
                     choice["logprobs"] = generated
                 choices.append(choice)
-            return {**head, "object": "text_completion", "choices": choices, "usage": usage(completions, prompt_tokens(jobs))}
+            return {
+                **head,
+                "object": "text_completion",
+                "choices": choices,
+                "usage": usage(completions, prompt_tokens(jobs)),
+            }
 
         def chunks(index, event):
             chunk = {**head, "object": "text_completion", **({"usage": None} if include_usage else {})}
@@ -305,10 +403,26 @@ def create_app(engine, scheduler, model_name: str, defaults: Defaults | None = N
                 return [{**chunk, "choices": [], "usage": usage(event, prompt_tokens(jobs))}] if include_usage else []
             if event[0] == "delta":
                 raw = event[3]
-                return [{**chunk, "choices": [{"index": index, "text": raw, "logprobs": None, "finish_reason": None}]}] if raw else []
+                return (
+                    [{**chunk, "choices": [{"index": index, "text": raw, "logprobs": None, "finish_reason": None}]}]
+                    if raw
+                    else []
+                )
             c = event[1]
-            return [{**chunk, "choices": [{"index": index, "text": "", "logprobs": None, "finish_reason": c.finish_reason,
-                                           "stop_reason": c.stop_reason}]}]
+            return [
+                {
+                    **chunk,
+                    "choices": [
+                        {
+                            "index": index,
+                            "text": "",
+                            "logprobs": None,
+                            "finish_reason": c.finish_reason,
+                            "stop_reason": c.stop_reason,
+                        }
+                    ],
+                }
+            ]
 
         return await run(http, jobs, chunks if body.stream else None, respond, "completion")
 

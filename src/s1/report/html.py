@@ -15,10 +15,10 @@ import io
 import re
 from pathlib import Path
 
-from .errors import UserError
-from .plots import method_points
-from .report import load_summary
-from .rundir import RunDir, write_atomic
+from s1.core.errors import UserError
+from s1.core.rundir import RunDir, write_atomic
+from s1.report.compare import load_summary
+from s1.report.plots import method_points
 
 MAX_SAMPLES = 2000
 """Samples per run shown in the browser, shared evenly among its settings (the first problems of each)."""
@@ -28,12 +28,12 @@ FORCED_LABELS = {"extension": "extension (forced)", "forced_end": "forced end", 
 
 def _svg_plot(curves: list, title: str) -> str:
     """The scaling plot as inline SVG, drawn by the same function as scaling.png."""
-    from .plots import scaling_plot
+    from s1.report.plots import scaling_plot
 
     buffer = io.BytesIO()
     scaling_plot(curves, buffer, title=title, format="svg")
     svg = buffer.getvalue().decode("utf-8")
-    return svg[svg.find("<svg"):]
+    return svg[svg.find("<svg") :]
 
 
 def _natural(text: str) -> list:
@@ -44,23 +44,45 @@ def _natural(text: str) -> list:
 def _valid(record: dict) -> bool:
     """A record the page can show: text output, a verdict, and well-formed forced spans (others are skipped)."""
     spans = record.get("forced") or []
-    return (isinstance(record.get("output"), str) and "correct" in record and isinstance(spans, list)
-            and all(isinstance(x, list) and len(x) == 3 and isinstance(x[0], str)
-                    and all(isinstance(v, int) and not isinstance(v, bool) for v in x[1:]) for x in spans))
+    return (
+        isinstance(record.get("output"), str)
+        and "correct" in record
+        and isinstance(spans, list)
+        and all(
+            isinstance(x, list)
+            and len(x) == 3
+            and isinstance(x[0], str)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in x[1:])
+            for x in spans
+        )
+    )
 
 
 def _run_samples(run: str, summary: dict) -> tuple[list[dict], int]:
     """The samples the summary counts (its context, benchmarks and settings) in the summary's setting order,
     then by problem; at most MAX_SAMPLES, shared evenly among the settings. Returns them and how many there were."""
-    order = {(bench, r["method"], r["setting"]): i for bench, data in summary["benchmarks"].items()
-             for i, r in enumerate(data["settings"])}
+    order = {
+        (bench, r["method"], r["setting"]): i
+        for bench, data in summary["benchmarks"].items()
+        for i, r in enumerate(data["settings"])
+    }
     records = RunDir(run).records() if (Path(run) / "samples.jsonl").exists() else {}
     context = summary.get("context")
-    picked = [r for r in records.values()
-              if (r.get("benchmark"), r.get("method"), r.get("setting")) in order
-              and (context is None or r.get("context") == context) and _valid(r)]
-    picked.sort(key=lambda r: (r["benchmark"], order[(r["benchmark"], r["method"], r["setting"])],
-                               _natural(str(r.get("id"))), r.get("sample", 0)))
+    picked = [
+        r
+        for r in records.values()
+        if (r.get("benchmark"), r.get("method"), r.get("setting")) in order
+        and (context is None or r.get("context") == context)
+        and _valid(r)
+    ]
+    picked.sort(
+        key=lambda r: (
+            r["benchmark"],
+            order[(r["benchmark"], r["method"], r["setting"])],
+            _natural(str(r.get("id"))),
+            r.get("sample", 0),
+        )
+    )
     per_setting, shown, counts = max(1, MAX_SAMPLES // max(1, len(order))), [], {}
     for r in picked:
         key = (r["benchmark"], r["method"], r["setting"])
@@ -95,16 +117,20 @@ def _highlight(output: str, forced: list) -> str:
 
 def _ci_bar(row: dict) -> str:
     lo, hi, acc = row["ci_low"], row["ci_high"], row["accuracy"]
-    return (f'<span class="ci"><span class="range" style="left:{lo:.1f}%;width:{max(hi - lo, 0.5):.1f}%"></span>'
-            f'<span class="point" style="left:{acc:.1f}%"></span></span>')
+    return (
+        f'<span class="ci"><span class="range" style="left:{lo:.1f}%;width:{max(hi - lo, 0.5):.1f}%"></span>'
+        f'<span class="point" style="left:{acc:.1f}%"></span></span>'
+    )
 
 
 def _settings_table(name: str, bench: dict) -> str:
     rows = bench["settings"]
     voting = next((r for r in rows if "maj@k" in r), None)
     ks = list(voting["maj@k"]) if voting else []
-    head = ("<tr><th>method</th><th>setting</th><th>n</th><th>mean thinking tokens</th><th>accuracy % (95% CI)</th>"
-            "<th></th><th>in control</th>" + "".join(f"<th>maj@{k}</th>" for k in ks) + "</tr>")
+    head = (
+        "<tr><th>method</th><th>setting</th><th>n</th><th>mean thinking tokens</th><th>accuracy % (95% CI)</th>"
+        "<th></th><th>in control</th>" + "".join(f"<th>maj@{k}</th>" for k in ks) + "</tr>"
+    )
     body = []
     for r in rows:
         control = "–" if r.get("in_control") is None else ("yes" if r["in_control"] else "no")
@@ -115,8 +141,10 @@ def _settings_table(name: str, bench: dict) -> str:
             f"<td>{r['mean_thinking_tokens']:.0f}</td><td>{r['accuracy']:.1f} ({r['ci_low']:.1f}–{r['ci_high']:.1f})</td>"
             f"<td>{_ci_bar(r)}</td><td>{control}</td>{votes}</tr>"
         )
-    return (f"<h3>{html.escape(name)} <small>{bench['problems']} problems</small></h3>"
-            f"<div class=\"scroll\"><table>{head}{''.join(body)}</table></div>")
+    return (
+        f"<h3>{html.escape(name)} <small>{bench['problems']} problems</small></h3>"
+        f'<div class="scroll"><table>{head}{"".join(body)}</table></div>'
+    )
 
 
 def _metrics_table(summaries: list[tuple[str, dict]]) -> str:
@@ -127,11 +155,15 @@ def _metrics_table(summaries: list[tuple[str, dict]]) -> str:
     for run, summary in summaries:
         for bench, data in summary["benchmarks"].items():
             for method, m in data["methods"].items():
-                rows.append(f"<tr><td>{html.escape(run)}</td><td>{html.escape(bench)}</td><td>{html.escape(method)}</td>"
-                            f"<td>{f(m['control'])}</td><td>{f(m['scaling_per_1k_tokens'], '.2f')}</td>"
-                            f"<td>{f(m['scaling_per_doubling'], '.2f')}</td><td>{f(m['performance'])}</td></tr>")
-    return ("<table><tr><th>run</th><th>benchmark</th><th>method</th><th>Control %</th><th>Scaling (points / 1k tokens)</th>"
-            "<th>Scaling (points / doubling)</th><th>Performance %</th></tr>" + "".join(rows) + "</table>")
+                rows.append(
+                    f"<tr><td>{html.escape(run)}</td><td>{html.escape(bench)}</td><td>{html.escape(method)}</td>"
+                    f"<td>{f(m['control'])}</td><td>{f(m['scaling_per_1k_tokens'], '.2f')}</td>"
+                    f"<td>{f(m['scaling_per_doubling'], '.2f')}</td><td>{f(m['performance'])}</td></tr>"
+                )
+    return (
+        "<table><tr><th>run</th><th>benchmark</th><th>method</th><th>Control %</th><th>Scaling (points / 1k tokens)</th>"
+        "<th>Scaling (points / doubling)</th><th>Performance %</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _sample_cards(run: str, samples: list[dict]) -> str:
@@ -149,10 +181,10 @@ def _sample_cards(run: str, samples: list[dict]) -> str:
         cards.append(
             f'<details class="sample {verdict}" data-run="{html.escape(run)}" data-setting="{html.escape(setting)}" '
             f'data-verdict="{verdict}"{" open" if number == 0 else ""}><summary><span class="verdict">{"✓" if r["correct"] else "✗"}</span> '
-            f'<b>{html.escape(str(r.get("id")))}</b> · {html.escape(setting)}'
-            f'{" · sample " + _text(r["sample"]) if r.get("sample") else ""} · {_text(r.get("thinking_tokens", 0))} thinking tokens'
-            f'{" · " + ", ".join(flags) if flags else ""} · answer <code>{_text(_shown(r.get("extracted")))}</code>'
-            f' (reference <code>{_text(r.get("gold"))}</code>)</summary>'
+            f"<b>{html.escape(str(r.get('id')))}</b> · {html.escape(setting)}"
+            f"{' · sample ' + _text(r['sample']) if r.get('sample') else ''} · {_text(r.get('thinking_tokens', 0))} thinking tokens"
+            f"{' · ' + ', '.join(flags) if flags else ''} · answer <code>{_text(_shown(r.get('extracted')))}</code>"
+            f" (reference <code>{_text(r.get('gold'))}</code>)</summary>"
             f'<div class="prompt"><span class="label">prompt</span>{_text(question)}</div>'
             f'<div class="output"><span class="label">output</span>{_highlight(r["output"], r.get("forced"))}</div>'
             f'<div class="reason">grader: {_text(r.get("reason", ""))}</div></details>'
@@ -204,8 +236,10 @@ def render(runs: list[str], title: str | None = None, intro: str = "") -> str:
     try:
         return _page(runs, summaries, title, intro)
     except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"A summary.json lacks what the page needs ({exc.__class__.__name__}: {exc}); re-run s1 eval "
-                        "on the run directories to rewrite their summaries.") from None
+        raise UserError(
+            f"A summary.json lacks what the page needs ({exc.__class__.__name__}: {exc}); re-run s1 eval "
+            "on the run directories to rewrite their summaries."
+        ) from None
 
 
 def _page(runs: list[str], summaries: list[dict], title: str | None, intro: str) -> str:
@@ -214,7 +248,9 @@ def _page(runs: list[str], summaries: list[dict], title: str | None, intro: str)
     for name, summary in zip(names, summaries):
         for bench, data in summary["benchmarks"].items():
             for method in data["methods"]:
-                label = " · ".join(([name] if len(runs) > 1 else []) + ([bench] if len(summary["benchmarks"]) > 1 else []) + [method])
+                label = " · ".join(
+                    ([name] if len(runs) > 1 else []) + ([bench] if len(summary["benchmarks"]) > 1 else []) + [method]
+                )
                 curves.append((label, method_points(data["settings"], method)))
     title = title or ("s1 report: " + ", ".join(names))
     tables = "".join(
@@ -226,8 +262,11 @@ def _page(runs: list[str], summaries: list[dict], title: str | None, intro: str)
     samples = [(name, shown) for name, (shown, _) in zip(names, found)]
     counted = sum(total for _, total in found)
     showing = sum(len(shown) for _, shown in samples)
-    limited = (f" The page shows {showing} of the {counted} samples, the first problems of each setting."
-               if showing < counted else "")
+    limited = (
+        f" The page shows {showing} of the {counted} samples, the first problems of each setting."
+        if showing < counted
+        else ""
+    )
     options = sorted({f"{name} {r['method']} {r['setting']}" for name, rs in samples for r in rs})
     cards = "".join(_sample_cards(name, rs) for name, rs in samples)
     models = ", ".join(sorted({str(s.get("model")) for s in summaries}))
@@ -235,7 +274,7 @@ def _page(runs: list[str], summaries: list[dict], title: str | None, intro: str)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{html.escape(title)}</title><style>{STYLE}</style></head><body><main>
-<h1>{html.escape(title)}</h1><p class="sub">model {html.escape(models)} · {len(runs)} run{'s' if len(runs) > 1 else ''}</p>
+<h1>{html.escape(title)}</h1><p class="sub">model {html.escape(models)} · {len(runs)} run{"s" if len(runs) > 1 else ""}</p>
 {intro}
 <h2>Accuracy against thinking</h2><div class="plot">{_svg_plot(curves, "")}</div>
 <h2>Settings</h2>{tables}
@@ -243,7 +282,7 @@ def _page(runs: list[str], summaries: list[dict], title: str | None, intro: str)
 <details><summary>How to read these tables</summary><ul>{notes}</ul></details>
 <h2>Samples</h2>
 <div class="filters"><select id="setting"><option value="">every setting</option>
-{''.join(f'<option value="{html.escape(o)}">{html.escape(o)}</option>' for o in options)}</select>
+{"".join(f'<option value="{html.escape(o)}">{html.escape(o)}</option>' for o in options)}</select>
 <select id="verdict"><option value="">correct and wrong</option><option value="correct">correct</option><option value="wrong">wrong</option></select>
 <input id="search" placeholder="search text"><span id="count" class="count"></span></div>
 <p class="legend">Highlighted: <mark class="extension">extension (forced)</mark><mark class="forced_end">forced end and answer prefix</mark>

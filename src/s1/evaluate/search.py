@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
-from .engines.base import Completion, Request, Sampling, StepRule
-from .engines.batching import LoopEngine
-from .errors import UserError
-from .rewards import RewardModel, aggregate, split_steps
+from s1.core.errors import UserError
+from s1.engines.base import Completion, Request, Sampling, StepRule
+from s1.engines.batching import LoopEngine
+from s1.evaluate.rewards import RewardModel, aggregate, split_steps
 
 
 def allocate(scores: list[float], budget: int, temperature: float) -> list[int]:
@@ -72,9 +72,16 @@ class Trajectory:
         return dict(self.__dict__)
 
     @classmethod
-    def of(cls, c: Completion, tokenizer, **fields) -> "Trajectory":
-        return cls(c.answer, c.thinking_tokens, c.answer_tokens, len(c.output_token_ids), c.finish_reason,
-                   tokenizer.decode(c.output_token_ids, skip_special_tokens=False), **fields)
+    def of(cls, c: Completion, tokenizer, **fields) -> Trajectory:
+        return cls(
+            c.answer,
+            c.thinking_tokens,
+            c.answer_tokens,
+            len(c.output_token_ids),
+            c.finish_reason,
+            tokenizer.decode(c.output_token_ids, skip_special_tokens=False),
+            **fields,
+        )
 
 
 @dataclass
@@ -112,8 +119,9 @@ def _root(engine, request: Request) -> Completion:
     return engine.generate([replace(request, step=StepRule(max_tokens=0))], batch_size=1)[0]
 
 
-def _score(reward: RewardModel | None, question: str, texts: list[tuple[str, str]], how: str,
-           delimiter: str) -> tuple[list, list[int]]:
+def _score(
+    reward: RewardModel | None, question: str, texts: list[tuple[str, str]], how: str, delimiter: str
+) -> tuple[list, list[int]]:
     """(thinking, answer) texts -> one reward each (None without a reward model), and the tokens each scored."""
     if reward is None or not texts:
         return [None] * len(texts), [0] * len(texts)
@@ -121,8 +129,16 @@ def _score(reward: RewardModel | None, question: str, texts: list[tuple[str, str
     return [aggregate(s.steps, how) for s in scored], [s.tokens for s in scored]
 
 
-def sample(engine, request: Request, question: str, samplings: list[Sampling], batch_size: int = 8,
-           reward: RewardModel | None = None, how: str = "last", delimiter: str = "\n\n") -> SearchResult:
+def sample(
+    engine,
+    request: Request,
+    question: str,
+    samplings: list[Sampling],
+    batch_size: int = 8,
+    reward: RewardModel | None = None,
+    how: str = "last",
+    delimiter: str = "\n\n",
+) -> SearchResult:
     """len(samplings) independent trajectories of one prompt (majority voting, best-of-N), the prompt
     processed once where the engine can continue a paused trajectory; `delimiter` splits a solution
     into the steps the reward model scores."""
@@ -139,10 +155,17 @@ def sample(engine, request: Request, question: str, samplings: list[Sampling], b
     finally:
         _forget(engine)
     rewards, reward_tokens = _score(reward, question, [(c.thinking, c.answer) for c in done], how, delimiter)
-    trajectories = [Trajectory.of(c, engine.tokenizer, reward=r, prefill_tokens=c.prompt_tokens_processed, reward_tokens=tokens)
-                    for c, r, tokens in zip(done, rewards, reward_tokens)]
-    return SearchResult(trajectories, sum(t.generated_tokens for t in trajectories),
-                        root_prefill + sum(t.prefill_tokens for t in trajectories), sum(reward_tokens), root_prefill)
+    trajectories = [
+        Trajectory.of(c, engine.tokenizer, reward=r, prefill_tokens=c.prompt_tokens_processed, reward_tokens=tokens)
+        for c, r, tokens in zip(done, rewards, reward_tokens)
+    ]
+    return SearchResult(
+        trajectories,
+        sum(t.generated_tokens for t in trajectories),
+        root_prefill + sum(t.prefill_tokens for t in trajectories),
+        sum(reward_tokens),
+        root_prefill,
+    )
 
 
 @dataclass
@@ -167,8 +190,15 @@ class RebaseSettings:
         aggregate([0.0], self.aggregate)
 
 
-def rebase(engine, request: Request, question: str, reward: RewardModel, settings: RebaseSettings,
-           sampling: Callable[[int, int], Sampling], batch_size: int = 8) -> SearchResult:
+def rebase(
+    engine,
+    request: Request,
+    question: str,
+    reward: RewardModel,
+    settings: RebaseSettings,
+    sampling: Callable[[int, int], Sampling],
+    batch_size: int = 8,
+) -> SearchResult:
     """REBASE over one prompt; `sampling(node id, child index)` gives each child its sampling (its seed)."""
     try:
         return _rebase(engine, replace(request, affinity=_affinity()), question, reward, settings, sampling, batch_size)
@@ -176,15 +206,32 @@ def rebase(engine, request: Request, question: str, reward: RewardModel, setting
         _forget(engine)
 
 
-def _rebase(engine, request: Request, question: str, reward: RewardModel, settings: RebaseSettings,
-            sampling: Callable[[int, int], Sampling], batch_size: int) -> SearchResult:
+def _rebase(
+    engine,
+    request: Request,
+    question: str,
+    reward: RewardModel,
+    settings: RebaseSettings,
+    sampling: Callable[[int, int], Sampling],
+    batch_size: int,
+) -> SearchResult:
     # in process, a root processes the prompt once for every child; through a server, the children send it
     # (to one server, whose prefix cache holds it) and the root is only the tree's origin
     origin = _root(engine, request) if _in_process(engine) else None
     root, root_prefill = (origin.state, origin.prompt_tokens_processed) if origin is not None else (None, 0)
     prefill, generated, reward_tokens = root_prefill, 0, 0
-    nodes = [{"id": 0, "parent": None, "depth": 0, "text": "", "tokens": 0, "score": None, "children": settings.width,
-              "finished": False}]
+    nodes = [
+        {
+            "id": 0,
+            "parent": None,
+            "depth": 0,
+            "text": "",
+            "tokens": 0,
+            "score": None,
+            "children": settings.width,
+            "finished": False,
+        }
+    ]
     states, outputs, paths = {0: root}, {0: 0}, {0: []}
     finished: list[Trajectory] = []
     texts: list[tuple[str, str]] = []  # finished trajectories' (thinking, answer), for their final scores
@@ -194,15 +241,25 @@ def _rebase(engine, request: Request, question: str, reward: RewardModel, settin
         last = depth >= settings.max_depth
         asks = [(parent, j) for parent, c in zip(frontier, counts) for j in range(c)]
         done = engine.generate(
-            [replace(request, resume=states[p], step=None if last else settings.step, sampling=sampling(p, j)) for p, j in asks],
+            [
+                replace(request, resume=states[p], step=None if last else settings.step, sampling=sampling(p, j))
+                for p, j in asks
+            ],
             batch_size=batch_size,
         )
         live = []
         for (parent, _), c in zip(asks, done):
-            new = c.output_token_ids[outputs[parent]:]
-            node = {"id": len(nodes), "parent": parent, "depth": depth,
-                    "text": engine.tokenizer.decode(new, skip_special_tokens=False), "tokens": len(new), "score": None,
-                    "children": 0, "finished": c.finish_reason != "step"}
+            new = c.output_token_ids[outputs[parent] :]
+            node = {
+                "id": len(nodes),
+                "parent": parent,
+                "depth": depth,
+                "text": engine.tokenizer.decode(new, skip_special_tokens=False),
+                "tokens": len(new),
+                "score": None,
+                "children": 0,
+                "finished": c.finish_reason != "step",
+            }
             nodes.append(node)
             generated += len(new)
             prefill += c.prompt_tokens_processed

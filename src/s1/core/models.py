@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError, first_line
+from s1.core.errors import UserError, first_line
 
 DEFAULT_MODEL = "smollm2"
 _EMBEDDED_ALIASES = {"smollm2", "smollm2-135m", "smollm2-135m-instruct"}
@@ -55,7 +55,9 @@ def resolve(name: str) -> ModelSource:
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise UserError(f"{name} is a directory but holds no config.json; point --model at a saved model directory.")
+            raise UserError(
+                f"{name} is a directory but holds no config.json; point --model at a saved model directory."
+            )
         return ModelSource("dir", str(path))
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -63,7 +65,9 @@ def resolve(name: str) -> ModelSource:
         return ModelSource("gguf", str(path))
     looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name
     if looks_like_path:
-        raise UserError(f"Model path {name} does not exist; check the path or pass a hub id such as simplescaling/s1.1-32B.")
+        raise UserError(
+            f"Model path {name} does not exist; check the path or pass a hub id such as simplescaling/s1.1-32B."
+        )
     return ModelSource("hub", name)
 
 
@@ -117,7 +121,9 @@ def pick_device(device: str = "auto") -> str:
         raise UserError(f"Unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps.")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError(f"--device {device} was asked for, but torch sees no CUDA GPU here; use --device cpu or auto.")
+            raise UserError(
+                f"--device {device} was asked for, but torch sees no CUDA GPU here; use --device cpu or auto."
+            )
         index = int(device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
             raise UserError(f"--device {device} does not exist: torch sees {torch.cuda.device_count()} GPU(s).")
@@ -168,14 +174,18 @@ def load_hf(name: str, device: str = "auto", dtype: str = "auto", place: bool = 
 
     def load(local_only: bool):
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=pick_dtype(dtype, device), local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, dtype=pick_dtype(dtype, device), local_files_only=local_only
+        )
         return model, tokenizer
 
     try:
         model, tokenizer = load(local_only=True)
     except OSError as exc:
         if source.kind != "hub":
-            raise UserError(f"Could not load model from {location} ({first_line(exc)}); check that it is a saved transformers model.") from None
+            raise UserError(
+                f"Could not load model from {location} ({first_line(exc)}); check that it is a saved transformers model."
+            ) from None
         if not _hub_reachable():
             raise UserError(
                 f"Model {name!r} is not in the local cache and the hub cannot be reached; pass --model smollm2, "
@@ -211,7 +221,9 @@ def empty_model(name: str, dtype: str):
         for key, param in list(module._parameters.items()):
             if param is not None:
                 if id(param) not in allocated:
-                    allocated[id(param)] = torch.nn.Parameter(torch.empty(param.shape, dtype=param.dtype), param.requires_grad)
+                    allocated[id(param)] = torch.nn.Parameter(
+                        torch.empty(param.shape, dtype=param.dtype), param.requires_grad
+                    )
                 module._parameters[key] = allocated[id(param)]
     model.tie_weights()  # as from_pretrained leaves them (lm_head is embed_tokens where the config ties them)
     return model
@@ -235,5 +247,7 @@ def load_tokenizer(name: str):
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=offline, **kwargs)
         config = AutoConfig.from_pretrained(location, local_files_only=offline, **kwargs)
     except OSError as exc:
-        raise UserError(f"Could not load the tokenizer of {name!r} ({first_line(exc)}); pass --model with the served model's tokenizer.") from None
+        raise UserError(
+            f"Could not load the tokenizer of {name!r} ({first_line(exc)}); pass --model with the served model's tokenizer."
+        ) from None
     return tokenizer, int(getattr(config, "max_position_embeddings", None) or 32768)

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from .errors import UserError
-from .protocol import Defaults
-from .serve import create_app
+from s1.core.errors import UserError
+from s1.serve.app import create_app
+from s1.serve.protocol import Defaults
 
 
-def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstream_model: str | None, batch_size: int,
-                  served_model_name: str | None, defaults: Defaults, device: str = "auto", remote_mode: str = "auto",
-                  ctx_size: int | None = None, threads: int | None = None, reward_model: str | None = None,
-                  reward_kind: str = "auto", step_tag: str | None = None):
+def build_service(
+    model: str,
+    engine: str,
+    fmt: str,
+    upstream: list[str],
+    upstream_model: str | None,
+    batch_size: int,
+    served_model_name: str | None,
+    defaults: Defaults,
+    device: str = "auto",
+    remote_mode: str = "auto",
+    ctx_size: int | None = None,
+    threads: int | None = None,
+    reward_model: str | None = None,
+    reward_kind: str = "auto",
+    step_tag: str | None = None,
+):
     """`batch_size` sequences decode together (hf, llamacpp) or are in flight (remote); `ctx_size` is the
     llama.cpp context of all of them together (llama-server's --ctx-size); `threads` the CPU threads;
     `reward_model` (a directory or module:function) is served at /pooling beside the generator."""
-    from .schedulers import BatchScheduler, SerialScheduler
+    from s1.serve.schedulers import BatchScheduler, SerialScheduler
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}.")
@@ -24,23 +37,23 @@ def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstre
         raise UserError(f"--threads must be at least 1, got {threads}.")
     reward = None
     if reward_model is not None:
-        from .rewards import load_reward_model
+        from s1.evaluate.rewards import load_reward_model
 
         if reward_model.startswith(("http://", "https://")):
             raise UserError("--reward-model for s1 serve is a model directory or module:function to serve, not a URL.")
         reward = load_reward_model(reward_model, reward_kind, step_tag)
     if engine == "hf":
-        from .engines.hf import HFEngine
+        from s1.engines.hf import HFEngine
 
         eng = HFEngine.load(model, fmt, device=device, threads=threads)
         scheduler = BatchScheduler(eng, max_batch=batch_size)
     elif engine == "llamacpp":
-        from .engines.llamacpp import LlamaCppEngine
+        from s1.engines.llamacpp import LlamaCppEngine
 
         eng = LlamaCppEngine.load(model, fmt, parallel=batch_size, ctx_size=ctx_size, threads=threads)
         scheduler = BatchScheduler(eng, max_batch=batch_size)
     elif engine == "remote":
-        from .engines.remote import RemoteEngine
+        from s1.engines.remote import RemoteEngine
 
         if not upstream:
             raise UserError("The remote engine needs --upstream URL (an OpenAI-compatible server).")
@@ -52,7 +65,7 @@ def build_service(model: str, engine: str, fmt: str, upstream: list[str], upstre
         eng.format_tokens.check_extension(text)
     app = create_app(eng, scheduler, served_model_name or model, defaults, engine)
     if reward is not None:
-        from .pooling import add_pooling_route
+        from s1.serve.pooling import add_pooling_route
 
         add_pooling_route(app, reward, reward.name, tag=step_tag or "\n\n")
     return app

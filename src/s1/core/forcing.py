@@ -14,12 +14,12 @@ decided. Two drivers feed it:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Callable
 
-from .errors import UserError
-from .formats import FormatTokens
+from s1.core.errors import UserError
+from s1.core.formats import FormatTokens
 
 
 def _is_int(value) -> bool:
@@ -117,10 +117,14 @@ class ForcingState:
         if self.plain:
             self.phase, self.thinking_end = Phase.ANSWER, 0
 
-    def fork(self) -> "ForcingState":
+    def fork(self) -> ForcingState:
         """An independent copy to continue from here: a search expands one trajectory into several."""
-        return replace(self, output=list(self.output), forced_spans=[list(s) for s in self.forced_spans],
-                       _pending=deque(self._pending))
+        return replace(
+            self,
+            output=list(self.output),
+            forced_spans=[list(s) for s in self.forced_spans],
+            _pending=deque(self._pending),
+        )
 
     @property
     def thinking(self) -> bool:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 Point = tuple  # (mean thinking tokens, accuracy %, setting label[, CI low, CI high]): error bars when given
 
 
 def method_points(rows: list[dict], method: str, x: str = "mean_thinking_tokens") -> list[Point]:
     """One method's curve from a summary's setting rows (reference settings are not on the curve); `x` is
     the row's field on the x-axis (mean_total_tokens: everything processed)."""
-    return [(r.get(x, r["mean_thinking_tokens"]), r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high"))
-            for r in rows if r["method"] == method and not r.get("reference")]
+    return [
+        (r.get(x, r["mean_thinking_tokens"]), r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high"))
+        for r in rows
+        if r["method"] == method and not r.get("reference")
+    ]
 
 
 def _full(point: Point) -> tuple:
@@ -23,8 +24,9 @@ def _full(point: Point) -> tuple:
     return x, y, label, low, high
 
 
-def scaling_plot(curves: list[tuple[str, list[Point]]], path, title: str = "", format: str | None = None,
-                 xlabel: str | None = None):
+def scaling_plot(
+    curves: list[tuple[str, list[Point]]], path, title: str = "", format: str | None = None, xlabel: str | None = None
+):
     """One line per method, points sorted by thinking tokens and labelled with their setting.
     `path` may be a file object, with `format` ("svg" for the HTML report)."""
     import matplotlib
@@ -41,10 +43,18 @@ def scaling_plot(curves: list[tuple[str, list[Point]]], path, title: str = "", f
             continue
         points = sorted(_full(p) for p in points)
         xs, ys, names, lows, highs = zip(*points)
-        line, = ax.plot(xs, ys, marker="o", linewidth=1.8, label=label)
+        (line,) = ax.plot(xs, ys, marker="o", linewidth=1.8, label=label)
         if any(lo != y or hi != y for y, lo, hi in zip(ys, lows, highs)):
-            ax.errorbar(xs, ys, yerr=[[y - lo for y, lo in zip(ys, lows)], [hi - y for y, hi in zip(ys, highs)]],
-                        fmt="none", ecolor=line.get_color(), alpha=0.45, capsize=3, linewidth=1.2)
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[[y - lo for y, lo in zip(ys, lows)], [hi - y for y, hi in zip(ys, highs)]],
+                fmt="none",
+                ecolor=line.get_color(),
+                alpha=0.45,
+                capsize=3,
+                linewidth=1.2,
+            )
             top = max(top, max(highs))
         for x, y, name, _, _ in points:
             if name:

@@ -19,12 +19,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import sharding
-from .errors import UserError, first_line
-from .formats import FormatTokens, ThinkingFormat, encode, get_format
-from .recipe import PAPER, TrainConfig
-from .rundir import make_directory
-from .training_data import load_records, render_example, thinking_chat_template, turn_end
+from s1.core.errors import UserError, first_line
+from s1.core.formats import FormatTokens, ThinkingFormat, encode, get_format
+from s1.core.rundir import make_directory
+from s1.train import sharding
+from s1.train.data import load_records, render_example, thinking_chat_template, turn_end
+from s1.train.recipe import PAPER, TrainConfig
 
 RECORD = "s1_train.json"
 
@@ -51,14 +51,18 @@ def plan_steps(examples: int, config: TrainConfig, accumulation: int) -> tuple[i
 
 def newest_checkpoint(output: Path) -> Path | None:
     """The newest complete checkpoint: the Trainer writes trainer_state.json last, so one without it died mid-save."""
-    complete = [p for p in output.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    complete = [
+        p
+        for p in output.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
+    ]
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
 def training_dtype(config: TrainConfig):
     import torch
 
-    from .models import pick_dtype
+    from s1.core.models import pick_dtype
 
     return pick_dtype(config.dtype, "cuda" if torch.cuda.is_available() else "cpu")
 
@@ -68,37 +72,51 @@ def train(config: TrainConfig) -> Path:
     import datasets
     import torch
 
-    from .models import load_tokenizer
+    from s1.core.models import load_tokenizer
 
     output = make_directory(Path(config.output), what="training")
     accumulation = accumulation_steps(config)
     fmt = get_format(config.format)
     records = load_records(config.data)
     tokenizer, _ = load_tokenizer(config.model)
-    FormatTokens.build(tokenizer, fmt)  # a format whose delimiters this tokenizer splits could not be budget-forced later
+    FormatTokens.build(
+        tokenizer, fmt
+    )  # a format whose delimiters this tokenizer splits could not be budget-forced later
     end = turn_end(tokenizer, fmt)
-    examples = fit_block([render_example(r, i, tokenizer, fmt, config.trace_source, config.system) for i, r in enumerate(records)],
-                         tokenizer, config)
+    examples = fit_block(
+        [render_example(r, i, tokenizer, fmt, config.trace_source, config.system) for i, r in enumerate(records)],
+        tokenizer,
+        config,
+    )
     total, save_every = plan_steps(len(examples), config, accumulation)
     checkpoint = newest_checkpoint(output)  # stays None unless resuming: a run never starts over an earlier one's
     if checkpoint is not None and not config.resume:
-        raise UserError(f"{output} already holds checkpoints of an earlier run; pass --resume to continue it or choose another --output.")
+        raise UserError(
+            f"{output} already holds checkpoints of an earlier run; pass --resume to continue it or choose another --output."
+        )
     if checkpoint is None and config.resume:
         raise UserError(f"--resume was given but {output} holds no complete checkpoint-* directory to resume from.")
     if len(examples) < config.batch_size and sharding.rank() == 0:
-        print(f"Note: {len(examples)} examples are fewer than the global batch {config.batch_size}, so every step sees all of them.")
+        print(
+            f"Note: {len(examples)} examples are fewer than the global batch {config.batch_size}, so every step sees all of them."
+        )
 
     args = sft_args(config, output, accumulation, save_every, end)  # forms the process group
     dtype = training_dtype(config)
     mixed = args.mixed_precision != "no"  # the flags or the launch config's mixed_precision
     model, loaded = load_model(config.model, dtype, mixed)
     if not mixed and dtype != torch.float32 and sharding.rank() == 0:
-        print(f"Note: the weights are trained in {_name(dtype)} without fp32 master weights (no mixed precision here), so "
-              "AdamW steps smaller than about 1/256 of a weight are lost; --dtype float32 keeps them.")
+        print(
+            f"Note: the weights are trained in {_name(dtype)} without fp32 master weights (no mixed precision here), so "
+            "AdamW steps smaller than about 1/256 of a weight are lost; --dtype float32 keeps them."
+        )
     callbacks = _callbacks()
     try:
         trainer = _trainer_class()(
-            model=model, args=args, train_dataset=datasets.Dataset.from_list(examples), processing_class=tokenizer,
+            model=model,
+            args=args,
+            train_dataset=datasets.Dataset.from_list(examples),
+            processing_class=tokenizer,
             callbacks=list(callbacks),
         )
     except (ValueError, TypeError, ImportError) as exc:
@@ -106,13 +124,22 @@ def train(config: TrainConfig) -> Path:
     note_recipe(output, config, args, resuming=checkpoint is not None)
     if sharding.rank() == 0:
         every = "step" if args.save_steps == 1 else f"{args.save_steps:g} steps"
-        saving = f"a checkpoint every {every}" if args.save_strategy == "steps" else f"checkpoints: {getattr(args.save_strategy, 'value', args.save_strategy)}"
-        print(f"Training {total} steps ({len(examples)} examples, global batch {config.batch_size}, {sharding.kind()}), {saving}"
-              + (f", resuming from {checkpoint.name}" if checkpoint else "") + ".")
+        saving = (
+            f"a checkpoint every {every}"
+            if args.save_strategy == "steps"
+            else f"checkpoints: {getattr(args.save_strategy, 'value', args.save_strategy)}"
+        )
+        print(
+            f"Training {total} steps ({len(examples)} examples, global batch {config.batch_size}, {sharding.kind()}), {saving}"
+            + (f", resuming from {checkpoint.name}" if checkpoint else "")
+            + "."
+        )
     try:
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except ImportError as exc:  # an option whose package is missing (liger kernels, a logger, ...)
-        raise UserError(f"The training recipe needs a package that is not installed: {' '.join(str(exc).split())[:300]}") from None
+        raise UserError(
+            f"The training recipe needs a package that is not installed: {' '.join(str(exc).split())[:300]}"
+        ) from None
     final = save_final(trainer, tokenizer, fmt, config, output / "final", dtype, end)
     write_rank_record(output, trainer, result, loaded, callbacks[1].first)
     return final
@@ -121,7 +148,7 @@ def train(config: TrainConfig) -> Path:
 def load_model(name: str, dtype, mixed: bool):
     """(model, how its weights arrived): read from disk, or on FSDP's other ranks only allocated, to be filled
     with the shards rank 0 broadcasts. Under mixed precision the trained (master) weights are fp32."""
-    from .models import empty_model, load_hf
+    from s1.core.models import empty_model, load_hf
 
     if sharding.lean_loading() and sharding.rank() != 0:
         # fp32 where FSDP will upcast to fp32 anyway: the upcast would otherwise touch every page
@@ -137,8 +164,19 @@ def note_recipe(output: Path, config: TrainConfig, args, resuming: bool) -> None
     with other values says which (its loss curve will differ from an uninterrupted run's). Rank 0 only."""
     if sharding.rank() != 0:
         return
-    current = json.loads(json.dumps({**args.to_dict(), "batch_size": config.batch_size, "model": config.model,
-                                     "data": config.data, "format": config.format, "dtype": config.dtype}, default=str))
+    current = json.loads(
+        json.dumps(
+            {
+                **args.to_dict(),
+                "batch_size": config.batch_size,
+                "model": config.model,
+                "data": config.data,
+                "format": config.format,
+                "dtype": config.dtype,
+            },
+            default=str,
+        )
+    )
     ignored = {"max_steps", "output_dir", "logging_dir", "run_name", "resume_from_checkpoint"}
     path = output / "recipe.json"
     if resuming and path.exists():
@@ -146,11 +184,16 @@ def note_recipe(output: Path, config: TrainConfig, args, resuming: bool) -> None
             before = json.loads(path.read_text())
         except (OSError, ValueError):
             before = {}
-        changed = [f"{k} {before.get(k)!r} -> {current.get(k)!r}" for k in sorted((set(before) | set(current)) - ignored)
-                   if before.get(k) != current.get(k)]
+        changed = [
+            f"{k} {before.get(k)!r} -> {current.get(k)!r}"
+            for k in sorted((set(before) | set(current)) - ignored)
+            if before.get(k) != current.get(k)
+        ]
         if changed:
-            print("Note: resuming with changed settings (" + "; ".join(changed) + "); the loss curve will differ from an "
-                  "uninterrupted run's.")
+            print(
+                "Note: resuming with changed settings (" + "; ".join(changed) + "); the loss curve will differ from an "
+                "uninterrupted run's."
+            )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(current, indent=2) + "\n")
     os.replace(tmp, path)
@@ -161,13 +204,17 @@ def fit_block(examples: list[dict], tokenizer, config: TrainConfig) -> list[dict
     block = config.value("max_length")
     prompt_lengths = [len(encode(tokenizer, e["prompt"])) for e in examples]
     if all(n >= block for n in prompt_lengths):
-        raise UserError(f"Every prompt is at least --block-size {block} tokens long, so no answer token "
-                        f"would be trained on; raise --block-size above {max(prompt_lengths)}.")
+        raise UserError(
+            f"Every prompt is at least --block-size {block} tokens long, so no answer token "
+            f"would be trained on; raise --block-size above {max(prompt_lengths)}."
+        )
     long = {i for i, e in enumerate(examples) if len(encode(tokenizer, e["prompt"] + e["completion"])) > block}
     if long:
         action = "dropped" if config.long_sequences == "drop" else "truncated to the block size"
         if sharding.rank() == 0:
-            print(f"{len(long)} of {len(examples)} examples are longer than --block-size {block} tokens and are {action}.")
+            print(
+                f"{len(long)} of {len(examples)} examples are longer than --block-size {block} tokens and are {action}."
+            )
         if config.long_sequences == "drop":
             examples = [e for i, e in enumerate(examples) if i not in long]
             if not examples:
@@ -193,7 +240,9 @@ def sft_args(config: TrainConfig, output: Path, accumulation: int, save_every: i
         gradient_accumulation_steps=accumulation,
         eos_token=end,
         include_num_input_tokens_seen=values.get("include_num_input_tokens_seen", True),
-        disable_tqdm=values.get("disable_tqdm", False),  # the CLI quiets transformers' logging, which would hide the bar
+        disable_tqdm=values.get(
+            "disable_tqdm", False
+        ),  # the CLI quiets transformers' logging, which would hide the bar
         use_cpu=not cuda,  # without it, processes on a machine with no GPU would not form a (gloo) group
     )
     if sharding.world_size() > 1 and not cuda:
@@ -239,7 +288,9 @@ def save_final(trainer, tokenizer, fmt: ThinkingFormat, config: TrainConfig, fin
         if template:
             tokenizer.chat_template = template
         tokenizer.save_pretrained(str(final))
-        (final / RECORD).write_text(json.dumps({"config": asdict(config), "format": asdict(fmt), "end_token": end}, indent=2) + "\n")
+        (final / RECORD).write_text(
+            json.dumps({"config": asdict(config), "format": asdict(fmt), "end_token": end}, indent=2) + "\n"
+        )
     trainer.accelerator.wait_for_everyone()
     return final
 
@@ -266,13 +317,25 @@ def write_rank_record(output: Path, trainer, result, loaded: str, first_step: in
     ranks = output / "ranks"
     ranks.mkdir(parents=True, exist_ok=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    (ranks / f"rank-{sharding.rank()}.json").write_text(json.dumps({
-        "rank": sharding.rank(), "world_size": sharding.world_size(), "global_step": trainer.state.global_step,
-        "first_step": first_step, "train_loss": result.training_loss, "losses": losses,
-        "weights": loaded, **sharding.describe(trainer.model), "fingerprint": _fingerprint(trainer.model),
-        "train_seconds": result.metrics.get("train_runtime"), "tokens_seen": trainer.state.num_input_tokens_seen,
-        "peak_memory_bytes": _peak_memory(),
-    }) + "\n")
+    (ranks / f"rank-{sharding.rank()}.json").write_text(
+        json.dumps(
+            {
+                "rank": sharding.rank(),
+                "world_size": sharding.world_size(),
+                "global_step": trainer.state.global_step,
+                "first_step": first_step,
+                "train_loss": result.training_loss,
+                "losses": losses,
+                "weights": loaded,
+                **sharding.describe(trainer.model),
+                "fingerprint": _fingerprint(trainer.model),
+                "train_seconds": result.metrics.get("train_runtime"),
+                "tokens_seen": trainer.state.num_input_tokens_seen,
+                "peak_memory_bytes": _peak_memory(),
+            }
+        )
+        + "\n"
+    )
 
 
 def _peak_memory() -> int:

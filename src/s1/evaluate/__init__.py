@@ -1,0 +1,1 @@
+"""Evaluation: settings and methods, the runner, search, rewards, records, metrics."""

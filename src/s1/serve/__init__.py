@@ -1,0 +1,1 @@
+"""The OpenAI-compatible server: protocol, schedulers, pooling, the app."""
