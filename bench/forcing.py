@@ -95,7 +95,8 @@ def timed(fn, repeat: int = 1):
 
 def plain_generate(model, tokenizer, engine, questions, new_tokens: int, repeat: int = 1) -> float:
     """`generate` on the same prompts, made to produce exactly `new_tokens` per row (EOS suppressed)."""
-    from s1.engines.base import Sampling, make_request
+    from s1.core.sampling import Sampling
+    from s1.engines.base import make_request
 
     forcing = BudgetForcing(max_thinking_tokens=1)
     prompts = [

@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(__file__))
 from forcing import machine  # noqa: E402
 from s1 import BudgetForcing  # noqa: E402
-from s1.engines.base import Sampling, StepRule, make_request  # noqa: E402
+from s1.core.sampling import Sampling
+from s1.engines.base import StepRule, make_request  # noqa: E402
 from s1.engines.hf import HELD_BYTES, HFEngine  # noqa: E402
 from s1.evaluate.rewards import CallableReward  # noqa: E402
 from s1.evaluate.search import RebaseSettings, rebase, sample  # noqa: E402

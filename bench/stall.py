@@ -19,7 +19,8 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from forcing import machine  # noqa: E402
 from s1 import BudgetForcing  # noqa: E402
-from s1.engines.base import Sampling, make_request, prepare_ids  # noqa: E402
+from s1.core.sampling import Sampling
+from s1.engines.base import make_request, prepare_ids  # noqa: E402
 
 QUESTIONS = [
     "What is 7*8?",

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from s1 import BudgetForcing
-from s1.engines.base import Request, Sampling
+from s1.core.sampling import Sampling
+from s1.engines.base import Request
 from s1.engines.reprefill import ReprefillEngine
 
 

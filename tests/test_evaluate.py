@@ -15,7 +15,8 @@ import pytest
 
 from s1 import UserError
 from s1.engines.hf import HFEngine
-from s1.evaluate.runner import EvalConfig, run_eval
+from s1.evaluate.config import EvalConfig
+from s1.evaluate.runner import run_eval
 from s1.report.compare import compare
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from s1 import BudgetForcing, UserError
 from s1.core.formats import S1, FormatTokens, encode
-from s1.engines.base import Request, Sampling, new_state
+from s1.core.sampling import Sampling
+from s1.engines.base import Request, new_state
 
 IM_START, IM_END = 1, 2
 

@@ -278,6 +278,7 @@ def test_packed_weights_change_speed_never_results():
         with plain.active():
             b = model(x)
         assert torch.equal(a, b), rows
+
     def unpacked(x):
         """oneDNN on the plain weights, which the probe found bit-identical to packed ones (MKL rounds otherwise)."""
         with plain.active():

@@ -10,7 +10,8 @@ import pytest
 
 from s1 import BudgetForcing, generate
 from s1.core.errors import UserError
-from s1.engines.base import Sampling, prepare_ids
+from s1.core.sampling import Sampling
+from s1.engines.base import prepare_ids
 from s1.engines.llamacpp import LlamaCppEngine
 
 from .test_cli import s1

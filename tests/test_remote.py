@@ -288,7 +288,7 @@ def test_cli_remote_errors_are_one_sentence():
 
 
 def test_a_search_through_two_servers_keeps_each_tree_on_one_and_grows_the_same_tree(proxies, tiny_dir, tiny):
-    from s1.engines.base import Sampling as S
+    from s1.core.sampling import Sampling as S
     from s1.engines.base import make_request
     from s1.engines.hf import HFEngine
     from s1.evaluate.rewards import CallableReward

@@ -216,7 +216,8 @@ def test_bad_reward_model_values_are_one_sentence(reward_dirs, tmp_path):
 
 
 def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, reward_dirs, data_dir, tmp_path):
-    from s1.evaluate.runner import EvalConfig, run_eval
+    from s1.evaluate.config import EvalConfig
+    from s1.evaluate.runner import run_eval
 
     out = tmp_path / "run"
     common = dict(
@@ -271,7 +272,7 @@ def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, re
 
 
 def test_bad_search_values_are_one_sentence(tiny_dir):
-    from s1.evaluate.runner import EvalConfig
+    from s1.evaluate.config import EvalConfig
 
     cases = [
         (dict(methods=["best_of_n"]), "needs a reward model"),

@@ -3,7 +3,8 @@
 from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
 from s1.core.formats import FORMATS, R1, S1, ThinkingFormat
-from s1.engines import Completion, Sampling, load_engine
+from s1.core.sampling import Sampling
+from s1.engines import Completion, load_engine
 from s1.generate import generate
 
 __version__ = "0.1.0"

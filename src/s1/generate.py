@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from s1.core.forcing import BudgetForcing
 from s1.core.models import DEFAULT_MODEL
-from s1.engines import Completion, Engine, Sampling, load_engine, make_request
+from s1.core.sampling import Sampling
+from s1.engines import Completion, Engine, load_engine, make_request
 
 
 def generate(

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -134,7 +134,8 @@ def generate(
     """Generate with budget forcing: cap thinking, or extend it with "Wait"."""
     from s1.core.forcing import BudgetForcing
     from s1.core.formats import get_format
-    from s1.engines import Sampling, load_engine, make_request
+    from s1.core.sampling import Sampling
+    from s1.engines import load_engine, make_request
 
     if question is not None and input is not None:
         raise UserError("Give either a question or --input, not both.")
@@ -321,7 +322,8 @@ def eval_command(
     ] = "generated",
 ) -> None:
     """Measure accuracy against thinking: sweep budgets and methods, grade, summarize, plot."""
-    from s1.evaluate.runner import EvalConfig, run_eval
+    from s1.evaluate.config import EvalConfig
+    from s1.evaluate.runner import run_eval
 
     config = EvalConfig(
         benchmarks=_names(benchmark),
@@ -411,7 +413,7 @@ def demo(
 ) -> None:
     """The whole s1 loop offline on a CPU: make a toy pool, curate it, train a tiny model, evaluate test-time scaling."""
     from s1.demo import demo as run_demo
-    from s1.evaluate.runner import summary_markdown
+    from s1.report.markdown import summary_markdown
 
     result = run_demo(out_dir, quick=quick, say=lambda line: err.print(line, style="bold cyan", markup=False))
     for summary, run in zip(result["summaries"], result["runs"]):
@@ -609,7 +611,7 @@ def serve(
         answer_prefix=answer_prefix,
         max_answer_tokens=max_answer_tokens,
     )
-    from s1.engines.base import Sampling
+    from s1.core.sampling import Sampling
 
     Sampling(temperature=temperature)
     if upstream:

@@ -24,10 +24,11 @@ from s1.core.errors import UserError, first_line
 from s1.core.forcing import BudgetForcing
 from s1.core.formats import encode
 from s1.core.rundir import identity_hash
+from s1.core.sampling import Sampling
 from s1.curate.config import Role
 from s1.curate.store import Store
 from s1.engines import load_engine
-from s1.engines.base import Sampling, make_request, prepare_ids
+from s1.engines.base import make_request, prepare_ids
 
 log = logging.getLogger("s1.curate")
 

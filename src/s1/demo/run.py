@@ -179,7 +179,8 @@ def train(out: Path, data: Path, plan: Plan) -> Path:
 def evaluate(out: Path, model: Path, plan: Plan) -> list[Path]:
     """Three runs: thinking caps, Wait counts at a generous cap, majority voting over sampled answers."""
     from s1.engines import load_engine
-    from s1.evaluate.runner import EvalConfig, run_eval
+    from s1.evaluate.config import EvalConfig
+    from s1.evaluate.runner import run_eval
 
     engine = load_engine(str(model), "hf", "s1", device="cpu")
     base = EvalConfig(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from s1.core.errors import UserError
-from s1.engines.base import Completion, Engine, Request, Sampling, make_request
+from s1.core.sampling import Sampling
+from s1.engines.base import Completion, Engine, Request, make_request
 
 ENGINES = ("hf", "reprefill", "llamacpp", "remote")
 

@@ -23,7 +23,8 @@ from transformers import GenerationConfig
 from s1.core.forcing import ForcingState
 from s1.core.formats import FormatTokens, ThinkingFormat, get_format
 from s1.core.models import load_hf
-from s1.engines.base import Completion, OnCompletion, OnToken, Request, Sampling, new_state, to_completion
+from s1.core.sampling import Sampling
+from s1.engines.base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
 
 _sequence_ids = itertools.count()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from s1.engines.base import Sampling
+from s1.core.sampling import Sampling
 
 
 def row_generator(sampling: Sampling, device) -> torch.Generator | None:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from s1.core.errors import UserError
-from s1.engines.base import Completion, Request, Sampling, StepRule
+from s1.core.sampling import Sampling
+from s1.engines.base import Completion, Request, StepRule
 from s1.engines.batching import LoopEngine
 from s1.evaluate.rewards import RewardModel, aggregate, split_steps
 

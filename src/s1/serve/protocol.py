@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from s1.core.forcing import BudgetForcing
 from s1.core.formats import encode, open_thinking, render_messages
-from s1.engines.base import SEED_LIMIT, Completion, Request, Sampling, prepare_ids
+from s1.core.sampling import SEED_LIMIT, Sampling
+from s1.engines.base import Completion, Request, prepare_ids
 from s1.serve.schedulers import Stream
 
 BUDGET_FIELDS = (

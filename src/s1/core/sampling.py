@@ -1,0 +1,39 @@
+"""Sampling settings: how the model's next token is chosen (temperature 0 is greedy, as s1 evaluates)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from s1.core.errors import UserError
+
+GREEDY_BELOW = 1e-5
+
+
+SEED_LIMIT = 2**63
+"""Seeds run from 0 to 2**63-1: what every engine's generator accepts."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """temperature 0 is greedy decoding, as s1 evaluates."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self):
+        t, p = self.temperature, self.top_p
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t < 0:
+            raise UserError(f"temperature must be zero (greedy) or a positive number, got {t!r}.")
+        if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1:
+            raise UserError(f"top_p must be in (0, 1], got {p!r}.")
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < SEED_LIMIT
+        ):
+            raise UserError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed!r}.")
+
+    @property
+    def greedy(self) -> bool:
+        """Temperatures below 1e-5 decode greedily, as vLLM does: dividing logits by them overflows."""
+        return self.temperature < GREEDY_BELOW

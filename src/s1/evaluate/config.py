@@ -1,0 +1,220 @@
+"""An evaluation's configuration: what to run (benchmarks, methods, settings) and what makes a sample's identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from s1.core.errors import UserError
+from s1.core.forcing import BudgetForcing
+from s1.core.formats import get_format
+from s1.core.rundir import identity_hash
+from s1.core.sampling import Sampling
+from s1.data.benchmarks import Problem, benchmark_problems
+from s1.engines import ENGINES
+from s1.evaluate.methods import METHODS, NEEDS_REWARD, SEARCH, SearchSpec, Setting, build_settings
+
+# Run-level fields that change what a sample is. With the setting's full specification, the problem's
+# content hash and the sample index they make a sample's identity; the summary covers the settings of
+# the directory whose samples share this context.
+CONTEXT_FIELDS = (
+    "model",
+    "engine",
+    "format",
+    "system",
+    "temperature",
+    "top_p",
+    "seed",
+    "min_thinking_tokens",
+    "extensions",
+    "answer_prefix",
+    "max_answer_tokens",
+)
+
+
+@dataclass
+class EvalConfig:
+    benchmarks: list[str] = field(default_factory=lambda: ["aime24"])
+    model: str = "smollm2"
+    engine: str = "hf"
+    format: str = "s1"
+    methods: list[str] = field(default_factory=lambda: ["budget_forcing"])
+    max_thinking_tokens: list[int | None] = field(default_factory=lambda: [None])
+    num_ignore: list[int] = field(default_factory=lambda: [0])
+    min_thinking_tokens: int = 0
+    extensions: list[str] = field(default_factory=lambda: ["Wait"])
+    answer_prefix: str = "Final Answer:"
+    max_answer_tokens: int = 1024
+    steps: list[int] | None = None
+    tokens_per_step: int = 100
+    samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    max_tries: int = 16
+    batch_size: int = 8
+    system: str | None = None
+    data: str | None = None
+    data_dir: str | None = None
+    include_path: str | None = None
+    question_field: str | None = None
+    answer_field: str | None = None
+    id_field: str | None = None
+    answer_kind: str | None = None
+    limit: int | None = None
+    ids: list[str] | None = None
+    base_urls: list[str] | None = None
+    remote_mode: str = "auto"
+    only_current: bool = False
+    reward_model: str | None = None
+    reward_kind: str = "auto"
+    step_tag: str | None = None
+    reward_aggregate: str = "last"
+    widths: list[int] = field(default_factory=lambda: [16])
+    step_delimiter: str = "\n\n"
+    max_step_tokens: int = 256
+    max_depth: int = 32
+    rebase_temperature: float = 0.2
+    rebase_vote: str = "weighted"
+    plot_tokens: str = "generated"
+
+    def forcing(self) -> BudgetForcing:
+        return BudgetForcing(
+            max_thinking_tokens=None,
+            min_thinking_tokens=self.min_thinking_tokens,
+            extensions=tuple(self.extensions),
+            answer_prefix=self.answer_prefix,
+            max_answer_tokens=self.max_answer_tokens,
+        )
+
+    def context(self) -> dict:
+        """Numbers as floats, so temperature 0 from Python and 0.0 from the command line are one context."""
+        values = {name: getattr(self, name) for name in CONTEXT_FIELDS}
+        values["temperature"], values["top_p"] = float(self.temperature), float(self.top_p)
+        return values
+
+    def settings(self) -> list[Setting]:
+        """Every setting of the sweep; all run-level values are checked here, before anything is loaded."""
+        if self.samples < 1:
+            raise UserError(f"--samples must be at least 1, got {self.samples}.")
+        if (
+            self.samples > 1
+            and self.temperature == 0
+            and any(m not in ("rejection_sampling",) + SEARCH for m in self.methods)
+        ):
+            raise UserError("--samples above 1 needs --temperature above 0; greedy samples would all be the same.")
+        self.check_search()
+        if self.max_tries < 1:
+            raise UserError(f"--max-tries must be at least 1, got {self.max_tries}.")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}.")
+        if self.ids is not None and not self.ids:
+            raise UserError("--ids names no id; give comma-separated problem ids such as 60,71.")
+        if not self.methods:
+            raise UserError("--method names no method; choose from " + ", ".join(METHODS) + ".")
+        Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        get_format(self.format)
+        if self.engine not in ENGINES:
+            raise UserError(f"Unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}.")
+        if self.engine == "remote" and not self.base_urls:
+            raise UserError("--engine remote needs --base-url URL of an OpenAI-compatible server.")
+        for cap in self.max_thinking_tokens:
+            BudgetForcing(max_thinking_tokens=cap, min_thinking_tokens=self.min_thinking_tokens)
+        for k in self.num_ignore:
+            BudgetForcing(num_ignore=k)
+        settings = build_settings(
+            self.methods,
+            self.forcing(),
+            self.max_thinking_tokens,
+            self.num_ignore,
+            self.steps,
+            self.tokens_per_step,
+            self.search_spec(),
+            self.widths,
+        )
+        # rejection sampling's bounded tries change what its samples are: they belong to its settings
+        return [
+            Setting(**{**s.__dict__, "max_tries": self.max_tries}) if s.reject_over is not None else s for s in settings
+        ]
+
+    def search_spec(self) -> SearchSpec:
+        """The search settings; a reward model directory by its absolute path, so a run resumed from
+        elsewhere finds its samples (and another model at the same relative path does not)."""
+        reward = self.reward_model
+        if reward and not reward.startswith(("http://", "https://")) and Path(reward).expanduser().is_dir():
+            reward = str(Path(reward).expanduser().resolve())
+        return SearchSpec(
+            self.samples,
+            reward,
+            self.reward_kind,
+            self.step_tag,
+            self.reward_aggregate,
+            self.step_delimiter,
+            self.max_step_tokens,
+            self.max_depth,
+            float(self.rebase_temperature),
+            self.rebase_vote,
+        )
+
+    def check_search(self) -> None:
+        """The parallel and tree-search values, checked before anything loads."""
+        from s1.evaluate.rewards import AGGREGATES
+
+        needs = [m for m in self.methods if m in NEEDS_REWARD]
+        if needs and not self.reward_model:
+            raise UserError(
+                f"Method {needs[0]} needs a reward model; pass --reward-model (a model directory, an http:// "
+                "URL of a /pooling server, or module:function)."
+            )
+        if self.reward_aggregate not in AGGREGATES:
+            raise UserError(
+                f"Unknown --reward-aggregate {self.reward_aggregate!r}; choose from {', '.join(AGGREGATES)}."
+            )
+        if self.plot_tokens not in ("generated", "total"):
+            raise UserError(f"--plot-tokens must be generated or total, got {self.plot_tokens!r}.")
+        if "rebase" in self.methods:
+            if self.rebase_vote not in ("weighted", "majority"):
+                raise UserError(f"--rebase-vote must be weighted or majority, got {self.rebase_vote!r}.")
+            from s1.engines.base import StepRule
+            from s1.evaluate.search import RebaseSettings  # imports torch: only when REBASE runs
+
+            for width in self.widths:
+                RebaseSettings(
+                    width,
+                    StepRule(self.step_delimiter, self.max_step_tokens),
+                    self.max_depth,
+                    self.rebase_temperature,
+                    self.reward_aggregate,
+                )
+
+    def load_benchmarks(self) -> dict[str, list[Problem]]:
+        """Benchmark name -> its problems (validated: a bad file or field fails here, before any model loads)."""
+        common = dict(answer_kind=self.answer_kind, limit=self.limit, ids=self.ids)
+        if self.data:
+            return dict(
+                [
+                    benchmark_problems(
+                        data=self.data,
+                        question_field=self.question_field,
+                        answer_field=self.answer_field,
+                        id_field=self.id_field,
+                        **common,
+                    )
+                ]
+            )
+        if not self.benchmarks:
+            raise UserError("--benchmark names no benchmark; pass one such as aime24, or --data FILE.")
+        return dict(
+            benchmark_problems(name, data_dir=self.data_dir, include_path=self.include_path, **common)
+            for name in self.benchmarks
+        )
+
+
+def context_hash(config: EvalConfig) -> str:
+    return identity_hash(config.context())
+
+
+def sample_identity(context: str, setting: Setting, problem: Problem, sample: int) -> str:
+    """Everything that changes a sample: run context, the setting's full spec, the problem's content and id
+    (its seed derives from the id), the sample index."""
+    return identity_hash([context, setting.spec(), problem.content_hash(), str(problem.id), sample])
