@@ -95,7 +95,7 @@ def s1_original_loop(model, tokenizer, prompt_ids: list[int], forcing: BudgetFor
 
     generate until an end-of-thinking token or the remaining budget; while Waits are left, strip the stop
     token, append "Wait" and generate again; at the cap append the delimiter and "Final Answer:"; else
-    complete the delimiter; then generate the answer. Two documented differences, both in DESIGN.md:
+    complete the delimiter; then generate the answer. Two documented differences (docs/design.md, README.md):
     extension tokens count toward the cap, and no `min_tokens=1` after an extension. Shares no code with
     `ForcingState` or the re-prefill driver: it exists to catch a shared misreading of the method.
     """

@@ -185,7 +185,7 @@ def test_bad_reward_model_values_are_one_sentence(reward_dirs, tmp_path):
     cases = [
         ("", "is empty"),
         (str(tmp_path), "holds no config.json"),
-        ("no_such_module_xyz:f", "Could not import"),
+        ("no_such_module_xyz:f", "Cannot load the reward function"),
         ("json:__version__", "not callable"),
         ("nothing-here", "neither a directory"),
     ]

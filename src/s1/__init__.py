@@ -4,10 +4,10 @@ from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
 from s1.core.formats import FORMATS, R1, S1, ThinkingFormat
 from s1.core.sampling import Sampling
+from s1.core.version import __version__
 from s1.engines import Completion, load_engine
 from s1.generate import generate
 
-__version__ = "0.1.0"
 __all__ = [
     "BudgetForcing",
     "Completion",
@@ -17,6 +17,7 @@ __all__ = [
     "Sampling",
     "ThinkingFormat",
     "UserError",
+    "__version__",
     "generate",
     "load_engine",
 ]

@@ -1,7 +1,7 @@
 """Budget forcing: the settings and the per-sequence state machine that applies them.
 
 Pure Python and token-level, so every in-flight engine (transformers, llama.cpp, the server)
-shares one meaning of "cap", "ignore the end of thinking" and "minimum thinking" (DESIGN.md).
+shares one meaning of "cap", "ignore the end of thinking" and "minimum thinking" (docs/design.md).
 It is the only place where cap, ignored ends, minimum, extension rotation and natural ends are
 decided. Two drivers feed it:
 - in flight (transformers, llama.cpp): the engine asks `next_token` once per decode step; the state

@@ -9,6 +9,10 @@ Why it is built this way:
   generated again. Nothing is ever deleted: a superseded sample stays in the file, unused.
 - Every invocation's configuration is appended to history.jsonl, never overwritten.
 - A lock file (flock, released by the kernel even on SIGKILL) stops two runs writing one directory.
+
+The pieces are public for every command that writes a directory (`s1 curate`'s store, `s1 train`,
+`s1 demo`), not only `RunDir`: `lock_directory` / `unlock_directory` (one writer at a time),
+`append_history` (history.jsonl), `make_directory`, `write_atomic` and `identity_hash`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 
 from s1.core.errors import UserError
+from s1.core.version import __version__
 
 SAMPLES = "samples.jsonl"
 HISTORY = "history.jsonl"
@@ -69,6 +74,7 @@ def lock_directory(path: Path, what: str):
 
 
 def unlock_directory(handle) -> None:
+    """Release what `lock_directory` returned (None: nothing to release)."""
     if handle is not None:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
@@ -132,19 +138,18 @@ class RunDir:
 
     def log_invocation(self, config: dict) -> None:
         """One line per invocation: when, the command line and the whole configuration."""
-        from s1 import __version__
-
-        entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "argv": sys.argv,
-            "s1_version": __version__,
-            "config": config,
-        }
-        with (self.path / HISTORY).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+        append_history(self.path, config=config)
 
     def write(self, name: str, text: str) -> Path:
         return write_atomic(self.path / name, text)
+
+
+def append_history(path: Path, **fields) -> None:
+    """Append one invocation to `path`/history.jsonl: when, the command line, s1's version and `fields`
+    (the configuration); earlier lines are never rewritten."""
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "s1_version": __version__, **fields}
+    with (path / HISTORY).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
 
 
 def write_atomic(target: Path, text: str) -> Path:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from s1.core.errors import UserError, first_line
 from s1.core.forcing import BudgetForcing
 from s1.core.formats import encode
+from s1.core.loader import load_function
 from s1.core.rundir import identity_hash
 from s1.core.sampling import Sampling
 from s1.curate.config import Role
@@ -106,19 +107,7 @@ class FunctionEngine:
 
     @classmethod
     def load(cls, target: str) -> FunctionEngine:
-        import importlib
-
-        module_name, _, attribute = target.partition(":")
-        try:
-            function = getattr(importlib.import_module(module_name), attribute)
-        except Exception as exc:  # noqa: BLE001 - whatever importing the user's module raises is one sentence
-            reason = first_line(exc, 200)
-            raise UserError(
-                f"Cannot load the python role {target!r} ({reason}); name an importable module:function."
-            ) from None
-        if not callable(function):
-            raise UserError(f"The python role {target!r} is not a function; name one as module:function.")
-        return cls(function, target)
+        return cls(load_function(target, "the python role"), target)
 
     def reply(self, message: str, seed: int) -> dict:
         reply = self.function(message, seed=seed)

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from s1.core.errors import UserError
-from s1.data.benchmarks import _task_rows, available_tasks, get_task, read_rows
+from s1.data.benchmarks import available_tasks, get_task, read_rows, task_rows
 
 STAGE = "decontaminate"
 QUESTION_FIELDS = ("problem", "question", "Question", "prompt")
@@ -39,7 +39,7 @@ def eval_questions(name: str, config) -> list[str]:
                 "nor an existing file; fix eval_sets in the config."
             ) from None
         data_dir = str(config.path(config.data_dir)) if config.data_dir else None
-        rows = _task_rows(task, data_dir)
+        rows = task_rows(task, data_dir)
         named = re.match(r"\s*\{\{\s*(\w+)", task.doc_to_text)
         field = named.group(1) if named else None
     questions = []

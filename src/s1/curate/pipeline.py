@@ -8,14 +8,12 @@ the calls that never came back. After every stage the report is rewritten.
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
 from s1.core.errors import UserError
-from s1.core.rundir import HISTORY
+from s1.core.rundir import append_history
 from s1.curate import collect, decontaminate, difficulty, diversity, export, quality, selection, traces
 from s1.curate.calls import Caller, Engines
 from s1.curate.config import CurateConfig
@@ -93,20 +91,6 @@ class Context:
         self.engines.close()
 
 
-def _log_invocation(output: Path, config: CurateConfig, stages: list[str]) -> None:
-    from s1 import __version__
-
-    entry = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "argv": sys.argv,
-        "s1_version": __version__,
-        "stages": stages,
-        "config": config.model_dump(),
-    }
-    with (output / HISTORY).open("a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-
-
 def run(
     config: CurateConfig,
     stages: list[str] | None = None,
@@ -122,7 +106,7 @@ def run(
             raise UserError(f"Unknown stage {stage!r}; the stages are {', '.join(STAGES)}.")
     output = Path(config.output)
     with Store(output) as store:
-        _log_invocation(output, config, stages)
+        append_history(output, stages=stages, config=config.model_dump())
         with Context(config, store, show_progress, engines) as ctx:
             for stage in stages:
                 if stage != "collect" and store.count() == 0:

@@ -208,7 +208,9 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def _task_rows(task: Task, data_dir: str | Path | None) -> list[dict]:
+def task_rows(task: Task, data_dir: str | Path | None) -> list[dict]:
+    """A task's raw records: its data file from `data_dir` (or $S1_DATA_DIR, or beside the task file), else
+    its hub dataset; evaluation turns them into problems, curation checks pool questions against them."""
     folder = data_dir or os.environ.get(DATA_DIR_ENV)
     if task.data_file:
         candidates = [Path(task.data_file).expanduser()]
@@ -264,7 +266,7 @@ def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
             extra = {
                 "choices": shown,
                 "letters": LETTERS[: len(shown)],
-                "choice_lines": "\n".join(f"{l}) {o}" for l, o in zip(LETTERS, shown)),
+                "choice_lines": "\n".join(f"{letter}) {o}" for letter, o in zip(LETTERS, shown)),
             }
             question = _render(env, task.doc_to_text, row, extra, "doc_to_text", task.task, number)
             problems.append(Problem(pid, question, answer, "choice", tuple(shown)))
@@ -357,13 +359,15 @@ def file_task(
     a = answer_field or next((n for n in ("answer", "final_answer", "gt", "Correct Answer") if n in first), None)
     if not q or not a:
         raise UserError(
-            f"Cannot tell which fields of {data} hold the question and answer; pass --question-field and --answer-field."
+            f"Cannot tell which fields of {data} hold the question and answer; "
+            "pass --question-field and --answer-field."
         )
     for number, row in enumerate(rows, 1):
         missing = [f for f in (q, a) if f not in row]
         if missing:
             raise UserError(
-                f"Record {number} of {data} has no {missing[0]!r} field; name the fields with --question-field/--answer-field."
+                f"Record {number} of {data} has no {missing[0]!r} field; "
+                "name the fields with --question-field/--answer-field."
             )
     kind = answer_kind or "math"
     if kind == "choice":
@@ -414,7 +418,7 @@ def benchmark_problems(
                     f"{task.task} is graded as {task.answer_kind}; --answer-kind {answer_kind} cannot change that."
                 )
             task = replace(task, answer_kind=answer_kind)
-        problems = problems_of(task, _task_rows(task, data_dir))
+        problems = problems_of(task, task_rows(task, data_dir))
     if ids:
         wanted = set(ids)
         problems = [p for p in problems if p.id in wanted]

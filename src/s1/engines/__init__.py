@@ -1,12 +1,14 @@
-"""Engines: one small interface (`generate(requests) -> completions`) over several backends."""
+"""Engines: one small interface (`generate(requests) -> completions`) over several backends.
+
+Which engines there are and what each can do is in registry.py; `load_engine` chooses through it.
+"""
 
 from __future__ import annotations
 
 from s1.core.errors import UserError
 from s1.core.sampling import Sampling
 from s1.engines.base import Completion, Engine, Request, make_request
-
-ENGINES = ("hf", "reprefill", "llamacpp", "remote")
+from s1.engines.registry import ENGINES, LoadOptions, spec
 
 
 def load_engine(
@@ -27,25 +29,12 @@ def load_engine(
     """
     if remote_mode != "auto" and engine != "remote":
         raise UserError("--remote-mode is only for --engine remote.")
-    if engine == "llamacpp":
-        from s1.engines.llamacpp import LlamaCppEngine
-
-        return LlamaCppEngine.load(model, fmt, parallel=parallel)
-    if engine == "remote":
-        from s1.engines.remote import RemoteEngine
-
-        return RemoteEngine.load(model, base_urls or [], fmt, mode=remote_mode)
-    if base_urls:
+    if base_urls and engine != "remote":
         raise UserError("--base-url is only for --engine remote.")
-    if engine == "hf":
-        from s1.engines.hf import HFEngine
-
-        return HFEngine.load(model, fmt, device=device, dtype=dtype)
-    if engine == "reprefill":
-        from s1.engines.reprefill import ReprefillEngine
-
-        return ReprefillEngine.load(model, fmt, device=device, dtype=dtype)
-    raise UserError(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+    options = LoadOptions(
+        device=device, dtype=dtype, parallel=parallel, base_urls=tuple(base_urls or ()), remote_mode=remote_mode
+    )
+    return spec(engine).load(model, fmt, options)
 
 
 __all__ = ["Completion", "Engine", "Request", "Sampling", "load_engine", "make_request", "ENGINES"]

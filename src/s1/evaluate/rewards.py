@@ -19,7 +19,6 @@ Every backend reports the tokens it scored, so a method's reward-model compute i
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from s1.core.errors import UserError, first_line
+from s1.core.loader import load_function
 
 AGGREGATES = ("last", "min", "mean", "prod")
 log = logging.getLogger("s1.rewards")
@@ -292,13 +292,7 @@ def load_reward_model(spec: str, kind: str = "auto", step_tag: str | None = None
         return makers[kind](str(path), step_tag) if step_tag else makers[kind](str(path))
     module, colon, attribute = spec.partition(":")
     if colon and module and attribute:
-        try:
-            function = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError) as exc:
-            raise UserError(f"Could not import the reward function {spec} ({exc}).") from None
-        if not callable(function):
-            raise UserError(f"{spec} is not callable; name a function f(question, steps) -> score.")
-        return CallableReward(function, spec)
+        return CallableReward(load_function(spec, "the reward function"), spec)
     raise UserError(f"--reward-model {spec!r} is neither a directory, an http(s) URL nor module:function.")
 
 

@@ -7,7 +7,7 @@ then continues from it, and on the transformers engine each child forks its pare
 (`engines.hf.PausedCaches`), so a node costs its own new tokens only. Budget forcing applies to every
 trajectory as to one: a node's `ForcingState` travels with it.
 
-REBASE (Wu et al., 2024; DESIGN.md "Parallel and tree search"): start with `width` children of the root;
+REBASE (Wu et al., 2024; README.md "Parallel and tree search"): start with `width` children of the root;
 at each depth a process reward model scores every live node's last step, trajectories that finished
 leave the width, and the remaining width is split over live nodes in proportion to softmax(score / T)
 (`allocate`), each node expanded by that many sampled next steps. It stops when `width` trajectories
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from s1.core.errors import UserError
 from s1.core.sampling import Sampling
 from s1.engines.base import Completion, Request, StepRule
-from s1.engines.batching import LoopEngine
+from s1.engines.registry import spec_of
 from s1.evaluate.rewards import RewardModel, aggregate, split_steps
 
 
@@ -101,7 +101,7 @@ class SearchResult:
 
 def _in_process(engine) -> bool:
     """Engines that keep a paused trajectory's cache (the others resend prompt and path each round)."""
-    return isinstance(engine, LoopEngine)
+    return spec_of(engine).forks
 
 
 def _affinity() -> str:

@@ -1,1 +1,1 @@
-"""The OpenAI-compatible server: protocol, schedulers, pooling, the app."""
+"""The OpenAI-compatible server (`s1 serve`): app.py assembles it; docs/design.md, "Serving", maps the modules."""

@@ -16,17 +16,22 @@ import math
 import threading
 import time
 import uuid
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Request as HTTPRequest
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from s1.evaluate.rewards import RewardModel
 from s1.serve.protocol import BadRequest
+from s1.serve.responses import Shape
 
 MAX_INPUTS = 256
 STEP_TAG = "\n\n"
 """What separates the question and the steps in a request (HTTPReward's default; --step-tag on both sides)."""
+router = APIRouter()
 
 
 class Message(BaseModel):
@@ -75,29 +80,67 @@ def _steps(text: str, tag: str) -> list[str]:
     return [s for s in text.split(tag) if s.strip()] or [text]
 
 
+class PoolingData(Shape):
+    index: int
+    object: Literal["pooling"] = "pooling"
+    data: list[list[float]]
+    """One [p_bad, p_good] vector per scored step."""
+
+
+class PoolingUsage(Shape):
+    prompt_tokens: int
+    total_tokens: int
+    completion_tokens: int = 0
+
+
+class PoolingResponse(Shape):
+    id: str
+    object: Literal["list"] = "list"
+    created: int
+    model: str
+    data: list[PoolingData]
+    usage: PoolingUsage
+
+
+@dataclass
+class Pooling:
+    """The served reward model, under the name clients use, and the tag between a request's steps."""
+
+    reward: RewardModel
+    model_name: str
+    tag: str = STEP_TAG
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """One scoring at a time: the model is not shared across threads."""
+
+    def score(self, items: list[tuple[str, list[str]]]):
+        with self.lock:
+            return self.reward.score(items)
+
+
+def pooling_state(http: HTTPRequest) -> Pooling:
+    return http.app.state.pooling
+
+
+@router.post("/pooling")
+async def pooling(body: PoolingBody, state: Annotated[Pooling, Depends(pooling_state)]) -> JSONResponse:
+    scored = await asyncio.to_thread(state.score, parse(body, state.tag))
+    data = []
+    for i, s in enumerate(scored):
+        values = [v for v in s.steps if not math.isnan(v)]  # an outcome model scores the last step alone
+        if not values:
+            raise BadRequest("The solution could not be scored (longer than the reward model's context?).")
+        data.append(PoolingData(index=i, data=[[1.0 - v, v] for v in values]))
+    tokens = sum(s.tokens for s in scored)
+    return PoolingResponse(
+        id=f"pool-{uuid.uuid4().hex[:24]}",
+        created=int(time.time()),
+        model=state.model_name,
+        data=data,
+        usage=PoolingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    ).response()
+
+
 def add_pooling_route(app: FastAPI, reward: RewardModel, model_name: str, tag: str = STEP_TAG) -> None:
-    lock = threading.Lock()  # one scoring at a time: the model is not shared across threads
-
-    def score(items):
-        with lock:
-            return reward.score(items)
-
-    @app.post("/pooling")
-    async def pooling(body: PoolingBody):
-        items = parse(body, tag)
-        scored = await asyncio.to_thread(score, items)
-        data = []
-        for i, s in enumerate(scored):
-            values = [v for v in s.steps if not math.isnan(v)]  # an outcome model scores the last step alone
-            if not values:
-                raise BadRequest("The solution could not be scored (longer than the reward model's context?).")
-            data.append({"index": i, "object": "pooling", "data": [[1.0 - v, v] for v in values]})
-        tokens = sum(s.tokens for s in scored)
-        return {
-            "id": f"pool-{uuid.uuid4().hex[:24]}",
-            "object": "list",
-            "created": int(time.time()),
-            "model": model_name,
-            "data": data,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0},
-        }
+    """Serve `reward` at /pooling beside the generator."""
+    app.state.pooling = Pooling(reward, model_name, tag)
+    app.include_router(router)

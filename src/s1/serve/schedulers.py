@@ -3,11 +3,12 @@
 `BatchScheduler` drives an engine's running batch (`engines.batching.BatchLoop`, over the transformers
 or the llama.cpp runtime) on one thread: requests join it between two steps (continuous batching) and a
 cancelled request leaves it at once. `SerialScheduler` runs any engine's `generate` one request per
-worker (remote servers, which do their own batching). Events: ("delta", reasoning, content, raw), ("done", Completion), ("error", msg).
+worker (remote servers, which do their own batching). A request's sink receives `Delta`s as text
+arrives, then one `Done` or one `Failed`.
 
 A request is submitted with its `Stream` options (stop strings and how text is decoded); a request's
-own failure (a token id outside the vocabulary, a sampling error) ends that request with an error event
-and the batch goes on; a failed forward pass, which all rows share, ends every running request.
+own failure (a token id outside the vocabulary, a sampling error) ends that request with `Failed` and
+the batch goes on; a failed forward pass, which all rows share, ends every running request.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from dataclasses import dataclass, replace
 
 from s1.core.detokenize import ThinkingSplitter
 from s1.engines.base import Completion, Request, to_completion
-
-Sink = Callable[[tuple], None]
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,65 @@ class Stream:
         )
 
 
-def finished(completion: Completion, splitter: ThinkingSplitter) -> tuple:
+@dataclass(frozen=True)
+class Delta:
+    """New text of one request since its last event: thinking, answer, and the raw continuation."""
+
+    reasoning: str
+    content: str
+    raw: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The request finished: its completion (cut at a matched stop string) and the raw continuation's text."""
+
+    completion: Completion
+    raw_text: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The request ended without a completion; `message` is the sentence the client gets."""
+
+    message: str
+
+
+Event = Delta | Done | Failed
+Sink = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class _Add:
+    rid: int
+    request: Request
+    sink: Sink
+    stream: Stream
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    rid: int
+
+
+@dataclass(frozen=True)
+class _Stop:
+    pass
+
+
+def finished(completion: Completion, splitter: ThinkingSplitter) -> Done:
     """The done event: the completion cut at a matched stop string, and the raw text of the continuation."""
     if splitter.matched is not None:
         completion = replace(completion, answer=splitter.answer, finish_reason="stop", stop_reason=splitter.matched)
-    return ("done", completion, splitter.raw_text)
+    return Done(completion, splitter.raw_text)
+
+
+def failed(exc: Exception) -> Failed:
+    return Failed(f"generation failed: {exc.__class__.__name__}: {exc}")
+
+
+def delta(splitter: ThinkingSplitter, state) -> Delta:
+    return Delta(*splitter.update(state))
 
 
 class _Cancelled(Exception):
@@ -55,7 +108,7 @@ class BatchScheduler:
     def __init__(self, engine, max_batch: int = 16):
         self.engine = engine
         self.loop = engine.loop(max_batch, on_token=self._on_token)
-        self.commands: queue.Queue = queue.Queue()
+        self.commands: queue.Queue[_Add | _Cancel | _Stop] = queue.Queue()
         self.sinks: dict[int, tuple[Sink, ThinkingSplitter]] = {}
         self.ids = itertools.count()
         self.stopped = False
@@ -64,7 +117,7 @@ class BatchScheduler:
 
     def submit(self, request: Request, sink: Sink, stream: Stream = Stream()) -> int:
         rid = next(self.ids)
-        self.commands.put(("add", rid, request, sink, stream))
+        self.commands.put(_Add(rid, request, sink, stream))
         return rid
 
     @property
@@ -73,28 +126,26 @@ class BatchScheduler:
         return len(self.loop.rows), len(self.loop.waiting) + self.commands.qsize()
 
     def cancel(self, rid: int) -> None:
-        self.commands.put(("cancel", rid))
+        self.commands.put(_Cancel(rid))
 
     def close(self) -> None:
         self.stopped = True
-        self.commands.put(("stop",))
+        self.commands.put(_Stop())
         self.thread.join(timeout=10)
 
-    def _apply(self, command) -> None:
-        if command[0] == "add":
-            _, rid, request, sink, stream = command
-            self.sinks[rid] = (sink, stream.splitter(self.engine))
-            self.loop.add(rid, request)
-        elif command[0] == "cancel":
-            if self.sinks.pop(command[1], None) is not None:
-                self.loop.cancel(command[1])
+    def _apply(self, command: _Add | _Cancel) -> None:
+        if isinstance(command, _Add):
+            self.sinks[command.rid] = (command.sink, command.stream.splitter(self.engine))
+            self.loop.add(command.rid, command.request)
+        elif self.sinks.pop(command.rid, None) is not None:
+            self.loop.cancel(command.rid)
 
     def _run(self) -> None:
         while not self.stopped:
             try:
                 # Block only while idle; otherwise take what arrived and step at once.
                 command = self.commands.get() if not self.loop.busy else self.commands.get_nowait()
-                if command[0] == "stop":
+                if isinstance(command, _Stop):
                     return
                 self._apply(command)
                 continue
@@ -104,14 +155,14 @@ class BatchScheduler:
                 done = self.loop.step()
             except Exception as exc:  # the shared forward pass failed: nothing can be kept, the server goes on
                 for sink, _ in self.sinks.values():
-                    sink(("error", f"generation failed: {exc.__class__.__name__}: {exc}"))
+                    sink(failed(exc))
                 self.sinks.clear()
                 self.loop = self.engine.loop(self.loop.max_batch, on_token=self._on_token)
                 continue
             for rid, exc in self.loop.failed:
                 entry = self.sinks.pop(rid, None)
                 if entry is not None:
-                    entry[0](("error", f"generation failed: {exc.__class__.__name__}: {exc}"))
+                    entry[0](failed(exc))
             self.loop.failed.clear()
             for rid, request, state, row in done:
                 entry = self.sinks.pop(rid, None)
@@ -125,7 +176,7 @@ class BatchScheduler:
         entry = self.sinks.get(rid)
         if entry is not None:
             sink, splitter = entry
-            sink(("delta", *splitter.update(state)))
+            sink(delta(splitter, state))
 
 
 class SerialScheduler:
@@ -167,7 +218,7 @@ class SerialScheduler:
         def on_token(_, token, state):
             if rid in self.cancelled:
                 raise _Cancelled
-            sink(("delta", *splitter.update(state)))
+            sink(delta(splitter, state))
 
         try:
             if rid in self.cancelled:
@@ -177,7 +228,7 @@ class SerialScheduler:
         except _Cancelled:
             pass
         except Exception as exc:
-            sink(("error", f"generation failed: {exc.__class__.__name__}: {exc}"))
+            sink(failed(exc))
         finally:
             with self.lock:
                 self.cancelled.discard(rid)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from s1.core.errors import UserError
+from s1.engines import registry
+from s1.engines.registry import LoadOptions
 from s1.serve.app import create_app
 from s1.serve.protocol import Defaults
 
@@ -42,28 +44,26 @@ def build_service(
         if reward_model.startswith(("http://", "https://")):
             raise UserError("--reward-model for s1 serve is a model directory or module:function to serve, not a URL.")
         reward = load_reward_model(reward_model, reward_kind, step_tag)
-    if engine == "hf":
-        from s1.engines.hf import HFEngine
-
-        eng = HFEngine.load(model, fmt, device=device, threads=threads)
+    spec = registry.spec(engine, serves=True)
+    if spec.name == "remote" and not upstream:
+        raise UserError("The remote engine needs --upstream URL (an OpenAI-compatible server).")
+    options = LoadOptions(
+        device=device,
+        threads=threads,
+        parallel=batch_size,
+        ctx_size=ctx_size,
+        base_urls=tuple(upstream),
+        upstream_model=upstream_model,
+        remote_mode=remote_mode,
+    )
+    eng = spec.load(model, fmt, options)
+    if spec.batch_loop:
         scheduler = BatchScheduler(eng, max_batch=batch_size)
-    elif engine == "llamacpp":
-        from s1.engines.llamacpp import LlamaCppEngine
-
-        eng = LlamaCppEngine.load(model, fmt, parallel=batch_size, ctx_size=ctx_size, threads=threads)
-        scheduler = BatchScheduler(eng, max_batch=batch_size)
-    elif engine == "remote":
-        from s1.engines.remote import RemoteEngine
-
-        if not upstream:
-            raise UserError("The remote engine needs --upstream URL (an OpenAI-compatible server).")
-        eng = RemoteEngine.load(model, upstream, fmt, upstream_model, mode=remote_mode)
-        scheduler = SerialScheduler(eng, workers=batch_size)
     else:
-        raise UserError(f"Unknown engine {engine!r}; choose hf, llamacpp or remote.")
+        scheduler = SerialScheduler(eng, workers=batch_size)
     for text in defaults.extensions:
         eng.format_tokens.check_extension(text)
-    app = create_app(eng, scheduler, served_model_name or model, defaults, engine)
+    app = create_app(eng, scheduler, served_model_name or model, defaults, spec)
     if reward is not None:
         from s1.serve.pooling import add_pooling_route
 

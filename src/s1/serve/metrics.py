@@ -1,0 +1,100 @@
+"""The server's own state for operators: Prometheus metrics at /metrics, liveness at /health, and a
+count of every response by status (refusals logged), with vLLM's metric names under the `s1:` prefix."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from s1.serve.responses import Health
+from s1.serve.state import Served, served
+
+log = logging.getLogger("s1.serve")
+router = APIRouter()
+
+
+class Metrics:
+    """Prometheus text at /metrics, with vLLM's metric names under the `s1:` prefix."""
+
+    def __init__(self, scheduler):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        running = Gauge("s1:num_requests_running", "Sequences being decoded.", registry=self.registry)
+        waiting = Gauge("s1:num_requests_waiting", "Sequences waiting for a slot.", registry=self.registry)
+        running.set_function(lambda: scheduler.load[0])
+        waiting.set_function(lambda: scheduler.load[1])
+        self.requests = Counter("s1:requests", "HTTP requests by status code.", ["status"], registry=self.registry)
+        self.prompt_tokens = Counter("s1:prompt_tokens", "Prompt tokens processed.", registry=self.registry)
+        self.generation_tokens = Counter("s1:generation_tokens", "Tokens generated.", registry=self.registry)
+        self.ttft = Histogram(
+            "s1:time_to_first_token_seconds",
+            "Time to first generated token.",
+            registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.latency = Histogram(
+            "s1:e2e_request_latency_seconds",
+            "Request latency.",
+            registry=self.registry,
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )
+        self.recent: deque[tuple[float, int]] = deque()
+        rate = Gauge(
+            "s1:generation_tokens_per_second", "Tokens generated per second over the last 10 s.", registry=self.registry
+        )
+        rate.set_function(self._rate)
+
+    def tokens(self, n: int) -> None:
+        self.generation_tokens.inc(n)
+        now = time.monotonic()
+        self.recent.append((now, n))
+
+    def _rate(self) -> float:
+        now = time.monotonic()
+        while self.recent and self.recent[0][0] < now - 10:
+            self.recent.popleft()
+        return sum(n for _, n in self.recent) / 10.0
+
+    def text(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class StatusCounter:
+    """Counts every response by status and logs refusals. Plain ASGI on purpose: Starlette's
+    `BaseHTTPMiddleware` (`@app.middleware`) hides a client's disconnect from the endpoint, so a
+    non-streaming client that gave up would keep its slot decoding to the end."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                self.metrics.requests.labels(str(status)).inc()
+                if status >= 400:
+                    log.info("%s %s status=%d", scope["method"], scope["path"], status)
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+@router.get("/health")
+async def health() -> JSONResponse:
+    return Health().response()
+
+
+@router.get("/metrics")
+async def prometheus(state: Annotated[Served, Depends(served)]) -> Response:
+    return Response(state.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,181 @@
+"""Running one HTTP request's choices: submit each to the scheduler, then stream chunks as events
+arrive or answer once all are done; a client that goes away cancels its choices at once (freeing
+their slots), and every request ends with one log line and its metrics.
+
+An endpoint says how events become its objects through a `Reply` (chat.py, completions.py); this
+module owns everything else, so both endpoints run, cancel, log and meter the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from fastapi import Request as HTTPRequest
+from fastapi.responses import Response, StreamingResponse
+
+from s1.engines.base import Completion
+from s1.serve.responses import Shape, Usage, error_body, error_response
+from s1.serve.schedulers import Delta, Done, Event, Failed
+from s1.serve.state import Served
+from s1.serve.translate import Job, prompt_tokens
+
+log = logging.getLogger("s1.serve")
+
+DISCONNECT_CHECK_S = 1.0
+"""How often a request waiting for events asks whether its client is still there."""
+
+
+class Reply:
+    """How one endpoint writes its answer to one request (chat.py, completions.py): the whole object, or
+    the chunks of a stream, all with the request's id, creation time and model name."""
+
+    kind: ClassVar[str]
+    """"chat" or "completion", for the log line."""
+    id_prefix: ClassVar[str]
+    chunk: ClassVar[type[Shape]]
+    """The endpoint's chunk object; it takes id, created, model, choices and optionally usage."""
+
+    def __init__(self, body, jobs: list[Job], state: Served):
+        self.body, self.jobs, self.state = body, jobs, state
+        self.id, self.created = f"{self.id_prefix}-{uuid.uuid4().hex[:24]}", int(time.time())
+        self.include_usage = body.stream_options is not None and body.stream_options.include_usage
+
+    def response(self, done: list[Done]) -> Shape:
+        """The whole answer, once every choice is done (in job order)."""
+        raise NotImplementedError
+
+    def opening(self) -> list[Shape]:
+        """Chunks a stream starts with, before any event."""
+        return []
+
+    def chunks(self, index: int, event: Delta | Done) -> list[Shape]:
+        """Chunks for one event of choice `index`."""
+        raise NotImplementedError
+
+    def closing(self, completions: list[Completion]) -> list[Shape]:
+        """The chunk a stream ends with once every choice is done: usage, when the client asked for it."""
+        if not self.include_usage:
+            return []
+        return [self.chunk_of([], usage=Usage.of(completions, prompt_tokens(self.jobs)))]
+
+    def chunk_of(self, choices: list, **fields) -> Shape:
+        """A chunk of this request; `usage` is null in every chunk but the last when the client asked for it."""
+        if self.include_usage:
+            fields.setdefault("usage", None)
+        return self.chunk(id=self.id, created=self.created, model=self.state.model_name, choices=choices, **fields)
+
+
+def _sse(data: dict | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+class _Choices:
+    """One request's choices in flight: the scheduler's events for them, cancellation, the log line."""
+
+    def __init__(self, http: HTTPRequest, state: Served, jobs: list[Job], kind: str):
+        self.http, self.state, self.jobs, self.kind = http, state, jobs, kind
+        self.events: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
+        self.started = time.monotonic()
+        self.first_token: float | None = None
+        self.checked = time.monotonic()
+        self.done: dict[int, Done] = {}
+        loop = asyncio.get_running_loop()
+
+        def sink_for(job: Job):
+            return lambda event: loop.call_soon_threadsafe(self.events.put_nowait, (job.index, event))
+
+        self.rids = [state.scheduler.submit(job.request, sink_for(job), job.stream) for job in jobs]
+        state.metrics.prompt_tokens.inc(sum(len(j.request.prompt_token_ids) for j in jobs))
+
+    @property
+    def finished(self) -> bool:
+        return len(self.done) == len(self.jobs)
+
+    def cancel(self) -> None:
+        for rid in self.rids:
+            self.state.scheduler.cancel(rid)  # a no-op once finished
+
+    async def next(self) -> tuple[int, Event]:
+        """The next event of any choice; a client that went away (checked every second) cancels them all."""
+        while True:
+            if time.monotonic() - self.checked > DISCONNECT_CHECK_S:
+                self.checked = time.monotonic()
+                if await self.http.is_disconnected():
+                    raise asyncio.CancelledError
+            try:
+                index, event = await asyncio.wait_for(self.events.get(), timeout=DISCONNECT_CHECK_S)
+            except TimeoutError:
+                continue
+            if isinstance(event, Delta) and self.first_token is None:
+                self.first_token = time.monotonic()
+                self.state.metrics.ttft.observe(self.first_token - self.started)
+            if isinstance(event, Done):
+                self.done[index] = event
+            return index, event
+
+    def completions(self) -> list[Completion]:
+        return [d.completion for d in self.done.values()]
+
+    def record(self, status: int) -> None:
+        completions = self.completions()
+        metrics = self.state.metrics
+        metrics.tokens(sum(len(c.output_token_ids) for c in completions))
+        metrics.latency.observe(time.monotonic() - self.started)
+        log.info(
+            "%s %s choices=%d prompt=%d thinking=%d answer=%d latency=%.2fs status=%d",
+            self.kind,
+            self.http.url.path,
+            len(self.jobs),
+            sum(len(j.request.prompt_token_ids) for j in self.jobs),
+            sum(c.thinking_tokens for c in completions),
+            sum(c.answer_tokens for c in completions),
+            time.monotonic() - self.started,
+            status,
+        )
+
+
+async def run(http: HTTPRequest, state: Served, jobs: list[Job], reply: Reply, stream: bool) -> Response:
+    """Submit every choice; stream chunks or answer once all are done; free the slots on disconnect."""
+    choices = _Choices(http, state, jobs, reply.kind)
+    if stream:
+        return StreamingResponse(_stream(choices, reply), media_type="text/event-stream")
+    try:
+        while not choices.finished:
+            _, event = await choices.next()
+            if isinstance(event, Failed):
+                choices.cancel()
+                choices.record(500)
+                return error_response(500, event.message, "server_error")
+    except asyncio.CancelledError:
+        choices.cancel()
+        raise
+    choices.record(200)
+    return reply.response([choices.done[j.index] for j in jobs]).response()
+
+
+async def _stream(choices: _Choices, reply: Reply) -> AsyncIterator[str]:
+    status = 200
+    try:
+        for chunk in reply.opening():
+            yield _sse(chunk.body())
+        while not choices.finished:
+            index, event = await choices.next()
+            if isinstance(event, Failed):
+                status = 500
+                yield _sse(error_body(500, event.message, "server_error"))
+                break
+            for chunk in reply.chunks(index, event):
+                yield _sse(chunk.body())
+        if status == 200:
+            for chunk in reply.closing(choices.completions()):
+                yield _sse(chunk.body())
+        yield _sse("[DONE]")
+    finally:
+        choices.cancel()
+        choices.record(status)

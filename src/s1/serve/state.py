@@ -1,0 +1,31 @@
+"""What every handler reads: one `Served` per app, held in `app.state` and handed to handlers by FastAPI's
+dependency injection (`Annotated[Served, Depends(served)]`), so handlers are plain module-level functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import Request as HTTPRequest
+
+if TYPE_CHECKING:
+    from s1.engines.registry import EngineSpec
+    from s1.serve.metrics import Metrics
+    from s1.serve.translate import Translator
+
+
+@dataclass
+class Served:
+    """The served model: its engine and what the engine can do, the scheduler that runs it behind
+    concurrent requests, the name clients use, the body -> request translation, and the metrics."""
+
+    engine: object
+    spec: EngineSpec
+    scheduler: object
+    model_name: str
+    translate: Translator
+    metrics: Metrics
+
+
+def served(http: HTTPRequest) -> Served:
+    return http.app.state.served
