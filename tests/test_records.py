@@ -116,3 +116,21 @@ def test_a_sample_whose_only_record_is_bad_is_generated_again(tmp_path, tiny):
     assert summary["unreadable_lines"] == 1
     assert [json.loads(line)["output"] for line in lines(run)[1:]] == [good["output"]]
     assert summary["benchmarks"]["two"]["settings"][0]["accuracy"] == 100.0 * good["correct"]
+
+
+def test_stale_grades_of_samples_and_searches_are_redone_from_the_records_alone(old_run):
+    """Every record graded by another grader version (here with its verdicts flipped) is graded again and
+    appended, search records by re-grading their trajectories and choosing again; nothing is generated."""
+    run, config = old_run
+    records = [json.loads(line) for line in lines(run)]
+    for r in records:
+        r.update(grader=1, correct=not r["correct"])
+        for p in r.get("points", {}).values():
+            p["correct"] = not p["correct"]
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = evaluate(config, run, show_progress=False)
+    after = [json.loads(line) for line in lines(run)]
+    assert len(after) == 2 * len(records)
+    assert sorted(r["identity"] for r in after[len(records) :]) == sorted(r["identity"] for r in records)
+    old = json.loads((FIXTURE / "run" / "summary.json").read_text())
+    assert json.loads(json.dumps(summary))["benchmarks"] == old["benchmarks"]

@@ -41,20 +41,19 @@ def choose_answer(record: SearchRecord, grader: Grader) -> SearchRecord:
     for n in method.sizes(len(trajectories)):
         first = trajectories[:n]
         choice = method.pick(setting, classes[:n], rewards[:n])
+        if method.parallel:  # a parallel point costs its first n trajectories (and the prompt, once)
+            generated = sum(t.generated_tokens for t in first)
+            prefill = record.root_prefill + sum(t.prefill_tokens for t in first)
+            scored = sum(t.reward_tokens for t in first)
+        else:  # a tree's one point costs the whole tree
+            generated, prefill, scored = record.generated_tokens, record.prefill_tokens, record.reward_tokens
         points[n] = Point(
             choice=choice,
             correct=choice is not None and bool(trajectories[choice].correct),
-            # a parallel point costs its first n trajectories; a tree's only point costs the whole tree
-            generated_tokens=sum(t.generated_tokens for t in first) if method.parallel else record.generated_tokens,
-            prefill_tokens=record.root_prefill + sum(t.prefill_tokens for t in first)
-            if method.parallel
-            else record.prefill_tokens,
+            generated_tokens=generated,
+            prefill_tokens=prefill,
             # majority reads no reward, even when it shares its trajectories with a method that does
-            reward_tokens=0
-            if not method.needs_reward
-            else sum(t.reward_tokens for t in first)
-            if method.parallel
-            else record.reward_tokens,
+            reward_tokens=scored if method.needs_reward else 0,
         )
     final = points.get(len(trajectories)) if trajectories else None
     chosen = trajectories[final.choice] if final is not None and final.choice is not None else None
@@ -74,7 +73,11 @@ def regrade(run: RunDir, grader: Grader, records: dict[str, Record]) -> dict[str
     """Records graded by another version of the grader are graded again (cheap next to generating them);
     the new grade is appended, so the file keeps both. Records written before the graded text was kept
     (no `answer`) keep their grade."""
-    stale = [r for r in records.values() if r.grader != GRADER_VERSION and r.answer is not None]
+    stale = [
+        r
+        for r in records.values()
+        if r.grader != GRADER_VERSION and r.answer is not None and (isinstance(r, SampleRecord) or r.method in METHODS)
+    ]
     out = dict(records)
     for record in [r for r in stale if isinstance(r, SearchRecord)]:
         out[record.identity] = choose_answer(record, grader)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from s1.core.errors import UserError
 from s1.core.rundir import RunDir, write_atomic
-from s1.evaluate.records import BenchmarkSummary, MethodMetrics, SampleRecord, Summary, SummaryRow, parse_record
+from s1.evaluate.records import BenchmarkSummary, SampleRecord, Summary, SummaryRow, parse_record
 from s1.report.compare import load_summary
 from s1.report.plots import method_points
 
@@ -132,7 +132,6 @@ def _metrics_table(summaries: list[tuple[str, Summary]]) -> str:
     for run, summary in summaries:
         for bench, data in summary.benchmarks.items():
             for method, m in data.methods.items():
-                m: MethodMetrics
                 rows.append(
                     f"<tr><td>{html.escape(run)}</td><td>{html.escape(bench)}</td><td>{html.escape(method)}</td>"
                     f"<td>{f(m.control)}</td><td>{f(m.scaling_per_1k_tokens, '.2f')}</td>"
