@@ -134,3 +134,29 @@ def test_stale_grades_of_samples_and_searches_are_redone_from_the_records_alone(
     assert sorted(r["identity"] for r in after[len(records) :]) == sorted(r["identity"] for r in records)
     old = json.loads((FIXTURE / "run" / "summary.json").read_text())
     assert json.loads(json.dumps(summary))["benchmarks"] == old["benchmarks"]
+
+
+def test_every_methods_labels_and_specs_are_those_of_b86fcda():
+    """Labels and specs (part of every sample's identity) of all twelve methods, against what b86fcda made."""
+    from s1.core.rundir import identity_hash
+
+    methods = ["budget_forcing", "token_conditional", "token_conditional+bf", "step_conditional"]
+    methods += ["step_conditional+bf", "class_conditional", "class_conditional+bf", "rejection_sampling"]
+    methods += ["majority", "best_of_n", "weighted_majority", "rebase"]
+    sweeps = [
+        EvalConfig(
+            methods=methods,
+            max_thinking_tokens=[None, 64, 512],
+            num_ignore=[0, 2],
+            samples=4,
+            temperature=0.7,
+            reward_model="x:y",
+            widths=[4, 8],
+            tokens_per_step=32,
+            max_tries=5,
+            min_thinking_tokens=3,
+        ),
+        EvalConfig(methods=["step_conditional"], max_thinking_tokens=[64], steps=[1, 3]),
+    ]
+    made = [f"{s.method} {s.label} {identity_hash(s.spec())}" for c in sweeps for s in c.settings()]
+    assert made == (FIXTURE / "setting_specs.txt").read_text().splitlines()
