@@ -18,6 +18,7 @@ from s1.engines.hf import HFEngine
 from s1.evaluate.config import EvalConfig
 from s1.evaluate.runner import run_eval
 from s1.report.compare import compare
+from s1.report.run_report import write_run_report
 
 
 def s1(*args, **kwargs):
@@ -25,6 +26,14 @@ def s1(*args, **kwargs):
     return subprocess.run(
         [sys.executable, "-m", "s1", *args], capture_output=True, text=True, env=env, timeout=600, **kwargs
     )
+
+
+def evaluate(config: EvalConfig, output, **kwargs) -> dict:
+    """`s1 eval` as its command runs it: the evaluation, then report/ draws summary.md and scaling.png; the
+    summary as summary.json holds it."""
+    summary = run_eval(config, str(output), **kwargs)
+    write_run_report(output, summary)
+    return summary.to_json()
 
 
 def lines(run_dir: Path) -> list[dict]:
@@ -147,7 +156,7 @@ def test_each_identity_field_regenerates_exactly_the_samples_it_changes(tmp_path
 
     def new_samples(config: EvalConfig) -> int:
         before = len(lines(out)) if (out / "samples.jsonl").exists() else 0
-        run_eval(config, str(out), engine=engine, show_progress=False)
+        evaluate(config, str(out), engine=engine, show_progress=False)
         return len(lines(out)) - before
 
     assert new_samples(base) == 4
@@ -191,7 +200,7 @@ def test_each_identity_field_regenerates_exactly_the_samples_it_changes(tmp_path
         ("class_conditional+bf", "long cap=32"),
         ("class_conditional+bf", "long cap=16"),
     } <= labels
-    only = run_eval(
+    only = evaluate(
         replace(cls, max_thinking_tokens=[8, 32], only_current=True), str(out), engine=engine, show_progress=False
     )
     assert {r["setting"] for r in only["benchmarks"]["two"]["settings"]} == {"default", "short cap=8", "long cap=32"}
@@ -202,8 +211,8 @@ def test_each_identity_field_regenerates_exactly_the_samples_it_changes(tmp_path
 def test_labels_are_canonical_whatever_the_list(tmp_path, tiny, problems_file):
     engine = HFEngine(*tiny)
     config = EvalConfig(data=str(problems_file), limit=1, max_thinking_tokens=[8], max_answer_tokens=2)
-    one = run_eval(config, str(tmp_path / "a"), engine=engine, show_progress=False)
-    two = run_eval(replace(config, num_ignore=[0, 1]), str(tmp_path / "b"), engine=engine, show_progress=False)
+    one = evaluate(config, str(tmp_path / "a"), engine=engine, show_progress=False)
+    two = evaluate(replace(config, num_ignore=[0, 1]), str(tmp_path / "b"), engine=engine, show_progress=False)
     assert one["benchmarks"]["twelve"]["settings"][0]["setting"] == "cap=8 wait=0"
     assert [r["setting"] for r in two["benchmarks"]["twelve"]["settings"]] == ["cap=8 wait=0", "cap=8 wait=1"]
 
@@ -213,9 +222,9 @@ def test_seeds_follow_the_problem_not_its_position(tmp_path, tiny, problems_file
     config = EvalConfig(
         data=str(problems_file), limit=3, max_thinking_tokens=[12], max_answer_tokens=2, temperature=1.0, seed=7
     )
-    run_eval(config, str(tmp_path / "a"), engine=engine, show_progress=False)
+    evaluate(config, str(tmp_path / "a"), engine=engine, show_progress=False)
     third = [r for r in lines(tmp_path / "a") if r["id"] == lines(tmp_path / "a")[2]["id"]][0]
-    run_eval(replace(config, limit=None, ids=[third["id"]]), str(tmp_path / "b"), engine=engine, show_progress=False)
+    evaluate(replace(config, limit=None, ids=[third["id"]]), str(tmp_path / "b"), engine=engine, show_progress=False)
     [alone] = lines(tmp_path / "b")
     assert alone["seed"] == third["seed"] and alone["output"] == third["output"]
 
@@ -308,10 +317,10 @@ def test_a_killed_run_leaves_no_process_and_resumes_exactly(tmp_path, tiny_dir, 
 def test_unreadable_lines_are_skipped_and_counted(tmp_path, tiny, problems_file):
     out = tmp_path / "run"
     config = EvalConfig(data=str(problems_file), limit=2, max_thinking_tokens=[8], max_answer_tokens=2)
-    run_eval(config, str(out), engine=HFEngine(*tiny), show_progress=False)
+    evaluate(config, str(out), engine=HFEngine(*tiny), show_progress=False)
     with (out / "samples.jsonl").open("ab") as f:
         f.write(b'{"identity": "x", "bad": "\xff\xfe"}\nnot json\n')
-    summary = run_eval(config, str(out), engine=HFEngine(*tiny), show_progress=False)
+    summary = evaluate(config, str(out), engine=HFEngine(*tiny), show_progress=False)
     assert summary["unreadable_lines"] == 2
     assert summary["benchmarks"]["twelve"]["settings"][0]["samples"] == 2
 
@@ -335,7 +344,7 @@ def test_baseline_methods_and_their_control(tmp_path, tiny, problems_file):
         max_tries=3,
         seed=0,
     )
-    summary = run_eval(config, str(tmp_path / "run"), engine=HFEngine(*tiny), show_progress=False)
+    summary = evaluate(config, str(tmp_path / "run"), engine=HFEngine(*tiny), show_progress=False)
     bench = summary["benchmarks"]["twelve"]
     rows = {(r["method"], r["setting"]): r for r in bench["settings"]}
     assert ("token_conditional", "tokens=16") in rows and ("step_conditional+bf", "steps=4") in rows
@@ -373,7 +382,7 @@ def test_parallel_samples_report_majority_and_pass_at_k(tmp_path, tiny, problems
         temperature=1.0,
         seed=1,
     )
-    summary = run_eval(config, str(tmp_path / "run"), engine=HFEngine(*tiny), show_progress=False)
+    summary = evaluate(config, str(tmp_path / "run"), engine=HFEngine(*tiny), show_progress=False)
     [row] = summary["benchmarks"]["twelve"]["settings"]
     assert row["samples"] == 6 and row["problems"] == 2 and set(row["maj@k"]) == {1, 2, 3}
     passes = [row["pass@k"][k] for k in (1, 2, 3)]
@@ -438,7 +447,7 @@ def test_amc23_and_a_users_task_file_run_from_the_shared_data(tmp_path, tiny_dir
 def test_report_puts_runs_side_by_side(tmp_path, tiny, problems_file):
     for name, caps in (("a", [8, 16]), ("b", [16])):
         config = EvalConfig(data=str(problems_file), limit=2, max_thinking_tokens=caps, max_answer_tokens=2)
-        run_eval(config, str(tmp_path / name), engine=HFEngine(*tiny), show_progress=False)
+        evaluate(config, str(tmp_path / name), engine=HFEngine(*tiny), show_progress=False)
     text = compare([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "both.png")
     assert "| twelve | budget_forcing | cap=16 wait=0 | " in text
     header = text.splitlines()[0]
@@ -450,11 +459,11 @@ def test_report_puts_runs_side_by_side(tmp_path, tiny, problems_file):
 def test_samples_graded_by_an_older_grader_are_graded_again(tmp_path, tiny, problems_file):
     out = tmp_path / "run"
     config = EvalConfig(data=str(problems_file), limit=2, max_thinking_tokens=[8], max_answer_tokens=2)
-    run_eval(config, str(out), engine=HFEngine(*tiny), show_progress=False)
+    evaluate(config, str(out), engine=HFEngine(*tiny), show_progress=False)
     original = lines(out)
     stale = [{**r, "grader": 1, "correct": not r["correct"], "reason": "old grader"} for r in original]
     (out / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale))
-    summary = run_eval(config, str(out), engine=HFEngine(*tiny), show_progress=False)
+    summary = evaluate(config, str(out), engine=HFEngine(*tiny), show_progress=False)
     after = lines(out)
     assert len(after) == 4, "each stale grade is followed by a new one; nothing is generated again"
     regraded = {r["identity"]: r for r in after[2:]}
@@ -468,13 +477,13 @@ def test_samples_graded_by_an_older_grader_are_graded_again(tmp_path, tiny, prob
 def test_partial_settings_are_shown_but_kept_out_of_the_method_metrics(tmp_path, tiny, problems_file):
     out = tmp_path / "run"
     engine = HFEngine(*tiny)
-    run_eval(
+    evaluate(
         EvalConfig(data=str(problems_file), limit=1, max_thinking_tokens=[8], max_answer_tokens=2),
         str(out),
         engine=engine,
         show_progress=False,
     )
-    summary = run_eval(
+    summary = evaluate(
         EvalConfig(data=str(problems_file), limit=2, max_thinking_tokens=[16], max_answer_tokens=2),
         str(out),
         engine=engine,

@@ -217,7 +217,8 @@ def test_bad_reward_model_values_are_one_sentence(reward_dirs, tmp_path):
 
 def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, reward_dirs, data_dir, tmp_path):
     from s1.evaluate.config import EvalConfig
-    from s1.evaluate.runner import run_eval
+
+    from .test_evaluate import evaluate
 
     out = tmp_path / "run"
     common = dict(
@@ -235,7 +236,7 @@ def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, re
         samples=4,
     )
     config = EvalConfig(methods=["budget_forcing", "rebase", "best_of_n", "majority", "weighted_majority"], **common)
-    summary = run_eval(config, str(out), show_progress=False)
+    summary = evaluate(config, str(out), show_progress=False)
     rows = summary["benchmarks"]["math500"]["settings"]
     labels = {(r["method"], r["setting"]) for r in rows}
     assert ("rebase", "width=4 cap=24 wait=0") in labels
@@ -260,11 +261,11 @@ def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, re
     assert "reward-model tokens / problem" in compute and (out / "scaling.png").stat().st_size > 10_000
 
     # a second run resumes: nothing is generated again, the summary is the same
-    again = run_eval(config, str(out), show_progress=False)
+    again = evaluate(config, str(out), show_progress=False)
     assert len((out / "samples.jsonl").read_text().splitlines()) == len(records)
     assert again["benchmarks"] == summary["benchmarks"]
     # a smaller draw in the same directory adds no second n=1, n=2 row: the larger draw's points stand
-    smaller = run_eval(EvalConfig(methods=["majority"], **{**common, "samples": 2}), str(out), show_progress=False)
+    smaller = evaluate(EvalConfig(methods=["majority"], **{**common, "samples": 2}), str(out), show_progress=False)
     keys = [(r["method"], r["setting"]) for r in smaller["benchmarks"]["math500"]["settings"]]
     assert len(keys) == len(set(keys))
     kept = {r["setting"]: r for r in smaller["benchmarks"]["math500"]["settings"] if r["method"] == "majority"}

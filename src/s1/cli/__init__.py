@@ -324,6 +324,7 @@ def eval_command(
     """Measure accuracy against thinking: sweep budgets and methods, grade, summarize, plot."""
     from s1.evaluate.config import EvalConfig
     from s1.evaluate.runner import run_eval
+    from s1.report.run_report import write_run_report
 
     config = EvalConfig(
         benchmarks=_names(benchmark),
@@ -373,8 +374,8 @@ def eval_command(
     if output is None:
         name = Path(data).stem if data else "-".join(Path(b).stem for b in config.benchmarks)
         output = str(Path("runs") / f"{Path(model).name}-{name}")
-    run_eval(config, output)
-    out.print((Path(output) / "summary.md").read_text(), markup=False)
+    summary = run_eval(config, output)
+    out.print(write_run_report(output, summary), markup=False)  # summary.md and scaling.png: report/ draws
     err.print(f"Run directory: {output} (samples.jsonl, summary.json, summary.md, scaling.png)", style="cyan")
 
 

@@ -23,7 +23,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from s1.core.errors import UserError
 from s1.core.version import __version__
@@ -113,10 +115,12 @@ class RunDir:
             self.samples.write_bytes(data[: data.rfind(b"\n") + 1])
 
     # -- reading and writing -----------------------------------------------------------------------
-    def records(self) -> dict[str, dict]:
+    def records(self, parse: Callable[[str], Any] | None = None) -> dict[str, Any]:
         """Finished samples by identity; the last copy wins. Unreadable lines (bad JSON, bad UTF-8,
-        records of an older layout) are skipped and counted in `skipped_lines`."""
-        found: dict[str, dict] = {}
+        records of an older layout) are skipped and counted in `skipped_lines`. `parse` reads a line into
+        a typed record with an `identity` (s1.evaluate.records); a line it refuses with a ValueError is
+        skipped and counted the same way. Without it, records are dicts."""
+        found: dict[str, Any] = {}
         self.skipped_lines = 0
         if not self.samples.exists():
             return found
@@ -124,9 +128,13 @@ class RunDir:
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw.decode("utf-8"))
-                found[record["identity"]] = record
-            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+                if parse is None:
+                    record = json.loads(raw.decode("utf-8"))
+                    found[record["identity"]] = record
+                else:
+                    record = parse(raw.decode("utf-8"))
+                    found[record.identity] = record
+            except (UnicodeDecodeError, ValueError, KeyError, TypeError):
                 self.skipped_lines += 1
         return found
 

@@ -181,6 +181,7 @@ def evaluate(out: Path, model: Path, plan: Plan) -> list[Path]:
     from s1.engines import load_engine
     from s1.evaluate.config import EvalConfig
     from s1.evaluate.runner import run_eval
+    from s1.report.run_report import write_run_report
 
     engine = load_engine(str(model), "hf", "s1", device="cpu")
     base = EvalConfig(
@@ -203,7 +204,7 @@ def evaluate(out: Path, model: Path, plan: Plan) -> list[Path]:
         ),
     ]
     for directory, config in runs:
-        run_eval(config, str(directory), engine=engine)
+        write_run_report(directory, run_eval(config, str(directory), engine=engine))
     return [directory for directory, _ in runs]
 
 

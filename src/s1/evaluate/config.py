@@ -12,7 +12,7 @@ from s1.core.rundir import identity_hash
 from s1.core.sampling import Sampling
 from s1.data.benchmarks import Problem, benchmark_problems
 from s1.engines import ENGINES
-from s1.evaluate.methods import METHODS, NEEDS_REWARD, SEARCH, SearchSpec, Setting, build_settings
+from s1.evaluate.methods import METHODS, SearchSpec, Setting, build_settings
 
 # Run-level fields that change what a sample is. With the setting's full specification, the problem's
 # content hash and the sample index they make a sample's identity; the summary covers the settings of
@@ -100,7 +100,7 @@ class EvalConfig:
         if (
             self.samples > 1
             and self.temperature == 0
-            and any(m not in ("rejection_sampling",) + SEARCH for m in self.methods)
+            and any(m not in METHODS or METHODS[m].temperature(0.0) == 0 for m in self.methods)
         ):
             raise UserError("--samples above 1 needs --temperature above 0; greedy samples would all be the same.")
         self.check_search()
@@ -122,7 +122,7 @@ class EvalConfig:
             BudgetForcing(max_thinking_tokens=cap, min_thinking_tokens=self.min_thinking_tokens)
         for k in self.num_ignore:
             BudgetForcing(num_ignore=k)
-        settings = build_settings(
+        return build_settings(
             self.methods,
             self.forcing(),
             self.max_thinking_tokens,
@@ -131,11 +131,8 @@ class EvalConfig:
             self.tokens_per_step,
             self.search_spec(),
             self.widths,
+            self.max_tries,
         )
-        # rejection sampling's bounded tries change what its samples are: they belong to its settings
-        return [
-            Setting(**{**s.__dict__, "max_tries": self.max_tries}) if s.reject_over is not None else s for s in settings
-        ]
 
     def search_spec(self) -> SearchSpec:
         """The search settings; a reward model directory by its absolute path, so a run resumed from
@@ -160,7 +157,8 @@ class EvalConfig:
         """The parallel and tree-search values, checked before anything loads."""
         from s1.evaluate.rewards import AGGREGATES
 
-        needs = [m for m in self.methods if m in NEEDS_REWARD]
+        methods = [METHODS[m] for m in self.methods if m in METHODS]  # an unknown name is refused with the rest
+        needs = [m.name for m in methods if m.needs_reward]
         if needs and not self.reward_model:
             raise UserError(
                 f"Method {needs[0]} needs a reward model; pass --reward-model (a model directory, an http:// "
@@ -172,20 +170,8 @@ class EvalConfig:
             )
         if self.plot_tokens not in ("generated", "total"):
             raise UserError(f"--plot-tokens must be generated or total, got {self.plot_tokens!r}.")
-        if "rebase" in self.methods:
-            if self.rebase_vote not in ("weighted", "majority"):
-                raise UserError(f"--rebase-vote must be weighted or majority, got {self.rebase_vote!r}.")
-            from s1.engines.base import StepRule
-            from s1.evaluate.search import RebaseSettings  # imports torch: only when REBASE runs
-
-            for width in self.widths:
-                RebaseSettings(
-                    width,
-                    StepRule(self.step_delimiter, self.max_step_tokens),
-                    self.max_depth,
-                    self.rebase_temperature,
-                    self.reward_aggregate,
-                )
+        for method in methods:
+            method.check(self.search_spec(), self.widths)
 
     def load_benchmarks(self) -> dict[str, list[Problem]]:
         """Benchmark name -> its problems (validated: a bad file or field fails here, before any model loads)."""

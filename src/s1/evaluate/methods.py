@@ -1,17 +1,21 @@
-"""The methods of the paper's Table 3 as lists of settings: each setting is one point on a curve.
+"""The methods of the paper's Table 3 and §6, one object each: which settings it runs (each setting one
+point on a curve), how it runs (sample by sample, or a search over many trajectories per problem) and,
+for a search, how it picks the answer.
 
 - budget forcing: caps (`max_thinking_tokens`) and/or "Wait" counts (`num_ignore`);
 - token-, step- and class-conditional control: the budget is only stated in the prompt, alone or
   enforced by budget forcing as well;
 - rejection sampling: sample until the thinking fits the budget (bounded tries);
 - parallel scaling (§6): majority voting, best-of-N and weighted majority over N trajectories, and
-  REBASE tree search, each over budget-forced trajectories (`SearchSpec`; run by `search`).
+  REBASE tree search, each over budget-forced trajectories (`SearchSpec`; run by `search_runner`).
 A setting's `bounds` are the thinking lengths it asks for; Control counts how often they were kept.
 Class-conditional settings ask for no length but for "shorter" or "longer" than the model's default, so
 each class-conditional method also runs a `default` setting (the bare question) as their reference.
 
 Labels are canonical: the same setting always gets the same label, whatever else the sweep holds,
-because labels name settings across resumed and extended runs.
+because labels name settings across resumed and extended runs; a setting's `spec()` is part of every
+sample's identity, so neither may change for a setting that exists. (One concern, the methods, at
+about 400 lines.)
 """
 
 from __future__ import annotations
@@ -20,26 +24,7 @@ from dataclasses import asdict, dataclass, replace
 
 from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
-
-METHODS = (
-    "budget_forcing",
-    "token_conditional",
-    "token_conditional+bf",
-    "step_conditional",
-    "step_conditional+bf",
-    "class_conditional",
-    "class_conditional+bf",
-    "rejection_sampling",
-    "majority",
-    "best_of_n",
-    "weighted_majority",
-    "rebase",
-)
-PARALLEL = ("majority", "best_of_n", "weighted_majority")
-"""N independent trajectories per problem, one answer chosen from them."""
-SEARCH = PARALLEL + ("rebase",)
-"""Methods whose unit is a problem (many trajectories, one chosen answer), not a sample."""
-NEEDS_REWARD = ("best_of_n", "weighted_majority", "rebase")
+from s1.evaluate.metrics import best_of, majority_vote, weighted_vote
 
 
 @dataclass(frozen=True)
@@ -99,11 +84,18 @@ class Setting:
 
     @classmethod
     def from_spec(cls, spec: dict) -> Setting:
+        if spec.get("method") not in METHODS:
+            raise UserError(f"Unknown method {spec.get('method')!r} in a setting's specification.")
         fields = dict(spec)
         fields["forcing"] = BudgetForcing(**{**spec["forcing"], "extensions": tuple(spec["forcing"]["extensions"])})
         fields["bounds"] = tuple(spec["bounds"]) if spec.get("bounds") is not None else None
         fields["search"] = SearchSpec(**spec["search"]) if spec.get("search") else None
         return cls(**fields)
+
+    @property
+    def kind(self) -> Method:
+        """The method object: how this setting runs and picks its answer."""
+        return METHODS[self.method]
 
     def prompt(self, question: str) -> str:
         return f"{question}\n\n{self.instruction}" if self.instruction else question
@@ -115,6 +107,277 @@ class Setting:
         return thinking_tokens >= low and (high is None or thinking_tokens <= high)
 
 
+@dataclass(frozen=True)
+class Grid:
+    """What one sweep varies; each method makes its settings from it."""
+
+    base: BudgetForcing
+    """The run's forcing defaults (minimum, extensions, answer prefix and budget)."""
+    caps: list[int | None]
+    num_ignores: list[int]
+    steps: list[int]
+    """Step budgets of the step-conditional methods."""
+    tokens_per_step: int
+    search: SearchSpec
+    """The parallel and tree settings; `trajectories` is N."""
+    widths: list[int]
+    """REBASE's widths."""
+    max_tries: int
+    """Rejection sampling's draws per sample."""
+
+    @property
+    def budgets(self) -> list[int]:
+        return [c for c in self.caps if c is not None]
+
+
+class Method:
+    """One method of the sweep. Subclasses say which settings it runs; a search method also draws its
+    trajectories and picks one answer from them."""
+
+    name: str
+    search = False
+    """Its unit is a problem (many trajectories, one chosen answer; run by `search_runner`), not a sample
+    (run by `runner`)."""
+    parallel = False
+    """N independent trajectories: methods with the same N and forcing share one draw per problem, and
+    the first n of them answer for n = 1, 2, 4 ... as well."""
+    needs_budget = False
+    """It needs token budgets (--max-thinking-tokens)."""
+    needs_reward = False
+
+    def settings(self, grid: Grid) -> list[Setting]:
+        raise NotImplementedError
+
+    def temperature(self, configured: float) -> float:
+        """The temperature its samples are drawn at."""
+        return configured
+
+    def check(self, search: SearchSpec, widths: list[int]) -> None:
+        """Values only this method reads, checked before anything is loaded."""
+
+
+class BudgetForcingMethod(Method):
+    name = "budget_forcing"
+
+    def settings(self, grid: Grid) -> list[Setting]:
+        out = []
+        for cap in grid.caps:
+            for k in grid.num_ignores:
+                forcing = replace(grid.base, max_thinking_tokens=cap, num_ignore=k)
+                label = f"cap={cap if cap else 'none'} wait={k}"
+                out.append(Setting(self.name, label, forcing, bounds=(grid.base.min_thinking_tokens, cap)))
+        return out
+
+
+class TokenConditional(Method):
+    """ "Think for up to N tokens." in the prompt; with `forced`, budget forcing holds N as well."""
+
+    needs_budget = True
+
+    def __init__(self, forced: bool):
+        self.name, self.forced = "token_conditional" + ("+bf" if forced else ""), forced
+
+    def settings(self, grid: Grid) -> list[Setting]:
+        out = []
+        for n in grid.budgets:
+            forcing = replace(grid.base, max_thinking_tokens=n if self.forced else None)
+            out.append(Setting(self.name, f"tokens={n}", forcing, f"Think for up to {n} tokens.", (0, n)))
+        return out
+
+
+class StepConditional(Method):
+    """ "Think for up to N steps.", checked (and with `forced` enforced) as N x tokens per step."""
+
+    needs_budget = True
+
+    def __init__(self, forced: bool):
+        self.name, self.forced = "step_conditional" + ("+bf" if forced else ""), forced
+
+    def settings(self, grid: Grid) -> list[Setting]:
+        out = []
+        for s in grid.steps:
+            n = s * grid.tokens_per_step
+            forcing = replace(grid.base, max_thinking_tokens=n if self.forced else None)
+            out.append(Setting(self.name, f"steps={s}", forcing, f"Think for up to {s} steps.", (0, n)))
+        return out
+
+
+class ClassConditional(Method):
+    """A short and a long thinking prompt, and the bare question as their yardstick; with `forced`, the
+    smallest and largest cap enforce them."""
+
+    needs_budget = True
+
+    def __init__(self, forced: bool):
+        self.name, self.forced = "class_conditional" + ("+bf" if forced else ""), forced
+
+    def settings(self, grid: Grid) -> list[Setting]:
+        out = [Setting(self.name, "default", replace(grid.base, max_thinking_tokens=None), reference=True)]
+        for name, cap, side in (("short", min(grid.budgets), "below"), ("long", max(grid.budgets), "above")):
+            forcing = replace(grid.base, max_thinking_tokens=cap if self.forced else None)
+            label = f"{name} cap={cap}" if self.forced else name
+            out.append(Setting(self.name, label, forcing, CLASS_PROMPTS[name], relative=side))
+        return out
+
+
+class RejectionSampling(Method):
+    """Sample until the thinking fits the budget, at most `max_tries` draws (their bound is part of the
+    settings: it changes what the samples are)."""
+
+    name = "rejection_sampling"
+    needs_budget = True
+
+    def settings(self, grid: Grid) -> list[Setting]:
+        out = []
+        for n in grid.budgets:
+            # One token over the budget is enough to know a sample does not fit: stop it there.
+            forcing = replace(grid.base, max_thinking_tokens=n + 1, min_thinking_tokens=0, num_ignore=0)
+            out.append(
+                Setting(self.name, f"tokens={n}", forcing, None, (0, n), reject_over=n, max_tries=grid.max_tries)
+            )
+        return out
+
+    def temperature(self, configured: float) -> float:
+        return configured or 1.0  # redrawing needs randomness: at greedy settings it samples at temperature 1
+
+
+class SearchMethod(Method):
+    """Many budget-forced trajectories per problem, one answer chosen from them."""
+
+    search = True
+    prefix = "n"
+    """Its labels' size: n=N trajectories, or width=W."""
+
+    def temperature(self, configured: float) -> float:
+        return configured or 1.0  # greedy trajectories would all be the same
+
+    def spec(self, grid: Grid) -> tuple[SearchSpec, list[int]]:
+        """The search values this method reads (only those: the rest stays at the defaults, out of its
+        identity) and the sizes it runs."""
+        raise NotImplementedError
+
+    def settings(self, grid: Grid) -> list[Setting]:
+        spec, sizes = self.spec(grid)
+        out = []
+        for size in sizes:
+            for cap in grid.caps:
+                for k in grid.num_ignores:
+                    forcing = replace(grid.base, max_thinking_tokens=cap, num_ignore=k)
+                    label = f"{self.prefix}={size}"
+                    if cap is not None or k:
+                        label += f" cap={cap if cap else 'none'} wait={k}"
+                    out.append(Setting(self.name, label, forcing, search=replace(spec, trajectories=size)))
+        return out
+
+    def draw(self, engine, request, question: str, setting: Setting, sampling, batch_size: int, reward):
+        """Run the search for one problem (`search.SearchResult`); `sampling(node, child)` seeds each draw."""
+        raise NotImplementedError
+
+    def pick(self, setting: Setting, classes: list[int | None], rewards: list[float | None]) -> int | None:
+        """The chosen trajectory, from its answers' equivalence classes and rewards."""
+        raise NotImplementedError
+
+    def sizes(self, n: int) -> list[int]:
+        """The n whose answers a record of n trajectories gives."""
+        return [n]
+
+    def label(self, setting: Setting, n: int) -> str:
+        """The label of the point answered from the first n trajectories."""
+        return setting.label
+
+
+class Parallel(SearchMethod):
+    """N independent trajectories and a rule to pick one: majority (most common equivalent answer),
+    best-of-N (highest reward), weighted majority (the class with the largest summed reward)."""
+
+    parallel = True
+
+    def __init__(self, name: str, rule, needs_reward: bool):
+        self.name, self.rule, self.needs_reward = name, rule, needs_reward
+
+    def spec(self, grid: Grid) -> tuple[SearchSpec, list[int]]:
+        spec = SearchSpec(grid.search.trajectories)
+        if self.needs_reward:
+            s = grid.search
+            spec = replace(spec, reward=s.reward, reward_kind=s.reward_kind, step_tag=s.step_tag, aggregate=s.aggregate)
+        return spec, [grid.search.trajectories]
+
+    def draw(self, engine, request, question: str, setting: Setting, sampling, batch_size: int, reward):
+        from s1.evaluate.search import sample
+
+        spec = setting.search
+        samplings = [sampling(None, j) for j in range(spec.trajectories)]
+        return sample(engine, request, question, samplings, batch_size, reward, spec.aggregate, spec.delimiter)
+
+    def pick(self, setting: Setting, classes: list[int | None], rewards: list[float | None]) -> int | None:
+        return self.rule(classes, rewards)
+
+    def sizes(self, n: int) -> list[int]:
+        """1, 2, 4 ... below n, then n."""
+        out, k = [], 1
+        while k < n:
+            out.append(k)
+            k *= 2
+        return out + [n]
+
+    def label(self, setting: Setting, n: int) -> str:
+        return setting.label.replace(f"n={setting.search.trajectories}", f"n={n}", 1)
+
+
+class Rebase(SearchMethod):
+    """REBASE tree search (Wu et al., 2024) over reasoning steps; the answer by weighted or plain majority
+    over its finished trajectories (`SearchSpec.vote`)."""
+
+    name = "rebase"
+    prefix = "width"
+    needs_reward = True
+
+    def spec(self, grid: Grid) -> tuple[SearchSpec, list[int]]:
+        return replace(grid.search, trajectories=0), grid.widths
+
+    def check(self, search: SearchSpec, widths: list[int]) -> None:
+        if search.vote not in ("weighted", "majority"):
+            raise UserError(f"--rebase-vote must be weighted or majority, got {search.vote!r}.")
+        for width in widths:
+            self._params(replace(search, trajectories=width))
+
+    @staticmethod
+    def _params(spec: SearchSpec):
+        from s1.engines.base import StepRule
+        from s1.evaluate.search import RebaseSettings  # imports torch: only when REBASE runs
+
+        step = StepRule(spec.delimiter, spec.max_step_tokens)
+        return RebaseSettings(spec.trajectories, step, spec.max_depth, spec.softmax_temperature, spec.aggregate)
+
+    def draw(self, engine, request, question: str, setting: Setting, sampling, batch_size: int, reward):
+        from s1.evaluate.search import rebase
+
+        return rebase(engine, request, question, reward, self._params(setting.search), sampling, batch_size)
+
+    def pick(self, setting: Setting, classes: list[int | None], rewards: list[float | None]) -> int | None:
+        return weighted_vote(classes, rewards) if setting.search.vote == "weighted" else majority_vote(classes)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        BudgetForcingMethod(),
+        TokenConditional(forced=False),
+        TokenConditional(forced=True),
+        StepConditional(forced=False),
+        StepConditional(forced=True),
+        ClassConditional(forced=False),
+        ClassConditional(forced=True),
+        RejectionSampling(),
+        Parallel("majority", lambda classes, rewards: majority_vote(classes), needs_reward=False),
+        Parallel("best_of_n", lambda classes, rewards: best_of(rewards), needs_reward=True),
+        Parallel("weighted_majority", weighted_vote, needs_reward=True),
+        Rebase(),
+    )
+}
+"""Every method by name, in the order of the tables."""
+
+
 def build_settings(
     methods: list[str],
     base: BudgetForcing,
@@ -124,14 +387,15 @@ def build_settings(
     tokens_per_step: int = 100,
     search: SearchSpec | None = None,
     widths: list[int] | None = None,
+    max_tries: int | None = None,
 ) -> list[Setting]:
     """Every (method, setting) the sweep runs, in a stable order. `search` holds the parallel and tree
-    settings (its `trajectories` is N); `widths` REBASE's widths."""
+    settings (its `trajectories` is N); `widths` REBASE's widths; `max_tries` rejection sampling's draws."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"Unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}.")
     budgets = [c for c in caps if c is not None]
-    needs_budget = [m for m in methods if m not in ("budget_forcing",) + SEARCH]
+    needs_budget = [m for m in methods if METHODS[m].needs_budget]
     if needs_budget and not budgets:
         raise UserError(
             f"Method {needs_budget[0]} needs token budgets; pass --max-thinking-tokens, e.g. 512,1024,2048."
@@ -140,77 +404,19 @@ def build_settings(
         raise UserError(f"--tokens-per-step must be at least 1, got {tokens_per_step}.")
     if steps is not None and any(s < 1 for s in steps):
         raise UserError(f"--steps takes positive step budgets, got {','.join(map(str, steps))}.")
-    steps = steps or [max(1, b // tokens_per_step) for b in budgets]
-    settings: list[Setting] = []
-    search = search or SearchSpec(1)
-    for method in methods:
-        if method in SEARCH:
-            settings += _search_settings(method, base, caps, num_ignores, search, widths or [16])
-            continue
-        conditional, _, forced = method.partition("+")
-        if method == "budget_forcing":
-            for cap in caps:
-                for k in num_ignores:
-                    forcing = replace(base, max_thinking_tokens=cap, num_ignore=k)
-                    label = f"cap={cap if cap else 'none'} wait={k}"
-                    settings.append(Setting(method, label, forcing, bounds=(base.min_thinking_tokens, cap)))
-        elif conditional == "token_conditional":
-            for n in budgets:
-                forcing = replace(base, max_thinking_tokens=n if forced else None)
-                settings.append(Setting(method, f"tokens={n}", forcing, f"Think for up to {n} tokens.", (0, n)))
-        elif conditional == "step_conditional":
-            for s in steps:
-                n = s * tokens_per_step
-                forcing = replace(base, max_thinking_tokens=n if forced else None)
-                settings.append(Setting(method, f"steps={s}", forcing, f"Think for up to {s} steps.", (0, n)))
-        elif conditional == "class_conditional":
-            settings.append(Setting(method, "default", replace(base, max_thinking_tokens=None), reference=True))
-            for name, cap, side in (("short", min(budgets), "below"), ("long", max(budgets), "above")):
-                forcing = replace(base, max_thinking_tokens=cap if forced else None)
-                label = f"{name} cap={cap}" if forced else name
-                settings.append(Setting(method, label, forcing, CLASS_PROMPTS[name], relative=side))
-        elif method == "rejection_sampling":
-            for n in budgets:
-                # One token over the budget is enough to know a sample does not fit: stop it there.
-                forcing = replace(base, max_thinking_tokens=n + 1, min_thinking_tokens=0, num_ignore=0)
-                settings.append(Setting(method, f"tokens={n}", forcing, None, (0, n), reject_over=n))
+    grid = Grid(
+        base=base,
+        caps=caps,
+        num_ignores=num_ignores,
+        steps=steps or [max(1, b // tokens_per_step) for b in budgets],
+        tokens_per_step=tokens_per_step,
+        search=search or SearchSpec(1),
+        widths=widths or [16],
+        max_tries=max_tries,
+    )
+    settings = [s for m in methods for s in METHODS[m].settings(grid)]
     labels = [(s.method, s.label) for s in settings]
-    duplicate = next((l for l in labels if labels.count(l) > 1), None)
+    duplicate = next((pair for pair in labels if labels.count(pair) > 1), None)
     if duplicate:
         raise UserError(f"The sweep lists {duplicate[0]} {duplicate[1]} twice; give each budget once.")
     return settings
-
-
-def _search_settings(
-    method: str,
-    base: BudgetForcing,
-    caps: list[int | None],
-    num_ignores: list[int],
-    search: SearchSpec,
-    widths: list[int],
-) -> list[Setting]:
-    """A parallel method's setting per (cap, Wait count) with N trajectories; REBASE's per width as well.
-    Their trajectories are budget-forced like budget forcing's samples."""
-    if method in PARALLEL:
-        spec = SearchSpec(search.trajectories)
-        if method != "majority":
-            spec = replace(
-                spec,
-                reward=search.reward,
-                reward_kind=search.reward_kind,
-                step_tag=search.step_tag,
-                aggregate=search.aggregate,
-            )
-        sizes = [search.trajectories]
-    else:  # widths are checked with the other REBASE values (EvalConfig.check_search)
-        spec, sizes = replace(search, trajectories=0), widths
-    out = []
-    for size in sizes:
-        for cap in caps:
-            for k in num_ignores:
-                forcing = replace(base, max_thinking_tokens=cap, num_ignore=k)
-                label = f"{'n' if method in PARALLEL else 'width'}={size}"
-                if cap is not None or k:
-                    label += f" cap={cap if cap else 'none'} wait={k}"
-                out.append(Setting(method, label, forcing, search=replace(spec, trajectories=size)))
-    return out

@@ -25,6 +25,7 @@ from s1.core.errors import UserError
 from s1.core.sampling import Sampling
 from s1.engines.base import Completion, Request, StepRule
 from s1.engines.registry import spec_of
+from s1.evaluate.records import Trajectory
 from s1.evaluate.rewards import RewardModel, aggregate, split_steps
 
 
@@ -49,40 +50,6 @@ def allocate(scores: list[float], budget: int, temperature: float) -> list[int]:
     for i in sorted(range(len(scores)), key=lambda i: (counts[i] - shares[i], i))[: budget - sum(counts)]:
         counts[i] += 1
     return counts
-
-
-@dataclass
-class Trajectory:
-    """One finished trajectory: what grading and voting need, and what it cost."""
-
-    answer: str
-    thinking_tokens: int
-    answer_tokens: int
-    generated_tokens: int
-    """Tokens of this trajectory's output (in a tree, steps it shares with others count here for each; the
-    search's `generated_tokens` counts every node once)."""
-    finish_reason: str
-    output: str
-    reward: float | None = None
-    node: int | None = None
-    prefill_tokens: int = 0
-    """Prompt tokens processed for this trajectory alone (after the root's)."""
-    reward_tokens: int = 0
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    @classmethod
-    def of(cls, c: Completion, tokenizer, **fields) -> Trajectory:
-        return cls(
-            c.answer,
-            c.thinking_tokens,
-            c.answer_tokens,
-            len(c.output_token_ids),
-            c.finish_reason,
-            tokenizer.decode(c.output_token_ids, skip_special_tokens=False),
-            **fields,
-        )
 
 
 @dataclass

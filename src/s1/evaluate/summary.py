@@ -1,4 +1,9 @@
-"""A run's summary: one row per setting, then the paper's Control / Scaling / Performance per method."""
+"""A run's summary: one row per setting, then the paper's Control / Scaling / Performance per method.
+
+Sample-based settings give one row from their samples (with maj@k and pass@k when there are several per
+problem); a search setting gives one row per n its records answer for (a parallel draw of N: n = 1, 2,
+4 ... N). The rows and the summary are `records.SummaryRow` / `records.Summary`, which report/ reads.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from s1.data.grading import Grader, text_classes
 from s1.evaluate.config import EvalConfig, context_hash, sample_identity
 from s1.evaluate.methods import METHODS, Setting
 from s1.evaluate.metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
-from s1.evaluate.search_records import search_rows
+from s1.evaluate.records import BenchmarkSummary, MethodMetrics, Record, SampleRecord, SearchRecord, Summary, SummaryRow
 
 NOTES = [
     "accuracy: % of samples graded correct. 95% interval: percentile bootstrap over problems (2,000 resamples, "
@@ -29,16 +34,60 @@ NOTES = [
     "Parallel and tree search (majority, best_of_n, weighted_majority, rebase): one answer per problem chosen from "
     "many trajectories; their x position is the tokens generated per problem, summed over every trajectory and tree "
     "node (forced ones included), not one trajectory's thinking. A parallel setting of N trajectories also gives the "
-    "points n = 1, 2, 4 ... from its first n (with several N in one directory, the largest N's). The compute table adds "
-    "the prompt tokens the engine processed (in process: what forked or kept prefixes saved is not counted; through "
-    "servers: the tokens sent, an upper bound) and the tokens the reward model scored.",
+    "points n = 1, 2, 4 ... from its first n (with several N in one directory, the largest N's). The compute table "
+    "adds the prompt tokens the engine processed (in process: what forked or kept prefixes saved is not counted; "
+    "through servers: the tokens sent, an upper bound) and the tokens the reward model scored.",
 ]
+
+
+def summarize(
+    config: EvalConfig,
+    settings: list[Setting],
+    benchmarks: dict[str, list[Problem]],
+    records: dict[str, Record],
+    grader: Grader | None = None,
+    skipped_lines: int = 0,
+) -> Summary:
+    """Per benchmark: one row per setting (every setting of the directory's context), then Control / Scaling /
+    Performance per method. Only samples whose identity matches the current problems are counted."""
+    context = context_hash(config)
+    out, used = {}, 0
+    for name, problems in benchmarks.items():
+        rows: list[SummaryRow] = []
+        for s in _all_settings(config, context, settings, name, records):
+            if s.search:
+                found = [records.get(sample_identity(context, s, p, 0)) for p in problems]
+                found = [r for r in found if isinstance(r, SearchRecord)]
+                used += len(found)
+                for row in _search_rows(s, found, len(problems)):
+                    _keep_largest_draw(rows, row)
+                continue
+            per_problem = []
+            for p in problems:
+                samples = [records.get(sample_identity(context, s, p, k)) for k in range(config.samples)]
+                if all(isinstance(r, SampleRecord) for r in samples):
+                    per_problem.append((p, samples))
+            if per_problem:
+                used += sum(len(samples) for _, samples in per_problem)
+                rows.append(_sample_row(config, s, per_problem, len(problems), grader))
+        _relative_control(rows)
+        out[name] = BenchmarkSummary(problems=len(problems), settings=rows, methods=_method_metrics(rows))
+    return Summary(
+        model=config.model,
+        context=context,
+        config=asdict(config),
+        benchmarks=out,
+        notes=NOTES,
+        unused_samples=len(records) - used,
+        unreadable_lines=skipped_lines,
+    )
 
 
 def _setting_order(s: Setting) -> tuple:
     cap = s.forcing.max_thinking_tokens
+    order = list(METHODS)
     return (
-        METHODS.index(s.method) if s.method in METHODS else len(METHODS),
+        order.index(s.method) if s.method in METHODS else len(order),
         not s.reference,
         float("inf") if cap is None else cap,
         s.forcing.num_ignore,
@@ -53,125 +102,125 @@ def _all_settings(config: EvalConfig, context: str, settings: list[Setting], nam
     known = {(s.method, s.label) for s in settings}
     extra: dict[tuple, Setting] = {}
     for r in records.values():
-        if r.get("context") == context and r.get("benchmark") == name and (r["method"], r["setting"]) not in known:
+        if r.context == context and r.benchmark == name and (r.method, r.setting) not in known:
             try:
-                extra.setdefault((r["method"], r["setting"]), Setting.from_spec(r["setting_spec"]))
+                extra.setdefault((r.method, r.setting), Setting.from_spec(r.setting_spec))
             except (KeyError, TypeError, UserError):
                 continue
     return list(settings) + sorted(extra.values(), key=_setting_order)
 
 
-def _voting(grader: Grader | None, kind: str, samples: list[dict]) -> list[int | None]:
-    answers = [r.get("extracted") for r in samples]
+def _sample_row(
+    config: EvalConfig,
+    s: Setting,
+    per_problem: list[tuple[Problem, list[SampleRecord]]],
+    problems: int,
+    grader: Grader | None,
+) -> SummaryRow:
+    groups = [[r.correct for r in samples] for _, samples in per_problem]
+    flat = [r for _, samples in per_problem for r in samples]
+    lo, hi = bootstrap_ci(groups)
+    row = SummaryRow(
+        method=s.method,
+        setting=s.label,
+        problems=len(per_problem),
+        samples=len(flat),
+        complete=len(per_problem) == problems,
+        reference=s.reference,
+        accuracy=accuracy([c for g in groups for c in g]),
+        ci_low=lo,
+        ci_high=hi,
+        mean_thinking_tokens=sum(r.thinking_tokens for r in flat) / len(flat),
+        mean_total_tokens=sum(r.thinking_tokens + r.answer_tokens + r.prefill_tokens for r in flat) / len(flat),
+        in_control=None if s.bounds is None else all(s.in_bounds(r.thinking_tokens) for r in flat),
+        relative=s.relative,
+    )
+    if config.samples > 1:
+        classes = [_voting(grader, p.kind, samples) for p, samples in per_problem]
+        row.maj_at_k, row.pass_at_k = {}, {}
+        for k in range(1, config.samples + 1):
+            votes = [majority_vote(c[:k]) for c in classes]
+            row.maj_at_k[k] = accuracy(
+                [v is not None and samples[v].correct for v, (_, samples) in zip(votes, per_problem)]
+            )
+            passes = [pass_at_k(len(samples), sum(r.correct for r in samples), k) for _, samples in per_problem]
+            row.pass_at_k[k] = 100.0 * sum(passes) / len(per_problem)
+    return row
+
+
+def _voting(grader: Grader | None, kind: str, samples: list[SampleRecord]) -> list[int | None]:
+    answers = [r.extracted for r in samples]
     return grader.classes(kind, answers) if grader is not None else text_classes(answers)
 
 
-def summarize(
-    config: EvalConfig,
-    settings: list[Setting],
-    benchmarks: dict[str, list[Problem]],
-    records: dict,
-    grader: Grader | None = None,
-    skipped_lines: int = 0,
-) -> dict:
-    """Per benchmark: one row per setting (every setting of the directory's context), then Control / Scaling /
-    Performance per method. Only samples whose identity matches the current problems are counted."""
-    context = context_hash(config)
-    out = {}
-    used = 0
-    for name, problems in benchmarks.items():
-        rows = []
-        for s in _all_settings(config, context, settings, name, records):
-            if s.search:
-                found = [records.get(sample_identity(context, s, p, 0)) for p in problems]
-                found = [r for r in found if r and "points" in r]
-                used += len(found)
-                for row in search_rows(s, found, len(problems)):
-                    # n=2 of N=4 and n=2 of N=8 are one point: the larger draw's stands
-                    same = next(
-                        (r for r in rows if (r["method"], r["setting"]) == (row["method"], row["setting"])), None
-                    )
-                    if same is None:
-                        rows.append(row)
-                    elif row["draw"] > same["draw"]:
-                        rows[rows.index(same)] = row
-                continue
-            per_problem = []
-            for p in problems:
-                samples = [records.get(sample_identity(context, s, p, k)) for k in range(config.samples)]
-                if all(samples):
-                    per_problem.append((p, samples))
-            if not per_problem:
-                continue
-            used += sum(len(samples) for _, samples in per_problem)
-            groups = [[bool(r["correct"]) for r in samples] for _, samples in per_problem]
-            flat = [r for _, samples in per_problem for r in samples]
-            lo, hi = bootstrap_ci(groups)
-            row = {
-                "method": s.method,
-                "setting": s.label,
-                "problems": len(per_problem),
-                "samples": len(flat),
-                "complete": len(per_problem) == len(problems),
-                "reference": s.reference,
-                "accuracy": accuracy([c for g in groups for c in g]),
-                "ci_low": lo,
-                "ci_high": hi,
-                "mean_thinking_tokens": sum(r["thinking_tokens"] for r in flat) / len(flat),
-                "mean_total_tokens": sum(
-                    r["thinking_tokens"] + r["answer_tokens"] + r.get("prefill_tokens", 0) for r in flat
-                )
-                / len(flat),
-                "in_control": None if s.bounds is None else all(s.in_bounds(r["thinking_tokens"]) for r in flat),
-                "relative": s.relative,
-            }
-            if config.samples > 1:
-                row["maj@k"], row["pass@k"] = {}, {}
-                classes = [_voting(grader, p.kind, samples) for p, samples in per_problem]
-                for k in range(1, config.samples + 1):
-                    votes = [majority_vote(c[:k]) for c in classes]
-                    row["maj@k"][k] = accuracy(
-                        [v is not None and bool(samples[v]["correct"]) for v, (_, samples) in zip(votes, per_problem)]
-                    )
-                    row["pass@k"][k] = (
-                        100.0
-                        * sum(
-                            pass_at_k(len(samples), sum(bool(r["correct"]) for r in samples), k)
-                            for _, samples in per_problem
-                        )
-                        / len(per_problem)
-                    )
-            rows.append(row)
-        _relative_control(rows)
-        methods = {}
-        for method in dict.fromkeys(r["method"] for r in rows):
-            # a setting with problems still missing (an interrupted run, an older --limit) would skew the metrics
-            mine = [r for r in rows if r["method"] == method and r["complete"]]
-            points = [(r["mean_thinking_tokens"], r["accuracy"]) for r in mine if not r["reference"]]
-            methods[method] = {
-                "control": control([r["in_control"] for r in mine]),
-                "scaling_per_1k_tokens": scaling(points, "1k"),
-                "scaling_per_doubling": scaling(points, "doubling"),
-                "performance": performance([r["accuracy"] for r in mine if not r["reference"]]),
-            }
-        out[name] = {"problems": len(problems), "settings": rows, "methods": methods}
-    return {
-        "model": config.model,
-        "context": context,
-        "config": asdict(config),
-        "benchmarks": out,
-        "notes": NOTES,
-        "unused_samples": len(records) - used,
-        "unreadable_lines": skipped_lines,
-    }
+def _search_rows(setting: Setting, records: list[SearchRecord], problems: int) -> list[SummaryRow]:
+    """Rows of one search setting: one per n its records answer for, over the problems done."""
+    if not records:
+        return []
+    rows = []
+    for n in sorted(records[0].points):
+        points = [r.points[n] for r in records if n in r.points]
+        if len(points) < len(records):
+            continue
+        lo, hi = bootstrap_ci([[p.correct] for p in points])
+
+        def mean(key: str) -> float:
+            return sum(getattr(p, key) for p in points) / len(points)
+
+        rows.append(
+            SummaryRow(
+                method=setting.method,
+                setting=setting.kind.label(setting, n),
+                problems=len(points),
+                samples=len(points),
+                complete=len(points) == problems,
+                reference=False,
+                accuracy=accuracy([p.correct for p in points]),
+                ci_low=lo,
+                ci_high=hi,
+                mean_thinking_tokens=mean("generated_tokens"),
+                mean_prefill_tokens=mean("prefill_tokens"),
+                mean_reward_tokens=mean("reward_tokens"),
+                mean_total_tokens=mean("generated_tokens") + mean("prefill_tokens") + mean("reward_tokens"),
+                in_control=None,
+                relative=None,
+                trajectories=n,
+                draw=setting.search.trajectories,
+            )
+        )
+    return rows
 
 
-def _relative_control(rows: list[dict]) -> None:
+def _keep_largest_draw(rows: list[SummaryRow], row: SummaryRow) -> None:
+    """n=2 of N=4 and n=2 of N=8 are one point: the larger draw's stands."""
+    same = next((i for i, r in enumerate(rows) if (r.method, r.setting) == (row.method, row.setting)), None)
+    if same is None:
+        rows.append(row)
+    elif row.draw > rows[same].draw:
+        rows[same] = row
+
+
+def _relative_control(rows: list[SummaryRow]) -> None:
     """Class-conditional settings are in control when their mean thinking lies on the asked side of the default's."""
     for row in rows:
-        if row["relative"] is None:
+        if row.relative is None:
             continue
-        default = next((r for r in rows if r["method"] == row["method"] and r["reference"]), None)
+        default = next((r for r in rows if r.method == row.method and r.reference), None)
         if default is not None:
-            x, ref = row["mean_thinking_tokens"], default["mean_thinking_tokens"]
-            row["in_control"] = x < ref if row["relative"] == "below" else x > ref
+            x, ref = row.mean_thinking_tokens, default.mean_thinking_tokens
+            row.in_control = x < ref if row.relative == "below" else x > ref
+
+
+def _method_metrics(rows: list[SummaryRow]) -> dict[str, MethodMetrics]:
+    methods = {}
+    for method in dict.fromkeys(r.method for r in rows):
+        # a setting with problems still missing (an interrupted run, an older --limit) would skew the metrics
+        mine = [r for r in rows if r.method == method and r.complete]
+        points = [(r.mean_thinking_tokens, r.accuracy) for r in mine if not r.reference]
+        methods[method] = MethodMetrics(
+            control=control([r.in_control for r in mine]),
+            scaling_per_1k_tokens=scaling(points, "1k"),
+            scaling_per_doubling=scaling(points, "doubling"),
+            performance=performance([r.accuracy for r in mine if not r.reference]),
+        )
+    return methods

@@ -6,28 +6,24 @@ import json
 from pathlib import Path
 
 from s1.core.errors import UserError
+from s1.evaluate.records import Summary, parse_summary
 from s1.report.plots import method_points, scaling_plot
 
 
-def load_summary(run: str) -> dict:
+def load_summary(run: str) -> Summary:
+    """A run directory's summary.json, read through its types (one sentence when it cannot be)."""
     path = Path(run) / "summary.json"
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        json.loads(text)
     except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"{run} has no summary.json; point s1 report at a directory written by s1 eval.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise UserError(f"{path} cannot be read as JSON; re-run s1 eval on {run} to rewrite the summary.") from None
-    benchmarks = summary.get("benchmarks") if isinstance(summary, dict) else None
-    fields = {"method", "setting", "accuracy", "mean_thinking_tokens"}
-    if not isinstance(benchmarks, dict) or not all(
-        isinstance(b, dict)
-        and isinstance(b.get("settings"), list)
-        and isinstance(b.get("methods"), dict)
-        and all(isinstance(r, dict) and fields <= set(r) for r in b["settings"])
-        for b in benchmarks.values()
-    ):
-        raise UserError(f"{path} is not an s1 eval summary; re-run s1 eval on {run} to rewrite it.")
-    return summary
+    try:
+        return parse_summary(text)
+    except ValueError:
+        raise UserError(f"{path} is not an s1 eval summary; re-run s1 eval on {run} to rewrite it.") from None
 
 
 def compare(runs: list[str], plot: str | Path) -> str:
@@ -38,10 +34,10 @@ def compare(runs: list[str], plot: str | Path) -> str:
     names = [Path(r).name for r in runs]
     rows: dict[tuple, dict[int, str]] = {}
     for i, summary in enumerate(summaries):
-        for bench, data in summary["benchmarks"].items():
-            for r in data["settings"]:
-                rows.setdefault((bench, r["method"], r["setting"]), {})[i] = (
-                    f"{r['accuracy']:.1f} ({r['mean_thinking_tokens']:.0f} tok)"
+        for bench, data in summary.benchmarks.items():
+            for r in data.settings:
+                rows.setdefault((bench, r.method, r.setting), {})[i] = (
+                    f"{r.accuracy:.1f} ({r.mean_thinking_tokens:.0f} tok)"
                 )
     lines = ["| benchmark | method | setting | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
     for (bench, method, setting), cells in rows.items():
@@ -59,13 +55,13 @@ def compare(runs: list[str], plot: str | Path) -> str:
 
     curves = []
     for name, summary in zip(names, summaries):
-        for bench, data in summary["benchmarks"].items():
-            for method, m in data["methods"].items():
+        for bench, data in summary.benchmarks.items():
+            for method, m in data.methods.items():
                 lines.append(
-                    f"| {name} | {bench} | {method} | {f(m['control'])} | {f(m['scaling_per_1k_tokens'], '.2f')} | "
-                    f"{f(m['scaling_per_doubling'], '.2f')} | {f(m['performance'])} |"
+                    f"| {name} | {bench} | {method} | {f(m.control)} | {f(m.scaling_per_1k_tokens, '.2f')} | "
+                    f"{f(m.scaling_per_doubling, '.2f')} | {f(m.performance)} |"
                 )
-                curves.append((f"{name} · {bench} · {method}", method_points(data["settings"], method)))
+                curves.append((f"{name} · {bench} · {method}", method_points(data.settings, method)))
     try:
         scaling_plot(curves, plot, title="s1 report")
     except OSError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from s1.core.errors import UserError
 from s1.core.rundir import RunDir, write_atomic
+from s1.evaluate.records import BenchmarkSummary, SampleRecord, Summary, SummaryRow, parse_record
 from s1.report.compare import load_summary
 from s1.report.plots import method_points
 
@@ -41,51 +42,27 @@ def _natural(text: str) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
 
 
-def _valid(record: dict) -> bool:
-    """A record the page can show: text output, a verdict, and well-formed forced spans (others are skipped)."""
-    spans = record.get("forced") or []
-    return (
-        isinstance(record.get("output"), str)
-        and "correct" in record
-        and isinstance(spans, list)
-        and all(
-            isinstance(x, list)
-            and len(x) == 3
-            and isinstance(x[0], str)
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in x[1:])
-            for x in spans
-        )
-    )
-
-
-def _run_samples(run: str, summary: dict) -> tuple[list[dict], int]:
+def _run_samples(run: str, summary: Summary) -> tuple[list[SampleRecord], int]:
     """The samples the summary counts (its context, benchmarks and settings) in the summary's setting order,
-    then by problem; at most MAX_SAMPLES, shared evenly among the settings. Returns them and how many there were."""
+    then by problem; at most MAX_SAMPLES, shared evenly among the settings. Returns them and how many there were.
+    Records that do not read as samples (search records, lines with wrong-typed fields) are not shown."""
     order = {
-        (bench, r["method"], r["setting"]): i
-        for bench, data in summary["benchmarks"].items()
-        for i, r in enumerate(data["settings"])
+        (bench, r.method, r.setting): i
+        for bench, data in summary.benchmarks.items()
+        for i, r in enumerate(data.settings)
     }
-    records = RunDir(run).records() if (Path(run) / "samples.jsonl").exists() else {}
-    context = summary.get("context")
+    records = RunDir(run).records(parse_record) if (Path(run) / "samples.jsonl").exists() else {}
     picked = [
         r
         for r in records.values()
-        if (r.get("benchmark"), r.get("method"), r.get("setting")) in order
-        and (context is None or r.get("context") == context)
-        and _valid(r)
+        if isinstance(r, SampleRecord)
+        and (r.benchmark, r.method, r.setting) in order
+        and (summary.context is None or r.context == summary.context)
     ]
-    picked.sort(
-        key=lambda r: (
-            r["benchmark"],
-            order[(r["benchmark"], r["method"], r["setting"])],
-            _natural(str(r.get("id"))),
-            r.get("sample", 0),
-        )
-    )
+    picked.sort(key=lambda r: (r.benchmark, order[(r.benchmark, r.method, r.setting)], _natural(r.id), r.sample))
     per_setting, shown, counts = max(1, MAX_SAMPLES // max(1, len(order))), [], {}
     for r in picked:
-        key = (r["benchmark"], r["method"], r["setting"])
+        key = (r.benchmark, r.method, r.setting)
         counts[key] = counts.get(key, 0) + 1
         if counts[key] <= per_setting:
             shown.append(r)
@@ -115,79 +92,81 @@ def _highlight(output: str, forced: list) -> str:
     return "".join(parts)
 
 
-def _ci_bar(row: dict) -> str:
-    lo, hi, acc = row["ci_low"], row["ci_high"], row["accuracy"]
+def _ci_bar(row: SummaryRow) -> str:
+    lo, hi, acc = row.ci_low, row.ci_high, row.accuracy
     return (
         f'<span class="ci"><span class="range" style="left:{lo:.1f}%;width:{max(hi - lo, 0.5):.1f}%"></span>'
         f'<span class="point" style="left:{acc:.1f}%"></span></span>'
     )
 
 
-def _settings_table(name: str, bench: dict) -> str:
-    rows = bench["settings"]
-    voting = next((r for r in rows if "maj@k" in r), None)
-    ks = list(voting["maj@k"]) if voting else []
+def _settings_table(name: str, bench: BenchmarkSummary) -> str:
+    rows = bench.settings
+    voting = next((r for r in rows if r.maj_at_k is not None), None)
+    ks = list(voting.maj_at_k) if voting else []
     head = (
         "<tr><th>method</th><th>setting</th><th>n</th><th>mean thinking tokens</th><th>accuracy % (95% CI)</th>"
         "<th></th><th>in control</th>" + "".join(f"<th>maj@{k}</th>" for k in ks) + "</tr>"
     )
     body = []
     for r in rows:
-        control = "–" if r.get("in_control") is None else ("yes" if r["in_control"] else "no")
-        votes = "".join(f"<td>{r['maj@k'][k]:.1f}</td>" if "maj@k" in r else "<td>–</td>" for k in ks)
-        n = f"{r['samples']}" + ("" if r.get("complete", True) else f" ({r['problems']} of {bench['problems']})")
+        control = "–" if r.in_control is None else ("yes" if r.in_control else "no")
+        votes = "".join(f"<td>{r.maj_at_k[k]:.1f}</td>" if r.maj_at_k and k in r.maj_at_k else "<td>–</td>" for k in ks)
+        n = f"{r.samples}" + ("" if r.complete else f" ({r.problems} of {bench.problems})")
         body.append(
-            f"<tr><td>{html.escape(r['method'])}</td><td>{html.escape(r['setting'])}</td><td>{n}</td>"
-            f"<td>{r['mean_thinking_tokens']:.0f}</td><td>{r['accuracy']:.1f} ({r['ci_low']:.1f}–{r['ci_high']:.1f})</td>"
+            f"<tr><td>{html.escape(r.method)}</td><td>{html.escape(r.setting)}</td><td>{n}</td>"
+            f"<td>{r.mean_thinking_tokens:.0f}</td><td>{r.accuracy:.1f} ({r.ci_low:.1f}–{r.ci_high:.1f})</td>"
             f"<td>{_ci_bar(r)}</td><td>{control}</td>{votes}</tr>"
         )
     return (
-        f"<h3>{html.escape(name)} <small>{bench['problems']} problems</small></h3>"
+        f"<h3>{html.escape(name)} <small>{bench.problems} problems</small></h3>"
         f'<div class="scroll"><table>{head}{"".join(body)}</table></div>'
     )
 
 
-def _metrics_table(summaries: list[tuple[str, dict]]) -> str:
+def _metrics_table(summaries: list[tuple[str, Summary]]) -> str:
     def f(v, spec=".1f"):
         return "–" if v is None else format(v, spec)
 
     rows = []
     for run, summary in summaries:
-        for bench, data in summary["benchmarks"].items():
-            for method, m in data["methods"].items():
+        for bench, data in summary.benchmarks.items():
+            for method, m in data.methods.items():
                 rows.append(
                     f"<tr><td>{html.escape(run)}</td><td>{html.escape(bench)}</td><td>{html.escape(method)}</td>"
-                    f"<td>{f(m['control'])}</td><td>{f(m['scaling_per_1k_tokens'], '.2f')}</td>"
-                    f"<td>{f(m['scaling_per_doubling'], '.2f')}</td><td>{f(m['performance'])}</td></tr>"
+                    f"<td>{f(m.control)}</td><td>{f(m.scaling_per_1k_tokens, '.2f')}</td>"
+                    f"<td>{f(m.scaling_per_doubling, '.2f')}</td><td>{f(m.performance)}</td></tr>"
                 )
     return (
-        "<table><tr><th>run</th><th>benchmark</th><th>method</th><th>Control %</th><th>Scaling (points / 1k tokens)</th>"
-        "<th>Scaling (points / doubling)</th><th>Performance %</th></tr>" + "".join(rows) + "</table>"
+        "<table><tr><th>run</th><th>benchmark</th><th>method</th><th>Control %</th>"
+        "<th>Scaling (points / 1k tokens)</th><th>Scaling (points / doubling)</th><th>Performance %</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
 
-def _sample_cards(run: str, samples: list[dict]) -> str:
+def _sample_cards(run: str, samples: list[SampleRecord]) -> str:
     cards = []
     for number, r in enumerate(samples):
-        verdict = "correct" if r["correct"] else "wrong"
-        setting = f"{r['method']} {r['setting']}"
+        verdict = "correct" if r.correct else "wrong"
+        setting = f"{r.method} {r.setting}"
         flags = []
-        if r.get("extensions_used"):
-            flags.append(f"{r['extensions_used']} extension{'s' if r['extensions_used'] != 1 else ''}")
+        if r.extensions_used:
+            flags.append(f"{r.extensions_used} extension{'s' if r.extensions_used != 1 else ''}")
         flags = [html.escape(str(f)) for f in flags]
-        if r.get("capped"):
+        if r.capped:
             flags.append("capped")
-        question = r.get("prompt", "")
         cards.append(
             f'<details class="sample {verdict}" data-run="{html.escape(run)}" data-setting="{html.escape(setting)}" '
-            f'data-verdict="{verdict}"{" open" if number == 0 else ""}><summary><span class="verdict">{"✓" if r["correct"] else "✗"}</span> '
-            f"<b>{html.escape(str(r.get('id')))}</b> · {html.escape(setting)}"
-            f"{' · sample ' + _text(r['sample']) if r.get('sample') else ''} · {_text(r.get('thinking_tokens', 0))} thinking tokens"
-            f"{' · ' + ', '.join(flags) if flags else ''} · answer <code>{_text(_shown(r.get('extracted')))}</code>"
-            f" (reference <code>{_text(r.get('gold'))}</code>)</summary>"
-            f'<div class="prompt"><span class="label">prompt</span>{_text(question)}</div>'
-            f'<div class="output"><span class="label">output</span>{_highlight(r["output"], r.get("forced"))}</div>'
-            f'<div class="reason">grader: {_text(r.get("reason", ""))}</div></details>'
+            f'data-verdict="{verdict}"{" open" if number == 0 else ""}><summary><span class="verdict">'
+            f"{'✓' if r.correct else '✗'}</span> "
+            f"<b>{html.escape(r.id)}</b> · {html.escape(setting)}"
+            f"{' · sample ' + _text(r.sample) if r.sample else ''} · {_text(r.thinking_tokens)} thinking tokens"
+            f"{' · ' + ', '.join(flags) if flags else ''} · answer <code>{_text(_shown(r.extracted))}</code>"
+            f" (reference <code>{_text(r.gold)}</code>)</summary>"
+            f'<div class="prompt"><span class="label">prompt</span>{_text(r.prompt)}</div>'
+            f'<div class="output"><span class="label">output</span>{_highlight(r.output, r.forced)}</div>'
+            f'<div class="reason">grader: {_text(r.reason or "")}</div></details>'
         )
     return "".join(cards)
 
@@ -198,7 +177,8 @@ main{max-width:1100px;margin:auto;padding:24px 28px 60px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:32px 0 8px;border-bottom:1px solid #dde1e7;padding-bottom:4px}
 h3{font-size:16px;margin:18px 0 6px}h3 small{color:#6b7280;font-weight:normal}
 .sub{color:#6b7280;margin:0 0 18px}.scroll{overflow-x:auto}
-.plot{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:8px;text-align:center}.plot svg{max-width:100%;height:auto}
+.plot{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:8px;text-align:center}
+.plot svg{max-width:100%;height:auto}
 table{border-collapse:collapse;background:#fff;border:1px solid #dde1e7;font-size:14px;margin:6px 0 10px}
 th,td{padding:5px 10px;border-bottom:1px solid #eceff3;text-align:right;white-space:nowrap}
 th{background:#eef1f5;font-weight:600}td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}
@@ -208,12 +188,14 @@ th{background:#eef1f5;font-weight:600}td:first-child,td:nth-child(2),th:first-ch
 .filters{display:flex;gap:10px;flex-wrap:wrap;align-items:center;margin:8px 0 12px}
 select,input{font:inherit;padding:3px 6px;border:1px solid #c8ced8;border-radius:5px;background:#fff}
 .legend mark{margin-right:8px}
-details.sample{background:#fff;border:1px solid #dde1e7;border-left:4px solid #c0392b;border-radius:6px;margin:6px 0;padding:6px 10px}
+details.sample{background:#fff;border:1px solid #dde1e7;border-left:4px solid #c0392b;border-radius:6px;margin:6px 0;
+ padding:6px 10px}
 details.sample.correct{border-left-color:#2e8b57}
 summary{cursor:pointer}.verdict{font-weight:bold}.correct .verdict{color:#2e8b57}.wrong .verdict{color:#c0392b}
 .prompt,.output{white-space:pre-wrap;font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,monospace;background:#f9fafb;
  border:1px solid #eceff3;border-radius:5px;padding:8px;margin:8px 0;overflow-x:auto}
-.prompt{color:#6b7280}.label{display:block;font:11px system-ui,sans-serif;text-transform:uppercase;color:#9aa1ac;margin-bottom:2px}
+.prompt{color:#6b7280}
+.label{display:block;font:11px system-ui,sans-serif;text-transform:uppercase;color:#9aa1ac;margin-bottom:2px}
 mark{border-radius:3px;padding:0 2px}mark.extension{background:#ffe08a}mark.forced_end{background:#f7b2b2}
 mark.delimiter{background:#d9e2ef}.reason{color:#4b5563;font-size:13px}.count{color:#6b7280}
 """
@@ -242,20 +224,34 @@ def render(runs: list[str], title: str | None = None, intro: str = "") -> str:
         ) from None
 
 
-def _page(runs: list[str], summaries: list[dict], title: str | None, intro: str) -> str:
+def _needs(summary: Summary) -> None:
+    """The page draws every row's interval and counts: a summary without them (an old or edited file) is
+    one sentence, not a broken page."""
+    for bench in summary.benchmarks.values():
+        for row in bench.settings:
+            missing = [name for name in ("samples", "ci_low", "ci_high") if getattr(row, name) is None]
+            if bench.problems is None:
+                missing.append("problems")
+            if missing:
+                raise KeyError(missing[0])
+
+
+def _page(runs: list[str], summaries: list[Summary], title: str | None, intro: str) -> str:
+    for summary in summaries:
+        _needs(summary)
     names = [Path(r).resolve().name for r in runs]
     curves = []
     for name, summary in zip(names, summaries):
-        for bench, data in summary["benchmarks"].items():
-            for method in data["methods"]:
+        for bench, data in summary.benchmarks.items():
+            for method in data.methods:
                 label = " · ".join(
-                    ([name] if len(runs) > 1 else []) + ([bench] if len(summary["benchmarks"]) > 1 else []) + [method]
+                    ([name] if len(runs) > 1 else []) + ([bench] if len(summary.benchmarks) > 1 else []) + [method]
                 )
-                curves.append((label, method_points(data["settings"], method)))
+                curves.append((label, method_points(data.settings, method)))
     title = title or ("s1 report: " + ", ".join(names))
     tables = "".join(
         (f"<h3>{html.escape(name)}</h3>" if len(runs) > 1 else "")
-        + "".join(_settings_table(bench, data) for bench, data in summary["benchmarks"].items())
+        + "".join(_settings_table(bench, data) for bench, data in summary.benchmarks.items())
         for name, summary in zip(names, summaries)
     )
     found = [_run_samples(run, summary) for run, summary in zip(runs, summaries)]
@@ -267,14 +263,15 @@ def _page(runs: list[str], summaries: list[dict], title: str | None, intro: str)
         if showing < counted
         else ""
     )
-    options = sorted({f"{name} {r['method']} {r['setting']}" for name, rs in samples for r in rs})
+    options = sorted({f"{name} {r.method} {r.setting}" for name, rs in samples for r in rs})
     cards = "".join(_sample_cards(name, rs) for name, rs in samples)
-    models = ", ".join(sorted({str(s.get("model")) for s in summaries}))
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summaries[0].get("notes", []))
+    models = ", ".join(sorted({str(s.model) for s in summaries}))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in summaries[0].notes)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{html.escape(title)}</title><style>{STYLE}</style></head><body><main>
-<h1>{html.escape(title)}</h1><p class="sub">model {html.escape(models)} · {len(runs)} run{"s" if len(runs) > 1 else ""}</p>
+<h1>{html.escape(title)}</h1>
+<p class="sub">model {html.escape(models)} · {len(runs)} run{"s" if len(runs) > 1 else ""}</p>
 {intro}
 <h2>Accuracy against thinking</h2><div class="plot">{_svg_plot(curves, "")}</div>
 <h2>Settings</h2>{tables}
@@ -283,9 +280,11 @@ def _page(runs: list[str], summaries: list[dict], title: str | None, intro: str)
 <h2>Samples</h2>
 <div class="filters"><select id="setting"><option value="">every setting</option>
 {"".join(f'<option value="{html.escape(o)}">{html.escape(o)}</option>' for o in options)}</select>
-<select id="verdict"><option value="">correct and wrong</option><option value="correct">correct</option><option value="wrong">wrong</option></select>
+<select id="verdict"><option value="">correct and wrong</option><option value="correct">correct</option>
+<option value="wrong">wrong</option></select>
 <input id="search" placeholder="search text"><span id="count" class="count"></span></div>
-<p class="legend">Highlighted: <mark class="extension">extension (forced)</mark><mark class="forced_end">forced end and answer prefix</mark>
+<p class="legend">Highlighted: <mark class="extension">extension (forced)</mark>
+<mark class="forced_end">forced end and answer prefix</mark>
 <mark class="delimiter">end delimiter completed</mark>.{limited}</p>
 {cards}
 </main><script>{SCRIPT}</script></body></html>

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
+from s1.evaluate.records import Summary, SummaryRow
+
 
 def _fmt(value, spec: str = ".1f", missing: str = "–") -> str:
     return missing if value is None else format(value, spec)
 
 
-def summary_markdown(summary: dict, title: str | None = None, notes: bool = True) -> str:
-    lines = [f"# {title or 's1 eval: ' + summary['model']}", ""]
-    for name, bench in summary["benchmarks"].items():
+def _n(row: SummaryRow, problems: int | None) -> str:
+    """Samples, and the problems done where the row is partial."""
+    return f"{_fmt(row.samples, 'd')}" + ("" if row.complete else f" ({row.problems} of {problems} problems)")
+
+
+def summary_markdown(summary: Summary, title: str | None = None, notes: bool = True) -> str:
+    lines = [f"# {title or f's1 eval: {summary.model}'}", ""]
+    for name, bench in summary.benchmarks.items():
         lines += [
             f"## {name}",
             "",
             "| method | setting | n | mean thinking tokens | accuracy % (95% CI) | in control |",
             "|---|---|---|---|---|---|",
         ]
-        for r in bench["settings"]:
-            control_text = "–" if r["in_control"] is None else ("yes" if r["in_control"] else "no")
-            n = f"{r['samples']}" + (
-                "" if r.get("complete", True) else f" ({r['problems']} of {bench['problems']} problems)"
-            )
+        for r in bench.settings:
+            control_text = "–" if r.in_control is None else ("yes" if r.in_control else "no")
             lines.append(
-                f"| {r['method']} | {r['setting']} | {n} | {r['mean_thinking_tokens']:.0f} | "
-                f"{r['accuracy']:.1f} ({r['ci_low']:.1f}–{r['ci_high']:.1f}) | {control_text} |"
+                f"| {r.method} | {r.setting} | {_n(r, bench.problems)} | {r.mean_thinking_tokens:.0f} | "
+                f"{r.accuracy:.1f} ({_fmt(r.ci_low)}–{_fmt(r.ci_high)}) | {control_text} |"
             )
-        if any("maj@k" in r for r in bench["settings"]):
-            ks = list(next(r for r in bench["settings"] if "maj@k" in r)["maj@k"])
+        voting = [r for r in bench.settings if r.maj_at_k is not None]
+        if voting:
+            ks = list(voting[0].maj_at_k)
             lines += [
                 "",
                 "| method | setting | "
@@ -36,16 +41,15 @@ def summary_markdown(summary: dict, title: str | None = None, notes: bool = True
                 + " |",
                 "|---|---|" + "---|" * (2 * len(ks)),
             ]
-            for r in bench["settings"]:
-                if "maj@k" in r:
-                    lines.append(
-                        f"| {r['method']} | {r['setting']} | "
-                        + " | ".join(f"{r['maj@k'][k]:.1f}" for k in ks)
-                        + " | "
-                        + " | ".join(f"{r['pass@k'][k]:.1f}" for k in ks)
-                        + " |"
-                    )
-        searched = [r for r in bench["settings"] if "mean_prefill_tokens" in r]
+            for r in voting:
+                lines.append(
+                    f"| {r.method} | {r.setting} | "
+                    + " | ".join(_fmt(r.maj_at_k.get(k)) for k in ks)
+                    + " | "
+                    + " | ".join(_fmt((r.pass_at_k or {}).get(k)) for k in ks)
+                    + " |"
+                )
+        searched = [r for r in bench.settings if r.mean_prefill_tokens is not None]
         if searched:
             lines += [
                 "",
@@ -55,28 +59,29 @@ def summary_markdown(summary: dict, title: str | None = None, notes: bool = True
             ]
             for r in searched:
                 lines.append(
-                    f"| {r['method']} | {r['setting']} | {r['mean_thinking_tokens']:.0f} | {r['mean_prefill_tokens']:.0f} | "
-                    f"{r['mean_reward_tokens']:.0f} | {r['mean_total_tokens']:.0f} |"
+                    f"| {r.method} | {r.setting} | {r.mean_thinking_tokens:.0f} | {r.mean_prefill_tokens:.0f} | "
+                    f"{_fmt(r.mean_reward_tokens, '.0f')} | {_fmt(r.mean_total_tokens, '.0f')} |"
                 )
         lines += [
             "",
-            "| method | Control % | Scaling (points / 1k thinking tokens) | Scaling (points / doubling) | Performance % |",
+            "| method | Control % | Scaling (points / 1k thinking tokens) | Scaling (points / doubling) "
+            "| Performance % |",
             "|---|---|---|---|---|",
         ]
-        for method, m in bench["methods"].items():
+        for method, m in bench.methods.items():
             lines.append(
-                f"| {method} | {_fmt(m['control'])} | {_fmt(m['scaling_per_1k_tokens'], '.2f')} | "
-                f"{_fmt(m['scaling_per_doubling'], '.2f')} | {_fmt(m['performance'])} |"
+                f"| {method} | {_fmt(m.control)} | {_fmt(m.scaling_per_1k_tokens, '.2f')} | "
+                f"{_fmt(m.scaling_per_doubling, '.2f')} | {_fmt(m.performance)} |"
             )
         lines.append("")
     if not notes:
         return "\n".join(lines) + "\n"
-    lines += ["How to read this table:", ""] + [f"- {note}" for note in summary.get("notes", [])]
-    if summary.get("unused_samples"):
+    lines += ["How to read this table:", ""] + [f"- {note}" for note in summary.notes]
+    if summary.unused_samples:
         lines.append(
-            f"- {summary['unused_samples']} samples in samples.jsonl belong to other configurations or problems "
+            f"- {summary.unused_samples} samples in samples.jsonl belong to other configurations or problems "
             "and are not counted here."
         )
-    if summary.get("unreadable_lines"):
-        lines.append(f"- {summary['unreadable_lines']} unreadable lines in samples.jsonl were skipped.")
+    if summary.unreadable_lines:
+        lines.append(f"- {summary.unreadable_lines} unreadable lines in samples.jsonl were skipped.")
     return "\n".join(lines) + "\n"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from s1.evaluate.records import SummaryRow
+
 Point = tuple  # (mean thinking tokens, accuracy %, setting label[, CI low, CI high]): error bars when given
 
 
-def method_points(rows: list[dict], method: str, x: str = "mean_thinking_tokens") -> list[Point]:
+def method_points(rows: list[SummaryRow], method: str, x: str = "mean_thinking_tokens") -> list[Point]:
     """One method's curve from a summary's setting rows (reference settings are not on the curve); `x` is
     the row's field on the x-axis (mean_total_tokens: everything processed)."""
     return [
-        (r.get(x, r["mean_thinking_tokens"]), r["accuracy"], r["setting"], r.get("ci_low"), r.get("ci_high"))
-        for r in rows
-        if r["method"] == method and not r.get("reference")
+        (r.x(x), r.accuracy, r.setting, r.ci_low, r.ci_high) for r in rows if r.method == method and not r.reference
     ]
 
 

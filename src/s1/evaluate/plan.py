@@ -1,0 +1,75 @@
+"""What a sweep has to do: every (benchmark, setting, problem, sample) as an item with its identity and
+seed, and which of them the run directory does not hold yet.
+
+A sample's identity (`config.sample_identity`) and seed depend on what the sample is, never on where it
+sits in the sweep, so a resumed, extended or narrowed run (`--limit`, `--ids`) finds exactly the
+samples it already has (README: "What resume reuses").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from s1.core.rundir import identity_hash
+from s1.core.sampling import SEED_LIMIT, Sampling
+from s1.data.benchmarks import Problem
+from s1.evaluate.config import EvalConfig, sample_identity
+from s1.evaluate.methods import Setting
+
+
+@dataclass
+class Item:
+    """One sample to draw (or, for a search setting, one problem to search)."""
+
+    benchmark: str
+    problem: Problem
+    setting: Setting
+    sample: int
+    identity: str
+    tries: int = 0
+    """Rejection sampling: draws so far."""
+    recorded: bool = False
+    """Generated along with another setting's item (parallel methods sharing their trajectories)."""
+
+
+@dataclass
+class Plan:
+    context: str
+    """The hash of the run-level values every identity includes."""
+    items: list[Item]
+    todo: list[Item]
+    """The items whose identity the run directory does not hold, in sweep order."""
+
+    def batches(self, settings: list[Setting]):
+        """(setting, its items still to do), setting by setting; an item recorded with an earlier setting's
+        draw is left out."""
+        for setting in settings:
+            batch = [it for it in self.todo if it.setting == setting and not it.recorded]
+            if batch:
+                yield setting, batch
+
+
+def plan(config: EvalConfig, settings: list[Setting], benchmarks: dict[str, list[Problem]], context: str, done) -> Plan:
+    """Every item of the sweep once (settings x problems x samples; a search setting has one item per
+    problem), and those whose identity is not in `done`."""
+    items, seen = [], set()
+    for name, problems in benchmarks.items():
+        for s in settings:
+            for p in problems:
+                for k in range(1 if s.search else config.samples):
+                    identity = sample_identity(context, s, p, k)
+                    if identity not in seen:
+                        seen.add(identity)
+                        items.append(Item(name, p, s, k, identity))
+    return Plan(context, items, [it for it in items if it.identity not in done])
+
+
+def problem_seed(seed: int, problem_id: str, sample: int | str, tries: int) -> int:
+    """A sample's seed comes from the problem's id, not its position: --limit/--ids never change a sample."""
+    return int(identity_hash([seed, str(problem_id), sample, tries]), 16) % SEED_LIMIT
+
+
+def item_sampling(config: EvalConfig, item: Item, temperature: float) -> Sampling:
+    """The sampling of an item's next draw (rejection sampling's redraws get their own seeds)."""
+    seed = None if config.seed is None else problem_seed(config.seed, item.problem.id, item.sample, item.tries)
+    return Sampling(temperature=temperature, top_p=config.top_p, seed=seed)

@@ -1,0 +1,297 @@
+"""What a run directory holds, as types: a sample, a search record (with its trajectories), the summary
+and its rows; one writer (`to_json`) and one reader (`parse_record`, `parse_summary`) for each.
+
+The runner writes these, the summary and `s1 report` (tables, plot, HTML page) read them back. Keys and
+their order are those of the dict literals the types replaced, so directories written before and after
+read alike; fields that older versions did not write have defaults (README: "Run directory").
+
+Reading validates every field's type (pydantic, strict, on the JSON text): a line that is valid JSON but
+says `"correct": "false"`, `"thinking_tokens": "12"` or lacks a field is refused, and the run directory
+skips and counts it exactly like an unreadable line, so it can neither crash a summary nor count as a
+right answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cache
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Discriminator, Field, Tag, TypeAdapter
+
+_STRICT = ConfigDict(strict=True)
+"""No coercion: "12" is not a number, "false" is not a verdict, 1 is not true."""
+
+
+@dataclass(kw_only=True)
+class Trajectory:
+    """One finished trajectory of a parallel or tree search: what grading and voting need, and its cost."""
+
+    __pydantic_config__ = _STRICT
+    answer: str
+    thinking_tokens: int
+    answer_tokens: int
+    generated_tokens: int
+    """Tokens of this trajectory's output (in a tree, steps it shares with others count here for each; the
+    search's `generated_tokens` counts every node once)."""
+    finish_reason: str
+    output: str
+    reward: float | None = None
+    node: int | None = None
+    prefill_tokens: int = 0
+    """Prompt tokens processed for this trajectory alone (after the root's)."""
+    reward_tokens: int = 0
+    extracted: str | None = None
+    correct: bool | None = None
+    """Filled by grading."""
+
+    @classmethod
+    def of(cls, completion, tokenizer, **fields) -> Trajectory:
+        return cls(
+            answer=completion.answer,
+            thinking_tokens=completion.thinking_tokens,
+            answer_tokens=completion.answer_tokens,
+            generated_tokens=len(completion.output_token_ids),
+            finish_reason=completion.finish_reason,
+            output=tokenizer.decode(completion.output_token_ids, skip_special_tokens=False),
+            **fields,
+        )
+
+
+@dataclass(kw_only=True)
+class SampleRecord:
+    """One graded sample of a sample-based method (budget forcing, the conditional baselines, rejection
+    sampling): one line of samples.jsonl."""
+
+    __pydantic_config__ = _STRICT
+    identity: str
+    context: str
+    benchmark: str
+    id: str
+    method: str
+    setting: str
+    sample: int
+    setting_spec: dict[str, Any]
+    problem_hash: str
+    seed: int | None
+    prompt: str
+    output: str
+    thinking_tokens: int
+    answer_tokens: int
+    extensions_used: int
+    capped: bool
+    finish_reason: str
+    gold: str
+    kind: str
+    tries: int
+    fits: bool
+    seconds: float
+    answer: str | None = None
+    """The text graded; records written before it was kept are not graded again."""
+    forced: list[tuple[str, int, int]] = field(default_factory=list)
+    """Budget forcing's own writing as (kind, start, end) character offsets into `output`."""
+    prefill_tokens: int = 0
+    extracted: str | None = None
+    correct: bool | None = None
+    reason: str | None = None
+    grader: int | None = None
+    """Filled by grading (the grader's version: another version's grades are redone)."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def graded(self, grade, version: int) -> SampleRecord:
+        """The record with a verdict (`grading.Grade`) from grader `version`."""
+        return replace(self, extracted=grade.extracted, correct=grade.correct, reason=grade.reason, grader=version)
+
+
+@dataclass(kw_only=True)
+class Point:
+    """A search record's answer from its first n trajectories, and what those cost."""
+
+    __pydantic_config__ = _STRICT
+    choice: int | None
+    correct: bool
+    generated_tokens: int
+    prefill_tokens: int
+    reward_tokens: int
+
+
+@dataclass(kw_only=True)
+class SearchRecord:
+    """One problem of a parallel or tree-search setting: every trajectory, REBASE's tree, and the answer
+    chosen per n (`points`): one line of samples.jsonl."""
+
+    __pydantic_config__ = _STRICT
+    context: str
+    benchmark: str
+    id: str
+    sample: int
+    temperature: float | None = None
+    problem_hash: str
+    gold: str
+    kind: str
+    prompt: str
+    trajectories: list[Trajectory]
+    generated_tokens: int
+    prefill_tokens: int
+    reward_tokens: int
+    root_prefill: int
+    tree: list[dict[str, Any]]
+    """REBASE's nodes: id, parent, depth, step text, tokens, score, children given, finished."""
+    thinking_tokens: int
+    answer_tokens: int
+    seconds: float
+    identity: str
+    method: str
+    setting: str
+    setting_spec: dict[str, Any]
+    points: dict[int, Point] = field(default_factory=dict)
+    correct: bool | None = None
+    extracted: str | None = None
+    answer: str | None = None
+    reason: str | None = None
+    grader: int | None = None
+    """Filled by grading (`recorder.choose_answer`)."""
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["points"] = {str(n): p for n, p in out["points"].items()}
+        return out
+
+
+Record = SampleRecord | SearchRecord
+
+
+def _kind(line) -> str:
+    """A search record holds its trajectories; anything else is read as a sample."""
+    return "search" if isinstance(line, dict) and "trajectories" in line else "sample"
+
+
+_LINE = Annotated[Annotated[SearchRecord, Tag("search")] | Annotated[SampleRecord, Tag("sample")], Discriminator(_kind)]
+
+
+@cache
+def _adapter(kind) -> TypeAdapter:
+    """Validators are built once, on first use (reading is the only place that needs pydantic)."""
+    return TypeAdapter(kind)
+
+
+def parse_record(text: str) -> Record:
+    """One line of samples.jsonl as its type; a ValueError (pydantic's ValidationError is one) when it is
+    not JSON, a field has the wrong type or is missing, or the record was never graded."""
+    record = _adapter(_LINE).validate_json(text)
+    if record.correct is None or (isinstance(record, SearchRecord) and not record.points):
+        raise ValueError("an ungraded record")
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+_OMITTED_WHEN_NONE = {"mean_prefill_tokens", "mean_reward_tokens", "maj@k", "pass@k", "trajectories", "draw"}
+"""Row fields only some methods have (search compute, voting): left out of the JSON, as they always were."""
+
+
+@dataclass(kw_only=True)
+class SummaryRow:
+    """One setting's point: accuracy with its interval, thinking tokens, whether it kept its bounds."""
+
+    __pydantic_config__ = _STRICT
+    method: str
+    setting: str
+    problems: int | None = None
+    samples: int | None = None
+    complete: bool = True
+    """Every current problem done: only complete rows enter Control / Scaling / Performance."""
+    reference: bool = False
+    """A yardstick (class-conditional `default`), not a point of its method's curve."""
+    accuracy: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    mean_thinking_tokens: float
+    mean_prefill_tokens: float | None = None
+    mean_reward_tokens: float | None = None
+    mean_total_tokens: float | None = None
+    in_control: bool | None = None
+    relative: str | None = None
+    maj_at_k: Annotated[dict[int, float] | None, Field(alias="maj@k")] = None
+    pass_at_k: Annotated[dict[int, float] | None, Field(alias="pass@k")] = None
+    trajectories: int | None = None
+    """Search rows: n, the trajectories this point answers from."""
+    draw: int | None = None
+    """Search rows: N, the trajectories drawn (n = 1, 2, 4 ... of one draw of N)."""
+
+    def to_json(self) -> dict:
+        out = {}
+        for f in fields(self):
+            name = {"maj_at_k": "maj@k", "pass_at_k": "pass@k"}.get(f.name, f.name)
+            value = getattr(self, f.name)
+            if value is None and name in _OMITTED_WHEN_NONE:
+                continue
+            out[name] = dict(value) if isinstance(value, dict) else value
+        return out
+
+    def x(self, axis: str = "mean_thinking_tokens") -> float:
+        """The row's position on a plot's x-axis (`mean_total_tokens`: everything processed), where it has one."""
+        value = getattr(self, axis, None)
+        return self.mean_thinking_tokens if value is None else value
+
+
+@dataclass(kw_only=True)
+class MethodMetrics:
+    """The paper's metrics of one method over its complete settings (None where they are undefined)."""
+
+    __pydantic_config__ = _STRICT
+    control: float | None = None
+    scaling_per_1k_tokens: float | None = None
+    scaling_per_doubling: float | None = None
+    performance: float | None = None
+
+
+@dataclass(kw_only=True)
+class BenchmarkSummary:
+    __pydantic_config__ = _STRICT
+    problems: int | None = None
+    settings: list[SummaryRow]
+    methods: dict[str, MethodMetrics]
+
+
+@dataclass(kw_only=True)
+class Summary:
+    """summary.json: per benchmark one row per setting and the metrics per method, with the context
+    (configuration hash) its samples share, the configuration, the notes that define each number, and
+    how many lines of samples.jsonl it did not use."""
+
+    __pydantic_config__ = _STRICT
+    model: str | None = None
+    context: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    benchmarks: dict[str, BenchmarkSummary]
+    notes: list[str] = field(default_factory=list)
+    unused_samples: int = 0
+    unreadable_lines: int = 0
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["benchmarks"] = {
+            name: {
+                "problems": bench.problems,
+                "settings": [row.to_json() for row in bench.settings],
+                "methods": {method: asdict(m) for method, m in bench.methods.items()},
+            }
+            for name, bench in self.benchmarks.items()
+        }
+        return out
+
+    def to_text(self) -> str:
+        return json.dumps(self.to_json(), indent=2, default=str) + "\n"
+
+    def methods(self) -> list[str]:
+        """Every method with a row, in the order of the tables."""
+        return list(dict.fromkeys(m for bench in self.benchmarks.values() for m in bench.methods))
+
+
+def parse_summary(text: str) -> Summary:
+    """summary.json as its type; a ValueError when a field has the wrong type or a needed one is missing."""
+    return _adapter(Summary).validate_json(text)
