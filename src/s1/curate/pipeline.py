@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from s1.core.errors import UserError
+from s1.core.files import append_line
 from s1.core.rundir import HISTORY
 from s1.curate import collect, decontaminate, difficulty, diversity, export, quality, selection, traces
 from s1.curate.calls import Caller, Engines
@@ -103,8 +104,7 @@ def _log_invocation(output: Path, config: CurateConfig, stages: list[str]) -> No
         "stages": stages,
         "config": config.model_dump(),
     }
-    with (output / HISTORY).open("a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+    append_line(output / HISTORY, json.dumps(entry, ensure_ascii=False, default=str))
 
 
 def run(
@@ -116,6 +116,7 @@ def run(
 ) -> dict:
     """Run `stages` (default: all, in order) into config.output; returns the report. `engines` may hold
     engines loaded already (`Engines.put`), which the roles naming them then use."""
+    command = "run" if stages is None else " ".join(stages)
     stages = list(stages or STAGES)
     for stage in stages:
         if stage not in RUNNERS:
@@ -126,15 +127,26 @@ def run(
         with Context(config, store, show_progress, engines) as ctx:
             for stage in stages:
                 if stage != "collect" and store.count() == 0:
-                    raise UserError(
-                        f"The store in {output} holds no questions; run `s1 curate collect` (or run) first."
-                    )
+                    raise UserError(_empty_pool(output, command, "collect" in stages))
                 started = time.time()
                 counts = RUNNERS[stage](ctx)
                 store.record_stage(stage, started, counts)
                 say(f"{stage}: {summary_line(stage, counts)} ({time.time() - started:.1f} s)")
                 report = export.write_report(ctx)
     return report
+
+
+def _empty_pool(output: Path, command: str, collected: bool) -> str:
+    """Why there is nothing to curate, in the terms of the command that was run."""
+    if collected:
+        return (
+            f"`s1 curate {command}` collected no questions into {output}; check the sources in the config "
+            "(their paths, limits and question fields)."
+        )
+    return (
+        f"The store in {output} holds no questions yet, so `s1 curate {command}` has nothing to work on; run "
+        "`s1 curate collect` (or `s1 curate run`) with this config first."
+    )
 
 
 def summary_line(stage: str, counts: dict) -> str:
