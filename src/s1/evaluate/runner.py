@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
+from s1.core import signals
 from s1.core.rundir import RunDir, identity_hash
 from s1.core.sampling import SEED_LIMIT, Sampling
 from s1.data.benchmarks import Problem
@@ -92,6 +93,8 @@ class _Recorder:
                     record.update(
                         extracted=grade.extracted, correct=grade.correct, reason=grade.reason, grader=GRADER_VERSION
                     )
+                if self.dropping:  # interrupted while it was graded: in flight, so not recorded
+                    continue
                 self.run.append(record)
                 self.on_recorded(record)
             except BaseException as exc:  # handed to the main thread at the next put or at close
@@ -161,12 +164,13 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
                                 _run_search(config, engine, recorder, context, batch, todo, reward)
                             else:
                                 _run_setting(config, engine, recorder, context, batch)
+                    recorder.close()
                 except BaseException:
                     recorder.close(drain=False)
                     raise
-                recorder.close()
         records = _regrade(run, grader, run.records())
         summary = summarize(config, settings, benchmarks, records, grader, skipped_lines=run.skipped_lines)
+        signals.check()  # a Ctrl-C swallowed on the way (core/signals.py) must not end in a summary of a whole run
         write_summary(run, config, summary)
     return summary
 
