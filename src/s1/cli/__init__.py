@@ -554,7 +554,7 @@ def serve(
         typer.Option(
             "--threads",
             "-t",
-            help="CPU threads for decoding (default: llamacpp all cores; hf chosen by measuring its own steps).",
+            help="CPU threads for decoding (default: llamacpp the cores other processes leave free; hf chosen by measuring its own steps).",
         ),
     ] = None,
     served_model_name: Annotated[

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import torch
 
+RECHECK_SECONDS = 10.0
+"""How often work that follows the free cores reads them again."""
+
 
 def usable_cores() -> int:
     """Cores this process may run on: its CPU affinity, within the cgroup's CPU quota (containers)."""

@@ -27,8 +27,6 @@ from s1.train.data import load_records, render_example, thinking_chat_template, 
 from s1.train.recipe import PAPER, TrainConfig
 
 RECORD = "s1_train.json"
-RECHECK_SECONDS = 10.0
-"""How often training reads again how many cores other processes leave free."""
 
 
 def accumulation_steps(config: TrainConfig) -> int:
@@ -414,7 +412,7 @@ def _callbacks() -> tuple:
     """(tokens/s on each log line, the step this process began at: above 0 when it resumed, torch's threads)."""
     from transformers import TrainerCallback
 
-    from s1.engines.threads import BusyMeter, use_free_cores
+    from s1.engines.threads import RECHECK_SECONDS, BusyMeter, use_free_cores
 
     class FreeCores(TrainerCallback):
         """torch's CPU threads follow the cores other processes leave free (engines/threads.py): with another
