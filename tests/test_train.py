@@ -16,7 +16,7 @@ from s1 import UserError
 from s1.core.formats import R1, S1
 from s1.train.data import render_example, turn_end
 from s1.train.recipe import PAPER, TrainConfig, build
-from s1.train.trainer import accumulation_steps
+from s1.train.trainer import accumulation_steps, newest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECIPE = ROOT / "configs/recipes/cpu-tiny.yaml"
@@ -639,3 +639,26 @@ def test_training_takes_one_thread_when_another_process_keeps_a_core_busy(tiny_d
     assert run.returncode == 0, run.stderr[-3000:]
     record = json.loads((out / "ranks" / "rank-0.json").read_text())
     assert record["threads"][0] == [0, 1], record["threads"]
+
+
+def test_a_checkpoint_the_disk_refuses_is_one_sentence_and_the_run_continues_after(tiny_dir, s1k_file, tmp_path):
+    """Past `ulimit -f` (the portable stand-in for a full disk) safetensors fails mid-checkpoint: one sentence,
+    not a SafetensorError traceback; run again, it finishes with a whole final/."""
+    import resource
+
+    out = tmp_path / "run"
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    args = tiny_run(tiny_dir, s1k_file, out, "--max-steps", "2")
+    failed = subprocess.run(
+        [sys.executable, "-m", "s1", *args], capture_output=True, text=True, env=env, cwd=ROOT, preexec_fn=limited
+    )
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    assert f"Cannot write {out}: the file size limit (ulimit -f) was reached" in failed.stderr
+    assert not (out / "final").exists()
+    again = s1(*args, *(["--resume"] if newest_checkpoint(out) else []))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "final" / "s1_train.json").exists()

@@ -25,17 +25,18 @@ _READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def write_failure(path: str | Path, exc: BaseException) -> UserError:
-    """The one sentence for a write that failed: which file, why, and what to do."""
-    code = getattr(exc, "errno", None)
-    if code in _FULL or "No space left" in str(exc) or "disk is full" in str(exc):
+    """The one sentence for a write that failed: which file, why, and what to do. Libraries that wrap the
+    system's error in their own (sqlite, safetensors) are read by their words."""
+    code, text = getattr(exc, "errno", None), str(exc)
+    if code in _FULL or any(w in text for w in ("No space left", "StorageFull", "disk is full", "quota")):
         why, fix = "the disk is full", "free some space"
-    elif code in _READ_ONLY or "readonly" in str(exc) or "read-only" in str(exc):
+    elif code in _READ_ONLY or any(w in text for w in ("readonly", "Read-only", "read-only", "Permission denied")):
         why, fix = "the location is not writable", "make it writable or choose another output"
     elif code in (errno.ENOENT, errno.ENOTDIR):
         why, fix = "its folder does not exist", "create the folder or choose another path"
     elif code == errno.EISDIR:
         why, fix = "a directory is in the way", "move it away or choose another path"
-    elif code == errno.EFBIG:
+    elif code == errno.EFBIG or "File too large" in text:
         why, fix = "the file size limit (ulimit -f) was reached", "raise the limit"
     else:
         why, fix = getattr(exc, "strerror", None) or first_line(exc, 200), "fix the cause"
@@ -165,7 +166,8 @@ def is_write_error(exc: BaseException) -> bool:
     safetensors' `StorageFull`)."""
     text = str(exc)
     return isinstance(exc, OSError) or any(
-        words in text for words in ("write failed", "No space left", "StorageFull", "os error 28", "Read-only file")
+        words in text
+        for words in ("write failed", "No space left", "StorageFull", "File too large", "Read-only file", "quota")
     )
 
 

@@ -78,8 +78,6 @@ def train(config: TrainConfig) -> Path:
     try:
         make_directory(output, what="training")
         return _train(config, output)
-    except OSError as exc:  # a checkpoint or log the disk refused; complete checkpoints stay resumable
-        raise write_failure(output, exc) from None
     finally:
         unlock_directory(lock)
 
@@ -162,7 +160,7 @@ def _train(config: TrainConfig, output: Path) -> Path:
         raise UserError(
             f"The training recipe needs a package that is not installed: {' '.join(str(exc).split())[:300]}"
         ) from None
-    except RuntimeError as exc:  # torch's own word for a checkpoint the disk refused
+    except Exception as exc:  # a checkpoint the disk refused (torch, safetensors); complete ones stay resumable
         if is_write_error(exc):
             raise write_failure(output, exc) from None
         raise
