@@ -264,3 +264,17 @@ def test_a_plot_format_matplotlib_cannot_write_names_those_it_can(tmp_path, tiny
     assert not list(tmp_path.glob("*out.xyz*"))
     assert s1("report", str(out), "--plot", str(tmp_path / "out.svg")).returncode == 0
     assert (tmp_path / "out.svg").read_text().rstrip().endswith("</svg>")
+
+
+def test_a_curation_store_the_disk_refuses_is_one_sentence(tmp_path):
+    """sqlite's own error (a traceback before) becomes the one sentence; the store keeps what was committed."""
+    config = tmp_path / "curate.yaml"
+    config.write_text(
+        yaml.safe_dump({"sources": [{"name": "m", "path": str(DATA / "math500.jsonl")}], "eval_sets": []})
+    )
+    out = tmp_path / "run"
+    failed = s1("curate", "collect", str(config), "--output", str(out), preexec_fn=_limited(40_000))
+    one_sentence(failed, f"Cannot write {out / 'curate.sqlite'}")
+    again = s1("curate", "collect", str(config), "--output", str(out))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "pool 500" in again.stderr
