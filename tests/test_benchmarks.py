@@ -4,8 +4,10 @@ made-up CSV in the official layout (multi-line quoted fields included)."""
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
+import yaml
 
 from s1 import UserError
 from s1.data.benchmarks import available_tasks, load_benchmark
@@ -209,3 +211,126 @@ def test_problem_content_hash_follows_prompt_gold_and_kind(tmp_path):
 def test_bad_benchmark_input_is_one_clear_error(kwargs, words):
     with pytest.raises(UserError, match=words):
         load_benchmark(**kwargs)
+
+
+# -------------------------------------------------------------------------- no usable gold, never "None"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('{"id": "p1", "q": "1+1?", "a": "2"}\n{"id": "p2", "q": "2+2?", "a": null}\n', "id 'p2'"),
+        ('{"id": "p1", "q": "1+1?", "a": "2"}\n{"id": "p2", "q": null, "a": "4"}\n', "id 'p2'"),
+    ],
+)
+def test_a_null_gold_or_question_in_a_data_file_is_refused_naming_the_record(tmp_path, text, words):
+    """JSON null used to become the gold text "None", which a model answering "None" got right."""
+    path = tmp_path / "p.jsonl"
+    path.write_text(text)
+    with pytest.raises(UserError, match=words) as caught:
+        load_benchmark(data=path, question_field="q", answer_field="a")
+    assert "no value" in str(caught.value) and "None" not in str(caught.value).replace("'", "")
+
+
+def test_a_short_csv_row_or_an_open_quote_is_refused(tmp_path):
+    short = tmp_path / "short.csv"
+    short.write_text("id,question,answer\na,What is 1+1?,2\nb,What is 2+2?\n")
+    with pytest.raises(UserError, match="id 'b'.*no value for doc_to_target"):
+        load_benchmark(data=short)
+    quote = tmp_path / "quote.csv"
+    quote.write_text('id,question,answer\na,"What is 1+1?,2\nb,What is 2+2?,4\n')
+    with pytest.raises(UserError, match="not valid CSV.*quote"):
+        load_benchmark(data=quote)
+
+
+def test_a_null_gold_in_a_benchmark_file_under_the_data_dir_is_refused(tmp_path, data_dir):
+    """The shipped math500 task over a copy of its file with one answer nulled, and gpqa with a short row."""
+    rows = [json.loads(line) for line in (data_dir / "math500.jsonl").read_text().splitlines()[:3]]
+    rows[1]["answer"] = None
+    (tmp_path / "math500.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserError, match=f"id {rows[1]['unique_id']!r}.*no usable gold answer"):
+        load_benchmark("math500", data_dir=tmp_path)
+    with open(tmp_path / "gpqa_diamond.csv", "w", newline="") as f:
+        csv.writer(f).writerows([GPQA_COLUMNS, ["rec1", "Which?", "photon", "gluon", "W boson"]])
+    with pytest.raises(UserError, match="id 'rec1'.*doc_to_choice"):
+        load_benchmark("gpqa", data_dir=tmp_path)
+
+
+def test_filters_pass_a_missing_value_on_instead_of_writing_none(tmp_path):
+    """`trim`, `after`, `join` of a null are refused too; `default(..., true)` may replace it on purpose."""
+    (tmp_path / "f.jsonl").write_text('{"q": "1+1?", "a": null, "l": ["2", null]}\n')
+    for target, refused in [
+        ("{{ a | trim }}", True),
+        ("{{ a | after('####') }}", True),
+        ("{{ l | join(', ') }}", True),
+        ("{{ a | default('2', true) }}", False),
+    ]:
+        path = tmp_path / "task.yaml"
+        path.write_text(
+            yaml.safe_dump({"task": "t", "doc_to_text": "{{ q }}", "doc_to_target": target, "data_file": "f.jsonl"})
+        )
+        if refused:
+            with pytest.raises(UserError, match="no usable gold answer"):
+                load_benchmark(str(path))
+        else:
+            assert load_benchmark(str(path))[0].answer == "2"
+
+
+def test_the_grader_refuses_to_grade_without_a_gold_answer():
+    from s1.data.grading import Grader
+
+    with Grader() as grader, pytest.raises(ValueError, match="without a gold answer"):
+        grader.grade("math", None, "\\boxed{None}")
+
+
+# -------------------------------------------------------------------------- the template sandbox's bounds
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ range(10**9) }}",
+        "{{ 'a' * 10**13 }}",
+        "{{ 7 ** 99999999 }}",
+        "{{ 'x' | center(10**10) }}",
+        "{{ q.ljust(10**8) }}",
+        "{{ '%999999999d' % 1 }}",
+        "{{ '{:>999999999}'.format(1) }}",
+        "{{ '{:>{}}'.format(1, '999999999') }}",
+        "{{ ('a\n' * 400000) | indent(1000000) }}",
+        "{{ ('a' * 100000) | replace('', 'b' * 100000) }}",
+        "{{ ['a' * 100000] * 100 }}",
+        "{% set ns = namespace(x='a') %}{% for i in range(100) %}{% set ns.x = ns.x ~ ns.x %}{% endfor %}{{ ns.x }}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{% for i in range(100000) %}{{ 'x' * 900 }}{% endfor %}",
+    ],
+)
+def test_a_template_asking_for_too_much_is_one_sentence_naming_file_and_field(tmp_path, template):
+    """OverflowError / MemoryError tracebacks (or a machine out of memory, or a run that never ends) before."""
+    (tmp_path / "f.jsonl").write_text('{"q": "1+1?", "a": "2"}\n')
+    path = tmp_path / "greedy.yaml"
+    path.write_text(
+        yaml.safe_dump({"task": "t", "doc_to_text": template, "doc_to_target": "{{ a }}", "data_file": "f.jsonl"})
+    )
+    with pytest.raises(UserError) as caught:
+        load_benchmark(str(path))
+    message = str(caught.value)
+    assert str(path.resolve()) in message and "doc_to_text" in message and "sandbox" in message, message
+
+
+def test_ordinary_templates_still_render_under_the_bounds(tmp_path):
+    (tmp_path / "f.jsonl").write_text('{"q": "1+1?", "a": 2.0, "l": ["x", "y"]}\n')
+    path = tmp_path / "fine.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "task": "t",
+                "doc_to_text": "{{ '%-6s|' % q }}{{ '{:>4}'.format(l | join('')) }} {{ 2 ** 10 }} "
+                "{{ '-' * 3 }}{{ q ~ '!' }}",
+                "doc_to_target": "{{ a | number }}",
+                "data_file": "f.jsonl",
+            }
+        )
+    )
+    [p] = load_benchmark(str(path))
+    assert p.question == "1+1?  |  xy 1024 ---1+1?!" and p.answer == "2"

@@ -441,3 +441,38 @@ def test_python_role_that_fails_marks_its_calls_failed(tmp_path):
     assert [r["drop_rule"] for r in rows.values()] == ["teacher call failed"] * 3
     with Store(tmp_path / "run") as store:
         assert store.call_stats()["teacher"]["failed"] == 3
+
+
+def test_a_source_without_a_question_field_or_records_is_refused_by_name(tmp_path):
+    """It used to exit 0 with 0 records and no message."""
+    nameless = _write_jsonl(tmp_path / "nameless.jsonl", [{"problem_text": "What is 1+1?", "answer": "2"}])
+    config = load_config(_config(tmp_path, [{"name": "mine", "path": str(nameless)}]))
+    with pytest.raises(UserError, match="Source 'mine' has no question field.*problem_text"):
+        run(config, ["collect"], show_progress=False, say=lambda s: None)
+    (tmp_path / "empty.jsonl").write_text("")
+    config = load_config(_config(tmp_path, [{"name": "void", "path": str(tmp_path / "empty.jsonl")}]))
+    with pytest.raises(UserError, match="Source 'void' holds no records"):
+        run(config, ["collect"], show_progress=False, say=lambda s: None)
+
+
+def test_an_empty_pool_is_explained_in_the_terms_of_the_command_run(tmp_path):
+    config = load_config(_config(tmp_path, [{"name": "a", "path": str(DATA / "amc23.jsonl")}]))
+    with pytest.raises(UserError, match=r"`s1 curate quality` has nothing to work on; run `s1 curate collect`"):
+        run(config, ["quality"], show_progress=False, say=lambda s: None)
+    with pytest.raises(UserError) as caught:
+        run(config, ["decontaminate", "quality"], show_progress=False, say=lambda s: None)
+    assert "`s1 curate decontaminate quality`" in str(caught.value)
+
+
+def test_a_missing_answer_stays_missing_in_the_pool(tmp_path):
+    """A NaN (Parquet, pandas) or null answer is no reference: never the text "nan" or "None"."""
+    from s1.curate.collect import pool_rows
+    from s1.curate.config import Source
+
+    raw = [
+        {"question": "q1", "answer": float("nan")},
+        {"question": "q2", "answer": None},
+        {"question": "q3", "answer": 3},
+    ]
+    rows = pool_rows(Source(name="s", path="x.jsonl"), raw, 0)
+    assert [r["answer"] for r in rows] == [None, None, "3"]

@@ -496,3 +496,119 @@ def test_partial_settings_are_shown_but_kept_out_of_the_method_metrics(tmp_path,
     assert method["scaling_per_1k_tokens"] is None, "one complete setting has no slope"
     assert method["performance"] == rows["cap=16 wait=0"]["accuracy"]
     assert "(1 of 2 problems)" in (out / "summary.md").read_text()
+
+
+INTERRUPT_DRIVER = '''
+"""Runs `s1 eval` and sends this process SIGINT at one chosen point, the same point every time."""
+import os, signal, sys
+
+point, after = sys.argv[1], int(sys.argv[2])
+sys.argv = ["s1", *sys.argv[3:]]
+import s1.cli
+import s1.evaluate.runner as runner
+from s1.core.rundir import RunDir
+
+
+def interrupt():
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+class Swallowed:
+    """SIGINT handled inside a finalizer: CPython prints "Exception ignored" and the run goes on."""
+
+    def __del__(self):
+        interrupt()
+        for _ in range(10000):
+            pass  # the handler runs here, inside __del__
+
+
+if point == "finalizer":  # in the main thread, while the engine decodes
+    load = runner.load_engine
+
+    def load_engine(*args, **kwargs):
+        engine = load(*args, **kwargs)
+        generate = engine.generate
+
+        def counted(requests, on_completion=None, **options):
+            def done(i, completion):
+                on_completion(i, completion)
+                counted.n += 1
+                if counted.n == after:
+                    Swallowed()
+
+            return generate(requests, on_completion=done, **options)
+
+        counted.n = 0
+        engine.generate = counted
+        return engine
+
+    runner.load_engine = load_engine
+elif point == "grading":  # from the grading thread, right after it recorded a sample
+    append = RunDir.append
+
+    def appended(self, record):
+        append(self, record)
+        appended.n += 1
+        if appended.n == after:
+            interrupt()
+
+    appended.n = 0
+    RunDir.append = appended
+elif point == "summary":  # as the summary is about to be written
+    write = runner.write_summary
+
+    def writing(*args, **kwargs):
+        interrupt()
+        return write(*args, **kwargs)
+
+    runner.write_summary = writing
+s1.cli.main()
+'''
+
+
+def _workers_of(pid: int) -> list[int]:
+    """Grading workers started by process `pid` that are still alive (they carry their parent's pid)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            any(b"grading_worker" in part for part in cmdline)
+            and str(pid).encode() in cmdline
+            and alive(int(entry.name))
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("point", ["finalizer", "grading", "summary"])
+def test_an_interrupted_run_never_exits_0_or_writes_a_summary(tmp_path, tiny_dir, problems_file, point):
+    """SIGINT at a chosen point (deterministic: after the Nth sample, or as the summary starts, never after a
+    sleep). A busy run once exited 0 with a summary after Ctrl-C: the KeyboardInterrupt was swallowed (in a
+    finalizer CPython only prints "Exception ignored"). Now the signal is remembered (core/signals.py)."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(INTERRUPT_DRIVER)
+    out = tmp_path / "run"
+    args = ["eval", "--model", str(tiny_dir), "--data", str(problems_file), "--limit", "2"]
+    args += ["--max-thinking-tokens", "8,16,24", "--max-answer-tokens", "4", "--batch-size", "1", "--output", str(out)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, str(driver), point, "2", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    _, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 130 and "Interrupted." in stderr, stderr[-3000:]
+    assert not (out / "summary.json").exists(), "an interrupted run wrote a summary as if complete"
+    assert not _workers_of(proc.pid), "the grading worker outlived the run"
+    if point == "grading":
+        before = (out / "samples.jsonl").read_text().splitlines()
+        resumed = s1(*args)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        after = (out / "samples.jsonl").read_text().splitlines()
+        identities = [json.loads(line)["identity"] for line in after]
+        assert after[: len(before)] == before and len(set(identities)) == len(identities) == 6

@@ -165,7 +165,6 @@ def test_32_concurrent_clients_each_get_their_own_settings(server, tiny):
 
     threads = [threading.Thread(target=disconnecter, args=(i,)) for i in range(4)]
     threads += [threading.Thread(target=run, args=(i,)) for i in range(32)]
-    start = time.time()
     for t in threads:
         t.start()
     for t in threads:
@@ -181,7 +180,6 @@ def test_32_concurrent_clients_each_get_their_own_settings(server, tiny):
         assert got["s1"]["answer_tokens"] <= s["max_answer_tokens"]
         if not got["s1"]["capped"]:
             assert got["s1"]["thinking_tokens"] >= s["min_thinking_tokens"]
-    assert time.time() - start < 600
 
 
 @pytest.mark.parametrize(

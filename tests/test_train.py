@@ -16,7 +16,7 @@ from s1 import UserError
 from s1.core.formats import R1, S1
 from s1.train.data import render_example, turn_end
 from s1.train.recipe import PAPER, TrainConfig, build
-from s1.train.trainer import accumulation_steps
+from s1.train.trainer import accumulation_steps, newest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECIPE = ROOT / "configs/recipes/cpu-tiny.yaml"
@@ -538,3 +538,127 @@ def test_mixed_precision_trains_fp32_master_weights(tiny_dir):
     assert how == "read from disk" and {p.dtype for p in model.parameters()} == {torch.float32}
     model, _ = load_model(str(tiny_dir), torch.bfloat16, mixed=False)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def test_resuming_a_finished_run_is_a_no_op_that_says_so(tiny_dir, s1k_file, single_run, tmp_path):
+    """It used to train one step past the last and rewrite final/ (a 1-step run became 2 steps)."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(single_run, out)
+    before, record = _digests(out / "final"), (out / "ranks" / "rank-0.json").read_bytes()
+    again = s1(*tiny_run(tiny_dir, s1k_file, out), "--resume")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already finished (8 of 8 steps)" in again.stdout and "nothing to resume" in again.stdout
+    assert _digests(out / "final") == before and (out / "ranks" / "rank-0.json").read_bytes() == record
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == sorted(p.name for p in single_run.glob("checkpoint-*"))
+
+
+def test_a_run_killed_after_its_last_checkpoint_writes_final_without_another_step(
+    tiny_dir, s1k_file, single_run, tmp_path
+):
+    """The last checkpoint is complete but final/ is not: resuming writes final/ from it, at the same step."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(single_run, out)
+    shutil.rmtree(out / "final")
+    resumed = s1(*tiny_run(tiny_dir, s1k_file, out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = json.loads((out / "ranks" / "rank-0.json").read_text())
+    assert record["global_step"] == record["first_step"] == 8
+    assert not (out / "checkpoint-9").exists()
+    for name, tensor in weights(single_run / "final").items():
+        assert tensor.equal(weights(out / "final")[name]), name
+    assert not [p for p in out.iterdir() if p.name.startswith(".final")], "a partial final directory was left"
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_trains(tiny_dir, s1k_file, tmp_path):
+    """There was no lock: two runs on one --output both exited 0 and left a mixed recipe.json and final/."""
+    out = tmp_path / "run"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "s1",
+            *tiny_run(tiny_dir, s1k_file, out, "--max-steps", "100000", "--save-steps", "100000"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        lock = out / ".lock"
+        while first.poll() is None and not (lock.exists() and lock.read_text() == f"pid {first.pid}"):
+            time.sleep(0.05)  # waiting for an event (the first run holding the lock), not for time to pass
+        assert first.poll() is None, "the first run ended before it held the lock"
+        second = s1(*tiny_run(tiny_dir, s1k_file, out, "--lr", "5e-3"))
+        assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr[-2000:]
+        assert f"Another s1 train (pid {first.pid}) is writing to {out}" in second.stderr
+        assert first.poll() is None, "the first run was disturbed"
+    finally:
+        first.kill()
+        first.wait()
+    recipe = json.loads((out / "recipe.json").read_text()) if (out / "recipe.json").exists() else {}
+    assert recipe.get("learning_rate") != 5e-3, "the refused run wrote its recipe"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to leave one free")
+def test_training_takes_one_thread_when_another_process_keeps_a_core_busy(tiny_dir, s1k_file, tmp_path):
+    """On two cores with another process busy on one, torch's default two threads trained 15x slower than one
+    (they wait for each other at every operator). The run is pinned to two CPUs and a spinning process to the
+    second: training chooses one thread (engines/threads.py) and records the choice."""
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpus[1]}}})\nwhile True: pass"]
+    )
+    out = tmp_path / "run"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop("OMP_NUM_THREADS", None)
+    try:
+        run = subprocess.run(
+            ["taskset", "-c", ",".join(map(str, cpus)), sys.executable, "-m", "s1"]
+            + tiny_run(tiny_dir, s1k_file, out, "--max-steps", "2"),
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=900,
+        )
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert run.returncode == 0, run.stderr[-3000:]
+    record = json.loads((out / "ranks" / "rank-0.json").read_text())
+    assert record["threads"][0] == [0, 1], record["threads"]
+
+
+def test_a_checkpoint_the_disk_refuses_is_one_sentence_and_the_run_continues_after(tiny_dir, s1k_file, tmp_path):
+    """Past `ulimit -f` (the portable stand-in for a full disk) safetensors fails mid-checkpoint: one sentence,
+    not a SafetensorError traceback; run again, it finishes with a whole final/."""
+    import resource
+
+    out = tmp_path / "run"
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    args = tiny_run(tiny_dir, s1k_file, out, "--max-steps", "2")
+    failed = subprocess.run(
+        [sys.executable, "-m", "s1", *args], capture_output=True, text=True, env=env, cwd=ROOT, preexec_fn=limited
+    )
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    assert f"Cannot write {out}: the file size limit (ulimit -f) was reached" in failed.stderr
+    assert not (out / "final").exists()
+    again = s1(*args, *(["--resume"] if newest_checkpoint(out) else []))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "final" / "s1_train.json").exists()

@@ -13,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from s1.core import signals
 from s1.core.errors import UserError
+from s1.core.signals import Terminated
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="s1: budget forcing and test-time scaling for reasoning models."
@@ -553,7 +555,7 @@ def serve(
         typer.Option(
             "--threads",
             "-t",
-            help="CPU threads for decoding (default: llamacpp all cores; hf chosen by measuring its own steps).",
+            help="CPU threads for decoding (default: llamacpp the cores other processes leave free; hf chosen by measuring its own steps).",
         ),
     ] = None,
     served_model_name: Annotated[
@@ -742,14 +744,6 @@ def _error(message: str) -> None:
     err.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
 
 
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so that `finally` blocks stop workers and release locks."""
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
-
-
 def _click_failure(exc: BaseException) -> int | None:
     """Exit code for click's (or typer's bundled copy of click's) exceptions, after printing one line.
 
@@ -776,7 +770,9 @@ def _click_failure(exc: BaseException) -> int | None:
 
 def main() -> None:
     _quiet_libraries()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signals.install()
+    if hasattr(signal, "SIGXFSZ"):  # past `ulimit -f` a write fails (and is said in one sentence) instead of killing
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         result = app(standalone_mode=False)
         code = result if isinstance(result, int) else 0
@@ -797,4 +793,8 @@ def main() -> None:
         code = _click_failure(exc)
         if code is None:
             raise
+    if signals.received() is not None and code not in (130, 143):  # its exception was swallowed on the way
+        interrupted = signals.received() == signal.SIGINT
+        err.print("Interrupted." if interrupted else "Terminated.")
+        code = 130 if interrupted else 143
     sys.exit(code)

@@ -9,10 +9,13 @@ Why it is built this way:
   generated again. Nothing is ever deleted: a superseded sample stays in the file, unused.
 - Every invocation's configuration is appended to history.jsonl, never overwritten.
 - A lock file (flock, released by the kernel even on SIGKILL) stops two runs writing one directory.
+- A directory knows which kind of run it holds (eval, curate, train: a small marker file, or for
+  directories written before the marker, the files that kind writes), and a command of another kind
+  refuses it, so runs never mix their files or their history.jsonl.
 
 The pieces are public for every command that writes a directory (`s1 curate`'s store, `s1 train`,
-`s1 demo`), not only `RunDir`: `lock_directory` / `unlock_directory` (one writer at a time),
-`append_history` (history.jsonl), `make_directory`, `write_atomic` and `identity_hash`.
+`s1 demo`), not only `RunDir`: `claim_directory` (lock + kind), `lock_directory` / `unlock_directory`
+(one writer at a time), `append_history` (history.jsonl), `make_directory`, `write_atomic` and `identity_hash`.
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from s1.core.errors import UserError
+from s1.core.files import append_line, write_atomic, write_failure
 from s1.core.version import __version__
 
 SAMPLES = "samples.jsonl"
 HISTORY = "history.jsonl"
 LOCK = ".lock"
+MARKER = ".s1-run.json"
+KINDS = {"eval": "s1 eval", "curate": "s1 curate", "train": "s1 train"}
+"""Kinds of run directory -> the command that writes them."""
 
 
 def identity_hash(value) -> str:
@@ -52,13 +59,13 @@ def make_directory(path: Path, option: str = "--output", what: str = "s1") -> Pa
     return path
 
 
-def lock_directory(path: Path, what: str):
+def lock_directory(path: Path, what: str, option: str = "--output"):
     """Create `path` and hold its lock file (flock: the kernel frees it even after SIGKILL), or say who holds it."""
-    make_directory(path, what=what)
+    make_directory(path, option, what=what)
     try:
         handle = open(path / LOCK, "a+")
     except OSError as exc:
-        raise UserError(f"Cannot write to output directory {path} ({exc.strerror}); choose another --output.") from None
+        raise UserError(f"Cannot write to output directory {path} ({exc.strerror}); choose another {option}.") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -66,12 +73,66 @@ def lock_directory(path: Path, what: str):
         holder = handle.read().strip() or "another process"
         handle.close()
         raise UserError(
-            f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another --output."
+            f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another {option}."
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}")
-    handle.flush()
+    try:  # who holds it, for the message above; the lock works without it (a full disk may refuse these bytes)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+    except OSError:
+        pass
+    return handle
+
+
+def directory_kind(path: Path) -> str | None:
+    """Which kind of run `path` holds: its marker, else what the files of a directory written before markers
+    existed say (a curation store, eval samples or summary, a training recipe, checkpoints or final model)."""
+    path = Path(path)
+    try:
+        kind = json.loads((path / MARKER).read_text(encoding="utf-8")).get("kind")
+        if kind in KINDS:
+            return kind
+    except (OSError, ValueError, AttributeError):
+        pass
+    if (path / "curate.sqlite").exists():
+        return "curate"
+    if (path / SAMPLES).exists() or (path / "summary.json").exists():
+        return "eval"
+    if (path / "recipe.json").exists() or (path / "final" / "s1_train.json").exists() or (path / "ranks").is_dir():
+        return "train"
+    if any(p.name.split("-")[-1].isdigit() for p in path.glob("checkpoint-*")):
+        return "train"
+    try:
+        with (path / HISTORY).open(encoding="utf-8") as f:
+            first = json.loads(f.readline())
+        return "curate" if "stages" in first else "eval"
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def check_kind(path: Path, kind: str, option: str = "--output") -> None:
+    """Refuse, in one sentence, a directory that holds another kind of run."""
+    found = directory_kind(path) if Path(path).is_dir() else None
+    if found not in (None, kind):
+        raise UserError(
+            f"{path} holds an {KINDS[found]} run, and {KINDS[kind]} does not write into another kind of run "
+            f"directory (their files and history.jsonl would mix); choose another {option}."
+        )
+
+
+def claim_directory(path: Path, kind: str, option: str = "--output"):
+    """Lock `path` for a run of `kind` (see `lock_directory`), refuse it if it holds another kind of run, and
+    mark it as this kind; returns the lock's handle for `unlock_directory`."""
+    check_kind(path, kind, option)
+    handle = lock_directory(Path(path), KINDS[kind], option)
+    try:
+        check_kind(path, kind, option)  # again under the lock: another kind may have claimed it meanwhile
+        if not (Path(path) / MARKER).exists():
+            write_atomic(Path(path) / MARKER, json.dumps({"kind": kind}) + "\n")
+    except BaseException:
+        unlock_directory(handle)
+        raise
     return handle
 
 
@@ -92,8 +153,13 @@ class RunDir:
     # -- opening and locking -----------------------------------------------------------------------
     def open(self) -> RunDir:
         """Create the directory, take its lock and repair a torn last line; one clear error for each failure."""
-        self._lock_file = lock_directory(self.path, "s1 eval")
-        self._repair()
+        self._lock_file = claim_directory(self.path, "eval")
+        try:
+            self._check_samples_file()
+            self._repair()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def close(self) -> None:
@@ -106,13 +172,24 @@ class RunDir:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _check_samples_file(self) -> None:
+        if self.samples.exists() and not self.samples.is_file():
+            raise UserError(
+                f"{self.samples} is not a file (a directory?); it must hold the run's samples, so move it out of "
+                "the way (or give s1 eval another --output)."
+            )
+
     def _repair(self) -> None:
         """Cut a line torn by a crash, so appending continues on a clean line boundary."""
         if not self.samples.exists():
             return
         data = self.samples.read_bytes()
         if data and not data.endswith(b"\n"):
-            self.samples.write_bytes(data[: data.rfind(b"\n") + 1])
+            try:
+                with self.samples.open("rb+") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
+            except OSError as exc:
+                raise write_failure(self.samples, exc) from None
 
     # -- reading and writing -----------------------------------------------------------------------
     def records(self, parse: Callable[[str], Any] | None = None) -> dict[str, Any]:
@@ -124,7 +201,12 @@ class RunDir:
         self.skipped_lines = 0
         if not self.samples.exists():
             return found
-        for raw in self.samples.read_bytes().splitlines():
+        self._check_samples_file()
+        try:
+            data = self.samples.read_bytes()
+        except OSError as exc:
+            raise UserError(f"Cannot read {self.samples} ({exc.strerror or exc}); check its permissions.") from None
+        for raw in data.splitlines():
             if not raw.strip():
                 continue
             try:
@@ -139,10 +221,7 @@ class RunDir:
         return found
 
     def append(self, record: dict) -> None:
-        with self.samples.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.samples, json.dumps(record, ensure_ascii=False))
 
     def log_invocation(self, config: dict) -> None:
         """One line per invocation: when, the command line and the whole configuration."""
@@ -154,15 +233,6 @@ class RunDir:
 
 def append_history(path: Path, **fields) -> None:
     """Append one invocation to `path`/history.jsonl: when, the command line, s1's version and `fields`
-    (the configuration); earlier lines are never rewritten."""
+    (the configuration); earlier lines are never rewritten (a line not written whole is cut back)."""
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "s1_version": __version__, **fields}
-    with (path / HISTORY).open("a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-
-
-def write_atomic(target: Path, text: str) -> Path:
-    """Write through a temporary file and rename, so a reader never sees half a file."""
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    append_line(path / HISTORY, json.dumps(entry, ensure_ascii=False, default=str))

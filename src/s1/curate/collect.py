@@ -4,6 +4,7 @@ metadata`), exact duplicate questions dropped (the first copy, in source order, 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from s1.core.errors import UserError
@@ -21,8 +22,9 @@ DEFAULT_FIELDS = {
 
 
 def _text(value) -> str | None:
-    """Pool fields are text: lists (OlympiadBench's final_answer) are joined, numbers written out."""
-    if value is None:
+    """Pool fields are text: lists (OlympiadBench's final_answer) are joined, numbers written out; a missing
+    value (JSON null, an empty CSV cell, a Parquet NaN) stays missing, never the text "None" or "nan"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, (list, tuple)):
         parts = [_text(v) for v in value]
@@ -66,8 +68,23 @@ def _field(row: dict, source: Source, name: str) -> tuple[str | None, str | None
     return None, None
 
 
+def check_questions(source: Source, raw: list[dict]) -> None:
+    """A source must have records and a question field; otherwise collect would add nothing and say nothing."""
+    if not raw:
+        raise UserError(f"Source {source.name!r} holds no records; check its path, or remove it from the config.")
+    if "question" in source.fields:
+        return
+    if not any(name in record for record in raw for name in DEFAULT_FIELDS["question"]):
+        fields = sorted({str(k) for record in raw[:100] for k in record})
+        raise UserError(
+            f"Source {source.name!r} has no question field (looked for {', '.join(DEFAULT_FIELDS['question'])}); its "
+            f"fields are {', '.join(fields) or 'none'}, so map one in the config with fields: {{question: NAME}}."
+        )
+
+
 def pool_rows(source: Source, raw: list[dict], start: int) -> list[dict]:
     """One source's records in the pool schema; ids are `source/id` (or `source/row number`)."""
+    check_questions(source, raw)
     rows, ids = [], set()
     for number, record in enumerate(raw[: source.limit] if source.limit else raw):
         values, used = {}, set()

@@ -12,7 +12,7 @@ import json
 import statistics
 
 from s1.core.errors import UserError
-from s1.core.rundir import write_atomic
+from s1.core.files import save_figure, write_atomic
 from s1.curate.store import STAGES
 
 STAGE = "export"
@@ -195,8 +195,10 @@ def histogram(store, path) -> None:
     ax.set_ylabel("questions")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def run(ctx) -> dict:

@@ -100,6 +100,7 @@ def run(
 ) -> dict:
     """Run `stages` (default: all, in order) into config.output; returns the report. `engines` may hold
     engines loaded already (`Engines.put`), which the roles naming them then use."""
+    command = "run" if stages is None else " ".join(stages)
     stages = list(stages or STAGES)
     for stage in stages:
         if stage not in RUNNERS:
@@ -110,15 +111,26 @@ def run(
         with Context(config, store, show_progress, engines) as ctx:
             for stage in stages:
                 if stage != "collect" and store.count() == 0:
-                    raise UserError(
-                        f"The store in {output} holds no questions; run `s1 curate collect` (or run) first."
-                    )
+                    raise UserError(_empty_pool(output, command, "collect" in stages))
                 started = time.time()
                 counts = RUNNERS[stage](ctx)
                 store.record_stage(stage, started, counts)
                 say(f"{stage}: {summary_line(stage, counts)} ({time.time() - started:.1f} s)")
                 report = export.write_report(ctx)
     return report
+
+
+def _empty_pool(output: Path, command: str, collected: bool) -> str:
+    """Why there is nothing to curate, in the terms of the command that was run."""
+    if collected:
+        return (
+            f"`s1 curate {command}` collected no questions into {output}; check the sources in the config "
+            "(their paths, limits and question fields)."
+        )
+    return (
+        f"The store in {output} holds no questions yet, so `s1 curate {command}` has nothing to work on; run "
+        "`s1 curate collect` (or `s1 curate run`) with this config first."
+    )
 
 
 def summary_line(stage: str, counts: dict) -> str:

@@ -14,13 +14,15 @@ and a re-run reads them back. Tables:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
-from s1.core.rundir import lock_directory, unlock_directory
+from s1.core.files import write_failure
+from s1.core.rundir import claim_directory, unlock_directory
 
 STORE = "curate.sqlite"
 STAGES = ("collect", "decontaminate", "traces", "quality", "difficulty", "diversity", "select", "export")
@@ -71,13 +73,35 @@ class Store:
         self.db: sqlite3.Connection | None = None
 
     def __enter__(self) -> Store:
-        self._lock_file = lock_directory(self.directory, "s1 curate")
-        self.db = sqlite3.connect(self.path, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self._lock_file = claim_directory(self.directory, "curate", "--output (or the config's output:)")
+        try:
+            with self._failing_writes():
+                self.db = sqlite3.connect(self.path, check_same_thread=False)
+                self.db.row_factory = sqlite3.Row
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """One transaction, one writer at a time; a write the disk refuses is one sentence (the transaction is
+        rolled back, so every earlier row and call stays as it was)."""
+        with self._failing_writes(), self._write, self.db:
+            yield
+
+    @contextlib.contextmanager
+    def _failing_writes(self):
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if any(w in text for w in ("disk is full", "readonly", "read-only", "disk I/O error", "unable to open")):
+                raise write_failure(self.path, exc) from None
+            raise
 
     def __exit__(self, *exc) -> None:
         if self.db is not None:
@@ -91,7 +115,7 @@ class Store:
         """Insert new rows (an id already present is left as it is); returns how many were new."""
         names = [c for c in QUESTION_COLUMNS if c in rows[0]] if rows else []
         before = self.count()
-        with self._write, self.db:
+        with self._writing():
             self.db.executemany(
                 f"INSERT OR IGNORE INTO questions ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                 [tuple(r[n] for n in names) for r in rows],
@@ -119,7 +143,7 @@ class Store:
         """Mark `drops` (id -> rule) as dropped by `stage` and clear the stage's old marks on the other rows
         it considered, so re-running a stage with other settings gives exactly its new verdict. A later
         stage's mark on a row this stage keeps stays: that verdict is the later stage's to change."""
-        with self._write, self.db:
+        with self._writing():
             self.db.executemany(
                 "UPDATE questions SET dropped_by = NULL, drop_rule = NULL WHERE id = ? AND dropped_by = ?",
                 [(i, stage) for i in considered if i not in drops],
@@ -134,7 +158,7 @@ class Store:
         by_columns: dict[tuple, list] = {}
         for row_id, cols in values.items():
             by_columns.setdefault(tuple(sorted(cols)), []).append((row_id, cols))
-        with self._write, self.db:
+        with self._writing():
             for names, items in by_columns.items():
                 sets = ", ".join(f"{n} = ?" for n in names)
                 self.db.executemany(
@@ -144,7 +168,7 @@ class Store:
 
     def set_selected(self, ids: list[str]) -> None:
         """The chosen rows, in the order chosen; every earlier choice is cleared."""
-        with self._write, self.db:
+        with self._writing():
             self.db.execute("UPDATE questions SET selected = NULL WHERE selected IS NOT NULL")
             self.db.executemany("UPDATE questions SET selected = ? WHERE id = ?", list(enumerate(ids)))
 
@@ -164,7 +188,7 @@ class Store:
 
     def call_sent(self, key: str, role: str, request: dict) -> None:
         """Before a call goes out: count it, and count it as repeated if its reply was already stored."""
-        with self._write, self.db:
+        with self._writing():
             self.db.execute(
                 "INSERT INTO calls (key, role, request, status, sent, updated) VALUES (?, ?, ?, 'pending', 1, ?) "
                 "ON CONFLICT(key) DO UPDATE SET sent = sent + 1, repeated = repeated + (status = 'done'), "
@@ -173,14 +197,14 @@ class Store:
             )
 
     def call_done(self, key: str, reply: dict) -> None:
-        with self._write, self.db:
+        with self._writing():
             self.db.execute(
                 "UPDATE calls SET status = 'done', reply = ?, error = NULL, updated = ? WHERE key = ?",
                 (json.dumps(reply, ensure_ascii=False), time.time(), key),
             )
 
     def call_failed(self, key: str, error: str) -> None:
-        with self._write, self.db:
+        with self._writing():
             self.db.execute(
                 "UPDATE calls SET status = 'failed', error = ?, updated = ? WHERE key = ? AND status != 'done'",
                 (error, time.time(), key),
@@ -211,14 +235,14 @@ class Store:
         return found
 
     def put_memo(self, values: dict[str, object]) -> None:
-        with self._write, self.db:
+        with self._writing():
             self.db.executemany(
                 "INSERT OR REPLACE INTO memo (key, value) VALUES (?, ?)",
                 [(k, json.dumps(v)) for k, v in values.items()],
             )
 
     def record_stage(self, stage: str, started: float, counts: dict) -> None:
-        with self._write, self.db:
+        with self._writing():
             self.db.execute(
                 "INSERT INTO stage_runs (stage, started, finished, counts) VALUES (?, ?, ?, ?)",
                 (stage, started, time.time(), json.dumps(counts, ensure_ascii=False)),

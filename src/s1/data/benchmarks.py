@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import random
 import re
@@ -121,12 +122,28 @@ class Task:
 # ------------------------------------------------------------------------------------------ templates
 
 
+class MissingValue(Exception):
+    """A template printed a missing value (JSON null, an empty CSV cell, NaN): never the text "None"."""
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _finalize(value):
+    if _missing(value):
+        raise MissingValue()
+    return value
+
+
 def _environment():
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
+    from s1.data.templates import BoundedSandbox
+
+    env = BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=False, finalize=_finalize)
     env.filters.update(last_boxed=_last_boxed, strip_math=_strip_math, number=_number, after=_after)
+    env.wrap_filters(missing=_missing)
     return env
 
 
@@ -151,17 +168,39 @@ def _after(text, marker: str) -> str:
     return str(text).split(marker)[-1].strip()
 
 
-def _render(env, template: str, row: dict, extra: dict, what: str, task: str, number: int) -> str:
+def _render(env, template: str, row: dict, extra: dict, what: str, task: Task, number: int, pid: str | None = None):
     from jinja2 import TemplateError
 
+    from s1.data.templates import TemplateLimit
+
     names = {k: v for k, v in row.items() if isinstance(k, str) and k.isidentifier()}
+    record = f"Record {number}" + (f" (id {pid!r})" if pid is not None else "") + f" of {task.task}"
+    where = f" (task file {task.source})" if task.source else ""
     try:
-        return env.from_string(template).render(**names, doc=row, **extra)
-    except (TemplateError, RecursionError, TypeError, ValueError) as exc:
+        return env.render(_compiled(env, template), {**names, "doc": row, **extra})
+    except MissingValue:
         raise UserError(
-            f"Record {number} of {task}: {what} cannot be rendered ({exc.__class__.__name__}: "
-            f"{str(exc)[:200]}); check the task's fields."
+            f"{record}{where} has no value for {what} (a null, empty or missing field), so it has no usable "
+            f"{'gold answer' if what == 'doc_to_target' else 'text'}; fix or remove the record."
         ) from None
+    except (TemplateLimit, MemoryError, OverflowError, ArithmeticError) as exc:
+        raise UserError(
+            f"{record}{where}: {what} asks for more than the template sandbox allows ({first_line(exc, 200)}); "
+            "simplify the template."
+        ) from None
+    except (TemplateError, RecursionError, TypeError, ValueError, LookupError, AttributeError) as exc:
+        raise UserError(
+            f"{record}{where}: {what} cannot be rendered ({exc.__class__.__name__}: "
+            f"{first_line(exc, 200)}); check the task's fields."
+        ) from None
+
+
+def _compiled(env, template: str):
+    """Each template text compiled once per environment (a benchmark renders it for every record)."""
+    cache = env.__dict__.setdefault("_s1_compiled", {})
+    if template not in cache:
+        cache[template] = env.from_string(template)
+    return cache[template]
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -183,8 +222,15 @@ def read_rows(path: Path) -> list[dict]:
             f"Cannot read data file {path} ({exc.__class__.__name__}); check the path and that it is UTF-8."
         ) from None
     if path.suffix.lower() == ".csv":
-        # the whole text through the CSV parser: quoted fields keep their newlines
-        return list(csv.DictReader(io.StringIO(text, newline="")))
+        # the whole text through the CSV parser: quoted fields keep their newlines; strict, so a quote left
+        # open is an error rather than the rest of the file read into one field
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        try:
+            return list(reader)
+        except csv.Error as exc:
+            raise UserError(
+                f"{path} is not valid CSV near line {reader.line_num} ({exc}; a quote left open?); fix the file."
+            ) from None
     if path.suffix.lower() == ".json":
         try:
             rows = json.loads(text)
@@ -255,8 +301,8 @@ def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
         seen.add(pid)
         extra: dict = {}
         if task.answer_kind == "choice":
-            options = [_render(env, t, row, {}, "doc_to_choice", task.task, number).strip() for t in task.doc_to_choice]
-            target = _render(env, str(task.doc_to_target), row, {}, "doc_to_target", task.task, number).strip()
+            options = [_render(env, t, row, {}, "doc_to_choice", task, number, pid).strip() for t in task.doc_to_choice]
+            target = _render(env, str(task.doc_to_target), row, {}, "doc_to_target", task, number, pid).strip()
             correct = _correct_index(target, options, task.task, number)
             order = list(range(len(options)))
             if task.shuffle_choices:
@@ -268,15 +314,15 @@ def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
                 "letters": LETTERS[: len(shown)],
                 "choice_lines": "\n".join(f"{letter}) {o}" for letter, o in zip(LETTERS, shown)),
             }
-            question = _render(env, task.doc_to_text, row, extra, "doc_to_text", task.task, number)
+            question = _render(env, task.doc_to_text, row, extra, "doc_to_text", task, number, pid)
             problems.append(Problem(pid, question, answer, "choice", tuple(shown)))
             continue
-        question = _render(env, task.doc_to_text, row, extra, "doc_to_text", task.task, number)
-        answer = _render(env, str(task.doc_to_target), row, extra, "doc_to_target", task.task, number).strip()
+        question = _render(env, task.doc_to_text, row, extra, "doc_to_text", task, number, pid)
+        answer = _render(env, str(task.doc_to_target), row, extra, "doc_to_target", task, number, pid).strip()
         if not question.strip():
-            raise UserError(f"Record {number} of {task.task} has an empty question.")
+            raise UserError(f"Record {number} (id {pid!r}) of {task.task} has an empty question.")
         if not answer:
-            raise UserError(f"Record {number} of {task.task} has an empty answer; check doc_to_target.")
+            raise UserError(f"Record {number} (id {pid!r}) of {task.task} has an empty answer; check doc_to_target.")
         if task.answer_kind == "integer":
             plain = answer.replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", answer) else answer
             try:

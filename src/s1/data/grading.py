@@ -8,17 +8,18 @@ Why it is built this way:
   stop a crash; so every check runs in a worker process's main thread, and a worker that hangs past a
   wall-clock limit is killed and replaced. A pathological expression costs one sample a "timeout",
   never the run.
-- Workers are started with `spawn` (no copy of the parent's threads or model) and watch their parent:
-  when it dies, even by SIGKILL, they exit within a second, so a killed run leaves nothing behind.
+- The worker is an interpreter of its own (grading_worker.py) talking JSON over pipes, not a
+  multiprocessing child: it never re-imports the caller's script, so a script that grades needs no
+  `if __name__ == "__main__":`. It watches its parent: when it dies, even by SIGKILL, the worker exits
+  within a second, so a killed run leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
+import json
 import os
 import re
-import signal
+import select
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -293,32 +294,29 @@ def _grade_batch(items: list[tuple[str, str, str]]) -> list[dict]:
     return out
 
 
-def _watch_parent(parent: int) -> None:
-    """Runs in each worker: exit as soon as the process that started it is gone (SIGKILL included).
-
-    Ctrl-C reaches the whole process group; the parent handles it and kills the worker, so the worker
-    ignores SIGINT instead of printing a traceback of its own."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="s1-parent-watch").start()
-
-
 class GraderClosed(RuntimeError):
     """Grading was asked for after `close` (a run being interrupted): nothing is graded, nothing started."""
 
 
+class _Hung(Exception):
+    """The worker passed its deadline or died: it is killed, and a new one starts for the next call."""
+
+
 class Grader:
-    """Grades in a worker process; call `close` (or use as a context manager) when done."""
+    """Grades in a worker process; call `close` (or use as a context manager) when done.
+
+    The worker is an interpreter of its own (`python -m s1.data.grading_worker`) that answers JSON lines
+    over pipes, in a session of its own: unlike a `multiprocessing` worker it never imports the caller's
+    script again (a script without `if __name__ == "__main__":` works), and Ctrl-C at the terminal reaches
+    only the parent, which stops it."""
 
     def __init__(self, timeout: float = 30.0):
         self.timeout = timeout
-        self._pool: cf.ProcessPoolExecutor | None = None
+        self.restarts = 0
+        """Workers killed at a deadline or found dead, for tests and logs."""
+        self._worker = None
         self._lock = threading.Lock()
+        """Held for one request and its reply: the worker answers one thing at a time."""
         self._closed = False
 
     def __enter__(self) -> Grader:
@@ -329,22 +327,19 @@ class Grader:
 
     def close(self) -> None:
         """Stop the worker now: a finished or interrupted run must leave no process behind. A thread still
-        grading gets `GraderClosed` instead of a grade, and no new worker is started (one spawned while the
-        interpreter exits would print a traceback, and a grade of "crashed" would be recorded for good)."""
+        grading gets `GraderClosed` instead of a grade, and no new worker is started (a grade of "crashed"
+        would otherwise be recorded for good)."""
         self._closed = True
-        self._kill()
+        worker = self._worker
+        if worker is not None:
+            worker.kill()  # a thread waiting for its reply sees the pipe close and lets go of the lock
+        with self._lock:
+            self._kill()
 
     def _kill(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            processes = list((getattr(pool, "_processes", None) or {}).values())
-            for process in processes:
-                if process.is_alive():
-                    process.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                process.join(timeout=5)
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
 
     def grade(self, kind: str, gold: str, text: str) -> Grade:
         return self.grade_many([(kind, gold, text)])[0]
@@ -353,15 +348,15 @@ class Grader:
         """Grade (kind, gold, text) triples; a batch that hangs is retried one item at a time."""
         if not items:
             return []
-        for kind, _, _ in items:
+        for kind, gold, _ in items:
             if kind not in KINDS:
                 raise ValueError(f"unknown answer kind {kind!r}")
+            if not isinstance(gold, str) or not gold.strip():
+                raise ValueError(f"a {kind} answer cannot be graded without a gold answer (got {gold!r})")
         try:
-            return [Grade(**g) for g in self._run(_grade_batch, items, timeout=self.timeout * len(items))]
-        except (cf.TimeoutError, cf.process.BrokenProcessPool):
-            self._kill()
-        if self._closed:
-            raise GraderClosed("the grader was closed while grading")
+            return [Grade(**g) for g in self._run("grade", [list(i) for i in items], timeout=self.timeout * len(items))]
+        except _Hung:
+            pass
         if len(items) == 1:
             extracted = extract(items[0][2])[0] if items[0][0] != "choice" else None
             return [Grade(extracted and extracted[:200], False, "grading timed out or crashed; counted wrong")]
@@ -372,42 +367,102 @@ class Grader:
         if kind not in KINDS:
             raise ValueError(f"unknown answer kind {kind!r}")
         try:
-            return self._run(_classes, kind, answers, timeout=self.timeout * max(1, len(answers)))
-        except (cf.TimeoutError, cf.process.BrokenProcessPool):
-            self._kill()
-        if self._closed:
-            raise GraderClosed("the grader was closed while grading")
-        return text_classes(answers)
+            return self._run("classes", [kind, answers], timeout=self.timeout * max(1, len(answers)))
+        except _Hung:
+            return text_classes(answers)
 
-    def _run(self, fn, *args, timeout: float):
+    def _run(self, call: str, args: list, timeout: float):
         with self._lock:
             if self._closed:
                 raise GraderClosed("the grader is closed")
-            started = None
-            if self._pool is None:
-                self._pool = cf.ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_watch_parent,
-                    initargs=(os.getpid(),),
-                )
-                started = self._pool.submit(int)
-            pool = self._pool
-        if started is not None:
-            try:  # a worker that cannot even start is a setup error, not a sample graded wrong
-                started.result(timeout=300)
-            except cf.process.BrokenProcessPool:
+            try:
+                if self._worker is None:
+                    self._worker = _Worker()
+                    self._worker.wait_ready()
+                return self._worker.ask(call, args, timeout)
+            except (_Hung, OSError, ValueError) as exc:  # past its deadline, dead, or its pipes closed by `close`
                 self._kill()
                 if self._closed:
-                    raise GraderClosed("the grader was closed while its worker started") from None
-                raise RuntimeError(
-                    "The grading worker could not start. A script that uses s1's grader must run its code under "
-                    '`if __name__ == "__main__":` (workers are spawned and import the script again).'
-                ) from None
+                    raise GraderClosed("the grader was closed while grading") from None
+                if isinstance(exc, _Starting):
+                    raise RuntimeError(
+                        "The grading worker could not start (python -m s1.data.grading_worker); see the error above."
+                    ) from None
+                self.restarts += 1
+                raise _Hung() from None
+
+
+class _Starting(_Hung):
+    """The worker never said it was ready."""
+
+
+class _Worker:
+    """One grading interpreter and its pipes."""
+
+    STARTUP_SECONDS = 300
+    """A worker may take this long to import math-verify on a loaded machine; past it, it is broken."""
+
+    def __init__(self):
+        import subprocess
+        import sys
+
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        code = f"import sys; sys.path.insert(0, {here!r}); from s1.data.grading_worker import main; main()"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C at the terminal goes to the parent, which stops the worker
+        )
+        self.buffer = b""
+
+    def wait_ready(self) -> None:
         try:
-            future = pool.submit(fn, *args)
-        except RuntimeError:  # the pool was shut down by `close` from another thread
-            if self._closed:
-                raise GraderClosed("the grader was closed while grading") from None
-            raise
-        return future.result(timeout=timeout)
+            ready = self._reply(self.STARTUP_SECONDS)
+        except _Hung:
+            raise _Starting() from None
+        if ready != "ready":
+            raise _Starting()
+
+    def ask(self, call: str, args: list, timeout: float):
+        try:
+            self.process.stdin.write(json.dumps({"call": call, "args": args}).encode() + b"\n")
+            self.process.stdin.flush()
+        except OSError:  # it died since the last call
+            raise _Hung() from None
+        reply = self._reply(timeout)
+        if "error" in reply:
+            raise RuntimeError(f"grading failed in the worker: {reply['error']}")
+        return reply["result"]
+
+    def _reply(self, timeout: float):
+        """The next JSON line from the worker, or _Hung at the deadline or when it died."""
+        deadline = time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise _Hung()
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise _Hung()
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def stop(self) -> None:
+        """Kill, reap and close the pipes (by the thread holding the grader's lock)."""
+        self.kill()
+        try:
+            self.process.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - a process that will not die is left to the kernel
+            pass
+        for pipe in (self.process.stdin, self.process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass

@@ -24,7 +24,8 @@ from pathlib import Path
 import yaml
 
 from s1.core.errors import UserError
-from s1.core.rundir import make_directory, write_atomic
+from s1.core.files import write_atomic
+from s1.core.rundir import make_directory
 from s1.demo import task, tiny
 
 
@@ -92,7 +93,7 @@ def check_plan(out: Path, plan: Plan) -> None:
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def prepare_data(out: Path, plan: Plan) -> Path:
@@ -108,8 +109,8 @@ def prepare_data(out: Path, plan: Plan) -> Path:
         ],
     )
     write_jsonl(data / "pool.jsonl", task.pool(plan.pool, seed=plan.seed, planted_eval=held[: plan.planted]))
-    (data / "domains.json").write_text(
-        json.dumps({code: title for code, (title, _, _) in task.RULES.items()}, indent=1)
+    write_atomic(
+        data / "domains.json", json.dumps({code: title for code, (title, _, _) in task.RULES.items()}, indent=1)
     )
     role = lambda name: {"engine": "python", "model": f"s1.demo.task:{name}"}  # noqa: E731
     config = {
@@ -127,12 +128,12 @@ def prepare_data(out: Path, plan: Plan) -> Path:
         "selection": {"n": plan.select, "strategy": "s1", "seed": plan.seed},
     }
     path = data / "curate.yaml"
-    path.write_text(
+    write_atomic(
+        path,
         "# Written by s1 demo; run it again with: s1 curate run "
         + str(path)
         + "\n"
         + yaml.safe_dump(config, sort_keys=False),
-        encoding="utf-8",
     )
     return path
 
@@ -264,9 +265,9 @@ def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str]
     html = write_html(
         [str(r) for r in runs], out / "report.html", title="s1 demo: test-time scaling on digit walks", intro=intro
     )
-    (out / "report.md").write_text(compare([str(r) for r in runs], out / "scaling.png"), encoding="utf-8")
+    write_atomic(out / "report.md", compare([str(r) for r in runs], out / "scaling.png"))
     times["report"] = time.perf_counter() - start
-    (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
+    write_atomic(out / "timings.json", json.dumps({k: round(v, 1) for k, v in times.items()}, indent=1) + "\n")
     return {
         "runs": runs,
         "html": html,

@@ -9,7 +9,7 @@ GGUF's own tokenizer through transformers, so the token ids are the same as the 
 
 from __future__ import annotations
 
-import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from s1.core.formats import FormatTokens, ThinkingFormat, get_format
 from s1.core.models import resolve
 from s1.engines.base import OnToken
 from s1.engines.batching import BATCH_TOKENS, BatchLoop, LoopEngine
+from s1.engines.threads import RECHECK_SECONDS, BusyMeter, free_cores
 
 DEFAULT_CONTEXT = 8192
 """Tokens per sequence when no --ctx-size is given (capped at the model's trained context)."""
@@ -62,8 +63,11 @@ class Runtime:
         params.n_seq_max = parallel
         params.kv_unified = False
         params.n_batch = params.n_ubatch = BATCH_TOKENS
-        params.n_threads = params.n_threads_batch = threads or os.cpu_count() or 1
-        self.threads = params.n_threads
+        # with no --threads, the cores other processes leave free, read again as it runs (engines/threads.py):
+        # two threads on two cores of which another process keeps one busy wait at every barrier
+        self.meter = None if threads else BusyMeter()
+        params.n_threads = params.n_threads_batch = threads or free_cores()
+        self.threads, self.checked = params.n_threads, time.monotonic()
         try:
             self.context = _internals.LlamaContext(model=self.model, params=params, verbose=False)
         except ValueError:
@@ -104,6 +108,7 @@ class Runtime:
     def decode(self, runs: list[tuple[int, int, list[int], int]]) -> list[int | None]:
         """Feed the runs in one `llama_batch`; returns per run the batch index of its last token (None where
         no logits were asked)."""
+        self._follow_free_cores()
         b = self.batch.batch
         b.n_tokens = 0
         where = []
@@ -125,6 +130,15 @@ class Runtime:
             else:
                 self.held[seq][start:] = tokens
         return where
+
+    def _follow_free_cores(self) -> None:
+        if self.meter is None or time.monotonic() - self.checked < RECHECK_SECONDS:
+            return
+        threads = free_cores(self.meter)
+        self.meter, self.checked = BusyMeter(), time.monotonic()
+        if threads != self.threads:
+            self.api.llama_set_n_threads(self.context.ctx, threads, threads)
+            self.threads = threads
 
     def logits(self, index: int) -> np.ndarray:
         return np.ctypeslib.as_array(self.api.llama_get_logits_ith(self.context.ctx, index), shape=(self.vocab_size,))

@@ -256,6 +256,10 @@ class ReprefillEngine:
         cls, name: str, fmt: str | ThinkingFormat = "s1", device: str = "auto", dtype: str = "auto"
     ) -> ReprefillEngine:
         model, tokenizer = load_hf(name, device=device, dtype=dtype)
+        if next(model.parameters()).device.type == "cpu":
+            from s1.engines.threads import use_free_cores
+
+            use_free_cores()  # transformers.generate on a shared machine: only the cores others leave free
         return cls.from_model(model, tokenizer, fmt)
 
     @classmethod

@@ -120,6 +120,8 @@ class Recorder:
                 continue
             try:
                 record = grade(record, self.grader)
+                if self.dropping:  # interrupted while it was graded: in flight, so not recorded
+                    continue
                 self.run.append(record.to_json())
                 self.on_recorded(record)
             except BaseException as exc:  # handed to the main thread at the next put or at close

@@ -98,6 +98,10 @@ class _Transformers:
                 f"{model_class.__name__[4:]}; pass the --reward-kind that matches how it was trained."
             )
         self.model.to(device).eval()
+        if device == "cpu":
+            from s1.engines.threads import use_free_cores
+
+            use_free_cores()  # scoring on a shared machine: only the cores other processes leave free
         self.device = device
         self.name = path
         self.tag_ids = self.tokenizer.encode(step_tag, add_special_tokens=False)

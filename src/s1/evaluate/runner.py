@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
+from s1.core import signals
 from s1.core.rundir import RunDir
 from s1.data.grading import Grader
 from s1.engines import Engine, load_engine, make_request
@@ -53,6 +54,7 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
                         run_samples(config, engine, recorder, work, batch)
         records = regrade(run, grader, run.records(parse_record))
         summary = summarize(config, settings, benchmarks, records, grader, skipped_lines=run.skipped_lines)
+        signals.check()  # a Ctrl-C swallowed on the way (core/signals.py) must not end in a summary of a whole run
         run.write("summary.json", summary.to_text())
     return summary
 

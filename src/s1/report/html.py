@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 
 from s1.core.errors import UserError
-from s1.core.rundir import RunDir, write_atomic
+from s1.core.files import write_atomic
+from s1.core.rundir import RunDir
 from s1.evaluate.records import BenchmarkSummary, SampleRecord, Summary, SummaryRow, parse_record
 from s1.report.compare import load_summary
 from s1.report.plots import method_points
@@ -217,6 +218,8 @@ def render(runs: list[str], title: str | None = None, intro: str = "") -> str:
     summaries = [load_summary(r) for r in runs]
     try:
         return _page(runs, summaries, title, intro)
+    except UserError:
+        raise
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(
             f"A summary.json lacks what the page needs ({exc.__class__.__name__}: {exc}); re-run s1 eval "
@@ -292,8 +295,4 @@ def _page(runs: list[str], summaries: list[Summary], title: str | None, intro: s
 
 
 def write_html(runs: list[str], path: str | Path, title: str | None = None, intro: str = "") -> Path:
-    page = render(runs, title, intro)
-    try:
-        return write_atomic(Path(path), page)
-    except OSError as exc:
-        raise UserError(f"Cannot write {path} ({exc.strerror or exc}); choose another --html path.") from None
+    return write_atomic(Path(path), render(runs, title, intro))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from s1.core.files import save_figure
 from s1.evaluate.records import SummaryRow
 
 Point = tuple  # (mean thinking tokens, accuracy %, setting label[, CI low, CI high]): error bars when given
@@ -27,8 +28,8 @@ def _full(point: Point) -> tuple:
 def scaling_plot(
     curves: list[tuple[str, list[Point]]], path, title: str = "", format: str | None = None, xlabel: str | None = None
 ):
-    """One line per method, points sorted by thinking tokens and labelled with their setting.
-    `path` may be a file object, with `format` ("svg" for the HTML report)."""
+    """One line per method, points sorted by thinking tokens and labelled with their setting, written whole or
+    not at all (core/files.py). `path` may be a file object, with `format` ("svg" for the HTML report)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,6 +80,8 @@ def scaling_plot(
     if any(points for _, points in curves):
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, format=format)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, format=format)
+    finally:
+        plt.close(fig)
     return path

@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from s1.core.errors import UserError, first_line
+from s1.core.files import is_write_error, replacing_directory, write_atomic, write_failure
 from s1.core.formats import FormatTokens, ThinkingFormat, encode, get_format
-from s1.core.rundir import make_directory
+from s1.core.rundir import check_kind, claim_directory, make_directory, unlock_directory
 from s1.train import sharding
 from s1.train.data import load_records, render_example, thinking_chat_template, turn_end
 from s1.train.recipe import PAPER, TrainConfig
@@ -68,13 +68,26 @@ def training_dtype(config: TrainConfig):
 
 
 def train(config: TrainConfig) -> Path:
-    """Fine-tune and save to config.output; returns the final model directory."""
+    """Fine-tune and save to config.output; returns the final model directory.
+
+    The output directory is a train run directory (core/rundir.py): rank 0 of a launch holds its lock for
+    the whole run, so a second launch on it is refused while the ranks of this one share it."""
+    output = Path(config.output)
+    check_kind(output, "train")
+    lock = claim_directory(output, "train") if sharding.rank() == 0 else None
+    try:
+        make_directory(output, what="training")
+        return _train(config, output)
+    finally:
+        unlock_directory(lock)
+
+
+def _train(config: TrainConfig, output: Path) -> Path:
     import datasets
     import torch
 
     from s1.core.models import load_tokenizer
 
-    output = make_directory(Path(config.output), what="training")
     accumulation = accumulation_steps(config)
     fmt = get_format(config.format)
     records = load_records(config.data)
@@ -96,11 +109,18 @@ def train(config: TrainConfig) -> Path:
         )
     if checkpoint is None and config.resume:
         raise UserError(f"--resume was given but {output} holds no complete checkpoint-* directory to resume from.")
+    done = checkpoint_step(checkpoint) if checkpoint is not None else 0
+    if done >= total and (output / "final" / RECORD).exists():
+        if sharding.rank() == 0:
+            print(
+                f"Training in {output} already finished ({done} of {total} steps), so there is nothing to resume and "
+                f"{output / 'final'} is left as it is; raise --max-steps or --epochs to train further."
+            )
+        return output / "final"
     if len(examples) < config.batch_size and sharding.rank() == 0:
         print(
             f"Note: {len(examples)} examples are fewer than the global batch {config.batch_size}, so every step sees all of them."
         )
-
     args = sft_args(config, output, accumulation, save_every, end)  # forms the process group
     dtype = training_dtype(config)
     mixed = args.mixed_precision != "no"  # the flags or the launch config's mixed_precision
@@ -140,9 +160,21 @@ def train(config: TrainConfig) -> Path:
         raise UserError(
             f"The training recipe needs a package that is not installed: {' '.join(str(exc).split())[:300]}"
         ) from None
+    except Exception as exc:  # a checkpoint the disk refused (torch, safetensors); complete ones stay resumable
+        if is_write_error(exc):
+            raise write_failure(output, exc) from None
+        raise
     final = save_final(trainer, tokenizer, fmt, config, output / "final", dtype, end)
-    write_rank_record(output, trainer, result, loaded, callbacks[1].first)
+    write_rank_record(output, trainer, result, loaded, callbacks[1].first, callbacks[2].chosen)
     return final
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer step a complete checkpoint was saved at."""
+    try:
+        return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return int(checkpoint.name.split("-")[-1])
 
 
 def load_model(name: str, dtype, mixed: bool):
@@ -194,9 +226,7 @@ def note_recipe(output: Path, config: TrainConfig, args, resuming: bool) -> None
                 "Note: resuming with changed settings (" + "; ".join(changed) + "); the loss curve will differ from an "
                 "uninterrupted run's."
             )
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(current, indent=2) + "\n")
 
 
 def fit_block(examples: list[dict], tokenizer, config: TrainConfig) -> list[dict]:
@@ -261,11 +291,19 @@ def _trainer_class():
     from trl import SFTTrainer
 
     class Trainer(SFTTrainer):
-        """TRL's SFTTrainer, made FSDP on CPU processes that asked for it (see sharding.py)."""
+        """TRL's SFTTrainer, made FSDP on CPU processes that asked for it (see sharding.py), and never trained
+        past its last step: resumed from a checkpoint at that step (killed before `final/` was written),
+        transformers would run one more step before checking, and the weights would no longer be the run's."""
 
         def create_accelerator_and_postprocess(self):
             super().create_accelerator_and_postprocess()
             sharding.enable_fsdp_on_cpu(self)
+
+        def _run_epoch(self, *args, **kwargs):
+            if self.state.global_step >= self.state.max_steps:
+                self.control.should_training_stop = True
+                return None
+            return super()._run_epoch(*args, **kwargs)
 
     return Trainer
 
@@ -274,25 +312,32 @@ def save_final(trainer, tokenizer, fmt: ThinkingFormat, config: TrainConfig, fin
     """Consolidated weights in `dtype` as safetensors, with config, tokenizer, thinking template and EOS."""
     state = sharding.full_state_dict(trainer)
     if trainer.is_world_process_zero():
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-        model.config.architectures = [_original_class(model).__name__]
-        model.config.use_cache = True
-        end_id = tokenizer.convert_tokens_to_ids(end)
-        eos = model.generation_config.eos_token_id
-        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-        model.generation_config.eos_token_id = eos + [end_id] if end_id not in eos else eos
-        model.save_pretrained(str(final), state_dict=state, safe_serialization=True)
-        _set_config_dtype(final, dtype)
-        template = thinking_chat_template(tokenizer, fmt)
-        if template:
-            tokenizer.chat_template = template
-        tokenizer.save_pretrained(str(final))
-        (final / RECORD).write_text(
-            json.dumps({"config": asdict(config), "format": asdict(fmt), "end_token": end}, indent=2) + "\n"
-        )
+        with replacing_directory(final) as partial:
+            _write_final(trainer, tokenizer, fmt, config, partial, dtype, end, state)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def _write_final(trainer, tokenizer, fmt: ThinkingFormat, config: TrainConfig, final: Path, dtype, end: str, state):
+    """Weights, config, tokenizer with the thinking template, and the recipe record (written last: its presence
+    marks a complete final model)."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model.config.architectures = [_original_class(model).__name__]
+    model.config.use_cache = True
+    end_id = tokenizer.convert_tokens_to_ids(end)
+    eos = model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    model.generation_config.eos_token_id = eos + [end_id] if end_id not in eos else eos
+    model.save_pretrained(str(final), state_dict=state, safe_serialization=True)
+    _set_config_dtype(final, dtype)
+    template = thinking_chat_template(tokenizer, fmt)
+    if template:
+        tokenizer.chat_template = template
+    tokenizer.save_pretrained(str(final))
+    (final / RECORD).write_text(
+        json.dumps({"config": asdict(config), "format": asdict(fmt), "end_token": end}, indent=2) + "\n"
+    )
 
 
 def _original_class(model):
@@ -312,12 +357,13 @@ def _set_config_dtype(final: Path, dtype) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def write_rank_record(output: Path, trainer, result, loaded: str, first_step: int) -> None:
+def write_rank_record(output: Path, trainer, result, loaded: str, first_step: int, threads: list) -> None:
     """OUTPUT/ranks/rank-N.json: what this process trained, from which step, and how it held the model."""
     ranks = output / "ranks"
     ranks.mkdir(parents=True, exist_ok=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    (ranks / f"rank-{sharding.rank()}.json").write_text(
+    write_atomic(
+        ranks / f"rank-{sharding.rank()}.json",
         json.dumps(
             {
                 "rank": sharding.rank(),
@@ -332,9 +378,10 @@ def write_rank_record(output: Path, trainer, result, loaded: str, first_step: in
                 "train_seconds": result.metrics.get("train_runtime"),
                 "tokens_seen": trainer.state.num_input_tokens_seen,
                 "peak_memory_bytes": _peak_memory(),
+                "threads": threads,
             }
         )
-        + "\n"
+        + "\n",
     )
 
 
@@ -360,8 +407,32 @@ def _fingerprint(model) -> str:
 
 
 def _callbacks() -> tuple:
-    """(tokens/s on each log line, the step this process began at: above 0 when it resumed)."""
+    """(tokens/s on each log line, the step this process began at: above 0 when it resumed, torch's threads)."""
     from transformers import TrainerCallback
+
+    from s1.engines.threads import RECHECK_SECONDS, BusyMeter, use_free_cores
+
+    class FreeCores(TrainerCallback):
+        """torch's CPU threads follow the cores other processes leave free (engines/threads.py): with another
+        process busy on one of two cores, two threads trained 15x slower than one. Read again every
+        RECHECK_SECONDS; `chosen` lists (step, threads) at each change."""
+
+        def __init__(self):
+            self.chosen: list[tuple[int, int]] = []
+            self.meter, self.checked = None, 0.0
+
+        def _choose(self, step: int) -> None:
+            threads = use_free_cores(self.meter)
+            self.meter, self.checked = BusyMeter(), time.monotonic()
+            if not self.chosen or self.chosen[-1][1] != threads:
+                self.chosen.append((step, threads))
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._choose(state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.monotonic() - self.checked >= RECHECK_SECONDS:
+                self._choose(state.global_step)
 
     class TokensPerSecond(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -374,8 +445,7 @@ def _callbacks() -> tuple:
     class FirstStep(TrainerCallback):
         first = 0
 
-        def on_step_begin(self, args, state, control, **kwargs):
-            if not getattr(self, "seen", False):
-                self.first, self.seen = state.global_step, True
+        def on_train_begin(self, args, state, control, **kwargs):  # after a resumed checkpoint's state is read
+            self.first = state.global_step
 
-    return TokensPerSecond(), FirstStep()
+    return TokensPerSecond(), FirstStep(), FreeCores()
