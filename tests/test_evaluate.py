@@ -554,14 +554,14 @@ elif point == "grading":  # from the grading thread, right after it recorded a s
 
     appended.n = 0
     RunDir.append = appended
-elif point == "summary":  # as the summary is about to be written
-    write = runner.write_summary
+elif point == "summary":  # as the summary is about to be made and written
+    summarize = runner.summarize
 
-    def writing(*args, **kwargs):
+    def summarizing(*args, **kwargs):
         interrupt()
-        return write(*args, **kwargs)
+        return summarize(*args, **kwargs)
 
-    runner.write_summary = writing
+    runner.summarize = summarizing
 s1.cli.main()
 '''
 
