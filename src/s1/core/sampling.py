@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from s1.core.errors import UserError
+from s1.core.rundir import identity_hash
 
 GREEDY_BELOW = 1e-5
 
@@ -37,3 +38,23 @@ class Sampling:
     def greedy(self) -> bool:
         """Temperatures below 1e-5 decode greedily, as vLLM does: dividing logits by them overflows."""
         return self.temperature < GREEDY_BELOW
+
+
+def derive_seed(
+    seed: int | None, draw: int | str = 0, problem: str | None = None, tries: int = 0, node: int | str | None = None
+) -> int | None:
+    """The one place a request's seed is derived from the seed a user gave (None stays None: unseeded).
+
+    - Draws of one request (the server's `n` choices, curation's retries of a call): the k-th draw uses
+      seed + k, so a request with one choice uses exactly the seed its client sent, as vLLM does.
+    - An evaluation's samples (`problem` given): a hash of the seed, the problem's id, the sample index
+      and its rejection-sampling tries, so a sample's seed follows its problem's id, not its position
+      (--limit and --ids never change a sample); a search's child `draw` of tree node `node` hashes as
+      "node.draw". Run directories store these seeds in samples' identities: the values must never change.
+    """
+    if seed is None:
+        return None
+    if problem is None:
+        return (seed + int(draw)) % SEED_LIMIT
+    key = f"{node}.{draw}" if node is not None else draw
+    return int(identity_hash([seed, str(problem), key, tries]), 16) % SEED_LIMIT

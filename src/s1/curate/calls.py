@@ -24,7 +24,7 @@ from s1.core.errors import UserError, first_line
 from s1.core.forcing import BudgetForcing
 from s1.core.formats import encode
 from s1.core.rundir import identity_hash
-from s1.core.sampling import Sampling
+from s1.core.sampling import Sampling, derive_seed
 from s1.curate.config import Role
 from s1.curate.store import Store
 from s1.engines import load_engine
@@ -177,7 +177,7 @@ class Caller:
     def _request(self, engine, ask: Ask):
         role = self.role
         temperature = role.temperature if ask.attempt == 0 else max(role.temperature, RETRY_TEMPERATURE)
-        sampling = Sampling(temperature=temperature, top_p=role.top_p, seed=role.seed + ask.attempt)
+        sampling = Sampling(temperature=temperature, top_p=role.top_p, seed=derive_seed(role.seed, ask.attempt))
         if ask.think:
             forcing = BudgetForcing(max_thinking_tokens=role.max_thinking_tokens, max_answer_tokens=role.max_tokens)
             return make_request(
@@ -229,7 +229,7 @@ class Caller:
         self.store.call_sent(key, self.name, {"message": ask.message})
         self.tally.sent += 1
         try:
-            reply = engine.reply(ask.message, seed=self.role.seed + ask.attempt)
+            reply = engine.reply(ask.message, seed=derive_seed(self.role.seed, ask.attempt))
         except Exception as exc:  # noqa: BLE001 - one failed call must not stop the stage
             return self._failed(key, exc)
         self.store.call_done(key, reply)

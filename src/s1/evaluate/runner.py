@@ -11,8 +11,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from s1.core.rundir import RunDir, identity_hash
-from s1.core.sampling import SEED_LIMIT, Sampling
+from s1.core.rundir import RunDir
+from s1.core.sampling import Sampling, derive_seed
 from s1.data.benchmarks import Problem
 from s1.data.grading import GRADER_VERSION, Grader
 from s1.engines import Engine, load_engine, make_request
@@ -53,13 +53,8 @@ class _Tally:
         return f"acc {acc:5.1f}% | {rate:6.1f} tok/s"
 
 
-def problem_seed(seed: int, problem_id: str, sample: int, tries: int) -> int:
-    """A sample's seed comes from the problem's id, not its position: --limit/--ids never change a sample."""
-    return int(identity_hash([seed, str(problem_id), sample, tries]), 16) % SEED_LIMIT
-
-
 def _sampling(config: EvalConfig, item: _Item, temperature: float) -> Sampling:
-    seed = None if config.seed is None else problem_seed(config.seed, item.problem.id, item.sample, item.tries)
+    seed = derive_seed(config.seed, item.sample, problem=item.problem.id, tries=item.tries)
     return Sampling(temperature=temperature, top_p=config.top_p, seed=seed)
 
 
@@ -285,12 +280,7 @@ def _run_search(
         )
 
         def sampling(node, j: int) -> Sampling:
-            seed = (
-                None
-                if config.seed is None
-                else problem_seed(config.seed, problem.id, f"{node}.{j}" if node is not None else j, 0)
-            )
-            return with_(request.sampling, seed=seed)
+            return with_(request.sampling, seed=derive_seed(config.seed, j, problem=problem.id, node=node))
 
         spec = setting.search
         if setting.method in PARALLEL:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from s1.core.forcing import BudgetForcing
 from s1.core.formats import encode, open_thinking, render_messages
-from s1.core.sampling import SEED_LIMIT, Sampling
+from s1.core.sampling import SEED_LIMIT, Sampling, derive_seed
 from s1.engines.base import Completion, Request, prepare_ids
 from s1.serve.schedulers import Stream
 
@@ -254,9 +254,8 @@ class Translator:
         jobs = []
         for p, (text, ids) in enumerate(prompts):
             for j in range(body.n):
-                # n samples of one seeded request differ: the k-th draws from seed + k (greedy ones are equal).
-                seed = None if sampling.seed is None else (sampling.seed + j) % SEED_LIMIT
-                s = Sampling(sampling.temperature, sampling.top_p, seed)
+                # n samples of one seeded request differ (greedy ones are equal)
+                s = Sampling(sampling.temperature, sampling.top_p, derive_seed(sampling.seed, j))
                 request = prepare_ids(
                     self.tokens,
                     self.engine.context_length,
