@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from s1.core.errors import UserError
 from s1.core.rundir import identity_hash
+from s1.core.settings import setting
 
 GREEDY_BELOW = 1e-5
 
@@ -17,22 +18,24 @@ SEED_LIMIT = 2**63
 
 @dataclass(frozen=True)
 class Sampling:
-    """temperature 0 is greedy decoding, as s1 evaluates."""
+    """temperature 0 is greedy decoding, as s1 evaluates. Declared here once (see s1/core/settings.py)."""
 
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
+    temperature: float = setting(0.0, help="Sampling temperature; 0 is greedy.", ge=0)
+    top_p: float = setting(
+        1.0, help="Nucleus sampling: the smallest set of tokens holding this much probability.", gt=0, le=1
+    )
+    seed: int | None = setting(None, help="Seed for sampling (none: unseeded).", ge=0, lt=SEED_LIMIT)
 
     def __post_init__(self):
         t, p = self.temperature, self.top_p
         if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t < 0:
-            raise UserError(f"temperature must be zero (greedy) or a positive number, got {t!r}.")
+            raise UserError(f"temperature must be zero (greedy) or a positive number, got {t!r}.", "temperature", t)
         if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1:
-            raise UserError(f"top_p must be in (0, 1], got {p!r}.")
+            raise UserError(f"top_p must be in (0, 1], got {p!r}.", "top_p", p)
         if self.seed is not None and (
             not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < SEED_LIMIT
         ):
-            raise UserError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed!r}.")
+            raise UserError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed!r}.", "seed", self.seed)
 
     @property
     def greedy(self) -> bool:

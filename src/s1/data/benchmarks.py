@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from s1.core.errors import UserError, first_line
+from s1.core.errors import UserError, first_line, named
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 DATA_DIR_ENV = "S1_DATA_DIR"
@@ -167,8 +167,10 @@ def _render(env, template: str, row: dict, extra: dict, what: str, task: str, nu
 # ------------------------------------------------------------------------------------------ loading
 
 
-def read_rows(path: Path) -> list[dict]:
-    """Rows of a JSONL, JSON-array, CSV or Parquet file, with a clear error for anything unreadable."""
+def read_rows(path: Path, what: str = "data", strings_as: str | None = None) -> list[dict]:
+    """Rows of a JSONL, JSON-array, CSV or Parquet file, with a clear error for anything unreadable: the one reader
+    of such files (`s1 eval --data`, `s1 generate --input`, curation's sources). `what` names the file in errors;
+    with `strings_as`, a JSONL line holding a bare JSON string is the row {strings_as: that string}."""
     if path.suffix.lower() == ".parquet":
         try:
             import datasets
@@ -180,7 +182,7 @@ def read_rows(path: Path) -> list[dict]:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark some editors write is not part of the data
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(
-            f"Cannot read data file {path} ({exc.__class__.__name__}); check the path and that it is UTF-8."
+            f"Cannot read {what} file {path} ({exc.__class__.__name__}); check the path and that it is UTF-8."
         ) from None
     if path.suffix.lower() == ".csv":
         # the whole text through the CSV parser: quoted fields keep their newlines
@@ -194,14 +196,15 @@ def read_rows(path: Path) -> list[dict]:
             raise UserError(f"{path} must hold a JSON list of records.")
         return rows
     rows = []
-    for number, line in enumerate(
-        text.split("\n"), 1
-    ):  # not splitlines: U+2028 and U+0085 may sit inside a JSON string
+    # not splitlines: U+2028 and U+0085 may sit inside a JSON string
+    for number, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 raise UserError(f"Line {number} of {path} is not valid JSON; write one JSON object per line.") from None
+            if strings_as is not None and isinstance(row, str):
+                row = {strings_as: row}
             if not isinstance(row, dict):
                 raise UserError(f"Line {number} of {path} is not a JSON object; write one record per line.")
             rows.append(row)
@@ -224,7 +227,7 @@ def _task_rows(task: Task, data_dir: str | Path | None) -> list[dict]:
         if folder or not task.dataset_path:
             raise UserError(
                 f"{task.data_file} was not found in {folder or 'the task file folder'}; put it there, "
-                f"or pass --data-dir with the folder that holds it."
+                f"or set {named('data_dir')} to the folder that holds it."
             )
     try:
         import datasets
@@ -264,7 +267,7 @@ def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
             extra = {
                 "choices": shown,
                 "letters": LETTERS[: len(shown)],
-                "choice_lines": "\n".join(f"{l}) {o}" for l, o in zip(LETTERS, shown)),
+                "choice_lines": "\n".join(f"{letter}) {o}" for letter, o in zip(LETTERS, shown)),
             }
             question = _render(env, task.doc_to_text, row, extra, "doc_to_text", task.task, number)
             problems.append(Problem(pid, question, answer, "choice", tuple(shown)))
@@ -357,13 +360,15 @@ def file_task(
     a = answer_field or next((n for n in ("answer", "final_answer", "gt", "Correct Answer") if n in first), None)
     if not q or not a:
         raise UserError(
-            f"Cannot tell which fields of {data} hold the question and answer; pass --question-field and --answer-field."
+            f"Cannot tell which fields of {data} hold the question and answer; pass --question-field and "
+            "--answer-field."
         )
     for number, row in enumerate(rows, 1):
         missing = [f for f in (q, a) if f not in row]
         if missing:
             raise UserError(
-                f"Record {number} of {data} has no {missing[0]!r} field; name the fields with --question-field/--answer-field."
+                f"Record {number} of {data} has no {missing[0]!r} field; name the fields with "
+                "--question-field/--answer-field."
             )
     kind = answer_kind or "math"
     if kind == "choice":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from s1.core.errors import UserError
+from s1.core.errors import UserError, named
 from s1.core.sampling import Sampling
 from s1.engines.base import Completion, Engine, Request, make_request
 
@@ -26,7 +26,7 @@ def load_engine(
     context holds at once, the batch size it will be asked to run.
     """
     if remote_mode != "auto" and engine != "remote":
-        raise UserError("--remote-mode is only for --engine remote.")
+        raise UserError(f"{named('remote_mode')} is only for {named('engine')} remote.")
     if engine == "llamacpp":
         from s1.engines.llamacpp import LlamaCppEngine
 
@@ -36,7 +36,7 @@ def load_engine(
 
         return RemoteEngine.load(model, base_urls or [], fmt, mode=remote_mode)
     if base_urls:
-        raise UserError("--base-url is only for --engine remote.")
+        raise UserError(f"{named('base_urls')} is only for {named('engine')} remote.")
     if engine == "hf":
         from s1.engines.hf import HFEngine
 

@@ -7,25 +7,22 @@ rather than silently ignored; neutral values of such fields (a penalty of 0, `to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from s1.core.forcing import BudgetForcing
 from s1.core.formats import encode, open_thinking, render_messages
-from s1.core.sampling import SEED_LIMIT, Sampling, derive_seed
+from s1.core.sampling import Sampling, derive_seed
+from s1.core.settings import Declared, declared, element
 from s1.engines.base import Completion, Request, prepare_ids
 from s1.serve.schedulers import Stream
 
-BUDGET_FIELDS = (
-    "max_thinking_tokens",
-    "min_thinking_tokens",
-    "num_ignore",
-    "extensions",
-    "answer_prefix",
-    "max_answer_tokens",
-)
+FORCING = declared(BudgetForcing)
+SAMPLING = declared(Sampling)
+BUDGET_FIELDS = tuple(d.name for d in FORCING if d.name != "max_tokens")
+"""Fields that ask for budget forcing (a completions request that sets one is forced); max_tokens is OpenAI's."""
 MAX_N = 16
 MAX_PROMPTS = 256
 MAX_LOGPROBS = 20
@@ -39,15 +36,29 @@ class BadRequest(Exception):
 
 @dataclass
 class Defaults:
-    """Server-wide settings for requests that carry none (`s1 serve --max-thinking-tokens ...`)."""
+    """Server-wide settings for requests that carry none (`s1 serve --max-thinking-tokens ...`): a request's
+    field that is absent (or null) takes its value from these, field by field."""
 
-    max_answer_tokens: int = 1024
-    temperature: float = 0.0
-    answer_prefix: str = "Final Answer:"
-    max_thinking_tokens: int | None = None
-    num_ignore: int = 0
-    extensions: tuple[str, ...] = ("Wait",)
+    forcing: BudgetForcing = BudgetForcing()
+    sampling: Sampling = Sampling()
     reasoning_effort_caps: dict[str, int] = field(default_factory=lambda: {"low": 512, "medium": 2048, "high": 8192})
+
+
+def _request_field(d: Declared):
+    """A declared setting as an optional request field: absent means the server's default. A list setting also
+    takes one string (`"extensions": "Wait"`), as OpenAI's `stop` does."""
+    base, _, many = element(d.type)
+    kind = list[base] | base | None if many else base | None
+    return kind, Field(default=None, description=d.help, **d.bounds())
+
+
+_Settings = create_model(
+    "_Settings",
+    __config__=ConfigDict(extra="forbid"),
+    **{d.name: _request_field(d) for d in FORCING + SAMPLING},
+)
+"""Budget forcing (s1's fields, and OpenAI's max_tokens) and sampling: the request fields declared on
+`BudgetForcing` and `Sampling`, with their names, types and ranges."""
 
 
 class StreamOptions(BaseModel):
@@ -55,16 +66,12 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _Body(BaseModel):
+class _Body(_Settings):
     """Fields both endpoints take. Unknown fields are refused (extra="forbid")."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
-    max_tokens: int | None = Field(default=None, ge=0)
-    temperature: float | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
     n: int = Field(default=1, ge=1, le=MAX_N)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -82,14 +89,9 @@ class _Body(BaseModel):
     top_k: int | None = None
     logit_bias: dict | None = None
     ignore_eos: bool = False
-    # budget forcing (s1)
-    max_thinking_tokens: int | None = Field(default=None, ge=0)
-    min_thinking_tokens: int | None = Field(default=None, ge=0)
-    num_ignore: int | None = Field(default=None, ge=0)
-    extensions: list[str] | str | None = None
-    answer_prefix: str | None = None
-    max_answer_tokens: int | None = Field(default=None, ge=1)
     budget_forcing: bool | None = None
+    """s1: force the budget on a completions prompt (default: when a budget field is set or the prompt ends
+    inside a thinking block)."""
 
 
 class CompletionBody(_Body):
@@ -180,7 +182,8 @@ def refuse_unsupported(body: _Body, engine_name: str) -> None:
             raise BadRequest("tools and tool_choice are not supported by s1 serve; remove them.")
         if body.response_format and body.response_format.get("type") != "text":
             raise BadRequest(
-                f"response_format {body.response_format.get('type')!r} is not supported (s1 serve has no guided decoding); "
+                f"response_format {body.response_format.get('type')!r} is not supported (s1 serve has no guided "
+                "decoding); "
                 "use {'type': 'text'} or remove it."
             )
         if body.top_logprobs is not None and not body.logprobs:
@@ -212,11 +215,8 @@ class Translator:
         refuse_unsupported(body, self.engine_name)
         for t in body.stop_token_ids or []:
             self._check_id(t, "stop_token_ids")
-        return Sampling(
-            temperature=self.defaults.temperature if body.temperature is None else body.temperature,
-            top_p=1.0 if body.top_p is None else body.top_p,
-            seed=body.seed,
-        )
+        given = {d.field: getattr(body, d.name) for d in SAMPLING if getattr(body, d.name) is not None}
+        return replace(self.defaults.sampling, **given)
 
     def _check_id(self, token, where: str) -> None:
         if not 0 <= token < self.vocab:
@@ -225,17 +225,19 @@ class Translator:
             )
 
     def forcing(self, body: _Body, max_tokens: int | None, max_thinking: int | None) -> BudgetForcing:
-        d = self.defaults
-        extensions = [body.extensions] if isinstance(body.extensions, str) else body.extensions
-        return BudgetForcing(
-            max_thinking_tokens=max_thinking if max_thinking is not None else d.max_thinking_tokens,
-            min_thinking_tokens=body.min_thinking_tokens or 0,
-            num_ignore=d.num_ignore if body.num_ignore is None else body.num_ignore,
-            extensions=tuple(extensions) if extensions else d.extensions,
-            answer_prefix=d.answer_prefix if body.answer_prefix is None else body.answer_prefix,
-            max_answer_tokens=body.max_answer_tokens or d.max_answer_tokens,
-            max_tokens=max_tokens,
-        )
+        """The request's budget: each field it sets, the server's default for each it does not. `max_tokens` and
+        `max_thinking` are the request's own after the endpoint's aliases (max_completion_tokens, reasoning_effort)."""
+        asked = {d.field: getattr(body, d.name) for d in FORCING}
+        asked.update(max_tokens=max_tokens, max_thinking_tokens=max_thinking)
+        if isinstance(asked["extensions"], str):
+            asked["extensions"] = [asked["extensions"]]
+        if not asked["extensions"]:
+            asked["extensions"] = None  # an empty list asks for nothing: the default extensions
+        given = {name: value for name, value in asked.items() if value is not None}
+        if max_thinking is not None and "min_thinking_tokens" not in given:
+            # the server's minimum, not asked for, never exceeds a cap the request asked for
+            given["min_thinking_tokens"] = min(self.defaults.forcing.min_thinking_tokens, max_thinking)
+        return replace(self.defaults.forcing, **given)
 
     def _jobs(
         self,
@@ -311,7 +313,8 @@ class Translator:
             return self._jobs(body, prompts, forcing, sampling, False, None, None)
         if any(getattr(body, f) is not None for f in BUDGET_FIELDS):
             raise BadRequest("budget_forcing: false cannot be combined with budget fields; remove one of them.")
-        limit = PLAIN_MAX_TOKENS if body.max_tokens is None else body.max_tokens
+        limit = body.max_tokens if body.max_tokens is not None else self.defaults.forcing.max_tokens
+        limit = PLAIN_MAX_TOKENS if limit is None else limit
         forcing = BudgetForcing(max_answer_tokens=max(limit, 1), max_tokens=limit)
         k = body.logprobs
         return self._jobs(body, prompts, forcing, sampling, True, k, k if body.echo and k is not None else None)

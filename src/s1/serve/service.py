@@ -61,7 +61,7 @@ def build_service(
         scheduler = SerialScheduler(eng, workers=batch_size)
     else:
         raise UserError(f"Unknown engine {engine!r}; choose hf, llamacpp or remote.")
-    for text in defaults.extensions:
+    for text in defaults.forcing.extensions:
         eng.format_tokens.check_extension(text)
     app = create_app(eng, scheduler, served_model_name or model, defaults, engine)
     if reward is not None:
