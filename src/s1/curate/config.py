@@ -51,9 +51,10 @@ class Source(_Strict):
         return self
 
 
-ROLE_KEYS = {"max_answer_tokens": "max_tokens"}
+ROLE_KEYS = {"max_answer_tokens": "max_tokens", "batch_size": "concurrency"}
 """A role's key for a setting where it is not the setting's own name: a role's `max_tokens` is the length of its
-reply (a teacher's attempt after thinking, a solver's solution, a judge's or classifier's verdict)."""
+reply (a teacher's attempt after thinking, a solver's solution, a judge's or classifier's verdict); its
+`concurrency` is the batch an in-process engine runs."""
 ADDED_KEYS = ("min_thinking_tokens", "num_ignore", "extensions", "answer_prefix")
 """Forcing keys roles gained after run directories existed: left out of a role's cache key at their defaults."""
 

@@ -43,6 +43,35 @@ class Defaults:
     sampling: Sampling = Sampling()
     reasoning_effort_caps: dict[str, int] = field(default_factory=lambda: {"low": 512, "medium": 2048, "high": 8192})
 
+    def forcing_for(self, body: _Body, max_tokens: int | None, max_thinking: int | None) -> BudgetForcing:
+        """A request's budget: each field it sets, these defaults for each it does not. `max_tokens` and
+        `max_thinking` are the request's own after its endpoint's aliases (max_completion_tokens,
+        reasoning_effort)."""
+        asked = {d.field: getattr(body, d.name) for d in FORCING}
+        asked.update(max_tokens=max_tokens, max_thinking_tokens=max_thinking)
+        if isinstance(asked["extensions"], str):
+            asked["extensions"] = [asked["extensions"]]
+        if not asked["extensions"]:
+            asked["extensions"] = None  # an empty list asks for nothing: the default extensions
+        given = {name: value for name, value in asked.items() if value is not None}
+        if max_thinking is not None and "min_thinking_tokens" not in given:
+            # the server's minimum, not asked for, never exceeds a cap the request asked for
+            given["min_thinking_tokens"] = min(self.forcing.min_thinking_tokens, max_thinking)
+        return replace(self.forcing, **given)
+
+    def sampling_for(self, body: _Body) -> Sampling:
+        """A request's sampling: each field it sets, these defaults for each it does not."""
+        return replace(
+            self.sampling, **{d.field: getattr(body, d.name) for d in SAMPLING if getattr(body, d.name) is not None}
+        )
+
+    def plain_max_tokens(self, body: _Body) -> int:
+        """A plain completion's length: the request's max_tokens, the server's, else 16 (as vLLM)."""
+        for limit in (body.max_tokens, self.forcing.max_tokens):
+            if limit is not None:
+                return limit
+        return PLAIN_MAX_TOKENS
+
 
 def _request_field(d: Declared):
     """A declared setting as an optional request field: absent means the server's default. A list setting also
@@ -215,8 +244,7 @@ class Translator:
         refuse_unsupported(body, self.engine_name)
         for t in body.stop_token_ids or []:
             self._check_id(t, "stop_token_ids")
-        given = {d.field: getattr(body, d.name) for d in SAMPLING if getattr(body, d.name) is not None}
-        return replace(self.defaults.sampling, **given)
+        return self.defaults.sampling_for(body)
 
     def _check_id(self, token, where: str) -> None:
         if not 0 <= token < self.vocab:
@@ -225,19 +253,7 @@ class Translator:
             )
 
     def forcing(self, body: _Body, max_tokens: int | None, max_thinking: int | None) -> BudgetForcing:
-        """The request's budget: each field it sets, the server's default for each it does not. `max_tokens` and
-        `max_thinking` are the request's own after the endpoint's aliases (max_completion_tokens, reasoning_effort)."""
-        asked = {d.field: getattr(body, d.name) for d in FORCING}
-        asked.update(max_tokens=max_tokens, max_thinking_tokens=max_thinking)
-        if isinstance(asked["extensions"], str):
-            asked["extensions"] = [asked["extensions"]]
-        if not asked["extensions"]:
-            asked["extensions"] = None  # an empty list asks for nothing: the default extensions
-        given = {name: value for name, value in asked.items() if value is not None}
-        if max_thinking is not None and "min_thinking_tokens" not in given:
-            # the server's minimum, not asked for, never exceeds a cap the request asked for
-            given["min_thinking_tokens"] = min(self.defaults.forcing.min_thinking_tokens, max_thinking)
-        return replace(self.defaults.forcing, **given)
+        return self.defaults.forcing_for(body, max_tokens, max_thinking)
 
     def _jobs(
         self,
@@ -313,8 +329,7 @@ class Translator:
             return self._jobs(body, prompts, forcing, sampling, False, None, None)
         if any(getattr(body, f) is not None for f in BUDGET_FIELDS):
             raise BadRequest("budget_forcing: false cannot be combined with budget fields; remove one of them.")
-        limit = body.max_tokens if body.max_tokens is not None else self.defaults.forcing.max_tokens
-        limit = PLAIN_MAX_TOKENS if limit is None else limit
+        limit = self.defaults.plain_max_tokens(body)
         forcing = BudgetForcing(max_answer_tokens=max(limit, 1), max_tokens=limit)
         k = body.logprobs
         return self._jobs(body, prompts, forcing, sampling, True, k, k if body.echo and k is not None else None)
