@@ -24,7 +24,7 @@ from s1.evaluate.methods import SearchSpec
 TAKES: dict[str, tuple[type, ...]] = {
     "generate": (BudgetForcing, Sampling),
     "eval": (BudgetForcing, Sampling, SearchSpec),
-    "serve": (BudgetForcing, Sampling),  # as the defaults of requests that set none
+    "serve": (BudgetForcing, Sampling),  # as the defaults of requests that set none; and SearchSpec's reward model
     "train": (),  # its --seed is the training seed; its settings are TRL's (train/recipe.py)
     "report": (),
     "demo": (),

@@ -49,7 +49,7 @@ class BudgetForcing:
     )
     extensions: tuple[str, ...] = setting(
         ("Wait",),
-        help="Text appended in place of an ignored end of thinking; several are used in turn.",
+        help="Text appended in place of an ignored end of thinking (several are used in turn).",
         flag="--extension",
     )
     answer_prefix: str = setting(

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from s1.core.errors import UserError
+from s1.core.errors import UserError, named
 
 SAMPLES = "samples.jsonl"
 HISTORY = "history.jsonl"
@@ -51,7 +51,9 @@ def lock_directory(path: Path, what: str):
     try:
         handle = open(path / LOCK, "a+")
     except OSError as exc:
-        raise UserError(f"Cannot write to output directory {path} ({exc.strerror}); choose another --output.") from None
+        raise UserError(
+            f"Cannot write to output directory {path} ({exc.strerror}); choose another {named('output')}."
+        ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -59,7 +61,8 @@ def lock_directory(path: Path, what: str):
         holder = handle.read().strip() or "another process"
         handle.close()
         raise UserError(
-            f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another --output."
+            f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another "
+            f"{named('output')}."
         ) from None
     handle.seek(0)
     handle.truncate()
