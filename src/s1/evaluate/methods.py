@@ -199,7 +199,7 @@ def build_settings(
                 forcing = replace(base, max_thinking_tokens=n + 1, min_thinking_tokens=0, num_ignore=0)
                 settings.append(Setting(method, f"tokens={n}", forcing, None, (0, n), reject_over=n))
     labels = [(s.method, s.label) for s in settings]
-    duplicate = next((l for l in labels if labels.count(l) > 1), None)
+    duplicate = next((pair for pair in labels if labels.count(pair) > 1), None)
     if duplicate:
         raise UserError(f"The sweep lists {duplicate[0]} {duplicate[1]} twice; give each budget once.")
     return settings
