@@ -263,3 +263,36 @@ def test_an_exception_that_says_nothing_still_makes_a_sentence():
 
     assert first_line(OSError()) == "OSError"
     assert first_line(ValueError("\n  bad value\nmore detail"), 5) == "bad v"
+
+
+LINE_SEPARATOR_QUESTION = "First line\u2028second line: what is 2+2?"
+
+
+def _questions_with_a_bom(path):
+    """A JSONL file as some editors write it: a byte-order mark first, and a question holding U+2028 (a line
+    separator to str.splitlines, an ordinary character inside a JSON string)."""
+    rows = [
+        {"id": "a", "question": LINE_SEPARATOR_QUESTION, "answer": "4"},
+        {"id": "b", "question": "1+1?", "answer": "2"},
+    ]
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
+    return path
+
+
+def test_generate_input_reads_a_bom_and_u2028_as_eval_data_does(tmp_path, tiny_dir):
+    """s1 generate --input reads its file with the one reader s1 eval --data uses (it split lines on U+2028 and
+    choked on the byte-order mark)."""
+    path = _questions_with_a_bom(tmp_path / "q.jsonl")
+    args = ("--model", str(tiny_dir), "--max-thinking-tokens", "2", "--max-answer-tokens", "1", "--json")
+    run = s1("generate", "--input", str(path), *args)
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.split("\n") if line]  # U+2028 is printed as is
+    assert len(records) == 2 and LINE_SEPARATOR_QUESTION in records[0]["prompt"]
+
+
+def test_eval_data_reads_a_bom_and_u2028(tmp_path):
+    from s1.evaluate.config import EvalConfig
+
+    path = _questions_with_a_bom(tmp_path / "q.jsonl")
+    [problems] = EvalConfig(data=str(path)).load_benchmarks().values()
+    assert [p.question for p in problems] == [LINE_SEPARATOR_QUESTION, "1+1?"]

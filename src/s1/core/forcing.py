@@ -20,6 +20,7 @@ from enum import Enum
 
 from s1.core.errors import UserError
 from s1.core.formats import FormatTokens
+from s1.core.settings import setting
 
 
 def _is_int(value) -> bool:
@@ -28,23 +29,42 @@ def _is_int(value) -> bool:
 
 @dataclass(frozen=True)
 class BudgetForcing:
-    """How long a model may think. Validated here and nowhere else."""
+    """How long a model may think. Declared here once (s1/core/settings.py derives the CLI options, the server's
+    request fields and the config keys from these fields); validated here and nowhere else."""
 
-    max_thinking_tokens: int | None = None
-    """Cap on thinking tokens (forced extensions included); None: as much as the context allows; 0: no thinking."""
-    min_thinking_tokens: int = 0
-    """Every attempt to stop thinking before this many tokens is replaced by an extension."""
-    num_ignore: int = 0
-    """The first k attempts to stop thinking are replaced by an extension (s1's "Wait" count)."""
-    extensions: tuple[str, ...] = ("Wait",)
-    """Strings appended in place of an ignored end of thinking, used in turn."""
-    answer_prefix: str = "Final Answer:"
-    """Written after the forced end delimiter, so a capped model answers instead of thinking on."""
-    max_answer_tokens: int = 1024
-    """Tokens the model may write after thinking, the stop token included."""
-    max_tokens: int | None = None
-    """Bound on everything generated, thinking, delimiter and answer together (OpenAI's and vLLM's
-    `max_tokens`); reaching it ends the sequence with finish_reason "length"."""
+    max_thinking_tokens: int | None = setting(
+        None,
+        help="Cap on thinking tokens, forced extensions included (none: what the context allows; 0: no thinking).",
+        ge=0,
+        sweep=True,
+    )
+    min_thinking_tokens: int = setting(
+        0, help="Every attempt to stop thinking before this many tokens is replaced by an extension.", ge=0
+    )
+    num_ignore: int = setting(
+        0,
+        help='Ignore the first K attempts to stop thinking, appending an extension instead (s1\'s "Wait" count).',
+        ge=0,
+        sweep=True,
+    )
+    extensions: tuple[str, ...] = setting(
+        ("Wait",),
+        help="Text appended in place of an ignored end of thinking (several are used in turn).",
+        flag="--extension",
+    )
+    answer_prefix: str = setting(
+        "Final Answer:",
+        help="Written after a forced end of thinking, so a capped model answers instead of thinking on.",
+    )
+    max_answer_tokens: int = setting(
+        1024, help="Tokens the model may write after thinking, the stop token included.", ge=1
+    )
+    max_tokens: int | None = setting(
+        None,
+        help="Bound on everything generated, thinking and answer together (OpenAI's max_tokens); "
+        'reaching it ends with finish_reason "length".',
+        ge=0,
+    )
 
     def __post_init__(self):
         if isinstance(self.extensions, str):
@@ -53,23 +73,46 @@ class BudgetForcing:
             object.__setattr__(self, "extensions", tuple(self.extensions))
         mx, mn = self.max_thinking_tokens, self.min_thinking_tokens
         if mx is not None and (not _is_int(mx) or mx < 0):
-            raise UserError(f"max_thinking_tokens must be zero (no thinking) or a positive whole number, got {mx!r}.")
+            raise UserError(
+                f"max_thinking_tokens must be zero (no thinking) or a positive whole number, got {mx!r}.",
+                "max_thinking_tokens",
+                mx,
+            )
         if not _is_int(mn) or mn < 0:
-            raise UserError(f"min_thinking_tokens must be zero or a positive whole number, got {mn!r}.")
+            raise UserError(
+                f"min_thinking_tokens must be zero or a positive whole number, got {mn!r}.", "min_thinking_tokens", mn
+            )
         if mx is not None and mn > mx:
             raise UserError(
-                f"min_thinking_tokens ({mn}) is larger than max_thinking_tokens ({mx}); lower the minimum or raise the cap."
+                f"min_thinking_tokens ({mn}) is larger than max_thinking_tokens ({mx}); lower the minimum or raise "
+                "the cap.",
+                ("min_thinking_tokens", "max_thinking_tokens"),
+                mn,
             )
         if not _is_int(self.num_ignore) or self.num_ignore < 0:
-            raise UserError(f"num_ignore must be zero or a positive whole number, got {self.num_ignore!r}.")
+            raise UserError(
+                f"num_ignore must be zero or a positive whole number, got {self.num_ignore!r}.",
+                "num_ignore",
+                self.num_ignore,
+            )
         if not _is_int(self.max_answer_tokens) or self.max_answer_tokens < 1:
-            raise UserError(f"max_answer_tokens must be a positive whole number, got {self.max_answer_tokens!r}.")
+            raise UserError(
+                f"max_answer_tokens must be a positive whole number, got {self.max_answer_tokens!r}.",
+                "max_answer_tokens",
+                self.max_answer_tokens,
+            )
         if self.max_tokens is not None and (not _is_int(self.max_tokens) or self.max_tokens < 0):
-            raise UserError(f"max_tokens must be zero or a positive whole number, got {self.max_tokens!r}.")
+            raise UserError(
+                f"max_tokens must be zero or a positive whole number, got {self.max_tokens!r}.",
+                "max_tokens",
+                self.max_tokens,
+            )
         if not self.extensions or not all(isinstance(e, str) and e for e in self.extensions):
-            raise UserError("extensions must be a list of non-empty strings, such as ['Wait'].")
+            raise UserError(
+                "extensions must be a list of non-empty strings, such as ['Wait'].", "extensions", self.extensions
+            )
         if not isinstance(self.answer_prefix, str):
-            raise UserError("answer_prefix must be a string (it may be empty).")
+            raise UserError("answer_prefix must be a string (it may be empty).", "answer_prefix", self.answer_prefix)
 
 
 def _no_sample() -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from s1.core.errors import UserError
+from s1.core.errors import UserError, named
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class FormatTokens:
         if not triggers:
             raise UserError(
                 f"Format {fmt.name!r} needs {fmt.end_triggers[0]!r} to be a single token, but this model's "
-                "tokenizer splits it; use the format that matches the model (--format s1 for ChatML models)."
+                f"tokenizer splits it; use the format that matches the model ({named('format')} s1 for ChatML models)."
             )
         stops = {t for s in fmt.answer_stops if (t := _single_token(tokenizer, s)) is not None}
         eos = eos_ids(tokenizer)

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from s1.core.errors import UserError, first_line
+from s1.core.errors import UserError, first_line, named
 
 DEFAULT_MODEL = "smollm2"
 _EMBEDDED_ALIASES = {"smollm2", "smollm2-135m", "smollm2-135m-instruct"}
@@ -47,16 +47,18 @@ def embedded_gguf() -> Path:
 
 
 def resolve(name: str) -> ModelSource:
-    """Decide what a --model value names, with one clear error when it names nothing."""
+    """Decide what a model setting names, with one clear error when it names nothing."""
     if not name or not name.strip():
-        raise UserError("No model given; pass --model smollm2, a local model directory, a .gguf file or a hub id.")
+        raise UserError(
+            f"No model given; set {named('model')} to smollm2, a local model directory, a .gguf file or a hub id."
+        )
     if name.lower() in _EMBEDDED_ALIASES:
         return ModelSource("gguf", str(embedded_gguf()))
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
             raise UserError(
-                f"{name} is a directory but holds no config.json; point --model at a saved model directory."
+                f"{name} is a directory but holds no config.json; point {named('model')} at a saved model directory."
             )
         return ModelSource("dir", str(path))
     if path.suffix == ".gguf":
@@ -184,12 +186,13 @@ def load_hf(name: str, device: str = "auto", dtype: str = "auto", place: bool = 
     except OSError as exc:
         if source.kind != "hub":
             raise UserError(
-                f"Could not load model from {location} ({first_line(exc)}); check that it is a saved transformers model."
+                f"Could not load model from {location} ({first_line(exc)}); check that it is a saved transformers "
+                "model."
             ) from None
         if not _hub_reachable():
             raise UserError(
-                f"Model {name!r} is not in the local cache and the hub cannot be reached; pass --model smollm2, "
-                "a local model directory or a .gguf file, or download the model first."
+                f"Model {name!r} is not in the local cache and the hub cannot be reached; set {named('model')} to "
+                "smollm2, a local model directory or a .gguf file, or download the model first."
             ) from None
         try:
             model, tokenizer = load(local_only=False)
@@ -248,6 +251,7 @@ def load_tokenizer(name: str):
         config = AutoConfig.from_pretrained(location, local_files_only=offline, **kwargs)
     except OSError as exc:
         raise UserError(
-            f"Could not load the tokenizer of {name!r} ({first_line(exc)}); pass --model with the served model's tokenizer."
+            f"Could not load the tokenizer of {name!r} ({first_line(exc)}); point {named('model')} at the served "
+            "model's tokenizer."
         ) from None
     return tokenizer, int(getattr(config, "max_position_embeddings", None) or 32768)

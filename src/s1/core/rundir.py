@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from s1.core.errors import UserError
+from s1.core.errors import UserError, named
 from s1.core.files import append_line, write_atomic, write_failure
 from s1.core.version import __version__
 
@@ -48,7 +48,7 @@ def identity_hash(value) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def make_directory(path: Path, option: str = "--output", what: str = "s1") -> Path:
+def make_directory(path: Path, option: str = named("output"), what: str = "s1") -> Path:
     """Create the directory a command writes into, or say in one sentence why it cannot be there."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{option} {path} is a file; {what} writes a directory there, so choose another {option}.")
@@ -59,13 +59,15 @@ def make_directory(path: Path, option: str = "--output", what: str = "s1") -> Pa
     return path
 
 
-def lock_directory(path: Path, what: str, option: str = "--output"):
+def lock_directory(path: Path, what: str):
     """Create `path` and hold its lock file (flock: the kernel frees it even after SIGKILL), or say who holds it."""
-    make_directory(path, option, what=what)
+    make_directory(path, what=what)
     try:
         handle = open(path / LOCK, "a+")
     except OSError as exc:
-        raise UserError(f"Cannot write to output directory {path} ({exc.strerror}); choose another {option}.") from None
+        raise UserError(
+            f"Cannot write to output directory {path} ({exc.strerror}); choose another {named('output')}."
+        ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -73,7 +75,8 @@ def lock_directory(path: Path, what: str, option: str = "--output"):
         holder = handle.read().strip() or "another process"
         handle.close()
         raise UserError(
-            f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another {option}."
+            f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another "
+            f"{named('output')}."
         ) from None
     try:  # who holds it, for the message above; the lock works without it (a full disk may refuse these bytes)
         handle.seek(0)
@@ -111,23 +114,23 @@ def directory_kind(path: Path) -> str | None:
         return None
 
 
-def check_kind(path: Path, kind: str, option: str = "--output") -> None:
+def check_kind(path: Path, kind: str) -> None:
     """Refuse, in one sentence, a directory that holds another kind of run."""
     found = directory_kind(path) if Path(path).is_dir() else None
     if found not in (None, kind):
         raise UserError(
             f"{path} holds an {KINDS[found]} run, and {KINDS[kind]} does not write into another kind of run "
-            f"directory (their files and history.jsonl would mix); choose another {option}."
+            f"directory (their files and history.jsonl would mix); choose another {named('output')}."
         )
 
 
-def claim_directory(path: Path, kind: str, option: str = "--output"):
+def claim_directory(path: Path, kind: str):
     """Lock `path` for a run of `kind` (see `lock_directory`), refuse it if it holds another kind of run, and
     mark it as this kind; returns the lock's handle for `unlock_directory`."""
-    check_kind(path, kind, option)
-    handle = lock_directory(Path(path), KINDS[kind], option)
+    check_kind(path, kind)
+    handle = lock_directory(Path(path), KINDS[kind])
     try:
-        check_kind(path, kind, option)  # again under the lock: another kind may have claimed it meanwhile
+        check_kind(path, kind)  # again under the lock: another kind may have claimed it meanwhile
         if not (Path(path) / MARKER).exists():
             write_atomic(Path(path) / MARKER, json.dumps({"kind": kind}) + "\n")
     except BaseException:

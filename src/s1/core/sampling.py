@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 
 from s1.core.errors import UserError
+from s1.core.rundir import identity_hash
+from s1.core.settings import setting
 
 GREEDY_BELOW = 1e-5
 
@@ -16,24 +18,46 @@ SEED_LIMIT = 2**63
 
 @dataclass(frozen=True)
 class Sampling:
-    """temperature 0 is greedy decoding, as s1 evaluates."""
+    """temperature 0 is greedy decoding, as s1 evaluates. Declared here once (see s1/core/settings.py)."""
 
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
+    temperature: float = setting(0.0, help="Sampling temperature; 0 is greedy.", ge=0)
+    top_p: float = setting(
+        1.0, help="Nucleus sampling: the smallest set of tokens holding this much probability.", gt=0, le=1
+    )
+    seed: int | None = setting(None, help="Seed for sampling (none: unseeded).", ge=0, lt=SEED_LIMIT)
 
     def __post_init__(self):
         t, p = self.temperature, self.top_p
         if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t < 0:
-            raise UserError(f"temperature must be zero (greedy) or a positive number, got {t!r}.")
+            raise UserError(f"temperature must be zero (greedy) or a positive number, got {t!r}.", "temperature", t)
         if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1:
-            raise UserError(f"top_p must be in (0, 1], got {p!r}.")
+            raise UserError(f"top_p must be in (0, 1], got {p!r}.", "top_p", p)
         if self.seed is not None and (
             not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < SEED_LIMIT
         ):
-            raise UserError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed!r}.")
+            raise UserError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed!r}.", "seed", self.seed)
 
     @property
     def greedy(self) -> bool:
         """Temperatures below 1e-5 decode greedily, as vLLM does: dividing logits by them overflows."""
         return self.temperature < GREEDY_BELOW
+
+
+def derive_seed(
+    seed: int | None, draw: int | str = 0, problem: str | None = None, tries: int = 0, node: int | str | None = None
+) -> int | None:
+    """The one place a request's seed is derived from the seed a user gave (None stays None: unseeded).
+
+    - Draws of one request (the server's `n` choices, curation's retries of a call): the k-th draw uses
+      seed + k, so a request with one choice uses exactly the seed its client sent, as vLLM does.
+    - An evaluation's samples (`problem` given): a hash of the seed, the problem's id, the sample index
+      and its rejection-sampling tries, so a sample's seed follows its problem's id, not its position
+      (--limit and --ids never change a sample); a search's child `draw` of tree node `node` hashes as
+      "node.draw". Run directories store these seeds in samples' identities: the values must never change.
+    """
+    if seed is None:
+        return None
+    if problem is None:
+        return (seed + int(draw)) % SEED_LIMIT
+    key = f"{node}.{draw}" if node is not None else draw
+    return int(identity_hash([seed, str(problem), key, tries]), 16) % SEED_LIMIT

@@ -25,8 +25,7 @@ from s1.core.forcing import BudgetForcing
 from s1.core.formats import encode
 from s1.core.loader import load_function
 from s1.core.rundir import identity_hash
-from s1.core.sampling import Sampling
-from s1.curate.config import Role
+from s1.curate.config import Role, worded
 from s1.curate.store import Store
 from s1.engines import load_engine
 from s1.engines.base import make_request, prepare_ids
@@ -142,33 +141,45 @@ class Caller:
             on_reply(sum(copies[k] for k in replies))
         todo = [(k, a) for k, a in first.items() if k not in replies]
         if todo:
-            engine = self.engines.get(self.role)
-
-            def done(key: str, reply: dict | None) -> None:
-                replies[key] = reply
-                if on_reply:
-                    on_reply(copies[key])
-
-            if isinstance(engine, FunctionEngine):
-                for key, ask in todo:
-                    done(key, self._call_function(engine, key, ask))
-                return [replies.get(k) for k in keys]
-            constrained = [(k, a) for k, a in todo if a.choices and self.role.constrained and hasattr(engine, "choose")]
-            chosen = {k for k, _ in constrained}
-            free = [(k, a) for k, a in todo if k not in chosen]
-            for key, ask in constrained:
-                done(key, self._choose(engine, key, ask))
-            for start in range(0, len(free), self.role.concurrency):
-                self._generate(engine, free[start : start + self.role.concurrency], done)
+            try:
+                self._send_all(todo, replies, copies, on_reply)
+            except UserError as exc:  # about a setting: named by its key in the config (roles.teacher.base_urls)
+                raise UserError(worded(exc, self.where)) from None
         return [replies.get(k) for k in keys]
+
+    @property
+    def where(self) -> str:
+        """This role's place in the config: roles.teacher, roles.solvers.0 ..."""
+        return f"roles.solvers.{self.name[6:]}" if self.name.startswith("solver") else f"roles.{self.name}"
+
+    def _send_all(self, todo: list, replies: dict, copies: dict, on_reply) -> None:
+        """Call the model for the asks no cache answered, filling `replies` as they arrive."""
+        engine = self.engines.get(self.role)
+
+        def done(key: str, reply: dict | None) -> None:
+            replies[key] = reply
+            if on_reply:
+                on_reply(copies[key])
+
+        if isinstance(engine, FunctionEngine):
+            for key, ask in todo:
+                done(key, self._call_function(engine, key, ask))
+            return
+        constrained = [(k, a) for k, a in todo if a.choices and self.role.constrained and hasattr(engine, "choose")]
+        chosen = {k for k, _ in constrained}
+        free = [(k, a) for k, a in todo if k not in chosen]
+        for key, ask in constrained:
+            done(key, self._choose(engine, key, ask))
+        for start in range(0, len(free), self.role.concurrency):
+            self._generate(engine, free[start : start + self.role.concurrency], done)
 
     # -- the two ways of calling -------------------------------------------------------------------
     def _request(self, engine, ask: Ask):
         role = self.role
         temperature = role.temperature if ask.attempt == 0 else max(role.temperature, RETRY_TEMPERATURE)
-        sampling = Sampling(temperature=temperature, top_p=role.top_p, seed=role.seed + ask.attempt)
+        sampling = role.sampling(ask.attempt, temperature)
         if ask.think:
-            forcing = BudgetForcing(max_thinking_tokens=role.max_thinking_tokens, max_answer_tokens=role.max_tokens)
+            forcing = role.forcing()
             return make_request(
                 engine.tokenizer,
                 engine.format_tokens,
@@ -218,7 +229,7 @@ class Caller:
         self.store.call_sent(key, self.name, {"message": ask.message})
         self.tally.sent += 1
         try:
-            reply = engine.reply(ask.message, seed=self.role.seed + ask.attempt)
+            reply = engine.reply(ask.message, seed=self.role.sampling(ask.attempt).seed)
         except Exception as exc:  # noqa: BLE001 - one failed call must not stop the stage
             return self._failed(key, exc)
         self.store.call_done(key, reply)
@@ -274,6 +285,8 @@ class Caller:
             return [b for i, b in enumerate(batch) if i not in finished], exc
 
     def _failed(self, key: str, exc: BaseException) -> None:
+        if isinstance(exc, UserError):
+            exc = UserError(worded(exc, self.where))
         message = first_line(exc, 500)
         self.store.call_failed(key, message)
         self.tally.failed += 1

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from s1.core.errors import UserError
+from s1.core.forcing import BudgetForcing
+from s1.core.sampling import Sampling, derive_seed
+from s1.core.settings import declared
 
 STRATEGIES = ("s1", "random", "longest", "diverse")
 
@@ -48,8 +51,37 @@ class Source(_Strict):
         return self
 
 
-class Role(_Strict):
-    """A model that curation calls: any engine of the project, its model and its decoding settings."""
+ROLE_KEYS = {"max_answer_tokens": "max_tokens", "batch_size": "concurrency"}
+"""A role's key for a setting where it is not the setting's own name: a role's `max_tokens` is the length of its
+reply (a teacher's attempt after thinking, a solver's solution, a judge's or classifier's verdict); its
+`concurrency` is the batch an in-process engine runs."""
+ADDED_KEYS = ("min_thinking_tokens", "num_ignore", "extensions", "answer_prefix")
+"""Forcing keys roles gained after run directories existed: left out of a role's cache key at their defaults."""
+
+
+def _decoding() -> dict:
+    """A role's decoding keys: the settings declared on `BudgetForcing` (a teacher's thinking; the whole-output
+    bound `max_tokens` is not one) and `Sampling`, under their role keys, with their types, defaults and ranges."""
+    keys = {}
+    for d in declared(BudgetForcing) + declared(Sampling):
+        if d.name != "max_tokens":
+            keys[ROLE_KEYS.get(d.name, d.name)] = (d.type, Field(default=d.default, description=d.help, **d.bounds()))
+    # a curation is reproducible unless told otherwise; retries add to the seed, so it stays below 2**62
+    keys["seed"] = (int, Field(default=0, ge=0, lt=2**62, description="Seed of the role's first call."))
+    return keys
+
+
+def role_key(setting: str) -> str:
+    """A setting's key in a role (`max_answer_tokens` -> `max_tokens`)."""
+    return ROLE_KEYS.get(setting, setting)
+
+
+_Decoding = create_model("_Decoding", __base__=_Strict, **_decoding())
+
+
+class Role(_Decoding):
+    """A model that curation calls: any engine of the project, its model and its decoding settings (the forcing
+    keys apply to the teacher, the one role that thinks)."""
 
     engine: Literal["hf", "reprefill", "llamacpp", "remote", "python"] = "llamacpp"
     model: str = "smollm2"
@@ -57,13 +89,6 @@ class Role(_Strict):
     base_urls: list[str] = []
     remote_mode: Literal["auto", "ids", "text"] = "auto"
     format: Literal["s1", "r1"] = "s1"
-    temperature: float = Field(default=0.0, ge=0)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    seed: int = Field(default=0, ge=0, lt=2**62)
-    max_thinking_tokens: int | None = Field(default=None, ge=0)
-    """Teacher only: cap on thinking (None: whatever the context leaves)."""
-    max_tokens: int = Field(default=1024, ge=1)
-    """Answer tokens (the teacher's attempt, a solver's solution, a judge's or classifier's reply)."""
     concurrency: int | None = Field(default=None, ge=1, le=1024)
     """Calls handed to the engine at once (remote: in flight, spread over base_urls; hf and llamacpp:
     batched). Default 8."""
@@ -81,11 +106,30 @@ class Role(_Strict):
             raise ValueError(f"a python role names its function as module:function, got {self.model!r}")
         if self.concurrency is None:
             self.concurrency = 8
+        self.forcing()  # checked by the class that checks forcing settings (one sentence naming the setting)
         return self
+
+    def forcing(self) -> BudgetForcing:
+        """The teacher's budget (thinking, then an answer of `max_tokens`)."""
+        return BudgetForcing(
+            **{d.field: getattr(self, role_key(d.name)) for d in declared(BudgetForcing) if d.name != "max_tokens"}
+        )
+
+    def sampling(self, attempt: int, temperature: float | None = None) -> Sampling:
+        """The decoding of the `attempt`-th try of a call (a retry draws from its own seed)."""
+        return Sampling(
+            temperature=self.temperature if temperature is None else temperature,
+            top_p=self.top_p,
+            seed=derive_seed(self.seed, attempt),
+        )
 
     def key(self) -> dict:
         """What identifies this role's replies in the call cache (base URLs and concurrency do not)."""
-        return self.model_dump(exclude={"base_urls", "remote_mode", "concurrency", "retries"})
+        key = self.model_dump(exclude={"base_urls", "remote_mode", "concurrency", "retries"})
+        for name in ADDED_KEYS:
+            if key[name] == Role.model_fields[name].default:
+                del key[name]  # so caches written before these keys existed still answer
+        return key
 
 
 class Preselect(_Strict):
@@ -148,10 +192,18 @@ class CurateConfig(_Strict):
 def _describe(error: ValidationError, where: str) -> str:
     first = error.errors()[0]
     place = ".".join(str(p) for p in first["loc"]) or "the top level"
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, UserError):  # a setting's own check: name it by its key in this config
+        return f"{where}: {worded(cause, place)}"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "is not a setting s1 curate knows; check its spelling against configs/curate/paper.yaml"
     return f"{where}: {place} {message}."
+
+
+def worded(error: UserError, role: str) -> str:
+    """A library error about a setting in this config's terms: `roles.teacher.base_urls`, not --base-url."""
+    return error.worded(lambda setting: f"{role}.{role_key(setting)}")
 
 
 def load_config(path: str | Path, output: str | None = None) -> CurateConfig:

@@ -73,7 +73,7 @@ class Store:
         self.db: sqlite3.Connection | None = None
 
     def __enter__(self) -> Store:
-        self._lock_file = claim_directory(self.directory, "curate", "--output (or the config's output:)")
+        self._lock_file = claim_directory(self.directory, "curate")
         try:
             with self._failing_writes():
                 self.db = sqlite3.connect(self.path, check_same_thread=False)

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from s1.core.errors import UserError, first_line
+from s1.core.errors import UserError, first_line, named
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 DATA_DIR_ENV = "S1_DATA_DIR"
@@ -206,8 +206,10 @@ def _compiled(env, template: str):
 # ------------------------------------------------------------------------------------------ loading
 
 
-def read_rows(path: Path) -> list[dict]:
-    """Rows of a JSONL, JSON-array, CSV or Parquet file, with a clear error for anything unreadable."""
+def read_rows(path: Path, what: str = "data", strings_as: str | None = None) -> list[dict]:
+    """Rows of a JSONL, JSON-array, CSV or Parquet file, with a clear error for anything unreadable: the one reader
+    of such files (`s1 eval --data`, `s1 generate --input`, curation's sources). `what` names the file in errors;
+    with `strings_as`, a JSONL line holding a bare JSON string is the row {strings_as: that string}."""
     if path.suffix.lower() == ".parquet":
         try:
             import datasets
@@ -219,7 +221,7 @@ def read_rows(path: Path) -> list[dict]:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark some editors write is not part of the data
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(
-            f"Cannot read data file {path} ({exc.__class__.__name__}); check the path and that it is UTF-8."
+            f"Cannot read {what} file {path} ({exc.__class__.__name__}); check the path and that it is UTF-8."
         ) from None
     if path.suffix.lower() == ".csv":
         # the whole text through the CSV parser: quoted fields keep their newlines; strict, so a quote left
@@ -240,14 +242,15 @@ def read_rows(path: Path) -> list[dict]:
             raise UserError(f"{path} must hold a JSON list of records.")
         return rows
     rows = []
-    for number, line in enumerate(
-        text.split("\n"), 1
-    ):  # not splitlines: U+2028 and U+0085 may sit inside a JSON string
+    # not splitlines: U+2028 and U+0085 may sit inside a JSON string
+    for number, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 raise UserError(f"Line {number} of {path} is not valid JSON; write one JSON object per line.") from None
+            if strings_as is not None and isinstance(row, str):
+                row = {strings_as: row}
             if not isinstance(row, dict):
                 raise UserError(f"Line {number} of {path} is not a JSON object; write one record per line.")
             rows.append(row)
@@ -272,7 +275,7 @@ def task_rows(task: Task, data_dir: str | Path | None) -> list[dict]:
         if folder or not task.dataset_path:
             raise UserError(
                 f"{task.data_file} was not found in {folder or 'the task file folder'}; put it there, "
-                f"or pass --data-dir with the folder that holds it."
+                f"or set {named('data_dir')} to the folder that holds it."
             )
     try:
         import datasets

@@ -5,7 +5,7 @@ Which engines there are and what each can do is in registry.py; `load_engine` ch
 
 from __future__ import annotations
 
-from s1.core.errors import UserError
+from s1.core.errors import UserError, named
 from s1.core.sampling import Sampling
 from s1.engines.base import Completion, Engine, Request, make_request
 from s1.engines.registry import ENGINES, LoadOptions, spec
@@ -28,9 +28,9 @@ def load_engine(
     context holds at once, the batch size it will be asked to run.
     """
     if remote_mode != "auto" and engine != "remote":
-        raise UserError("--remote-mode is only for --engine remote.")
+        raise UserError(f"{named('remote_mode')} is only for {named('engine')} remote.")
     if base_urls and engine != "remote":
-        raise UserError("--base-url is only for --engine remote.")
+        raise UserError(f"{named('base_urls')} is only for {named('engine')} remote.")
     options = LoadOptions(
         device=device, dtype=dtype, parallel=parallel, base_urls=tuple(base_urls or ()), remote_mode=remote_mode
     )

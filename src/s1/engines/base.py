@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from s1.core.errors import UserError
+from s1.core.errors import UserError, named
 from s1.core.forcing import BudgetForcing, ForcingState
 from s1.core.formats import FormatTokens, ThinkingFormat, encode, render_prompt
 from s1.core.sampling import Sampling
@@ -191,9 +191,10 @@ def prepare_ids(
         room = context_length - len(ids)
         budget = forcing.max_tokens if forcing.max_tokens is not None else forcing.max_answer_tokens
         if budget > room:
+            limit = named("max_tokens" if forcing.max_tokens is not None else "max_answer_tokens")
             raise UserError(
-                f"The prompt ({len(ids)} tokens) plus max_tokens ({budget}) exceed the model's context of "
-                f"{context_length} tokens; lower max_tokens to at most {max(room, 0)}."
+                f"The prompt ({len(ids)} tokens) plus {limit} ({budget}) exceed the model's context of "
+                f"{context_length} tokens; lower {limit} to at most {max(room, 0)}."
             )
         return Request(prompt=prompt, prompt_token_ids=ids, forcing=forcing, sampling=sampling, cap=0, **options)
     ending = len(format_tokens.forced_end(forcing.answer_prefix, after_newline=False))
@@ -201,9 +202,9 @@ def prepare_ids(
     if forcing.max_thinking_tokens is None:
         if room < 1:
             raise UserError(
-                f"The prompt ({len(ids)} tokens) and max_answer_tokens ({forcing.max_answer_tokens}) leave no room "
-                f"to think in the model's context of {context_length} tokens; shorten the prompt or lower "
-                "--max-answer-tokens."
+                f"The prompt ({len(ids)} tokens) and {named('max_answer_tokens')} ({forcing.max_answer_tokens}) leave "
+                f"no room to think in the model's context of {context_length} tokens; shorten the prompt or lower "
+                f"{named('max_answer_tokens')}."
             )
         cap = room
     else:
@@ -211,14 +212,14 @@ def prepare_ids(
         if cap > room:
             raise UserError(
                 f"The prompt ({len(ids)} tokens) plus {cap} thinking and {forcing.max_answer_tokens} answer tokens "
-                f"exceed the model's context of {context_length} tokens; lower --max-thinking-tokens to at most "
-                f"{max(room, 0)} or lower --max-answer-tokens."
+                f"exceed the model's context of {context_length} tokens; lower {named('max_thinking_tokens')} to at "
+                f"most {max(room, 0)} or lower {named('max_answer_tokens')}."
             )
     if forcing.min_thinking_tokens > cap:
         raise UserError(
-            f"min_thinking_tokens ({forcing.min_thinking_tokens}) cannot fit: the prompt ({len(ids)} tokens) and "
-            f"answer budget leave room for {cap} thinking tokens in the model's context of {context_length}; "
-            "lower the minimum."
+            f"{named('min_thinking_tokens')} ({forcing.min_thinking_tokens}) cannot fit: the prompt ({len(ids)} "
+            f"tokens) and answer budget leave room for {cap} thinking tokens in the model's context of "
+            f"{context_length}; lower the minimum."
         )
     return Request(prompt=prompt, prompt_token_ids=ids, forcing=forcing, sampling=sampling, cap=cap, **options)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s1.core.errors import UserError
+from s1.core.errors import UserError, named
 from s1.core.formats import FormatTokens, ThinkingFormat, get_format
 from s1.core.models import resolve
 from s1.engines.base import OnToken
@@ -44,7 +44,7 @@ class Runtime:
         self.api = llama_cpp
         limit = llama_cpp.llama_max_parallel_sequences()
         if not 1 <= parallel <= limit:
-            raise UserError(f"llama.cpp runs 1 to {limit} sequences at once; got a batch size of {parallel}.")
+            raise UserError(f"llama.cpp runs 1 to {limit} sequences at once; got {named('batch_size')} {parallel}.")
         if threads is not None and threads < 1:
             raise UserError(f"--threads must be at least 1, got {threads}.")
         self.model = _internals.LlamaModel(
@@ -54,7 +54,8 @@ class Runtime:
         per_sequence = n_ctx_seq if n_ctx_seq is not None else min(trained, DEFAULT_CONTEXT)
         if per_sequence < 16:
             raise UserError(
-                f"The context per sequence would be {per_sequence} tokens; raise --ctx-size or lower --batch-size."
+                f"The context per sequence would be {per_sequence} tokens; raise {named('ctx_size')} or lower "
+                f"{named('batch_size')}."
             )
         if per_sequence * parallel > 2**31 - 1:
             raise UserError(f"--ctx-size {per_sequence * parallel} is more than llama.cpp can address; lower it.")
@@ -72,8 +73,8 @@ class Runtime:
             self.context = _internals.LlamaContext(model=self.model, params=params, verbose=False)
         except ValueError:
             raise UserError(
-                f"llama.cpp could not allocate a context of {parallel} × {per_sequence} tokens; lower --batch-size "
-                "(--parallel) or --ctx-size."
+                f"llama.cpp could not allocate a context of {parallel} × {per_sequence} tokens; lower "
+                f"{named('batch_size')} or {named('ctx_size')}."
             ) from None
         raw = self.model.model
         self.keeps_prefixes = not (
@@ -213,7 +214,9 @@ class LlamaCppEngine(LoopEngine):
 
         source = resolve(name)
         if source.kind != "gguf":
-            raise UserError(f"The llamacpp engine runs GGUF files; {name} is not one (use --engine hf for it).")
+            raise UserError(
+                f"The llamacpp engine runs GGUF files; {name} is not one (use {named('engine')} hf for it)."
+            )
         if ctx_size is not None and ctx_size < 1:
             raise UserError(f"--ctx-size must be a positive number of tokens, got {ctx_size}.")
         path = Path(source.location)

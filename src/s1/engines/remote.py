@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from s1.core.errors import UserError
+from s1.core.errors import UserError, named
 from s1.core.formats import FormatTokens, ThinkingFormat, encode
 from s1.engines.reprefill import Call, ReprefillEngine, Sequence
 
@@ -125,7 +125,9 @@ class RemoteBackend:
     ):
         check_mode(mode)
         if not base_urls:
-            raise UserError("The remote engine needs at least one --base-url (an OpenAI-compatible server).")
+            raise UserError(
+                f"The remote engine needs at least one server in {named('base_urls')} (an OpenAI-compatible server)."
+            )
         self.urls = list(dict.fromkeys(_normalize(u) for u in base_urls))
         self.client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -157,7 +159,8 @@ class RemoteBackend:
                 r = self._post_or_get(url, "GET", "/v1/models", None, retry_connect=False, timeout=30.0)
             except _Spent as exc:
                 raise UserError(
-                    f"Cannot reach the server at {url} ({exc.reason}); check --base-url and that the server runs."
+                    f"Cannot reach the server at {url} ({exc.reason}); check {named('base_urls')} and that the server "
+                    "runs."
                 ) from None
             except RemoteError as exc:
                 raise UserError(
@@ -168,7 +171,7 @@ class RemoteBackend:
                 served = [str(m["id"]) for m in entries]
             except (ValueError, KeyError, TypeError):
                 raise UserError(
-                    f"{url}/v1/models did not answer with an OpenAI model list; point --base-url at an "
+                    f"{url}/v1/models did not answer with an OpenAI model list; point {named('base_urls')} at an "
                     "OpenAI-compatible server (such as http://host:8000/v1)."
                 ) from None
             if not served:
@@ -269,7 +272,9 @@ class RemoteBackend:
                     method, f"{url}{path}", json=body, timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
                 )
             except httpx.UnsupportedProtocol:
-                raise UserError(f"--base-url {url!r} is not an http(s) URL; write it as http://host:port/v1.") from None
+                raise UserError(
+                    f"{url!r} in {named('base_urls')} is not an http(s) URL; write it as http://host:port/v1."
+                ) from None
             except httpx.TransportError as exc:
                 reason, status = _transport_reason(exc), None
                 if not retry_connect and isinstance(exc, httpx.ConnectError):
@@ -428,7 +433,7 @@ class RemoteBackend:
 
 def check_mode(mode: str) -> None:
     if mode not in MODES:
-        raise UserError(f"--remote-mode must be one of {', '.join(MODES)}, got {mode!r}.")
+        raise UserError(f"{named('remote_mode')} must be one of {', '.join(MODES)}, got {mode!r}.", value=mode)
 
 
 def _normalize(url: str) -> str:
@@ -470,7 +475,9 @@ class RemoteEngine(ReprefillEngine):
 
         check_mode(mode)
         if not base_urls:
-            raise UserError("The remote engine needs at least one --base-url (an OpenAI-compatible server).")
+            raise UserError(
+                f"The remote engine needs at least one server in {named('base_urls')} (an OpenAI-compatible server)."
+            )
         tokenizer, context = load_tokenizer(name)
         engine = cls(None, tokenizer, fmt, context)
         engine.backend = RemoteBackend(

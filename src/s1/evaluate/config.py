@@ -10,6 +10,7 @@ from s1.core.forcing import BudgetForcing
 from s1.core.formats import get_format
 from s1.core.rundir import identity_hash
 from s1.core.sampling import Sampling
+from s1.core.settings import config_fields, declared
 from s1.data.benchmarks import Problem, benchmark_problems
 from s1.engines import ENGINES
 from s1.evaluate.methods import METHODS, SearchSpec, Setting, build_settings
@@ -33,24 +34,20 @@ CONTEXT_FIELDS = (
 
 
 @dataclass
+@config_fields(BudgetForcing, Sampling, SearchSpec)
 class EvalConfig:
+    """What `s1 eval` runs. Besides the keys below, every setting declared on `BudgetForcing`, `Sampling` and
+    `SearchSpec` is a key here, under its declared name and with its declared default (`config_fields`);
+    the swept ones (`max_thinking_tokens`, `num_ignore`) as lists: one setting of the sweep per value."""
+
     benchmarks: list[str] = field(default_factory=lambda: ["aime24"])
     model: str = "smollm2"
     engine: str = "hf"
     format: str = "s1"
     methods: list[str] = field(default_factory=lambda: ["budget_forcing"])
-    max_thinking_tokens: list[int | None] = field(default_factory=lambda: [None])
-    num_ignore: list[int] = field(default_factory=lambda: [0])
-    min_thinking_tokens: int = 0
-    extensions: list[str] = field(default_factory=lambda: ["Wait"])
-    answer_prefix: str = "Final Answer:"
-    max_answer_tokens: int = 1024
     steps: list[int] | None = None
     tokens_per_step: int = 100
     samples: int = 1
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
     max_tries: int = 16
     batch_size: int = 8
     system: str | None = None
@@ -66,25 +63,14 @@ class EvalConfig:
     base_urls: list[str] | None = None
     remote_mode: str = "auto"
     only_current: bool = False
-    reward_model: str | None = None
-    reward_kind: str = "auto"
-    step_tag: str | None = None
-    reward_aggregate: str = "last"
     widths: list[int] = field(default_factory=lambda: [16])
-    step_delimiter: str = "\n\n"
-    max_step_tokens: int = 256
-    max_depth: int = 32
-    rebase_temperature: float = 0.2
-    rebase_vote: str = "weighted"
     plot_tokens: str = "generated"
 
     def forcing(self) -> BudgetForcing:
+        """The sweep's base: every forcing setting but the swept ones, which each setting of the sweep sets."""
         return BudgetForcing(
+            **{d.field: getattr(self, d.name) for d in declared(BudgetForcing) if not d.sweep},
             max_thinking_tokens=None,
-            min_thinking_tokens=self.min_thinking_tokens,
-            extensions=tuple(self.extensions),
-            answer_prefix=self.answer_prefix,
-            max_answer_tokens=self.max_answer_tokens,
         )
 
     def context(self) -> dict:
@@ -140,18 +126,9 @@ class EvalConfig:
         reward = self.reward_model
         if reward and not reward.startswith(("http://", "https://")) and Path(reward).expanduser().is_dir():
             reward = str(Path(reward).expanduser().resolve())
-        return SearchSpec(
-            self.samples,
-            reward,
-            self.reward_kind,
-            self.step_tag,
-            self.reward_aggregate,
-            self.step_delimiter,
-            self.max_step_tokens,
-            self.max_depth,
-            float(self.rebase_temperature),
-            self.rebase_vote,
-        )
+        values = {d.field: getattr(self, d.name) for d in declared(SearchSpec)}
+        values["softmax_temperature"] = float(values["softmax_temperature"])
+        return SearchSpec(self.samples, **{**values, "reward": reward})
 
     def check_search(self) -> None:
         """The parallel and tree-search values, checked before anything loads."""

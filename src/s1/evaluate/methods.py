@@ -24,27 +24,51 @@ from dataclasses import asdict, dataclass, replace
 
 from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
+from s1.core.settings import setting
 from s1.evaluate.metrics import best_of, majority_vote, weighted_vote
 
 
 @dataclass(frozen=True)
 class SearchSpec:
     """How a parallel or tree-search setting draws trajectories and picks an answer; part of the
-    setting's identity, so only what its method uses is set (the rest stays at the defaults)."""
+    setting's identity, so only what its method uses is set (the rest stays at the defaults). The field
+    names are stored in run directories; users know them by their declared names (`reward_aggregate`)."""
 
     trajectories: int
-    """N samples (majority, best-of-N, weighted majority) or the width W (REBASE)."""
-    reward: str | None = None
-    """The reward model (--reward-model) and how it is read."""
-    reward_kind: str = "auto"
-    step_tag: str | None = None
-    aggregate: str = "last"
-    delimiter: str = "\n\n"
-    max_step_tokens: int = 256
-    max_depth: int = 32
-    softmax_temperature: float = 0.2
-    vote: str = "weighted"
-    """REBASE's final answer: weighted (by reward) or plain majority over its finished trajectories."""
+    """N samples (majority, best-of-N, weighted majority) or the width W (REBASE): --samples and --width."""
+    reward: str | None = setting(
+        None,
+        help="best_of_n, weighted_majority, rebase: a reward model directory, an http:// URL of a /pooling server "
+        "(vLLM, s1 serve --reward-model) or module:function.",
+        name="reward_model",
+    )
+    reward_kind: str = setting(
+        "auto",
+        help="How a reward model directory is read: auto (from its architecture), prm (token classification at "
+        "each step tag), shepherd (good-token probability) or orm.",
+    )
+    step_tag: str | None = setting(
+        None,
+        help="Text the reward model reads after each step (default: <extra_0> for prm, ки for shepherd).",
+        escaped=True,
+    )
+    aggregate: str = setting(
+        "last", help="A trajectory's score from its steps' scores: last, min, mean or prod.", name="reward_aggregate"
+    )
+    delimiter: str = setting("\n\n", help="REBASE: a step ends at this text.", name="step_delimiter", escaped=True)
+    max_step_tokens: int = setting(256, help="REBASE: a step ends after this many tokens at most.", ge=1)
+    max_depth: int = setting(32, help="REBASE: steps before live nodes run to their end.", ge=1)
+    softmax_temperature: float = setting(
+        0.2,
+        help="REBASE: softmax temperature over node scores when splitting the width.",
+        gt=0,
+        name="rebase_temperature",
+    )
+    vote: str = setting(
+        "weighted",
+        help="REBASE's answer: weighted (by reward) or plain majority over its finished trajectories.",
+        name="rebase_vote",
+    )
 
 
 CLASS_PROMPTS = {

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from s1.core.rundir import identity_hash
-from s1.core.sampling import SEED_LIMIT, Sampling
+from s1.core.sampling import Sampling, derive_seed
 from s1.data.benchmarks import Problem
 from s1.evaluate.config import EvalConfig, sample_identity
 from s1.evaluate.methods import Setting
@@ -64,12 +63,7 @@ def plan(config: EvalConfig, settings: list[Setting], benchmarks: dict[str, list
     return Plan(context, items, [it for it in items if it.identity not in done])
 
 
-def problem_seed(seed: int, problem_id: str, sample: int | str, tries: int) -> int:
-    """A sample's seed comes from the problem's id, not its position: --limit/--ids never change a sample."""
-    return int(identity_hash([seed, str(problem_id), sample, tries]), 16) % SEED_LIMIT
-
-
 def item_sampling(config: EvalConfig, item: Item, temperature: float) -> Sampling:
     """The sampling of an item's next draw (rejection sampling's redraws get their own seeds)."""
-    seed = None if config.seed is None else problem_seed(config.seed, item.problem.id, item.sample, item.tries)
+    seed = derive_seed(config.seed, item.sample, problem=item.problem.id, tries=item.tries)
     return Sampling(temperature=temperature, top_p=config.top_p, seed=seed)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from s1.core.sampling import Sampling
+from s1.core.sampling import Sampling, derive_seed
 from s1.engines import Engine, make_request
 from s1.evaluate.config import EvalConfig
-from s1.evaluate.plan import Item, Plan, problem_seed
+from s1.evaluate.plan import Item, Plan
 from s1.evaluate.recorder import Recorder
 from s1.evaluate.records import SearchRecord
 
@@ -41,10 +41,7 @@ def run_search(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pla
 
         def sampling(node, j: int) -> Sampling:
             """Each trajectory's (a tree: each node's child's) own seed, from the problem id and its place."""
-            if config.seed is None:
-                return replace(request.sampling, seed=None)
-            where = f"{node}.{j}" if node is not None else j
-            return replace(request.sampling, seed=problem_seed(config.seed, problem.id, where, 0))
+            return replace(request.sampling, seed=derive_seed(config.seed, j, problem=problem.id, node=node))
 
         scorer = reward if any(it.setting.search.reward for it in group) else None
         result = method.draw(engine, request, problem.question, setting, sampling, config.batch_size, scorer)

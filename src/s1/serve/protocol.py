@@ -8,21 +8,19 @@ What a body means as s1 `Request`s is in translate.py; what the server answers, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from s1.core.sampling import SEED_LIMIT
+from s1.core.forcing import BudgetForcing
+from s1.core.sampling import Sampling
+from s1.core.settings import Declared, declared, element
 
-BUDGET_FIELDS = (
-    "max_thinking_tokens",
-    "min_thinking_tokens",
-    "num_ignore",
-    "extensions",
-    "answer_prefix",
-    "max_answer_tokens",
-)
+FORCING = declared(BudgetForcing)
+SAMPLING = declared(Sampling)
+BUDGET_FIELDS = tuple(d.name for d in FORCING if d.name != "max_tokens")
+"""Fields that ask for budget forcing (a completions request that sets one is forced); max_tokens is OpenAI's."""
 MAX_N = 16
 MAX_PROMPTS = 256
 MAX_LOGPROBS = 20
@@ -36,15 +34,58 @@ class BadRequest(Exception):
 
 @dataclass
 class Defaults:
-    """Server-wide settings for requests that carry none (`s1 serve --max-thinking-tokens ...`)."""
+    """Server-wide settings for requests that carry none (`s1 serve --max-thinking-tokens ...`): a request's
+    field that is absent (or null) takes its value from these, field by field."""
 
-    max_answer_tokens: int = 1024
-    temperature: float = 0.0
-    answer_prefix: str = "Final Answer:"
-    max_thinking_tokens: int | None = None
-    num_ignore: int = 0
-    extensions: tuple[str, ...] = ("Wait",)
+    forcing: BudgetForcing = BudgetForcing()
+    sampling: Sampling = Sampling()
     reasoning_effort_caps: dict[str, int] = field(default_factory=lambda: {"low": 512, "medium": 2048, "high": 8192})
+
+    def forcing_for(self, body: _Body, max_tokens: int | None, max_thinking: int | None) -> BudgetForcing:
+        """A request's budget: each field it sets, these defaults for each it does not. `max_tokens` and
+        `max_thinking` are the request's own after its endpoint's aliases (max_completion_tokens,
+        reasoning_effort)."""
+        asked = {d.field: getattr(body, d.name) for d in FORCING}
+        asked.update(max_tokens=max_tokens, max_thinking_tokens=max_thinking)
+        if isinstance(asked["extensions"], str):
+            asked["extensions"] = [asked["extensions"]]
+        if not asked["extensions"]:
+            asked["extensions"] = None  # an empty list asks for nothing: the default extensions
+        given = {name: value for name, value in asked.items() if value is not None}
+        if max_thinking is not None and "min_thinking_tokens" not in given:
+            # the server's minimum, not asked for, never exceeds a cap the request asked for
+            given["min_thinking_tokens"] = min(self.forcing.min_thinking_tokens, max_thinking)
+        return replace(self.forcing, **given)
+
+    def sampling_for(self, body: _Body) -> Sampling:
+        """A request's sampling: each field it sets, these defaults for each it does not."""
+        return replace(
+            self.sampling, **{d.field: getattr(body, d.name) for d in SAMPLING if getattr(body, d.name) is not None}
+        )
+
+    def plain_max_tokens(self, body: _Body) -> int:
+        """A plain completion's length: the request's max_tokens, the server's, else 16 (as vLLM)."""
+        for limit in (body.max_tokens, self.forcing.max_tokens):
+            if limit is not None:
+                return limit
+        return PLAIN_MAX_TOKENS
+
+
+def _request_field(d: Declared):
+    """A declared setting as an optional request field: absent means the server's default. A list setting also
+    takes one string (`"extensions": "Wait"`), as OpenAI's `stop` does."""
+    base, _, many = element(d.type)
+    kind = list[base] | base | None if many else base | None
+    return kind, Field(default=None, description=d.help, **d.bounds())
+
+
+_Settings = create_model(
+    "_Settings",
+    __config__=ConfigDict(extra="forbid"),
+    **{d.name: _request_field(d) for d in FORCING + SAMPLING},
+)
+"""Budget forcing (s1's fields, and OpenAI's max_tokens) and sampling: the request fields declared on
+`BudgetForcing` and `Sampling`, with their names, types and ranges."""
 
 
 class StreamOptions(BaseModel):
@@ -52,16 +93,12 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _Body(BaseModel):
+class _Body(_Settings):
     """Fields both endpoints take. Unknown fields are refused (extra="forbid")."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
-    max_tokens: int | None = Field(default=None, ge=0)
-    temperature: float | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
     n: int = Field(default=1, ge=1, le=MAX_N)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -79,14 +116,9 @@ class _Body(BaseModel):
     top_k: int | None = None
     logit_bias: dict | None = None
     ignore_eos: bool = False
-    # budget forcing (s1)
-    max_thinking_tokens: int | None = Field(default=None, ge=0)
-    min_thinking_tokens: int | None = Field(default=None, ge=0)
-    num_ignore: int | None = Field(default=None, ge=0)
-    extensions: list[str] | str | None = None
-    answer_prefix: str | None = None
-    max_answer_tokens: int | None = Field(default=None, ge=1)
     budget_forcing: bool | None = None
+    """s1: force the budget on a completions prompt (default: when a budget field is set or the prompt ends
+    inside a thinking block)."""
 
 
 class CompletionBody(_Body):

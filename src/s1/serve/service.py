@@ -61,7 +61,7 @@ def build_service(
         scheduler = BatchScheduler(eng, max_batch=batch_size)
     else:
         scheduler = SerialScheduler(eng, workers=batch_size)
-    for text in defaults.extensions:
+    for text in defaults.forcing.extensions:
         eng.format_tokens.check_extension(text)
     app = create_app(eng, scheduler, served_model_name or model, defaults, spec)
     if reward is not None:

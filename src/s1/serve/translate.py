@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 from s1.core.forcing import BudgetForcing
 from s1.core.formats import encode, open_thinking, render_messages
-from s1.core.sampling import SEED_LIMIT, Sampling
+from s1.core.sampling import Sampling, derive_seed
 from s1.engines.base import Request, prepare_ids
 from s1.engines.registry import EngineSpec, names
 from s1.serve.protocol import (
     BUDGET_FIELDS,
     MAX_PROMPTS,
-    PLAIN_MAX_TOKENS,
     BadRequest,
     ChatBody,
     CompletionBody,
@@ -117,11 +116,7 @@ class Translator:
         refuse_unsupported(body, self.spec)
         for t in body.stop_token_ids or []:
             self._check_id(t, "stop_token_ids")
-        return Sampling(
-            temperature=self.defaults.temperature if body.temperature is None else body.temperature,
-            top_p=1.0 if body.top_p is None else body.top_p,
-            seed=body.seed,
-        )
+        return self.defaults.sampling_for(body)
 
     def _check_id(self, token, where: str) -> None:
         if not 0 <= token < self.vocab:
@@ -132,17 +127,7 @@ class Translator:
     def forcing(
         self, body: ChatBody | CompletionBody, max_tokens: int | None, max_thinking: int | None
     ) -> BudgetForcing:
-        d = self.defaults
-        extensions = [body.extensions] if isinstance(body.extensions, str) else body.extensions
-        return BudgetForcing(
-            max_thinking_tokens=max_thinking if max_thinking is not None else d.max_thinking_tokens,
-            min_thinking_tokens=body.min_thinking_tokens or 0,
-            num_ignore=d.num_ignore if body.num_ignore is None else body.num_ignore,
-            extensions=tuple(extensions) if extensions else d.extensions,
-            answer_prefix=d.answer_prefix if body.answer_prefix is None else body.answer_prefix,
-            max_answer_tokens=body.max_answer_tokens or d.max_answer_tokens,
-            max_tokens=max_tokens,
-        )
+        return self.defaults.forcing_for(body, max_tokens, max_thinking)
 
     def _jobs(
         self,
@@ -162,8 +147,7 @@ class Translator:
         for p, (text, ids) in enumerate(prompts):
             for j in range(body.n):
                 # n samples of one seeded request differ: the k-th draws from seed + k (greedy ones are equal).
-                seed = None if sampling.seed is None else (sampling.seed + j) % SEED_LIMIT
-                s = Sampling(sampling.temperature, sampling.top_p, seed)
+                s = Sampling(sampling.temperature, sampling.top_p, derive_seed(sampling.seed, j))
                 request = prepare_ids(
                     self.tokens,
                     self.engine.context_length,
@@ -219,7 +203,7 @@ class Translator:
             return self._jobs(body, prompts, forcing, sampling, False, None, None)
         if any(getattr(body, f) is not None for f in BUDGET_FIELDS):
             raise BadRequest("budget_forcing: false cannot be combined with budget fields; remove one of them.")
-        limit = PLAIN_MAX_TOKENS if body.max_tokens is None else body.max_tokens
+        limit = self.defaults.plain_max_tokens(body)
         forcing = BudgetForcing(max_answer_tokens=max(limit, 1), max_tokens=limit)
         k = body.logprobs
         return self._jobs(body, prompts, forcing, sampling, True, k, k if body.echo and k is not None else None)
