@@ -44,5 +44,7 @@ def test_capabilities_choose_and_name_the_engines():
         spec("reprefill", serves=True)
     with pytest.raises(UserError, match="Unknown engine 'vllm'; choose one of hf, reprefill, llamacpp, remote."):
         load_engine("smollm2", "vllm")
-    with pytest.raises(UserError, match="--base-url is only for --engine remote"):
+    with pytest.raises(UserError, match="base_urls is only for engine remote") as refused:
         load_engine("smollm2", "llamacpp", base_urls=["http://127.0.0.1:1"])
+    # the library names the settings; the CLI words them as its flags
+    assert refused.value.worded(lambda s: "--" + s.replace("_", "-")) == "--base-urls is only for --engine remote."
