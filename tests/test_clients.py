@@ -313,3 +313,62 @@ def test_models_path_prints_where_the_model_files_are(tiny_dir):
         [sys.executable, "-m", "s1", "models", "path", "/no/such/model"], capture_output=True, text=True, timeout=120
     )
     assert missing.returncode != 0 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# -- the chat template's own variables (in process: the translation, with a real tokenizer) ---------------------
+TEMPLATE = (
+    "{% if persona is defined %}<|im_start|>system\n{{ persona }}<|im_end|>\n{% endif %}"
+    "{% for m in messages %}{% if loop.first and m.role == 'assistant' %}{{ raise_exception('start with a user') }}"
+    "{% endif %}<|im_start|>{{ m.role }}\n{% if m.reasoning_content %}[{{ m.reasoning_content }}]{% endif %}"
+    "{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<|im_start|>think\n<|im_start|>answer\n{% endif %}"
+    "{% endif %}"
+)
+"""A template that reads variables, as Qwen3's reads `enable_thinking` (and closes an empty thinking block for it)."""
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_dir):
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from s1.core.formats import S1, FormatTokens
+    from s1.engines.registry import spec
+    from s1.serve.protocol import Defaults
+    from s1.serve.translate import Translator
+
+    def make(template: str | None):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+        if template is not None:
+            tokenizer.chat_template = template
+        served = SimpleNamespace(
+            tokenizer=tokenizer, format_tokens=FormatTokens.build(tokenizer, S1), context_length=2048
+        )
+        return Translator(served, "tiny", spec("hf"), Defaults())
+
+    return make
+
+
+def test_chat_template_kwargs_reach_the_template_and_enable_thinking_false_closes_thinking(translator):
+    from s1.serve.protocol import BadRequest, ChatBody
+
+    def job(template, **fields):
+        [j] = translator(template).chat(ChatBody(messages=HI, **fields))
+        return j
+
+    j = job(TEMPLATE, chat_template_kwargs={"persona": "a pirate"})
+    assert j.request.prompt.startswith("<|im_start|>system\na pirate") and j.request.prompt.endswith("think")
+    # the template closes the empty block itself: the prompt is its text, the reply is all answer
+    j = job(TEMPLATE, chat_template_kwargs={"enable_thinking": False})
+    assert j.request.prompt.endswith("assistant\n<|im_start|>think\n<|im_start|>answer\n") and j.request.plain
+    assert not j.show_reasoning
+    # a template that ignores enable_thinking (SmolLM2's): s1 opens and closes the block the same way
+    j = job(None, chat_template_kwargs={"enable_thinking": False})
+    assert j.request.prompt.endswith("assistant\n<|im_start|>think\n<|im_start|>answer\n") and j.request.plain
+    past = [*HI, {"role": "assistant", "content": "56", "reasoning": "7*8"}, {"role": "user", "content": "Sure?"}]
+    assert "[7*8]56" in translator(TEMPLATE).chat(ChatBody(messages=past))[0].request.prompt
+    with pytest.raises(BadRequest, match="chat template refused these messages: start with a user"):
+        translator(TEMPLATE).chat(ChatBody(messages=[{"role": "assistant", "content": "hi"}]))
+    with pytest.raises(BadRequest, match="chat_template_kwargs may not set add_generation_prompt, tokenize"):
+        job(None, chat_template_kwargs={"tokenize": True, "add_generation_prompt": False})
