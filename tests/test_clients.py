@@ -90,6 +90,18 @@ def test_unknown_fields_and_nulls_are_ignored_and_reported_known_ones_are_refuse
     assert ignored == {"metadata", "store", "service_tier", "prediction"}
     plain = post(server, "/v1/completions", {"prompt": "One two", "max_tokens": 3, "echo": None, "n": None})
     assert plain.status_code == 200 and "x-s1-ignored-fields" not in plain.headers
+    hostile = post(
+        server, "/v1/completions", {"prompt": "One", "max_tokens": 2, "é\nx": 1, **{f"f{i}": i for i in range(40)}}
+    )
+    assert hostile.status_code == 200
+    assert (
+        hostile.headers["x-s1-ignored-fields"].startswith("\\xe9\\x0ax, f0, ")
+        and "and 9 more" in hostile.headers["x-s1-ignored-fields"]
+    )
+    no_thinking = post(server, "/v1/completions", {"prompt": "One two", "max_tokens": 3, "reasoning_effort": "none"})
+    assert no_thinking.status_code == 200 and "reasoning" not in no_thinking.json()["choices"][0], (
+        "a plain continuation"
+    )
     for field, value in (("use_beam_search", True), ("guided_regex", "[0-9]+"), ("min_p", 0.3)):
         r = post(server, "/v1/chat/completions", {"messages": HI, field: value})
         assert r.status_code == 400, r.text

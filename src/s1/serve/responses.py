@@ -16,9 +16,15 @@ from pydantic import MISSING, BaseModel
 from s1.engines.base import Completion
 
 
-class Shape(BaseModel):
+class Piece(BaseModel):
+    """Any object the server writes: `body()` is its JSON-ready dict."""
+
     def body(self) -> dict:
         return self.model_dump()
+
+
+class Shape(Piece):
+    """An object that can be a whole response."""
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body())
@@ -356,7 +362,7 @@ class ResponseObject(Shape):
     s1: S1Fields | MISSING = MISSING
 
 
-class ResponseEvent(Shape):
+class ResponseEvent(Piece):
     """One server-sent event of a streamed response; `type` names it, as the openai SDK and vLLM do."""
 
     type: str

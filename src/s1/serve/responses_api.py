@@ -25,13 +25,13 @@ from s1.serve.responses import (
     MessageItem,
     OutputText,
     PartEvent,
+    Piece,
     ReasoningItem,
     ReasoningSettings,
     ReasoningText,
     ResponseObject,
     ResponseStateEvent,
     ResponseUsage,
-    Shape,
     TextDeltaEvent,
     TextDoneEvent,
     Usage,
@@ -102,19 +102,19 @@ class ResponsesReply(Reply):
         )
 
     # -- the stream of events ---------------------------------------------------------------------------------
-    def _event(self, cls: type[Shape], type: str, **fields) -> Shape:
+    def _event(self, cls: type[Piece], type: str, **fields) -> Piece:
         event = cls(type=type, sequence_number=self.sequence, **fields)
         self.sequence += 1
         return event
 
-    def opening(self) -> list[Shape]:
+    def opening(self) -> list[Piece]:
         response = self._object(None, [])
         return [
             self._event(ResponseStateEvent, "response.created", response=response),
             self._event(ResponseStateEvent, "response.in_progress", response=response),
         ]
 
-    def chunks(self, index: int, event: Delta | Done) -> list[Shape]:
+    def chunks(self, index: int, event: Delta | Done) -> list[Piece]:
         if isinstance(event, Done):
             out = self._close_all()
             if not any(item["kind"] == "message" for item in self.items):
@@ -132,9 +132,9 @@ class ResponsesReply(Reply):
         return out
 
     def failure(self, message: str) -> dict:
-        return {"type": "error", "sequence_number": self.sequence, **error_body(500, message, "server_error")["error"]}
+        return {**error_body(500, message, "server_error")["error"], "type": "error", "sequence_number": self.sequence}
 
-    def _text(self, kind: str, delta: str) -> list[Shape]:
+    def _text(self, kind: str, delta: str) -> list[Piece]:
         """Events for new text of the reasoning item or the message, opening it (and closing the other) first."""
         out = []
         current = self.items[-1] if self.items else None
@@ -150,7 +150,7 @@ class ResponsesReply(Reply):
     def _where(self, item: dict) -> dict:
         return {"output_index": self.items.index(item), "item_id": item["id"]}
 
-    def _open(self, kind: str) -> list[Shape]:
+    def _open(self, kind: str) -> list[Piece]:
         item = {"kind": kind, "id": _item_id("rs" if kind == "reasoning" else "msg"), "text": "", "done": False}
         self.items.append(item)
         where = self._where(item)
@@ -164,7 +164,7 @@ class ResponsesReply(Reply):
             self._event(PartEvent, "response.content_part.added", **where, part=self._part(item)),
         ]
 
-    def _close_all(self) -> list[Shape]:
+    def _close_all(self) -> list[Piece]:
         out = []
         for item in self.items:
             if item["done"]:

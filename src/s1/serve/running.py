@@ -20,7 +20,7 @@ from fastapi import Request as HTTPRequest
 from fastapi.responses import Response, StreamingResponse
 
 from s1.engines.base import Completion
-from s1.serve.responses import S1Fields, Shape, Usage, cut_in_thinking, error_body, error_response
+from s1.serve.responses import Piece, S1Fields, Shape, Usage, cut_in_thinking, error_body, error_response
 from s1.serve.schedulers import Delta, Done, Event, Failed
 from s1.serve.state import Served
 from s1.serve.translate import Job, prompt_tokens
@@ -40,7 +40,7 @@ class Reply:
     kind: ClassVar[str]
     """"chat", "completion" or "responses", for the log line."""
     id_prefix: ClassVar[str]
-    chunk: ClassVar[type[Shape]]
+    chunk: ClassVar[type[Piece]]
     """The endpoint's chunk object; it takes id, created, model, choices and optionally usage."""
     named_events: ClassVar[bool] = False
     """Each SSE event also names its type on an `event:` line (the Responses API's stream)."""
@@ -69,11 +69,11 @@ class Reply:
         """The whole answer, once every choice is done (in job order)."""
         raise NotImplementedError
 
-    def opening(self) -> list[Shape]:
+    def opening(self) -> list[Piece]:
         """Chunks a stream starts with, before any event."""
         return []
 
-    def chunks(self, index: int, event: Delta | Done) -> list[Shape]:
+    def chunks(self, index: int, event: Delta | Done) -> list[Piece]:
         """Chunks for one event of choice `index`."""
         raise NotImplementedError
 
@@ -81,13 +81,13 @@ class Reply:
         """The event that ends a stream whose generation failed."""
         return error_body(500, message, "server_error")
 
-    def closing(self, completions: list[Completion]) -> list[Shape]:
+    def closing(self, completions: list[Completion]) -> list[Piece]:
         """The chunk a stream ends with once every choice is done: usage, when the client asked for it."""
         if not self.include_usage:
             return []
         return [self.chunk_of([], usage=Usage.of(completions, prompt_tokens(self.jobs)))]
 
-    def chunk_of(self, choices: list, **fields) -> Shape:
+    def chunk_of(self, choices: list, **fields) -> Piece:
         """A chunk of this request; `usage` is null in every chunk but the last when the client asked for it."""
         if self.include_usage:
             fields.setdefault("usage", None)
@@ -101,13 +101,22 @@ def _sse(data: dict | str, named: bool = False) -> str:
     return f"{event}data: {json.dumps(data)}\n\n"
 
 
+MAX_IGNORED_NAMED = 32
+"""A body with more unknown fields than this names the first ones and counts the rest (header and log stay short)."""
+
+
 def ignored_fields(body) -> dict[str, str]:
-    """The header naming the fields a request's body ignored (none: no header), logged once per request."""
-    names = body.ignored()
+    """The header naming the fields a request's body ignored (none: no header), logged once per request. Names are
+    escaped to printable ASCII: a header is Latin-1, and a log line must not be split by a client's newline."""
+    names = [n.encode("ascii", "backslashreplace").decode() for n in body.ignored()]
     if not names:
         return {}
-    log.warning("ignored unknown request field(s): %s", ", ".join(names))
-    return {IGNORED_HEADER: ", ".join(names)}
+    text = ", ".join(names[:MAX_IGNORED_NAMED])
+    if len(names) > MAX_IGNORED_NAMED:
+        text += f" and {len(names) - MAX_IGNORED_NAMED} more"
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    log.warning("ignored unknown request field(s): %s", text)
+    return {IGNORED_HEADER: text}
 
 
 class _Choices:

@@ -278,13 +278,13 @@ class Translator:
             raise BadRequest("max_tokens must be at least 1 (0 only with echo, to score the prompt).")
         asked = self.thinking(body)
         budget_asked = any(getattr(body, f) is not None for f in BUDGET_FIELDS + THINKING_ALIASES) or (
-            body.thinking is not None or body.reasoning_effort is not None
+            not asked.off and (body.thinking is not None or body.reasoning_effort is not None)
         )
         forced = body.budget_forcing
-        if forced is None:
-            forced = budget_asked or all(self._inside_thinking(text) for text, _ in prompts)
-        if forced and asked.off:
-            raise BadRequest(f"{asked.field} turns thinking off; for a plain continuation send budget_forcing: false.")
+        if asked.off and forced:
+            raise BadRequest(f"{asked.field} turns thinking off, but budget_forcing: true asks for it; remove one.")
+        if forced is None:  # no thinking asked for is a plain continuation
+            forced = not asked.off and (budget_asked or all(self._inside_thinking(text) for text, _ in prompts))
         if forced:
             if body.echo or body.logprobs is not None:
                 raise BadRequest(
@@ -296,7 +296,8 @@ class Translator:
             jobs = self._jobs(body, prompts, forcing, sampling, False, None, None, words, asked.approximate)
             return [replace(job, show_reasoning=body.include_reasoning) for job in jobs]
         if budget_asked:
-            raise BadRequest("budget_forcing: false cannot be combined with budget fields; remove one of them.")
+            why = f"{asked.field} turns thinking off" if asked.off else "budget_forcing: false"
+            raise BadRequest(f"{why}, which cannot be combined with budget fields; remove one of them.")
         limit = self.defaults.plain_max_tokens(body)
         forcing = BudgetForcing(max_answer_tokens=max(limit, 1), max_tokens=limit)
         k = body.logprobs
