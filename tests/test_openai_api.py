@@ -184,7 +184,7 @@ def test_chat_content_parts_developer_role_and_include_usage(server):
         (COMPLETIONS, {"prompt": "x", "stream": True, "logprobs": 1}, "without streaming"),
         (COMPLETIONS, {"prompt": "x", "budget_forcing": False, "num_ignore": 2}, "cannot be combined"),
         (COMPLETIONS, {"prompt": "x", "stop_token_ids": [-5]}, "stop_token_ids"),
-        (COMPLETIONS, {"prompt": "x", "guided_json": {}}, "Unsupported field 'guided_json'"),
+        (COMPLETIONS, {"prompt": "x", "guided_json": {}}, "guided_json={} is not supported"),
         (
             CHAT,
             {"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}},
@@ -259,7 +259,12 @@ def test_poisonous_requests_fail_alone_while_eight_complete(server, engine):
         want = engine.generate(
             [prepare(engine.tokenizer, engine.format_tokens, engine.context_length, prompt, forcing, Sampling())]
         )[0]
-        assert results[i] == {"role": "assistant", "content": want.answer, "reasoning_content": want.thinking}
+        assert results[i] == {
+            "role": "assistant",
+            "content": want.answer,
+            "reasoning": want.thinking,
+            "reasoning_content": want.thinking,
+        }
 
 
 def _running(base: str) -> float:

@@ -6,8 +6,8 @@ from s1.core.sampling import SEED_LIMIT, derive_seed
 
 
 def test_seeds_keep_the_values_run_directories_were_written_with():
-    """Values computed with the four derivations that existed before `derive_seed` (evaluate's problem_seed, its
-    search children, the server's n choices, curation's retries): a changed value would orphan finished samples."""
+    """Values computed with the derivations that existed before `derive_seed` (evaluate's problem_seed, its search
+    children): a changed value would orphan finished samples."""
     # evaluation samples: hash of (seed, problem id, sample, tries)
     assert derive_seed(0, 0, problem="60") == 373846627622337909
     assert derive_seed(1234, 3, problem="aime-7", tries=2) == 4475051058303305873
@@ -19,9 +19,14 @@ def test_seeds_keep_the_values_run_directories_were_written_with():
     assert derive_seed(7, 1, problem="12", node=4) == 6767944509766762444
     assert derive_seed(7, 3, problem=12, node="None") == 1845099737498934861
     assert derive_seed(5, 3, problem="p1") == 4927363384365551212
-    # the server's k-th choice and curation's k-th retry: seed + k, wrapping below 2**63
-    assert derive_seed(41, 0) == 41 and derive_seed(41, 3) == 44
-    assert derive_seed(SEED_LIMIT - 1, 2) == 1
+    # the server's k-th choice and curation's k-th retry: the seed itself for the first, then a hash of (seed, k) —
+    # no longer seed + k, which made choice k of seed s the sample of choice 0 of seed s + k (neither is stored in
+    # an identity: curation's call cache keys the retry's index, not its seed)
+    assert derive_seed(41, 0) == 41 and derive_seed(SEED_LIMIT - 1, 0) == SEED_LIMIT - 1
+    assert derive_seed(41, 3) == 5358717464574693980
+    draws = {s: [derive_seed(s, k) for k in range(8)] for s in range(8)}
+    assert len({d for seeds in draws.values() for d in seeds}) == 64
+    assert all(0 <= d < SEED_LIMIT for seeds in draws.values() for d in seeds)
     assert derive_seed(None, 3) is None and derive_seed(None, 0, problem="p1") is None
 
 

@@ -3,7 +3,7 @@ from the settings' own declarations (settings.py). `s1.cli:main` is the console 
 
 # isort: off
 # each module registers its command; `s1 --help` lists them in this order
-from s1.cli import generate, eval, report, demo, train, serve, curate  # noqa: F401
+from s1.cli import generate, eval, report, demo, train, serve, curate, models  # noqa: F401
 from s1.cli.common import app, main
 
 # isort: on

@@ -16,8 +16,8 @@ from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
 from s1.core.sampling import Sampling
 from s1.evaluate.methods import SearchSpec
+from s1.serve.protocol import DEFAULT_EFFORT_CAPS, EFFORTS
 
-EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
 REQUEST_DEFAULT = "{help} The default for requests that set none."
 
 
@@ -75,8 +75,21 @@ def serve(
     ] = None,
     forcing: dict = Group(BudgetForcing, help=REQUEST_DEFAULT),
     reasoning_effort_caps: Annotated[
-        str, typer.Option(help="Thinking caps that reasoning_effort low/medium/high map to.")
-    ] = "low=512,medium=2048,high=8192",
+        str,
+        typer.Option(
+            help="Thinking caps that reasoning_effort levels map to (minimal, low, medium, high, xhigh, max; any "
+            "not given keep their default). A level's cap the context cannot hold becomes what the context leaves."
+        ),
+    ] = ",".join(f"{k}={v}" for k, v in DEFAULT_EFFORT_CAPS.items()),
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="S1_API_KEY",
+            show_envvar=True,
+            help="Require 'Authorization: Bearer KEY' on every /v1 route, as vLLM's --api-key (/health, /metrics "
+            "and the tokenizer routes stay open).",
+        ),
+    ] = None,
     sampling: dict = Group(Sampling, help=REQUEST_DEFAULT),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
     reward: dict = Group(
@@ -118,6 +131,7 @@ def serve(
         device,
         ctx_size=ctx_size,
         threads=threads,
+        api_key=api_key,
         **reward,
     )
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.WARNING)
@@ -133,13 +147,13 @@ def serve(
 
 
 def _effort_caps(text: str) -> dict[str, int]:
-    caps = {}
+    caps = dict(DEFAULT_EFFORT_CAPS)
     for part in text.split(","):
         name, _, value = part.partition("=")
         name = name.strip()
         if name not in EFFORTS or not value.strip().isdigit():
             raise UserError(
-                f"--reasoning-effort-caps takes name=tokens pairs for minimal, low, medium, high or xhigh, such as "
+                f"--reasoning-effort-caps takes name=tokens pairs for {', '.join(EFFORTS)}, such as "
                 f"'low=512,medium=2048,high=8192'; got {part!r}."
             )
         caps[name] = int(value)

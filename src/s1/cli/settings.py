@@ -29,6 +29,7 @@ TAKES: dict[str, tuple[type, ...]] = {
     "report": (),
     "demo": (),
     "curate": (),  # roles' settings are keys of the curation config (curate/config.py)
+    "models": (),
 }
 """Which command takes which group of settings; tests/test_settings.py holds every command to it."""
 

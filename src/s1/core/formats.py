@@ -69,11 +69,17 @@ def render_prompt(tokenizer, question: str, fmt: ThinkingFormat, system: str | N
 
 def render_messages(tokenizer, messages: list[dict], fmt: ThinkingFormat) -> str:
     """A whole conversation through the chat template, ending with thinking opened for the reply."""
+    return open_thinking(render_chat(tokenizer, messages), fmt)
+
+
+def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = True, **template_kwargs) -> str:
+    """A conversation through the chat template up to the reply's assistant header (thinking not opened);
+    `template_kwargs` are variables the template reads (the server's `chat_template_kwargs`)."""
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    else:
-        text = "\n".join(m["content"] for m in messages) + "\n"
-    return open_thinking(text, fmt)
+        return tokenizer.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt, tokenize=False, **template_kwargs
+        )
+    return "\n".join(m["content"] for m in messages) + "\n"
 
 
 def open_thinking(text: str, fmt: ThinkingFormat) -> str:

@@ -114,6 +114,23 @@ def local_dir(source: ModelSource) -> str:
     return str(target)
 
 
+def model_path(name: str) -> str:
+    """The directory that holds a model's files (weights, config, tokenizer), for tools that want them on disk:
+    the embedded GGUF's converted copy (converted once), a model directory itself, or a hub id's local snapshot."""
+    source = resolve(name)
+    if source.kind != "hub":
+        return str(Path(local_dir(source)).resolve())
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(source.location, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise UserError(
+            f"{name!r} is not in the local hub cache; download it first (`hf download {name}`) or name a directory."
+        ) from None
+
+
 def pick_device(device: str = "auto") -> str:
     import torch
 

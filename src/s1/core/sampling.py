@@ -48,8 +48,10 @@ def derive_seed(
 ) -> int | None:
     """The one place a request's seed is derived from the seed a user gave (None stays None: unseeded).
 
-    - Draws of one request (the server's `n` choices, curation's retries of a call): the k-th draw uses
-      seed + k, so a request with one choice uses exactly the seed its client sent, as vLLM does.
+    - Draws of one request (the server's `n` choices, curation's retries of a call): draw 0 uses exactly the
+      seed the client sent (as vLLM does for one choice), draw k > 0 a hash of (seed, k). Not seed + k: then
+      choice 1 of seed 5 would be the very sample choice 0 of seed 6 is, and clients that number their
+      requests' seeds 0, 1, 2, ... would get the same samples twice.
     - An evaluation's samples (`problem` given): a hash of the seed, the problem's id, the sample index
       and its rejection-sampling tries, so a sample's seed follows its problem's id, not its position
       (--limit and --ids never change a sample); a search's child `draw` of tree node `node` hashes as
@@ -58,6 +60,6 @@ def derive_seed(
     if seed is None:
         return None
     if problem is None:
-        return (seed + int(draw)) % SEED_LIMIT
+        return seed if int(draw) == 0 else int(identity_hash([seed, "draw", int(draw)]), 16) % SEED_LIMIT
     key = f"{node}.{draw}" if node is not None else draw
     return int(identity_hash([seed, str(problem), key, tries]), 16) % SEED_LIMIT

@@ -1,5 +1,6 @@
-"""POST /v1/chat/completions: thinking comes back as `reasoning_content` (the convention of vLLM and
-DeepSeek) and the answer as `content`; each choice carries s1's account of its forcing in `s1`."""
+"""POST /v1/chat/completions: thinking comes back as `reasoning` (vLLM's name) and `reasoning_content` (its
+earlier name, DeepSeek's and llama.cpp's), the answer as `content`; each choice carries s1's account of its
+forcing in `s1`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from s1.serve.responses import (
     ChatCompletionChunk,
     ChatDelta,
     ChatMessage,
-    S1Fields,
     Usage,
     chat_logprobs,
 )
@@ -51,18 +51,22 @@ class ChatReply(Reply):
             model=self.state.model_name,
             choices=choices,
             usage=Usage.of(completions, prompt_tokens(self.jobs)),
-            s1=S1Fields.of(completions[0]),
+            s1=self.s1_fields(self.jobs[0], completions[0]),
         )
 
     def _choice(self, job: Job, c: Completion) -> ChatChoice:
         engine = self.state.engine
+        reasoning = c.thinking if job.show_reasoning else None
+        logprobs = None
+        if self.body.logprobs:
+            logprobs = chat_logprobs(engine.tokenizer, engine.format_tokens.fmt, c, plain=job.request.plain)
         return ChatChoice(
             index=job.index,
-            message=ChatMessage(content=c.answer, reasoning_content=c.thinking),
-            logprobs=chat_logprobs(engine.tokenizer, engine.format_tokens.fmt, c) if self.body.logprobs else None,
+            message=ChatMessage(content=c.answer, reasoning=reasoning, reasoning_content=reasoning),
+            logprobs=logprobs,
             finish_reason=c.finish_reason,
             stop_reason=c.stop_reason,
-            s1=S1Fields.of(c),
+            s1=self.s1_fields(job, c),
         )
 
     def opening(self) -> list[ChatCompletionChunk]:
@@ -71,9 +75,11 @@ class ChatReply(Reply):
         return [self.chunk_of([ChatChunkChoice(index=j.index, delta=role)]) for j in self.jobs]
 
     def chunks(self, index: int, event: Delta | Done) -> list[ChatCompletionChunk]:
+        job = self.jobs[index]
         if isinstance(event, Delta):
+            reasoning = event.reasoning if job.show_reasoning else ""
             delta = ChatDelta(
-                **({"reasoning_content": event.reasoning} if event.reasoning else {}),
+                **({"reasoning": reasoning, "reasoning_content": reasoning} if reasoning else {}),
                 **({"content": event.content} if event.content else {}),
             )
             if not delta.model_fields_set:
@@ -81,4 +87,4 @@ class ChatReply(Reply):
             return [self.chunk_of([ChatChunkChoice(index=index, delta=delta)])]
         c = event.completion
         last = ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=c.finish_reason, stop_reason=c.stop_reason)
-        return [self.chunk_of([last], s1=S1Fields.of(c))]
+        return [self.chunk_of([last], s1=self.s1_fields(job, c))]

@@ -1,6 +1,6 @@
 """POST /v1/completions: plain continuations (what lm-eval and s1's remote engine need: echo,
 logprobs, token ids) and, when asked for or when the prompt ends inside thinking, budget-forced ones,
-whose choices also carry `reasoning_content`, `answer` and `s1`."""
+whose choices also carry `reasoning` (and `reasoning_content`), `answer` and `s1`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from s1.serve.responses import (
     CompletionChunk,
     CompletionChunkChoice,
     LegacyLogprobs,
-    S1Fields,
     TextCompletion,
     Usage,
     legacy_logprobs,
@@ -56,7 +55,8 @@ class CompletionReply(Reply):
         body, r, c = self.body, job.request, done.completion
         fields = {}
         if not r.plain:
-            fields.update(reasoning_content=c.thinking, answer=c.answer, s1=S1Fields.of(c))
+            reasoning = c.thinking if job.show_reasoning else None
+            fields.update(reasoning=reasoning, reasoning_content=reasoning, answer=c.answer, s1=self.s1_fields(job, c))
         if body.return_token_ids:
             fields.update(prompt_token_ids=list(r.prompt_token_ids), token_ids=list(c.output_token_ids))
         return CompletionChoice(

@@ -1,5 +1,6 @@
-"""The server's own state for operators: Prometheus metrics at /metrics, liveness at /health, and a
-count of every response by status (refusals logged), with vLLM's metric names under the `s1:` prefix."""
+"""The server's own state for operators: Prometheus metrics at /metrics, liveness at /health (and vLLM's /ping),
+the version at /version, and a count of every response by status (refusals logged). Metrics carry vLLM's names
+under the `s1:` prefix, and again under `vllm:` (with vLLM's `model_name` label) for dashboards built for vLLM."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from s1.serve.responses import Health
+from s1.core.version import __version__
+from s1.serve.responses import Health, Version
 from s1.serve.state import Served, served
 
 log = logging.getLogger("s1.serve")
@@ -21,10 +23,12 @@ router = APIRouter()
 class Metrics:
     """Prometheus text at /metrics, with vLLM's metric names under the `s1:` prefix."""
 
-    def __init__(self, scheduler):
+    def __init__(self, scheduler, model_name: str = ""):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
+        self.vllm = CollectorRegistry()
+        self.vllm.register(_Renamed(self.registry, "s1:", "vllm:", {"model_name": model_name}))
         running = Gauge("s1:num_requests_running", "Sequences being decoded.", registry=self.registry)
         waiting = Gauge("s1:num_requests_waiting", "Sequences waiting for a slot.", registry=self.registry)
         running.set_function(lambda: scheduler.load[0])
@@ -64,7 +68,26 @@ class Metrics:
     def text(self) -> bytes:
         from prometheus_client import generate_latest
 
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + generate_latest(self.vllm)
+
+
+class _Renamed:
+    """Every metric of a registry again under another prefix, with extra labels (vLLM's names for dashboards)."""
+
+    def __init__(self, registry, old: str, new: str, labels: dict[str, str]):
+        self.registry, self.old, self.new, self.labels = registry, old, new, labels
+
+    def collect(self):
+        from prometheus_client.metrics_core import Metric
+        from prometheus_client.samples import Sample
+
+        for family in self.registry.collect():
+            renamed = Metric(family.name.replace(self.old, self.new, 1), family.documentation, family.type)
+            renamed.samples = [
+                Sample(s.name.replace(self.old, self.new, 1), {**self.labels, **s.labels}, s.value, s.timestamp)
+                for s in family.samples
+            ]
+            yield renamed
 
 
 class StatusCounter:
@@ -93,6 +116,17 @@ class StatusCounter:
 @router.get("/health")
 async def health() -> JSONResponse:
     return Health().response()
+
+
+@router.api_route("/ping", methods=["GET", "POST"])
+async def ping() -> JSONResponse:
+    """vLLM's liveness route (SageMaker's convention)."""
+    return Health().response()
+
+
+@router.get("/version")
+async def version() -> JSONResponse:
+    return Version(version=__version__).response()
 
 
 @router.get("/metrics")

@@ -16,9 +16,15 @@ from pydantic import MISSING, BaseModel
 from s1.engines.base import Completion
 
 
-class Shape(BaseModel):
+class Piece(BaseModel):
+    """Any object the server writes: `body()` is its JSON-ready dict."""
+
     def body(self) -> dict:
         return self.model_dump()
+
+
+class Shape(Piece):
+    """An object that can be a whole response."""
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body())
@@ -32,15 +38,35 @@ class S1Fields(Shape):
     answer_tokens: int
     extensions_used: int
     capped: bool
+    note: str | MISSING = MISSING
+    """Why the reply looks as it does where a client may not expect it (max_tokens that ended it in thinking)."""
 
     @classmethod
-    def of(cls, c: Completion) -> S1Fields:
+    def of(cls, c: Completion, max_tokens: int | None = None) -> S1Fields:
+        fields = {}
+        if cut_in_thinking(c, max_tokens):
+            fields["note"] = (
+                f"max_tokens ({max_tokens}) ended this reply before the model wrote its answer: max_tokens counts the "
+                f"thinking ({c.thinking_tokens} tokens here) and the end-of-thinking delimiter too, as in vLLM; raise "
+                "max_tokens above the thinking cap plus room for the answer, or lower the thinking cap."
+            )
         return cls(
             thinking_tokens=c.thinking_tokens,
             answer_tokens=c.answer_tokens,
             extensions_used=c.extensions_used,
             capped=c.capped,
+            **fields,
         )
+
+
+def cut_in_thinking(c: Completion, max_tokens: int | None) -> bool:
+    """Whether `max_tokens` ended this completion before any of its answer was written."""
+    return (
+        max_tokens is not None
+        and c.finish_reason == "length"
+        and c.answer_tokens == 0
+        and len(c.output_token_ids) >= max_tokens
+    )
 
 
 class TokenDetails(Shape):
@@ -67,6 +93,7 @@ class Usage(Shape):
 class ErrorInfo(Shape):
     message: str
     type: str
+    param: str | None = None
     code: int
 
 
@@ -74,12 +101,15 @@ class ErrorResponse(Shape):
     error: ErrorInfo
 
 
-def error_response(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse(status_code=status, content=error_body(status, message, kind))
+def error_response(
+    status: int, message: str, kind: str = "invalid_request_error", param: str | None = None, headers=None
+) -> JSONResponse:
+    return JSONResponse(status_code=status, content=error_body(status, message, kind, param), headers=headers)
 
 
-def error_body(status: int, message: str, kind: str = "invalid_request_error") -> dict:
-    return ErrorResponse(error=ErrorInfo(message=message, type=kind, code=status)).body()
+def error_body(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None) -> dict:
+    """OpenAI's error object (as vLLM sends it: `code` is the HTTP status); `param` names the field where known."""
+    return ErrorResponse(error=ErrorInfo(message=message, type=kind, param=param or None, code=status)).body()
 
 
 # -- chat ------------------------------------------------------------------------------------------
@@ -98,9 +128,13 @@ class ChatLogprobs(Shape):
 
 
 class ChatMessage(Shape):
+    """The reply: the answer as `content`, the thinking as both `reasoning` (vLLM's name since 2026) and
+    `reasoning_content` (its earlier name, DeepSeek's and llama.cpp's), null when not returned."""
+
     role: Literal["assistant"] = "assistant"
     content: str
-    reasoning_content: str
+    reasoning: str | None
+    reasoning_content: str | None
 
 
 class ChatChoice(Shape):
@@ -125,6 +159,7 @@ class ChatCompletion(Shape):
 
 class ChatDelta(Shape):
     role: Literal["assistant"] | MISSING = MISSING
+    reasoning: str | MISSING = MISSING
     reasoning_content: str | MISSING = MISSING
     content: str | MISSING = MISSING
 
@@ -166,7 +201,8 @@ class CompletionChoice(Shape):
     logprobs: LegacyLogprobs | None = None
     finish_reason: str
     stop_reason: int | str | None
-    reasoning_content: str | MISSING = MISSING
+    reasoning: str | None | MISSING = MISSING
+    reasoning_content: str | None | MISSING = MISSING
     answer: str | MISSING = MISSING
     s1: S1Fields | MISSING = MISSING
     prompt_token_ids: list[int] | MISSING = MISSING
@@ -201,10 +237,14 @@ class CompletionChunk(Shape):
 
 # -- models and health -----------------------------------------------------------------------------
 class ModelCard(Shape):
+    """vLLM's model card: `root` is where the weights came from (the served name is `id`)."""
+
     id: str
     object: Literal["model"] = "model"
-    created: int = 0
+    created: int
     owned_by: str = "s1"
+    root: str
+    parent: str | None = None
     max_model_len: int
 
 
@@ -215,6 +255,160 @@ class ModelList(Shape):
 
 class Health(Shape):
     status: Literal["ok"] = "ok"
+
+
+class Version(Shape):
+    version: str
+
+
+# -- tokenization (vLLM's /tokenize, /detokenize, /tokenizer_info) ---------------------------------------
+class Tokenized(Shape):
+    count: int
+    max_model_len: int
+    tokens: list[int]
+    token_strs: list[str] | None = None
+
+
+class Detokenized(Shape):
+    prompt: str
+
+
+# -- the Responses API ---------------------------------------------------------------------------------
+class OutputText(Shape):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list = []
+    logprobs: list = []
+
+
+class ReasoningText(Shape):
+    type: Literal["reasoning_text"] = "reasoning_text"
+    text: str
+
+
+class ReasoningItem(Shape):
+    """The thinking as OpenAI's reasoning item, its text in `content` (as vLLM returns it); no summary."""
+
+    type: Literal["reasoning"] = "reasoning"
+    id: str
+    summary: list = []
+    content: list[ReasoningText]
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+
+
+class MessageItem(Shape):
+    type: Literal["message"] = "message"
+    id: str
+    role: Literal["assistant"] = "assistant"
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+    content: list[OutputText]
+
+
+class InputTokensDetails(Shape):
+    cached_tokens: int = 0
+
+
+class ResponseUsage(Shape):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails = InputTokensDetails()
+    output_tokens: int
+    output_tokens_details: TokenDetails
+    total_tokens: int
+
+    @classmethod
+    def of(cls, usage: Usage) -> ResponseUsage:
+        return cls(
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.completion_tokens,
+            output_tokens_details=usage.completion_tokens_details,
+            total_tokens=usage.total_tokens,
+        )
+
+
+class IncompleteDetails(Shape):
+    reason: Literal["max_output_tokens"] = "max_output_tokens"
+
+
+class ReasoningSettings(Shape):
+    effort: str | None = None
+    summary: str | None = None
+
+
+class ResponseObject(Shape):
+    """A `response` object: its output items are the reasoning item (unless not returned) and the message."""
+
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    model: str
+    status: Literal["in_progress", "completed", "incomplete"]
+    incomplete_details: IncompleteDetails | None = None
+    error: None = None
+    instructions: str | None = None
+    max_output_tokens: int | None = None
+    metadata: dict = {}
+    output: list[ReasoningItem | MessageItem] = []
+    parallel_tool_calls: bool = False
+    previous_response_id: None = None
+    reasoning: ReasoningSettings = ReasoningSettings()
+    temperature: float
+    top_p: float
+    text: dict = {"format": {"type": "text"}}
+    tool_choice: str = "none"
+    tools: list = []
+    truncation: Literal["disabled"] = "disabled"
+    usage: ResponseUsage | None = None
+    user: str | None = None
+    s1: S1Fields | MISSING = MISSING
+
+
+class ResponseEvent(Piece):
+    """One server-sent event of a streamed response; `type` names it, as the openai SDK and vLLM do."""
+
+    type: str
+    sequence_number: int
+
+
+class ResponseStateEvent(ResponseEvent):
+    """response.created, response.in_progress, response.completed, response.incomplete."""
+
+    response: ResponseObject
+
+
+class ItemEvent(ResponseEvent):
+    """response.output_item.added / .done."""
+
+    output_index: int
+    item: ReasoningItem | MessageItem
+
+
+class PartEvent(ResponseEvent):
+    """response.content_part.added / .done."""
+
+    output_index: int
+    item_id: str
+    content_index: int = 0
+    part: ReasoningText | OutputText
+
+
+class TextDeltaEvent(ResponseEvent):
+    """response.reasoning_text.delta and response.output_text.delta (the latter with `logprobs`)."""
+
+    output_index: int
+    item_id: str
+    content_index: int = 0
+    delta: str
+    logprobs: list | MISSING = MISSING
+
+
+class TextDoneEvent(ResponseEvent):
+    """response.reasoning_text.done and response.output_text.done (the latter with `logprobs`)."""
+
+    output_index: int
+    item_id: str
+    content_index: int = 0
+    text: str
+    logprobs: list | MISSING = MISSING
 
 
 # -- logprobs from the engine's records ------------------------------------------------------------
@@ -237,8 +431,9 @@ def legacy_logprobs(tokenizer, ids: list[int], entries: list, offset: int = 0) -
     return LegacyLogprobs(tokens=tokens, token_logprobs=lps, top_logprobs=tops, text_offset=offsets)
 
 
-def chat_logprobs(tokenizer, fmt, c: Completion) -> ChatLogprobs:
-    """The chat endpoint's logprobs for the answer's tokens (after the end-of-thinking delimiter)."""
+def chat_logprobs(tokenizer, fmt, c: Completion, plain: bool = False) -> ChatLogprobs:
+    """The chat endpoint's logprobs for the answer's tokens (after the end-of-thinking delimiter; all of them
+    when the reply had no thinking: `plain`)."""
     out = c.output_token_ids
     end = len(out) - 1 if c.finish_reason == "stop" and c.stop_reason is None and out else len(out)
     start = c.thinking_tokens
@@ -246,7 +441,7 @@ def chat_logprobs(tokenizer, fmt, c: Completion) -> ChatLogprobs:
         out[c.thinking_tokens : start + 1], skip_special_tokens=False
     ):
         start += 1
-    start += 1
+    start = 0 if plain else start + 1
     while start < end and not tokenizer.decode([out[start]], skip_special_tokens=False).strip("\n"):
         start += 1  # the separator's newlines, which `content` does not hold either
 

@@ -20,7 +20,7 @@ from fastapi import Request as HTTPRequest
 from fastapi.responses import Response, StreamingResponse
 
 from s1.engines.base import Completion
-from s1.serve.responses import Shape, Usage, error_body, error_response
+from s1.serve.responses import Piece, S1Fields, Shape, Usage, cut_in_thinking, error_body, error_response
 from s1.serve.schedulers import Delta, Done, Event, Failed
 from s1.serve.state import Served
 from s1.serve.translate import Job, prompt_tokens
@@ -29,6 +29,8 @@ log = logging.getLogger("s1.serve")
 
 DISCONNECT_CHECK_S = 1.0
 """How often a request waiting for events asks whether its client is still there."""
+IGNORED_HEADER = "X-S1-Ignored-Fields"
+"""Names the request's fields the server ignored (unknown to it), comma-separated, as vLLM logs them."""
 
 
 class Reply:
@@ -36,43 +38,85 @@ class Reply:
     the chunks of a stream, all with the request's id, creation time and model name."""
 
     kind: ClassVar[str]
-    """"chat" or "completion", for the log line."""
+    """"chat", "completion" or "responses", for the log line."""
     id_prefix: ClassVar[str]
-    chunk: ClassVar[type[Shape]]
+    chunk: ClassVar[type[Piece]]
     """The endpoint's chunk object; it takes id, created, model, choices and optionally usage."""
+    named_events: ClassVar[bool] = False
+    """Each SSE event also names its type on an `event:` line (the Responses API's stream)."""
 
     def __init__(self, body, jobs: list[Job], state: Served):
         self.body, self.jobs, self.state = body, jobs, state
         self.id, self.created = f"{self.id_prefix}-{uuid.uuid4().hex[:24]}", int(time.time())
-        self.include_usage = body.stream_options is not None and body.stream_options.include_usage
+        options = getattr(body, "stream_options", None)
+        self.include_usage = options is not None and options.include_usage
+
+    def s1_fields(self, job: Job, c: Completion) -> S1Fields:
+        """s1's account of one choice; a reply that max_tokens ended in thinking says so (and the server logs it
+        once for each max_tokens and cap)."""
+        limit = job.request.forcing.max_tokens
+        if cut_in_thinking(c, limit) and (limit, job.request.cap) not in self.state.told:
+            self.state.told.add((limit, job.request.cap))
+            log.warning(
+                "max_tokens %d ended replies before their answer (thinking cap %d): max_tokens counts thinking too; "
+                "clients should raise it or lower the cap (each such combination is logged once)",
+                limit,
+                job.request.cap,
+            )
+        return S1Fields.of(c, limit)
 
     def response(self, done: list[Done]) -> Shape:
         """The whole answer, once every choice is done (in job order)."""
         raise NotImplementedError
 
-    def opening(self) -> list[Shape]:
+    def opening(self) -> list[Piece]:
         """Chunks a stream starts with, before any event."""
         return []
 
-    def chunks(self, index: int, event: Delta | Done) -> list[Shape]:
+    def chunks(self, index: int, event: Delta | Done) -> list[Piece]:
         """Chunks for one event of choice `index`."""
         raise NotImplementedError
 
-    def closing(self, completions: list[Completion]) -> list[Shape]:
+    def failure(self, message: str) -> dict:
+        """The event that ends a stream whose generation failed."""
+        return error_body(500, message, "server_error")
+
+    def closing(self, completions: list[Completion]) -> list[Piece]:
         """The chunk a stream ends with once every choice is done: usage, when the client asked for it."""
         if not self.include_usage:
             return []
         return [self.chunk_of([], usage=Usage.of(completions, prompt_tokens(self.jobs)))]
 
-    def chunk_of(self, choices: list, **fields) -> Shape:
+    def chunk_of(self, choices: list, **fields) -> Piece:
         """A chunk of this request; `usage` is null in every chunk but the last when the client asked for it."""
         if self.include_usage:
             fields.setdefault("usage", None)
         return self.chunk(id=self.id, created=self.created, model=self.state.model_name, choices=choices, **fields)
 
 
-def _sse(data: dict | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+def _sse(data: dict | str, named: bool = False) -> str:
+    if isinstance(data, str):
+        return f"data: {data}\n\n"
+    event = f"event: {data['type']}\n" if named else ""
+    return f"{event}data: {json.dumps(data)}\n\n"
+
+
+MAX_IGNORED_NAMED = 32
+"""A body with more unknown fields than this names the first ones and counts the rest (header and log stay short)."""
+
+
+def ignored_fields(body) -> dict[str, str]:
+    """The header naming the fields a request's body ignored (none: no header), logged once per request. Names are
+    escaped to printable ASCII: a header is Latin-1, and a log line must not be split by a client's newline."""
+    names = [n.encode("ascii", "backslashreplace").decode() for n in body.ignored()]
+    if not names:
+        return {}
+    text = ", ".join(names[:MAX_IGNORED_NAMED])
+    if len(names) > MAX_IGNORED_NAMED:
+        text += f" and {len(names) - MAX_IGNORED_NAMED} more"
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    log.warning("ignored unknown request field(s): %s", text)
+    return {IGNORED_HEADER: text}
 
 
 class _Choices:
@@ -142,9 +186,10 @@ class _Choices:
 
 async def run(http: HTTPRequest, state: Served, jobs: list[Job], reply: Reply, stream: bool) -> Response:
     """Submit every choice; stream chunks or answer once all are done; free the slots on disconnect."""
+    headers = ignored_fields(reply.body)
     choices = _Choices(http, state, jobs, reply.kind)
     if stream:
-        return StreamingResponse(_stream(choices, reply), media_type="text/event-stream")
+        return StreamingResponse(_stream(choices, reply), media_type="text/event-stream", headers=headers)
     try:
         while not choices.finished:
             _, event = await choices.next()
@@ -156,25 +201,28 @@ async def run(http: HTTPRequest, state: Served, jobs: list[Job], reply: Reply, s
         choices.cancel()
         raise
     choices.record(200)
-    return reply.response([choices.done[j.index] for j in jobs]).response()
+    response = reply.response([choices.done[j.index] for j in jobs]).response()
+    response.headers.update(headers)
+    return response
 
 
 async def _stream(choices: _Choices, reply: Reply) -> AsyncIterator[str]:
     status = 200
     try:
+        named = reply.named_events
         for chunk in reply.opening():
-            yield _sse(chunk.body())
+            yield _sse(chunk.body(), named)
         while not choices.finished:
             index, event = await choices.next()
             if isinstance(event, Failed):
                 status = 500
-                yield _sse(error_body(500, event.message, "server_error"))
+                yield _sse(reply.failure(event.message), named)
                 break
             for chunk in reply.chunks(index, event):
-                yield _sse(chunk.body())
+                yield _sse(chunk.body(), named)
         if status == 200:
             for chunk in reply.closing(choices.completions()):
-                yield _sse(chunk.body())
+                yield _sse(chunk.body(), named)
         yield _sse("[DONE]")
     finally:
         choices.cancel()

@@ -25,10 +25,12 @@ def build_service(
     reward_model: str | None = None,
     reward_kind: str = "auto",
     step_tag: str | None = None,
+    api_key: str | None = None,
 ):
     """`batch_size` sequences decode together (hf, llamacpp) or are in flight (remote); `ctx_size` is the
     llama.cpp context of all of them together (llama-server's --ctx-size); `threads` the CPU threads;
-    `reward_model` (a directory or module:function) is served at /pooling beside the generator."""
+    `reward_model` (a directory or module:function) is served at /pooling beside the generator; `api_key`
+    guards the /v1 routes (serve/auth.py)."""
     from s1.serve.schedulers import BatchScheduler, SerialScheduler
 
     if batch_size < 1:
@@ -63,7 +65,7 @@ def build_service(
         scheduler = SerialScheduler(eng, workers=batch_size)
     for text in defaults.forcing.extensions:
         eng.format_tokens.check_extension(text)
-    app = create_app(eng, scheduler, served_model_name or model, defaults, spec)
+    app = create_app(eng, scheduler, served_model_name or model, defaults, spec, api_key=api_key, root=model)
     if reward is not None:
         from s1.serve.pooling import add_pooling_route
 

@@ -3,7 +3,7 @@ dependency injection (`Annotated[Served, Depends(served)]`), so handlers are pla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request as HTTPRequest
@@ -25,6 +25,12 @@ class Served:
     model_name: str
     translate: Translator
     metrics: Metrics
+    root: str = ""
+    """Where the served weights came from (`--model`), for the model card."""
+    started: int = 0
+    """When the server started (Unix time), the model card's `created`."""
+    told: set = field(default_factory=set)
+    """Warnings already logged once (max_tokens that ends replies in thinking, by max_tokens and cap)."""
 
 
 def served(http: HTTPRequest) -> Served:

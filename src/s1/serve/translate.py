@@ -7,20 +7,27 @@ min_tokens) is a capability of the engine (engines/registry.py), not a list kept
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, replace
 
+from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
-from s1.core.formats import encode, open_thinking, render_messages
+from s1.core.formats import encode, open_thinking, render_chat
 from s1.core.sampling import Sampling, derive_seed
 from s1.engines.base import Request, prepare_ids
 from s1.engines.registry import EngineSpec, names
 from s1.serve.protocol import (
     BUDGET_FIELDS,
     MAX_PROMPTS,
+    REFUSED,
+    THINKING_ALIASES,
+    UNHONOURED,
     BadRequest,
     ChatBody,
     CompletionBody,
     Defaults,
+    Message,
+    ResponsesBody,
 )
 from s1.serve.schedulers import Stream
 
@@ -33,6 +40,20 @@ class Job:
     request: Request
     stream: Stream
     prompt_index: int
+    show_reasoning: bool = True
+    """Whether the response carries the thinking (False: vLLM's `include_reasoning: false`, or no thinking)."""
+
+
+@dataclass(frozen=True)
+class ThinkingAsked:
+    """What a request asked of thinking, under whichever name it used: a cap (None: the server's default), no
+    thinking at all, and the field that said so (for error messages in the request's own words)."""
+
+    cap: int | None = None
+    off: bool = False
+    field: str = "max_thinking_tokens"
+    approximate: bool = False
+    """The cap is an effort level's: where the context cannot hold it, thinking takes what the context leaves."""
 
 
 def prompt_tokens(jobs: list[Job]) -> int:
@@ -45,22 +66,18 @@ def _logit_engines() -> str:
     return " or ".join(names(serves=True, logprobs=True))
 
 
-def refuse_unsupported(body: ChatBody | CompletionBody, engine: EngineSpec) -> None:
-    """Fields that are accepted only at their neutral values, and options only some engines have."""
-    neutral = {
-        "frequency_penalty": 0.0,
-        "presence_penalty": 0.0,
-        "repetition_penalty": 1.0,
-        "repeat_penalty": 1.0,
-        "ignore_eos": False,
-    }
-    for name, value in neutral.items():
-        if getattr(body, name) != value:
-            raise BadRequest(f"{name}={getattr(body, name)!r} is not supported by s1 serve; leave it at {value!r}.")
+def refuse_unsupported(body: ChatBody | CompletionBody | ResponsesBody, engine: EngineSpec) -> None:
+    """Fields s1 knows but cannot honour at the value given, and options only some engines have."""
+    for name, value in body.unhonoured().items():
+        neutral = UNHONOURED[name]
+        if value == neutral and neutral is not REFUSED:
+            continue
+        keep = "remove it" if neutral is REFUSED else f"leave it at {neutral!r} or remove it"
+        raise BadRequest(f"{name}={value!r} is not supported by s1 serve; {keep}.", param=name)
     if body.top_k not in (None, 0, -1):
         raise BadRequest("top_k is not supported by s1 serve; use top_p (or leave top_k at -1).")
-    if body.logit_bias:
-        raise BadRequest("logit_bias is not supported by s1 serve; remove it.")
+    if isinstance(body, ResponsesBody):
+        return
     if body.stream_options is not None and not body.stream:
         raise BadRequest("stream_options is only allowed with stream: true.")
     if body.min_tokens and not engine.logprobs:
@@ -109,104 +126,229 @@ class Translator:
         self.spec = spec
         self.defaults = defaults
         self.vocab = len(engine.tokenizer)
+        template = getattr(self.tokenizer, "apply_chat_template", None)
+        params = inspect.signature(template).parameters.values() if template else ()
+        self._template_own = {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        """apply_chat_template's own parameters, which chat_template_kwargs must not override."""
 
-    def _common(self, body: ChatBody | CompletionBody) -> Sampling:
+    def _common(self, body: ChatBody | CompletionBody | ResponsesBody) -> Sampling:
         if body.model not in (None, "", self.model_name):
             raise BadRequest(f"Model {body.model!r} is not served here; use {self.model_name!r} (see /v1/models).")
         refuse_unsupported(body, self.spec)
-        for t in body.stop_token_ids or []:
-            self._check_id(t, "stop_token_ids")
+        for t in getattr(body, "stop_token_ids", None) or []:
+            self.check_id(t, "stop_token_ids")
         return self.defaults.sampling_for(body)
 
-    def _check_id(self, token, where: str) -> None:
+    def check_id(self, token, where: str) -> None:
         if not 0 <= token < self.vocab:
             raise BadRequest(
                 f"{where} holds token id {token}, outside this model's vocabulary (0 to {self.vocab - 1})."
             )
 
     def forcing(
-        self, body: ChatBody | CompletionBody, max_tokens: int | None, max_thinking: int | None
+        self, body: ChatBody | CompletionBody | ResponsesBody, max_tokens: int | None, max_thinking: int | None
     ) -> BudgetForcing:
         return self.defaults.forcing_for(body, max_tokens, max_thinking)
 
-    def _jobs(
-        self,
-        body: ChatBody | CompletionBody,
-        prompts: list[tuple[str, list[int]]],
-        forcing: BudgetForcing,
-        sampling: Sampling,
-        plain: bool,
-        logprobs: int | None,
-        prompt_logprobs: int | None,
-    ) -> list[Job]:
-        stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-        stream = Stream(
-            stop=stop, include_stop=body.include_stop_str_in_output, skip_special_tokens=body.skip_special_tokens
-        )
-        jobs = []
-        for p, (text, ids) in enumerate(prompts):
-            for j in range(body.n):
-                # n samples of one seeded request differ: the k-th draws from seed + k (greedy ones are equal).
-                s = Sampling(sampling.temperature, sampling.top_p, derive_seed(sampling.seed, j))
-                request = prepare_ids(
-                    self.tokens,
-                    self.engine.context_length,
-                    text,
-                    ids,
-                    forcing,
-                    s,
-                    plain=plain,
-                    stop_token_ids=frozenset(body.stop_token_ids or ()),
-                    logprobs=logprobs,
-                    prompt_logprobs=prompt_logprobs,
-                    min_tokens=body.min_tokens,
+    # -- thinking, under every name clients use ---------------------------------------------------------------
+    def thinking(self, body, template_kwargs: dict | None = None, effort: str | None = None) -> ThinkingAsked:
+        """The thinking a request asks for. Caps given as numbers (s1's `max_thinking_tokens`, vLLM's
+        `thinking_token_budget`, llama.cpp's `thinking_budget_tokens`, Anthropic's `thinking.budget_tokens`) must
+        agree; `reasoning_effort` gives a level's cap where no number is given; `enable_thinking: false`,
+        `thinking.type: disabled` and `reasoning_effort: none` ask for no thinking."""
+        caps = {}
+        if body.max_thinking_tokens is not None:
+            caps["max_thinking_tokens"] = body.max_thinking_tokens
+        for name in THINKING_ALIASES:
+            value = getattr(body, name)
+            if value is not None:
+                caps[name] = None if value == -1 else value
+        thinking = body.thinking
+        if thinking is not None and thinking.type == "enabled" and thinking.budget_tokens is not None:
+            caps["thinking.budget_tokens"] = thinking.budget_tokens
+        if len(set(caps.values())) > 1:
+            said = ", ".join(f"{k}={'-1' if v is None else v}" for k, v in caps.items())
+            raise BadRequest(f"The request gives different thinking caps ({said}); give one of them.")
+        effort = effort if effort is not None else body.reasoning_effort
+        off = {
+            "chat_template_kwargs.enable_thinking": (template_kwargs or {}).get("enable_thinking") is False,
+            "thinking.type": thinking is not None and thinking.type == "disabled",
+            "reasoning_effort": effort == "none",
+        }
+        if any(off.values()):
+            name = next(k for k, v in off.items() if v)
+            if caps and any(v != 0 for v in caps.values()):
+                raise BadRequest(
+                    f"{name} turns thinking off, but {next(iter(caps))} asks for a thinking cap; give one of them."
                 )
-                jobs.append(Job(index=len(jobs), request=request, stream=stream, prompt_index=p))
-        return jobs
+            return ThinkingAsked(cap=0, off=True, field=name)
+        if caps:
+            name, cap = next(iter(caps.items()))
+            return ThinkingAsked(cap=cap, field=name)
+        if effort is not None:
+            levels = self.defaults.reasoning_effort_caps
+            if effort not in levels:
+                raise BadRequest(
+                    f"reasoning_effort {effort!r} has no cap on this server; use one of none, {', '.join(levels)} "
+                    "(s1 serve --reasoning-effort-caps sets them)."
+                )
+            return ThinkingAsked(cap=levels[effort], field="reasoning_effort", approximate=True)
+        return ThinkingAsked()
 
+    def template_kwargs(self, kwargs: dict | None) -> dict:
+        kwargs = dict(kwargs or {})
+        clash = sorted(set(kwargs) & (self._template_own | {"messages", "conversation"}))
+        if clash:
+            raise BadRequest(
+                f"chat_template_kwargs may not set {', '.join(clash)} (the server sets it); remove "
+                f"{'it' if len(clash) == 1 else 'them'}."
+            )
+        return kwargs
+
+    def render(self, messages: list[dict], kwargs: dict, add_generation_prompt: bool = True) -> str:
+        """The chat template's text for `messages`; a template that refuses them (say, roles that do not
+        alternate) is the client's 400, in the template's own words."""
+        try:
+            return render_chat(self.tokenizer, messages, add_generation_prompt, **kwargs)
+        except Exception as exc:  # jinja's TemplateError and whatever a template raises on purpose
+            raise BadRequest(f"The model's chat template refused these messages: {exc}.") from None
+
+    # -- endpoints --------------------------------------------------------------------------------------------
     def chat(self, body: ChatBody) -> list[Job]:
         sampling = self._common(body)
-        max_thinking = body.max_thinking_tokens
-        if max_thinking is None and body.reasoning_effort is not None:
-            max_thinking = self._effort(body.reasoning_effort)
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-        prompt = render_messages(self.tokenizer, messages, self.tokens.fmt)
+        kwargs = self.template_kwargs(body.chat_template_kwargs)
+        asked = self.thinking(body, kwargs)
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        limit_field = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         if max_tokens == 0:
             raise BadRequest("max_tokens must be at least 1.")
-        forcing = self.forcing(body, max_tokens, max_thinking)
+        messages = [m.for_template() for m in body.messages]
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
-        return self._jobs(body, [(prompt, encode(self.tokenizer, prompt))], forcing, sampling, False, logprobs, None)
+        return self._conversation(body, messages, kwargs, asked, max_tokens, limit_field, sampling, logprobs)
 
-    def _effort(self, effort: str) -> int:
-        caps = {"none": 0, **self.defaults.reasoning_effort_caps}
-        if effort not in caps:
-            raise BadRequest(f"reasoning_effort must be one of {', '.join(caps)}, got {effort!r}.")
-        return caps[effort]
+    def responses(self, body: ResponsesBody) -> list[Job]:
+        """The Responses API: `instructions` and `input` as a conversation, one choice."""
+        sampling = self._common(body)
+        if body.tools:
+            raise BadRequest("tools are not supported by s1 serve's Responses API; remove them.")
+        fmt = (body.text or {}).get("format") or {"type": "text"}
+        if fmt.get("type") != "text":
+            raise BadRequest(
+                f"text.format {fmt.get('type')!r} is not supported (s1 serve has no guided decoding); use "
+                "{'type': 'text'} or remove it."
+            )
+        kwargs = self.template_kwargs(body.chat_template_kwargs)
+        effort = body.reasoning.effort if body.reasoning is not None else None
+        asked = self.thinking(body, kwargs, effort)
+        messages = response_messages(body)
+        max_tokens = body.max_output_tokens if body.max_output_tokens is not None else body.max_tokens
+        limit_field = "max_output_tokens" if body.max_output_tokens is not None else "max_tokens"
+        return self._conversation(body, messages, kwargs, asked, max_tokens, limit_field, sampling, None)
+
+    def _conversation(self, body, messages, kwargs, asked, max_tokens, limit_field, sampling, logprobs) -> list[Job]:
+        """A conversation's prompt with thinking opened, or, with thinking off, with an empty thinking block
+        already closed (as Qwen3's template does for `enable_thinking: false`) and the answer generated plainly."""
+        if asked.off:
+            kwargs.setdefault("enable_thinking", False)
+        text = self.render(messages, kwargs)
+        fmt = self.tokens.fmt
+        if not asked.off:
+            prompt = open_thinking(text, fmt)
+            forcing = self.forcing(body, max_tokens, asked.cap)
+            prompts, plain = [(prompt, encode(self.tokenizer, prompt))], False
+        else:
+            forcing = self.forcing(body, max_tokens, 0)
+            if text.rstrip().endswith(fmt.think_end.strip()):  # the template closed the thinking block itself
+                prompts = [(text, encode(self.tokenizer, text))]
+            else:
+                opened = open_thinking(text, fmt)
+                ids = encode(self.tokenizer, opened)
+                closed = list(self.tokens.forced_end("", self.tokens.ends_with_newline(ids[-1])))
+                prompts = [(opened + self.tokenizer.decode(closed, skip_special_tokens=False), ids + closed)]
+            plain = True
+        words = {"max_thinking_tokens": asked.field, "max_tokens": limit_field}
+        jobs = self._jobs(body, prompts, forcing, sampling, plain, logprobs, None, words, asked.approximate)
+        show = body.include_reasoning and not asked.off
+        return [replace(job, show_reasoning=show) for job in jobs]
 
     def completion(self, body: CompletionBody) -> list[Job]:
         sampling = self._common(body)
         prompts = self._prompts(body.prompt)
         if body.max_tokens == 0 and not body.echo:
             raise BadRequest("max_tokens must be at least 1 (0 only with echo, to score the prompt).")
+        asked = self.thinking(body)
+        budget_asked = any(getattr(body, f) is not None for f in BUDGET_FIELDS + THINKING_ALIASES) or (
+            not asked.off and (body.thinking is not None or body.reasoning_effort is not None)
+        )
         forced = body.budget_forcing
-        if forced is None:
-            asked = any(getattr(body, f) is not None for f in BUDGET_FIELDS)
-            forced = asked or all(self._inside_thinking(text) for text, _ in prompts)
+        if asked.off and forced:
+            raise BadRequest(f"{asked.field} turns thinking off, but budget_forcing: true asks for it; remove one.")
+        if forced is None:  # no thinking asked for is a plain continuation
+            forced = not asked.off and (budget_asked or all(self._inside_thinking(text) for text, _ in prompts))
         if forced:
             if body.echo or body.logprobs is not None:
                 raise BadRequest(
                     "echo and logprobs score plain continuations; drop the budget fields or set budget_forcing: false."
                 )
             prompts = [self._open(text, ids) for text, ids in prompts]
-            forcing = self.forcing(body, body.max_tokens, body.max_thinking_tokens)
-            return self._jobs(body, prompts, forcing, sampling, False, None, None)
-        if any(getattr(body, f) is not None for f in BUDGET_FIELDS):
-            raise BadRequest("budget_forcing: false cannot be combined with budget fields; remove one of them.")
+            forcing = self.forcing(body, body.max_tokens, asked.cap)
+            words = {"max_thinking_tokens": asked.field}
+            jobs = self._jobs(body, prompts, forcing, sampling, False, None, None, words, asked.approximate)
+            return [replace(job, show_reasoning=body.include_reasoning) for job in jobs]
+        if budget_asked:
+            why = f"{asked.field} turns thinking off" if asked.off else "budget_forcing: false"
+            raise BadRequest(f"{why}, which cannot be combined with budget fields; remove one of them.")
         limit = self.defaults.plain_max_tokens(body)
         forcing = BudgetForcing(max_answer_tokens=max(limit, 1), max_tokens=limit)
         k = body.logprobs
         return self._jobs(body, prompts, forcing, sampling, True, k, k if body.echo and k is not None else None)
+
+    def _jobs(
+        self,
+        body,
+        prompts: list[tuple[str, list[int]]],
+        forcing: BudgetForcing,
+        sampling: Sampling,
+        plain: bool,
+        logprobs: int | None,
+        prompt_logprobs: int | None,
+        words: dict[str, str] | None = None,
+        approximate: bool = False,
+    ) -> list[Job]:
+        """One job per choice of each prompt. A setting the engine refuses (a cap the context cannot hold) is a
+        400 naming the request's own field (`words`: setting -> field); an effort level's cap that the context
+        cannot hold becomes what the context leaves, as effort levels are approximate by nature."""
+        stop = getattr(body, "stop", None) or ()
+        stop = (stop,) if isinstance(stop, str) else tuple(stop)
+        stream = Stream(
+            stop=stop,
+            include_stop=getattr(body, "include_stop_str_in_output", False),
+            skip_special_tokens=getattr(body, "skip_special_tokens", True),
+        )
+        n = getattr(body, "n", 1)
+        jobs = []
+        for p, (text, ids) in enumerate(prompts):
+            for j in range(n):
+                # the n choices of a seeded request differ, and never repeat another seed's (derive_seed)
+                s = Sampling(sampling.temperature, sampling.top_p, derive_seed(sampling.seed, j))
+                options = dict(
+                    plain=plain,
+                    stop_token_ids=frozenset(getattr(body, "stop_token_ids", None) or ()),
+                    logprobs=logprobs,
+                    prompt_logprobs=prompt_logprobs,
+                    min_tokens=getattr(body, "min_tokens", 0),
+                )
+                try:
+                    request = prepare_ids(self.tokens, self.engine.context_length, text, ids, forcing, s, **options)
+                except UserError as exc:
+                    if not (approximate and "max_thinking_tokens" in exc.settings):
+                        word = (words or {}).get
+                        param = word(exc.settings[0], exc.settings[0]) if exc.settings else None
+                        raise BadRequest(exc.worded(lambda name: word(name, name)), param=param) from None
+                    forcing = replace(forcing, max_thinking_tokens=None)
+                    request = prepare_ids(self.tokens, self.engine.context_length, text, ids, forcing, s, **options)
+                jobs.append(Job(index=len(jobs), request=request, stream=stream, prompt_index=p))
+        return jobs
 
     def _prompts(self, prompt) -> list[tuple[str, list[int]]]:
         """vLLM's four prompt forms: a string, a list of strings, token ids, a list of token-id lists."""
@@ -226,7 +368,7 @@ class Translator:
                 if not p:
                     raise BadRequest("A prompt is an empty list of token ids.")
                 for t in p:
-                    self._check_id(t, "prompt")
+                    self.check_id(t, "prompt")
                 out.append((self.tokenizer.decode(p, skip_special_tokens=False), list(p)))
         return out
 
@@ -241,3 +383,29 @@ class Translator:
             return text, ids
         opened = open_thinking(text, self.tokens.fmt)
         return opened, ids + encode(self.tokenizer, opened[len(text) :])
+
+
+def response_messages(body: ResponsesBody) -> list[dict]:
+    """A Responses API request as chat messages: `instructions` as the system message, then each input
+    message; a replayed reasoning item's text goes to the assistant message after it, as a chat client sends
+    `reasoning_content` (the chat template decides whether past reasoning is rendered)."""
+    messages = [{"role": "system", "content": body.instructions}] if body.instructions else []
+    if isinstance(body.input, str):
+        return messages + [{"role": "user", "content": body.input}]
+    if not body.input:
+        raise BadRequest("input is empty; send text or a list of messages.")
+    reasoning: list[str] = []
+    for i, item in enumerate(body.input):
+        if item.type == "reasoning":
+            reasoning.append(item.text() or "".join(p.text for p in item.summary))
+            continue
+        if item.type != "message" or item.role is None:
+            raise BadRequest(
+                f"input[{i}] is a {item.type!r} item; s1 serve's Responses API takes messages and reasoning items."
+            )
+        message = Message(role=item.role, content=item.text())
+        if item.role == "assistant" and reasoning:
+            message.reasoning_content = "".join(reasoning)
+        reasoning = [] if item.role == "assistant" else reasoning
+        messages.append(message.for_template())
+    return messages
