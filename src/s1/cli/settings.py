@@ -31,7 +31,7 @@ TAKES: dict[str, tuple[type, ...]] = {
     "curate": (),  # roles' settings are keys of the curation config (curate/config.py)
     "models": (),
 }
-"""Which command takes which group of settings; tests/test_settings.py holds every command to it."""
+"""Which command takes which group of settings; tests/core/test_settings.py holds every command to it."""
 
 
 @dataclass(frozen=True)

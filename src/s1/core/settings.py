@@ -4,7 +4,7 @@
 dataclasses carry `field(metadata={"help": ...})` for `HfArgumentParser`. Every front end is derived from
 these declarations: the CLI's options (s1/cli/settings.py), the server's request fields and defaults
 (serve/protocol.py), `s1 eval`'s config keys (evaluate/config.py) and curation's role keys
-(curate/config.py). Adding a setting is one edit, and no front end can miss it (tests/test_settings.py).
+(curate/config.py). Adding a setting is one edit, and no front end can miss it (tests/core/test_settings.py).
 
 The range here is what schemas show and check first (a 400 from the server, a config error naming its
 key); the owner's `__post_init__` stays the one place that validates, with one sentence per bad value.

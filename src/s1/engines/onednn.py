@@ -5,7 +5,7 @@ CPUs where MKL does not take its fast paths (AMD's), that is most of a step; one
 already ships and uses for its CPU bf16 matmuls, does the same layers in about half the time (BENCHMARKS.md,
 issue 12's second pass). Both compute in float32; the sums are accumulated in another order, so results
 differ from sgemm's in the last bits only (greedy outputs still equal `transformers.generate`'s:
-tests/test_equivalence.py).
+tests/engines/test_equivalence.py).
 
 Prepacked copies (oneDNN's blocked layout, faster again) are a second copy of every weight, so they are
 kept only when all the layers' weights take at most PACK_SHARE of the machine's (or container's) memory,

@@ -67,6 +67,8 @@ async def invalid_body(http: HTTPRequest, exc: RequestValidationError) -> JSONRe
     if first.get("type") == "json_invalid":
         return error_response(400, "The request body is not valid JSON.")
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    if first.get("type") == "extra_forbidden":
+        return error_response(400, f"Unsupported field `{where}`: this endpoint does not take it; remove it.", param=where)
     return error_response(
         400, f"Invalid request: {where + ': ' if where else ''}{first.get('msg', 'malformed body')}.", param=where
     )

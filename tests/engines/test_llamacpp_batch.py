@@ -13,8 +13,8 @@ from s1.core.sampling import Sampling
 from s1.engines.base import prepare_ids
 from s1.engines.llamacpp import LlamaCppEngine
 
-from .test_cli import s1
-from .test_serve import chat, client_settings, reference, served
+from tests.cli.test_cli import s1
+from tests.serve.test_serve import chat, client_settings, reference, served
 
 QUESTIONS = [
     "What is 7*8?",

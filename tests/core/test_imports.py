@@ -8,7 +8,7 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "s1"
+SRC = Path(__file__).resolve().parents[2] / "src" / "s1"
 
 LAYERS = [
     {"core"},

@@ -19,7 +19,7 @@ from s1.core.errors import UserError
 from s1.core.files import append_line, write_atomic
 from s1.core.rundir import MARKER, claim_directory, directory_kind, unlock_directory
 from tests.conftest import DATA
-from tests.test_evaluate import s1
+from tests.evaluate.test_evaluate import s1
 
 
 def eval_args(model: Path, data: Path, out: Path, caps: str = "8") -> list[str]:
@@ -149,7 +149,7 @@ def test_whole_file_writes_leave_the_old_file_or_the_new_one(tmp_path):
         ],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src")),
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src")),
     )
     said = child.stdout.splitlines()
     assert len(said) == 2 and all(line.startswith("UserError Cannot write") for line in said), child

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from .test_serve import served
+from tests.serve.test_serve import served
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lm_eval"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lm_eval"
 LIMIT = 6  # of the 8 documents in arith.jsonl
 CHAT_LIMIT = 4
 MAX_THINKING = 8

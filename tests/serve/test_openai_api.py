@@ -17,7 +17,7 @@ from s1.core.formats import encode, render_messages
 from s1.engines.base import prepare, prepare_ids
 from s1.engines.hf import HFEngine
 
-from .test_serve import served
+from tests.serve.test_serve import served
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"

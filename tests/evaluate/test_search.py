@@ -218,7 +218,7 @@ def test_bad_reward_model_values_are_one_sentence(reward_dirs, tmp_path):
 def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, reward_dirs, data_dir, tmp_path):
     from s1.evaluate.config import EvalConfig
 
-    from .test_evaluate import evaluate
+    from tests.evaluate.test_evaluate import evaluate
 
     out = tmp_path / "run"
     common = dict(
@@ -292,7 +292,7 @@ def test_bad_search_values_are_one_sentence(tiny_dir):
 def test_a_served_reward_model_scores_as_in_process_and_refuses_bad_bodies(tiny_dir, reward_dirs):
     import httpx
 
-    from .test_serve import served
+    from tests.serve.test_serve import served
 
     steps = [["Seven times eight", "is fifty-six", "56"], ["It is 54."]]
     local = load_reward_model(reward_dirs["prm"], step_tag="\n\n")
@@ -356,7 +356,7 @@ def test_a_killed_search_resumes_at_problem_granularity(tmp_path, tiny_dir, rewa
     import sys
     import time
 
-    from .test_cli import s1
+    from tests.cli.test_cli import s1
 
     out = tmp_path / "run"
     args = [
@@ -427,7 +427,7 @@ def test_a_killed_search_resumes_at_problem_granularity(tmp_path, tiny_dir, rewa
     ],
 )
 def test_bad_search_flags_exit_with_one_sentence(flags, message, tiny_dir, data_dir, tmp_path):
-    from .test_cli import s1
+    from tests.cli.test_cli import s1
 
     run = s1(
         "eval",
@@ -450,7 +450,7 @@ def test_bad_search_flags_exit_with_one_sentence(flags, message, tiny_dir, data_
 def test_done_when_rebase_and_parallel_methods_on_three_math500_problems_with_the_embedded_model(
     reward_dirs, data_dir, tmp_path
 ):
-    from .test_cli import s1
+    from tests.cli.test_cli import s1
 
     out = tmp_path / "run"
     common = [

@@ -14,7 +14,7 @@ import pytest
 
 from s1.data.grading import Grader, choice_letter, extract, last_boxed
 
-FIXTURE = Path(__file__).parent / "fixtures" / "grading_disagreements.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "grading_disagreements.json"
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_a_script_without_a_main_guard_grades(tmp_path):
         "print(grader.classes('math', ['1/2', '0.5', '3']))\n"
         "grader.close()\n"
     )
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     run = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=src)
     )

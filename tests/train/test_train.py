@@ -18,7 +18,7 @@ from s1.train.data import render_example, turn_end
 from s1.train.recipe import PAPER, TrainConfig, build
 from s1.train.trainer import accumulation_steps, newest_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY_RECIPE = ROOT / "configs/recipes/cpu-tiny.yaml"
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
 

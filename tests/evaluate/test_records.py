@@ -13,9 +13,9 @@ from s1.evaluate.config import EvalConfig
 from s1.report.compare import compare
 from s1.report.html import render
 
-from .test_evaluate import evaluate
+from tests.evaluate.test_evaluate import evaluate
 
-FIXTURE = Path(__file__).parent / "fixtures" / "eval_run_b86fcda"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "eval_run_b86fcda"
 
 
 def lines(run: Path) -> list[str]:

@@ -21,8 +21,8 @@ from s1.engines.base import make_request
 from s1.engines.hf import HFEngine
 from s1.engines.remote import RemoteEngine, adds_bos, prompt_text
 
-from .test_cli import s1
-from .test_serve import free_port, served
+from tests.cli.test_cli import s1
+from tests.serve.test_serve import free_port, served
 
 QUESTIONS = ["What is 7*8?", "Name three primes.", "Why is the sea salty?", "Spell 'cat' backwards."]
 FORCING = BudgetForcing(max_thinking_tokens=40, num_ignore=2, max_answer_tokens=6)

@@ -17,8 +17,8 @@ from s1.core.models import embedded_gguf
 from s1.engines.llamacpp import LlamaCppEngine
 from s1.engines.remote import RemoteEngine
 
-from .test_remote import Proxy
-from .test_serve import free_port, served, stop_server
+from tests.engines.test_remote import Proxy
+from tests.serve.test_serve import free_port, served, stop_server
 
 QUESTIONS = ["What is 7*8?", "Name three primes.", "Why is the sea salty?"]
 # llama-cpp-python's server takes text only, so each round is re-tokenized on the server, as in s1's

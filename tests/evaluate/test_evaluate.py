@@ -593,7 +593,7 @@ def test_an_interrupted_run_never_exits_0_or_writes_a_summary(tmp_path, tiny_dir
     out = tmp_path / "run"
     args = ["eval", "--model", str(tiny_dir), "--data", str(problems_file), "--limit", "2"]
     args += ["--max-thinking-tokens", "8,16,24", "--max-answer-tokens", "4", "--batch-size", "1", "--output", str(out)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
     proc = subprocess.Popen(
         [sys.executable, str(driver), point, "2", *args],
         stderr=subprocess.PIPE,

@@ -205,7 +205,7 @@ def test_exported_records_train(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_server(tiny_dir):
-    from tests.test_serve import served
+    from tests.serve.test_serve import served
 
     with served("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "8") as base:
         yield base
@@ -215,7 +215,7 @@ def test_remote_teacher_spreads_calls_and_marks_failures(tmp_path, tiny_dir, tin
     """Teacher, solver, judge and classifier behind OpenAI-compatible servers: calls go to both, a server
     that fails every call is a marked failure (the row is dropped at quality), and once it is healthy a
     re-run sends exactly the failed calls again."""
-    from tests.test_remote import Proxy
+    from tests.engines.test_remote import Proxy
 
     good, bad = Proxy(tiny_server), Proxy(tiny_server)
     try:

@@ -154,8 +154,8 @@ def test_a_bad_forcing_value_is_named_by_each_front_end_in_its_own_terms(tmp_pat
 
     from s1.core.errors import UserError
     from s1.curate.config import load_config
-    from tests.test_cli import one_error_line, s1
-    from tests.test_serve import chat, served
+    from tests.cli.test_cli import one_error_line, s1
+    from tests.serve.test_serve import chat, served
 
     line = one_error_line(
         s1("generate", "--model", str(tiny_dir), "--max-thinking-tokens", "5", "--min-thinking-tokens", "9", "Q")
@@ -186,8 +186,8 @@ def test_an_unreachable_server_is_named_as_each_front_end_configured_it(tmp_path
 
     from s1.core.errors import UserError
     from s1.curate import load_config, run
-    from tests.test_cli import one_error_line, s1
-    from tests.test_serve import free_port
+    from tests.cli.test_cli import one_error_line, s1
+    from tests.serve.test_serve import free_port
 
     closed = f"http://127.0.0.1:{free_port()}/v1"
     common = ("--model", str(tiny_dir))

@@ -14,7 +14,7 @@ import sys
 import httpx
 import pytest
 
-from .test_serve import start_server, stop_server
+from tests.serve.test_serve import start_server, stop_server
 
 KEY = "s1-test-key-0123456789"
 CAPS = "minimal=3,low=5,medium=7,high=9,xhigh=11,max=100000"

@@ -200,7 +200,7 @@ def test_train_into_a_file_is_one_sentence(tmp_path, s1k_file):
 
 
 def test_ctrl_c_prints_interrupted_exits_130_and_leaves_nothing(tmp_path, tiny_dir, data_dir):
-    from tests.test_evaluate import alive, descendants
+    from tests.evaluate.test_evaluate import alive, descendants
 
     out = tmp_path / "run"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
