@@ -168,7 +168,8 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
     print(f"machine: {machine()}")
     print(
-        f"pool: {args.rows} synthetic rows; selected {report['selected']}; distinct model calls {sum(c['keys'] for c in report['calls'].values())}"
+        f"pool: {args.rows} synthetic rows; selected {report['selected']}; "
+        f"distinct model calls {sum(c['keys'] for c in report['calls'].values())}"
     )
     print()
     print(f"| stage | {' | '.join(f'{p} s' for p in passes)} | {' | '.join(f'{p} µs/row' for p in passes)} |")
@@ -188,7 +189,8 @@ def main() -> None:
     )
     print()
     print(
-        f"target: the cached passes under 60 s for all stages; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+        "target: the cached passes under 60 s for all stages; "
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )
 
 

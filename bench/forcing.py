@@ -139,9 +139,13 @@ def run(args) -> None:
     llamacpp = llamacpp_engine(args.model, max(args.batch))
     print(f"machine: {machine()}")
     print(
-        f"model: {args.model}, dtype {next(model.parameters()).dtype}, cap {args.cap} thinking + {args.answer} answer tokens\n"
+        f"model: {args.model}, dtype {next(model.parameters()).dtype}, "
+        f"cap {args.cap} thinking + {args.answer} answer tokens\n"
     )
-    header = "| batch | forced ext. | method | tokens | seconds | tokens/s | ms/step | tokens/s vs generate | tokens/s vs re-prefill |"
+    header = (
+        "| batch | forced ext. | method | tokens | seconds | tokens/s | ms/step "
+        "| tokens/s vs generate | tokens/s vs re-prefill |"
+    )
     print(header)
     print("|" + "---|" * 9)
     generate(QUESTIONS[:1], inflight, BudgetForcing(max_thinking_tokens=4, max_answer_tokens=2))  # warm-up
@@ -178,12 +182,15 @@ def run(args) -> None:
             rate = {method: n / seconds for method, (n, seconds) in rows.items()}
             for method, (n, seconds) in rows.items():
                 print(
-                    f"| {batch} | {extensions} (used {used:.1f}) | {method} | {n} | {seconds:.2f} | {rate[method]:.1f} | "
-                    f"{1000 * seconds / steps:.1f} | {rate[method] / rate['generate']:.2f}x | {rate[method] / rate['re-prefill']:.2f}x |"
+                    f"| {batch} | {extensions} (used {used:.1f}) | {method} | {n} | {seconds:.2f} "
+                    f"| {rate[method]:.1f} | "
+                    f"{1000 * seconds / steps:.1f} | {rate[method] / rate['generate']:.2f}x "
+                    f"| {rate[method] / rate['re-prefill']:.2f}x |"
                 )
             if not same:
                 print(
-                    f"| {batch} | {extensions} | note: in-flight and re-prefill outputs differ (sampling noise on this device) |"
+                    f"| {batch} | {extensions} "
+                    "| note: in-flight and re-prefill outputs differ (sampling noise on this device) |"
                 )
 
 

@@ -81,11 +81,13 @@ def main() -> None:
     print(f"| memory bandwidth (copy) | {bytes_per_s / 1e9:.1f} GB/s | batch 1, float32 weights: {batch1:.0f} |")
     if gguf_bytes:
         print(
-            f"| memory bandwidth (copy) | {bytes_per_s / 1e9:.1f} GB/s | batch 1, GGUF weights: {bytes_per_s / gguf_bytes:.0f} |"
+            f"| memory bandwidth (copy) | {bytes_per_s / 1e9:.1f} GB/s "
+            f"| batch 1, GGUF weights: {bytes_per_s / gguf_bytes:.0f} |"
         )
     batched = flops / (2 * params)
     print(
-        f"| float32 matmul ({torch.get_num_threads()} threads) | {flops / 1e9:.1f} GFLOP/s | large batches: {batched:.0f} |"
+        f"| float32 matmul ({torch.get_num_threads()} threads) | {flops / 1e9:.1f} GFLOP/s "
+        f"| large batches: {batched:.0f} |"
     )
     if args.measured:
         print()

@@ -89,11 +89,13 @@ def main() -> None:
     engine = HFEngine.load("smollm2")
     print(f"machine: {machine()}")
     print(
-        f"engine hf (embedded SmolLM2-135M), {args.problems} MATH500 problems, width/N {args.width}, steps <= {args.step_tokens} tokens, "
+        f"engine hf (embedded SmolLM2-135M), {args.problems} MATH500 problems, width/N {args.width}, "
+        f"steps <= {args.step_tokens} tokens, "
         f"thinking cap {args.cap}, temperature 1\n"
     )
     print(
-        "| search | prompt handling | generated tokens | prompt tokens processed | processed / generated | wall s | generated tok/s |"
+        "| search | prompt handling | generated tokens | prompt tokens processed | processed / generated "
+        "| wall s | generated tok/s |"
     )
     print("|---|---|---|---|---|---|---|")
     for fork in (True, False):

@@ -113,7 +113,8 @@ def main() -> None:
             tokens = sum(r[1] for r in results)
             q = statistics.quantiles(latencies, n=100, method="inclusive")
             print(
-                f"| {c} | {n} | {wall:.1f} | {tokens / wall:.1f} | {n / wall:.2f} | {q[49]:.2f} | {q[89]:.2f} | {q[98]:.2f} |"
+                f"| {c} | {n} | {wall:.1f} | {tokens / wall:.1f} | {n / wall:.2f} "
+                f"| {q[49]:.2f} | {q[89]:.2f} | {q[98]:.2f} |"
             )
     finally:
         proc.terminate()

@@ -98,7 +98,8 @@ def main() -> None:
                 continue
             q = statistics.quantiles(gaps, n=100, method="inclusive")
             print(
-                f"| {name} | {streams} | {seconds:.1f} | {steps} | {len(gaps) - streams} | {q[49]:.2f} | {q[98]:.2f} | {max(gaps):.2f} |"
+                f"| {name} | {streams} | {seconds:.1f} | {steps} | {len(gaps) - streams} "
+                f"| {q[49]:.2f} | {q[98]:.2f} | {max(gaps):.2f} |"
             )
 
 

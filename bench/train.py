@@ -6,7 +6,8 @@ each with a model's own worked solution as its thinking), through the same `s1 t
 under `accelerate launch`, and reads the per-process records the run writes (OUTPUT/ranks/rank-N.json).
 
     python bench/train.py [--model smollm2] [--recipe configs/recipes/cpu-tiny.yaml] [--steps 6]
-                          [--block-size 1024] [--launch "accelerate launch --config_file configs/accelerate/fsdp.yaml --num_processes 8"]
+                          [--block-size 1024]
+                          [--launch "accelerate launch --config_file configs/accelerate/fsdp.yaml --num_processes 8"]
                           [--set key=value ...]
 
 The paper's reference: s1-32B, 1,000 s1K examples x 5 epochs in 26 minutes on 16 H100s.
@@ -110,8 +111,10 @@ def main() -> None:
     peak = max(r["peak_memory_bytes"] for r in ranks) / 2**30
     print(f"| {tokens_per_s:,.0f} | {step_ms:,.0f} | {peak:.2f} GiB | {record['activation_checkpointing']} |")
     print(
-        f"\nAt this speed, the paper's run ({PAPER_EXAMPLES:,} examples x {PAPER_EPOCHS} epochs, about {avg_tokens:,.0f} tokens "
-        f"per example here, {paper_tokens / 1e6:.1f}M tokens) takes {paper_tokens / tokens_per_s / 3600:.1f} h on this setup; "
+        f"\nAt this speed, the paper's run ({PAPER_EXAMPLES:,} examples x {PAPER_EPOCHS} epochs, "
+        f"about {avg_tokens:,.0f} tokens "
+        f"per example here, {paper_tokens / 1e6:.1f}M tokens) "
+        f"takes {paper_tokens / tokens_per_s / 3600:.1f} h on this setup; "
         f"the paper: {PAPER_MINUTES} min on {PAPER_GPUS} H100s for s1-32B on s1K (about 9,000 tokens per example)."
     )
 

@@ -1,6 +1,6 @@
 """SFT with TRL on s1K-style reasoning traces: the paper's recipe, loss on the assistant part, a loadable model.
 
-A run reads its recipe (recipe.py), renders the records (training_data.py), forms the process group
+A run reads its recipe (recipe.py), renders the records (data.py), forms the process group
 before loading the model (so under FSDP only rank 0 reads the weights), trains with TRL's `SFTTrainer`
 saving resumable checkpoints sized to the run, and ends with `OUTPUT/final`: the consolidated weights
 in safetensors, config, tokenizer, a chat template whose generation prompt opens thinking, and a
