@@ -16,6 +16,7 @@ from s1.core.formats import encode, open_thinking, render_chat
 from s1.core.sampling import Sampling, derive_seed
 from s1.engines.base import Request, prepare_ids
 from s1.engines.registry import EngineSpec, names
+from s1.serve.limits import Limits
 from s1.serve.protocol import (
     BUDGET_FIELDS,
     MAX_PROMPTS,
@@ -118,8 +119,9 @@ def refuse_unsupported(body: ChatBody | CompletionBody | ResponsesBody, engine: 
 class Translator:
     """Turns request bodies into engine `Request`s for one served model."""
 
-    def __init__(self, engine, model_name: str, spec: EngineSpec, defaults: Defaults):
+    def __init__(self, engine, model_name: str, spec: EngineSpec, defaults: Defaults, limits: Limits | None = None):
         self.engine = engine
+        self.limits = limits or Limits()
         self.tokenizer = engine.tokenizer
         self.tokens = engine.format_tokens
         self.model_name = model_name
@@ -138,6 +140,18 @@ class Translator:
         for t in getattr(body, "stop_token_ids", None) or []:
             self.check_id(t, "stop_token_ids")
         return self.defaults.sampling_for(body)
+
+    def check_sequences(self, prompts: int, n: int) -> None:
+        """One request may ask for at most `max_sequences_per_request` sequences (prompts x n), so that one client
+        cannot fill the batch for everyone else; checked before any prompt is tokenized."""
+        limit = self.limits.max_sequences_per_request
+        if prompts * n > limit:
+            asked = f"{prompts} prompts x n={n} = {prompts * n}" if prompts > 1 else f"n={n}"
+            raise BadRequest(
+                f"This request asks for {asked} sequences, more than the {limit} this server takes per request "
+                "(its --max-sequences-per-request); lower n or send the prompts in several requests.",
+                param="n" if prompts == 1 else "prompt",
+            )
 
     def check_id(self, token, where: str) -> None:
         if not 0 <= token < self.vocab:
@@ -216,6 +230,7 @@ class Translator:
     # -- endpoints --------------------------------------------------------------------------------------------
     def chat(self, body: ChatBody) -> list[Job]:
         sampling = self._common(body)
+        self.check_sequences(1, body.n)
         kwargs = self.template_kwargs(body.chat_template_kwargs)
         asked = self.thinking(body, kwargs)
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
@@ -273,7 +288,7 @@ class Translator:
 
     def completion(self, body: CompletionBody) -> list[Job]:
         sampling = self._common(body)
-        prompts = self._prompts(body.prompt)
+        prompts = self._prompts(body.prompt, body.n)
         if body.max_tokens == 0 and not body.echo:
             raise BadRequest("max_tokens must be at least 1 (0 only with echo, to score the prompt).")
         asked = self.thinking(body)
@@ -350,14 +365,15 @@ class Translator:
                 jobs.append(Job(index=len(jobs), request=request, stream=stream, prompt_index=p))
         return jobs
 
-    def _prompts(self, prompt) -> list[tuple[str, list[int]]]:
+    def _prompts(self, prompt, n: int = 1) -> list[tuple[str, list[int]]]:
         """vLLM's four prompt forms: a string, a list of strings, token ids, a list of token-id lists."""
         if isinstance(prompt, str) or (prompt and all(isinstance(t, int) for t in prompt)):
             prompt = [prompt]
         if not prompt:
             raise BadRequest("The prompt is empty; send text or token ids.")
         if len(prompt) > MAX_PROMPTS:
-            raise BadRequest(f"At most {MAX_PROMPTS} prompts per request; split the batch.")
+            raise BadRequest(f"At most {MAX_PROMPTS} prompts per request; split the batch.", param="prompt")
+        self.check_sequences(len(prompt), n)
         out = []
         for p in prompt:
             if isinstance(p, str):
