@@ -334,7 +334,8 @@ def _rss(pid: int) -> int:
 
 @pytest.mark.slow
 def test_the_server_holds_under_a_bounded_abuse_test(tiny_dir, tmp_path):
-    """A large body, a slow body, a 4,096-sequence request and a lone surrogate, sent while 8 normal requests run:
+    """A large body, a slow body, a 4,096-sequence request, 7 MB of text to template and a lone surrogate, sent while
+    8 normal requests run:
     all 8 are answered, each abuse gets its one-sentence refusal, /health answers throughout, memory returns."""
     args = ("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "4", "--request-body-timeout", "3")
     with served_logged(tmp_path / "server.log", *args) as (base, proc):
@@ -373,6 +374,12 @@ def test_the_server_holds_under_a_bounded_abuse_test(tiny_dir, tmp_path):
             body = {"prompt": [f"p{i}" for i in range(256)], "n": 16, "max_tokens": 2}
             statuses["many"] = httpx.post(f"{base}/v1/completions", json=body, timeout=300).status_code
 
+        def heavy():  # under the body limit, far over what the context holds: refused before it is tokenized
+            body = {"messages": [{"role": "user", "content": "hello world " * 600_000}]}
+            r = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
+            statuses["heavy"] = r.status_code
+            assert "context" in r.json()["error"]["message"]
+
         def surrogate():
             body = '{"messages": [{"role": "user", "content": "\\ud800"}]}'
             r = httpx.post(
@@ -383,7 +390,7 @@ def test_the_server_holds_under_a_bounded_abuse_test(tiny_dir, tmp_path):
         poller = threading.Thread(target=poll_health)
         poller.start()
         work = [threading.Thread(target=normal_request, args=(i,)) for i in range(8)]
-        work += [threading.Thread(target=f) for f in (large, slow, many, surrogate)]
+        work += [threading.Thread(target=f) for f in (large, slow, many, heavy, surrogate)]
         try:
             for t in work:
                 t.start()
@@ -397,6 +404,7 @@ def test_the_server_holds_under_a_bounded_abuse_test(tiny_dir, tmp_path):
             "large": 413,
             "slow": 408,
             "many": 400,
+            "heavy": 400,
             "surrogate": 400,
         }
         assert health and max(health) < 10, f"/health took up to {max(health):.1f} s ({len(health)} answers)"

@@ -132,6 +132,11 @@ class Translator:
         params = inspect.signature(template).parameters.values() if template else ()
         self._template_own = {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         """apply_chat_template's own parameters, which chat_template_kwargs must not override."""
+        longest = max((len(t.encode("utf-8", "replace")) for t in engine.tokenizer.get_vocab()), default=1)
+        self.max_prompt_bytes = longest * engine.context_length
+        """A prompt this long in UTF-8 cannot fit the context whatever its tokens (no token's text is longer than
+        `longest` bytes, which byte-level vocabularies overstate twofold): refused before it is tokenized, which for
+        megabytes of text takes the CPU for a minute."""
 
     def _common(self, body: ChatBody | CompletionBody | ResponsesBody) -> Sampling:
         if body.model not in (None, "", self.model_name):
@@ -151,6 +156,16 @@ class Translator:
                 f"This request asks for {asked} sequences, more than the {limit} this server takes per request "
                 "(its --max-sequences-per-request); lower n or send the prompts in several requests.",
                 param="n" if prompts == 1 else "prompt",
+            )
+
+    def check_fits(self, text: str, where: str) -> None:
+        """A prompt far longer than the context could hold is a 400 before it is tokenized (`max_prompt_bytes`)."""
+        size = len(text.encode("utf-8", "replace"))
+        if size > self.max_prompt_bytes:
+            raise BadRequest(
+                f"The {where} ({size} bytes) is far longer than this model's context of {self.engine.context_length} "
+                "tokens can hold; shorten it.",
+                param=where if where == "prompt" else None,
             )
 
     def check_id(self, token, where: str) -> None:
@@ -266,6 +281,7 @@ class Translator:
         if asked.off:
             kwargs.setdefault("enable_thinking", False)
         text = self.render(messages, kwargs)
+        self.check_fits(text, "conversation")
         fmt = self.tokens.fmt
         if not asked.off:
             prompt = open_thinking(text, fmt)
@@ -379,6 +395,7 @@ class Translator:
             if isinstance(p, str):
                 if not p:
                     raise BadRequest("A prompt is empty; send text or token ids.")
+                self.check_fits(p, "prompt")
                 out.append((p, encode(self.tokenizer, p)))
             else:
                 if not p:
