@@ -16,6 +16,7 @@ from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
 from s1.core.sampling import Sampling
 from s1.evaluate.methods import SearchSpec
+from s1.serve.limits import Limits
 from s1.serve.protocol import DEFAULT_EFFORT_CAPS, EFFORTS
 
 REQUEST_DEFAULT = "{help} The default for requests that set none."
@@ -91,6 +92,7 @@ def serve(
         ),
     ] = None,
     sampling: dict = Group(Sampling, help=REQUEST_DEFAULT),
+    limits: dict = Group(Limits),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda ...")] = "auto",
     reward: dict = Group(
         SearchSpec,
@@ -117,6 +119,7 @@ def serve(
     caps = _effort_caps(reasoning_effort_caps)
     # checked here, before the model loads, by the classes that check these settings
     defaults = Defaults(BudgetForcing(**forcing), Sampling(**sampling), caps)
+    bounds = Limits(**limits)
     if base_urls:
         engine = "remote"
     app_ = build_service(
@@ -132,6 +135,7 @@ def serve(
         ctx_size=ctx_size,
         threads=threads,
         api_key=api_key,
+        limits=bounds,
         **reward,
     )
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.WARNING)
@@ -143,7 +147,7 @@ def serve(
         style="cyan",
     )
     # Open streams must not hold a SIGTERM up: give them a few seconds, then close them.
-    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3, **bounds.uvicorn())
 
 
 def _effort_caps(text: str) -> dict[str, int]:

@@ -20,11 +20,13 @@ from s1.core.forcing import BudgetForcing
 from s1.core.sampling import Sampling
 from s1.core.settings import Declared, declared, element
 from s1.evaluate.methods import SearchSpec
+from s1.serve.limits import Limits
 
 TAKES: dict[str, tuple[type, ...]] = {
     "generate": (BudgetForcing, Sampling),
     "eval": (BudgetForcing, Sampling, SearchSpec),
-    "serve": (BudgetForcing, Sampling),  # as the defaults of requests that set none; and SearchSpec's reward model
+    "serve": (BudgetForcing, Sampling, Limits),  # forcing, sampling: the defaults of requests that set none; and
+    # SearchSpec's reward model
     "train": (),  # its --seed is the training seed; its settings are TRL's (train/recipe.py)
     "report": (),
     "demo": (),

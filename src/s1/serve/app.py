@@ -21,6 +21,7 @@ from s1.core.errors import UserError
 from s1.engines.registry import EngineSpec, spec_of
 from s1.serve import chat, completions, metrics, models, responses_api, tokens
 from s1.serve.auth import ApiKey
+from s1.serve.limits import BodyLimit, Limits
 from s1.serve.protocol import BadRequest, Defaults
 from s1.serve.responses import error_response
 from s1.serve.state import Served
@@ -37,17 +38,21 @@ def create_app(
     spec: EngineSpec | None = None,
     api_key: str | None = None,
     root: str | None = None,
+    limits: Limits | None = None,
 ) -> FastAPI:
     """The ASGI app; `scheduler` runs `engine` behind concurrent requests (see schedulers.py). `spec` says
     what the engine can do (default: what the registry records for its class); `api_key` guards every /v1
-    route (auth.py); `root` is where the weights came from (the model card's `root`)."""
+    route (auth.py); `root` is where the weights came from (the model card's `root`); `limits` bound what one
+    request may take (limits.py: the body's size and time here, sequences per request in translate.py)."""
     spec = spec or spec_of(engine)
     app = FastAPI(title="s1 serve")
     collector = metrics.Metrics(scheduler, model_name)
-    translate = Translator(engine, model_name, spec, defaults or Defaults())
+    limits = limits or Limits()
+    translate = Translator(engine, model_name, spec, defaults or Defaults(), limits)
     app.state.served = Served(
         engine, spec, scheduler, model_name, translate, collector, root=root or model_name, started=int(time.time())
     )
+    app.add_middleware(BodyLimit, limits=limits)  # inside the API key's check: no body is read for a wrong key
     if api_key:
         app.add_middleware(ApiKey, key=api_key)
     app.add_middleware(metrics.StatusCounter, metrics=collector)
@@ -68,7 +73,9 @@ async def invalid_body(http: HTTPRequest, exc: RequestValidationError) -> JSONRe
         return error_response(400, "The request body is not valid JSON.")
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
     if first.get("type") == "extra_forbidden":
-        return error_response(400, f"Unsupported field `{where}`: this endpoint does not take it; remove it.", param=where)
+        return error_response(
+            400, f"Unsupported field `{where}`: this endpoint does not take it; remove it.", param=where
+        )
     return error_response(
         400, f"Invalid request: {where + ': ' if where else ''}{first.get('msg', 'malformed body')}.", param=where
     )

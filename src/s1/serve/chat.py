@@ -9,8 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi import Request as HTTPRequest
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from s1.engines.base import Completion
+from s1.serve.bodies import read_body
 from s1.serve.protocol import ChatBody
 from s1.serve.responses import (
     ChatChoice,
@@ -31,8 +33,9 @@ router = APIRouter()
 
 
 @router.post("/v1/chat/completions")
-async def chat(body: ChatBody, http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> Response:
-    jobs = state.translate.chat(body)
+async def chat(http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> Response:
+    body = await read_body(http, ChatBody)
+    jobs = await run_in_threadpool(state.translate.chat, body)  # templating and tokenizing: off the event loop
     return await run(http, state, jobs, ChatReply(body, jobs, state), body.stream)
 
 

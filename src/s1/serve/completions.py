@@ -9,8 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi import Request as HTTPRequest
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from s1.engines.base import Completion
+from s1.serve.bodies import read_body
 from s1.serve.protocol import CompletionBody
 from s1.serve.responses import (
     CompletionChoice,
@@ -30,8 +32,9 @@ router = APIRouter()
 
 
 @router.post("/v1/completions")
-async def completions(body: CompletionBody, http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> Response:
-    jobs = state.translate.completion(body)
+async def completions(http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> Response:
+    body = await read_body(http, CompletionBody)
+    jobs = await run_in_threadpool(state.translate.completion, body)  # tokenizing: off the event loop
     return await run(http, state, jobs, CompletionReply(body, jobs, state), body.stream)
 
 

@@ -93,7 +93,8 @@ class _Renamed:
 class StatusCounter:
     """Counts every response by status and logs refusals. Plain ASGI on purpose: Starlette's
     `BaseHTTPMiddleware` (`@app.middleware`) hides a client's disconnect from the endpoint, so a
-    non-streaming client that gave up would keep its slot decoding to the end."""
+    non-streaming client that gave up would keep its slot decoding to the end. An exception no handler took
+    becomes Starlette's 500 outside this middleware: it is counted here as the 500 it will be."""
 
     def __init__(self, app, metrics: Metrics):
         self.app, self.metrics = app, metrics
@@ -102,15 +103,26 @@ class StatusCounter:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
+        started = False
+
+        def count(status: int) -> None:
+            self.metrics.requests.labels(str(status)).inc()
+            if status >= 400:
+                log.info("%s %s status=%d", scope["method"], scope["path"], status)
+
         async def counting_send(message):
+            nonlocal started
             if message["type"] == "http.response.start":
-                status = message["status"]
-                self.metrics.requests.labels(str(status)).inc()
-                if status >= 400:
-                    log.info("%s %s status=%d", scope["method"], scope["path"], status)
+                started = True
+                count(message["status"])
             await send(message)
 
-        await self.app(scope, receive, counting_send)
+        try:
+            await self.app(scope, receive, counting_send)
+        except Exception:
+            if not started:
+                count(500)
+            raise
 
 
 @router.get("/health")

@@ -16,8 +16,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi import Request as HTTPRequest
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from s1.engines.base import Completion
+from s1.serve.bodies import read_body
 from s1.serve.protocol import ResponsesBody
 from s1.serve.responses import (
     IncompleteDetails,
@@ -46,8 +48,9 @@ router = APIRouter()
 
 
 @router.post("/v1/responses")
-async def responses(body: ResponsesBody, http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> Response:
-    jobs = state.translate.responses(body)
+async def responses(http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> Response:
+    body = await read_body(http, ResponsesBody)
+    jobs = await run_in_threadpool(state.translate.responses, body)  # templating and tokenizing: off the event loop
     return await run(http, state, jobs, ResponsesReply(body, jobs, state), body.stream)
 
 

@@ -29,6 +29,9 @@ log = logging.getLogger("s1.serve")
 
 DISCONNECT_CHECK_S = 1.0
 """How often a request waiting for events asks whether its client is still there."""
+GONE = 499
+"""The status a request's log line and /metrics give a client that went away before its answer (nginx's "client
+closed request"); nothing is sent to it."""
 IGNORED_HEADER = "X-S1-Ignored-Fields"
 """Names the request's fields the server ignored (unknown to it), comma-separated, as vLLM logs them."""
 
@@ -119,6 +122,10 @@ def ignored_fields(body) -> dict[str, str]:
     return {IGNORED_HEADER: text}
 
 
+class _Gone(Exception):
+    """The client went away: its choices are cancelled and the request ends with one log line, no traceback."""
+
+
 class _Choices:
     """One request's choices in flight: the scheduler's events for them, cancellation, the log line."""
 
@@ -129,12 +136,15 @@ class _Choices:
         self.first_token: float | None = None
         self.checked = time.monotonic()
         self.done: dict[int, Done] = {}
+        self.deltas = dict.fromkeys(range(len(jobs)), 0)
+        """Events of each choice so far (one per generated token): what a cancelled choice generated."""
         loop = asyncio.get_running_loop()
 
         def sink_for(job: Job):
             return lambda event: loop.call_soon_threadsafe(self.events.put_nowait, (job.index, event))
 
-        self.rids = [state.scheduler.submit(job.request, sink_for(job), job.stream) for job in jobs]
+        # the choices share one turn in the scheduler's admission: one request cannot take every slot (schedulers.py)
+        self.rids = [state.scheduler.submit(job.request, sink_for(job), job.stream, group=self) for job in jobs]
         state.metrics.prompt_tokens.inc(sum(len(j.request.prompt_token_ids) for j in jobs))
 
     @property
@@ -151,11 +161,13 @@ class _Choices:
             if time.monotonic() - self.checked > DISCONNECT_CHECK_S:
                 self.checked = time.monotonic()
                 if await self.http.is_disconnected():
-                    raise asyncio.CancelledError
+                    raise _Gone
             try:
                 index, event = await asyncio.wait_for(self.events.get(), timeout=DISCONNECT_CHECK_S)
             except TimeoutError:
                 continue
+            if isinstance(event, Delta):
+                self.deltas[index] += 1
             if isinstance(event, Delta) and self.first_token is None:
                 self.first_token = time.monotonic()
                 self.state.metrics.ttft.observe(self.first_token - self.started)
@@ -169,7 +181,8 @@ class _Choices:
     def record(self, status: int) -> None:
         completions = self.completions()
         metrics = self.state.metrics
-        metrics.tokens(sum(len(c.output_token_ids) for c in completions))
+        unfinished = sum(n for i, n in self.deltas.items() if i not in self.done)  # a cancelled choice's tokens
+        metrics.tokens(sum(len(c.output_token_ids) for c in completions) + unfinished)
         metrics.latency.observe(time.monotonic() - self.started)
         log.info(
             "%s %s choices=%d prompt=%d thinking=%d answer=%d latency=%.2fs status=%d",
@@ -197,8 +210,13 @@ async def run(http: HTTPRequest, state: Served, jobs: list[Job], reply: Reply, s
                 choices.cancel()
                 choices.record(500)
                 return error_response(500, event.message, "server_error")
+    except _Gone:
+        choices.cancel()
+        choices.record(GONE)
+        return Response(status_code=GONE)  # nobody reads it; the server does not log a traceback either
     except asyncio.CancelledError:
         choices.cancel()
+        choices.record(GONE)
         raise
     choices.record(200)
     response = reply.response([choices.done[j.index] for j in jobs]).response()
@@ -207,23 +225,27 @@ async def run(http: HTTPRequest, state: Served, jobs: list[Job], reply: Reply, s
 
 
 async def _stream(choices: _Choices, reply: Reply) -> AsyncIterator[str]:
-    status = 200
+    status = GONE  # until the stream ends: a client that goes away (its task cancelled, or _Gone) leaves it so
     try:
         named = reply.named_events
         for chunk in reply.opening():
             yield _sse(chunk.body(), named)
+        failed = False
         while not choices.finished:
             index, event = await choices.next()
             if isinstance(event, Failed):
-                status = 500
+                failed = True
                 yield _sse(reply.failure(event.message), named)
                 break
             for chunk in reply.chunks(index, event):
                 yield _sse(chunk.body(), named)
-        if status == 200:
+        if not failed:
             for chunk in reply.closing(choices.completions()):
                 yield _sse(chunk.body(), named)
         yield _sse("[DONE]")
+        status = 500 if failed else 200
+    except _Gone:
+        pass
     finally:
         choices.cancel()
         choices.record(status)

@@ -6,6 +6,11 @@ cancelled request leaves it at once. `SerialScheduler` runs any engine's `genera
 worker (remote servers, which do their own batching). A request's sink receives `Delta`s as text
 arrives, then one `Done` or one `Failed`.
 
+Admission is fair across HTTP requests: a request's sequences are submitted under one `group` (the HTTP request
+they belong to), and a free slot goes to the groups in turn (round-robin), so a request of many sequences takes
+its share of the batch and a small request queued behind it joins at the next free slot instead of waiting for
+all of them (docs/design.md, "Serving").
+
 A request is submitted with its `Stream` options (stop strings and how text is decoded); a request's
 own failure (a token id outside the vocabulary, a sampling error) ends that request with `Failed` and
 the batch goes on; a failed forward pass, which all rows share, ends every running request.
@@ -16,7 +21,8 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -73,6 +79,42 @@ class _Add:
     request: Request
     sink: Sink
     stream: Stream
+    group: Hashable = None
+
+
+class Turns:
+    """Sequences waiting for a slot, queued by group (an HTTP request) and taken from the groups in turn: each
+    `take` serves the group after the last one served, so no group waits for another's many sequences."""
+
+    def __init__(self):
+        self.groups: OrderedDict[Hashable, deque] = OrderedDict()
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.groups.values())
+
+    def __bool__(self) -> bool:
+        return bool(self.groups)  # a group leaves once empty
+
+    def put(self, group: Hashable, item) -> None:
+        self.groups.setdefault(group, deque()).append(item)
+
+    def take(self):
+        group, waiting = next(iter(self.groups.items()))
+        item = waiting.popleft()
+        del self.groups[group]
+        if waiting:
+            self.groups[group] = waiting  # to the back of the line
+        return item
+
+    def remove(self, match: Callable[[object], bool]) -> bool:
+        for group, waiting in self.groups.items():
+            for item in waiting:
+                if match(item):
+                    waiting.remove(item)
+                    if not waiting:
+                        del self.groups[group]
+                    return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -111,19 +153,22 @@ class BatchScheduler:
         self.commands: queue.Queue[_Add | _Cancel | _Stop] = queue.Queue()
         self.sinks: dict[int, tuple[Sink, ThinkingSplitter]] = {}
         self.ids = itertools.count()
+        self.turns = Turns()
+        """Sequences not yet handed to the loop: it gets one only when it has a free slot for it."""
         self.stopped = False
         self.thread = threading.Thread(target=self._run, name="s1-decode-loop", daemon=True)
         self.thread.start()
 
-    def submit(self, request: Request, sink: Sink, stream: Stream = Stream()) -> int:
+    def submit(self, request: Request, sink: Sink, stream: Stream = Stream(), group: Hashable = None) -> int:
+        """Queue `request`; sequences of one `group` (an HTTP request's choices) share its turns (see `Turns`)."""
         rid = next(self.ids)
-        self.commands.put(_Add(rid, request, sink, stream))
+        self.commands.put(_Add(rid, request, sink, stream, group))
         return rid
 
     @property
     def load(self) -> tuple[int, int]:
         """(sequences decoding, requests waiting to join), for /metrics."""
-        return len(self.loop.rows), len(self.loop.waiting) + self.commands.qsize()
+        return len(self.loop.rows), len(self.loop.waiting) + len(self.turns) + self.commands.qsize()
 
     def cancel(self, rid: int) -> None:
         self.commands.put(_Cancel(rid))
@@ -136,27 +181,36 @@ class BatchScheduler:
     def _apply(self, command: _Add | _Cancel) -> None:
         if isinstance(command, _Add):
             self.sinks[command.rid] = (command.sink, command.stream.splitter(self.engine))
-            self.loop.add(command.rid, command.request)
+            self.turns.put(command.rid if command.group is None else command.group, command)
         elif self.sinks.pop(command.rid, None) is not None:
-            self.loop.cancel(command.rid)
+            if not self.turns.remove(lambda add: add.rid == command.rid):
+                self.loop.cancel(command.rid)
+
+    def _admit(self) -> None:
+        """Hand the loop as many waiting sequences as it has free slots, the groups taking turns."""
+        while self.turns and len(self.loop.free) > len(self.loop.waiting):
+            add = self.turns.take()
+            self.loop.add(add.rid, add.request)
 
     def _run(self) -> None:
         while not self.stopped:
             try:
                 # Block only while idle; otherwise take what arrived and step at once.
-                command = self.commands.get() if not self.loop.busy else self.commands.get_nowait()
+                command = self.commands.get() if not (self.loop.busy or self.turns) else self.commands.get_nowait()
                 if isinstance(command, _Stop):
                     return
                 self._apply(command)
                 continue
             except queue.Empty:
                 pass
+            self._admit()
             try:
                 done = self.loop.step()
             except Exception as exc:  # the shared forward pass failed: nothing can be kept, the server goes on
                 for sink, _ in self.sinks.values():
                     sink(failed(exc))
                 self.sinks.clear()
+                self.turns = Turns()
                 self.loop = self.engine.loop(self.loop.max_batch, on_token=self._on_token)
                 continue
             for rid, exc in self.loop.failed:
@@ -180,7 +234,8 @@ class BatchScheduler:
 
 
 class SerialScheduler:
-    """One request per worker thread; `workers` bounds how many run at once."""
+    """One request per worker thread; `workers` bounds how many run at once. A worker that is free takes the next
+    sequence from the groups in turn (`Turns`), as `BatchScheduler` fills a free slot."""
 
     def __init__(self, engine, workers: int = 1):
         self.engine = engine
@@ -188,14 +243,21 @@ class SerialScheduler:
         self.cancelled: set[int] = set()
         self.ids = itertools.count()
         self.lock = threading.Lock()
+        self.turns = Turns()
         self.running = self.waiting = 0
 
-    def submit(self, request: Request, sink: Sink, stream: Stream = Stream()) -> int:
+    def submit(self, request: Request, sink: Sink, stream: Stream = Stream(), group: Hashable = None) -> int:
         rid = next(self.ids)
         with self.lock:
             self.waiting += 1
-        self.pool.submit(self._work, rid, request, sink, stream)
+            self.turns.put(rid if group is None else group, (rid, request, sink, stream))
+        self.pool.submit(self._next)  # one task per sequence: a free worker runs whichever sequence's turn it is
         return rid
+
+    def _next(self) -> None:
+        with self.lock:
+            rid, request, sink, stream = self.turns.take()
+        self._work(rid, request, sink, stream)
 
     @property
     def load(self) -> tuple[int, int]:

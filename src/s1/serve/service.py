@@ -6,6 +6,7 @@ from s1.core.errors import UserError
 from s1.engines import registry
 from s1.engines.registry import LoadOptions
 from s1.serve.app import create_app
+from s1.serve.limits import Limits
 from s1.serve.protocol import Defaults
 
 
@@ -26,6 +27,7 @@ def build_service(
     reward_kind: str = "auto",
     step_tag: str | None = None,
     api_key: str | None = None,
+    limits: Limits | None = None,
 ):
     """`batch_size` sequences decode together (hf, llamacpp) or are in flight (remote); `ctx_size` is the
     llama.cpp context of all of them together (llama-server's --ctx-size); `threads` the CPU threads;
@@ -65,7 +67,9 @@ def build_service(
         scheduler = SerialScheduler(eng, workers=batch_size)
     for text in defaults.forcing.extensions:
         eng.format_tokens.check_extension(text)
-    app = create_app(eng, scheduler, served_model_name or model, defaults, spec, api_key=api_key, root=model)
+    app = create_app(
+        eng, scheduler, served_model_name or model, defaults, spec, api_key=api_key, root=model, limits=limits
+    )
     if reward is not None:
         from s1.serve.pooling import add_pooling_route
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from fastapi import Request as HTTPRequest
 from fastapi.responses import JSONResponse
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from s1.core.formats import encode
+from s1.serve.bodies import read_body
 from s1.serve.protocol import BadRequest, Message, Open
 from s1.serve.responses import Detokenized, Tokenized
 from s1.serve.running import ignored_fields
@@ -37,7 +40,12 @@ class DetokenizeBody(Open):
 
 
 @router.post("/tokenize")
-async def tokenize(body: TokenizeBody, state: Annotated[Served, Depends(served)]) -> JSONResponse:
+async def tokenize(http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> JSONResponse:
+    body = await read_body(http, TokenizeBody)
+    return await run_in_threadpool(_tokenize, body, state)  # templating and tokenizing: off the event loop
+
+
+def _tokenize(body: TokenizeBody, state: Served) -> JSONResponse:
     _check_model(body.model, state)
     tokenizer = state.engine.tokenizer
     if (body.prompt is None) == (body.messages is None):
@@ -57,7 +65,12 @@ async def tokenize(body: TokenizeBody, state: Annotated[Served, Depends(served)]
 
 
 @router.post("/detokenize")
-async def detokenize(body: DetokenizeBody, state: Annotated[Served, Depends(served)]) -> JSONResponse:
+async def detokenize(http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> JSONResponse:
+    body = await read_body(http, DetokenizeBody)
+    return await run_in_threadpool(_detokenize, body, state)
+
+
+def _detokenize(body: DetokenizeBody, state: Served) -> JSONResponse:
     _check_model(body.model, state)
     for t in body.tokens:
         state.translate.check_id(t, "tokens")

@@ -16,6 +16,7 @@ from s1.core.formats import encode, open_thinking, render_chat
 from s1.core.sampling import Sampling, derive_seed
 from s1.engines.base import Request, prepare_ids
 from s1.engines.registry import EngineSpec, names
+from s1.serve.limits import Limits
 from s1.serve.protocol import (
     BUDGET_FIELDS,
     MAX_PROMPTS,
@@ -118,8 +119,9 @@ def refuse_unsupported(body: ChatBody | CompletionBody | ResponsesBody, engine: 
 class Translator:
     """Turns request bodies into engine `Request`s for one served model."""
 
-    def __init__(self, engine, model_name: str, spec: EngineSpec, defaults: Defaults):
+    def __init__(self, engine, model_name: str, spec: EngineSpec, defaults: Defaults, limits: Limits | None = None):
         self.engine = engine
+        self.limits = limits or Limits()
         self.tokenizer = engine.tokenizer
         self.tokens = engine.format_tokens
         self.model_name = model_name
@@ -130,6 +132,11 @@ class Translator:
         params = inspect.signature(template).parameters.values() if template else ()
         self._template_own = {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         """apply_chat_template's own parameters, which chat_template_kwargs must not override."""
+        longest = max((len(t.encode("utf-8", "replace")) for t in engine.tokenizer.get_vocab()), default=1)
+        self.max_prompt_bytes = longest * engine.context_length
+        """A prompt this long in UTF-8 cannot fit the context whatever its tokens (no token's text is longer than
+        `longest` bytes, which byte-level vocabularies overstate twofold): refused before it is tokenized, which for
+        megabytes of text takes the CPU for a minute."""
 
     def _common(self, body: ChatBody | CompletionBody | ResponsesBody) -> Sampling:
         if body.model not in (None, "", self.model_name):
@@ -138,6 +145,28 @@ class Translator:
         for t in getattr(body, "stop_token_ids", None) or []:
             self.check_id(t, "stop_token_ids")
         return self.defaults.sampling_for(body)
+
+    def check_sequences(self, prompts: int, n: int) -> None:
+        """One request may ask for at most `max_sequences_per_request` sequences (prompts x n), so that one client
+        cannot fill the batch for everyone else; checked before any prompt is tokenized."""
+        limit = self.limits.max_sequences_per_request
+        if prompts * n > limit:
+            asked = f"{prompts} prompts x n={n} = {prompts * n}" if prompts > 1 else f"n={n}"
+            raise BadRequest(
+                f"This request asks for {asked} sequences, more than the {limit} this server takes per request "
+                "(its --max-sequences-per-request); lower n or send the prompts in several requests.",
+                param="n" if prompts == 1 else "prompt",
+            )
+
+    def check_fits(self, text: str, where: str) -> None:
+        """A prompt far longer than the context could hold is a 400 before it is tokenized (`max_prompt_bytes`)."""
+        size = len(text.encode("utf-8", "replace"))
+        if size > self.max_prompt_bytes:
+            raise BadRequest(
+                f"The {where} ({size} bytes) is far longer than this model's context of {self.engine.context_length} "
+                "tokens can hold; shorten it.",
+                param=where if where == "prompt" else None,
+            )
 
     def check_id(self, token, where: str) -> None:
         if not 0 <= token < self.vocab:
@@ -216,6 +245,7 @@ class Translator:
     # -- endpoints --------------------------------------------------------------------------------------------
     def chat(self, body: ChatBody) -> list[Job]:
         sampling = self._common(body)
+        self.check_sequences(1, body.n)
         kwargs = self.template_kwargs(body.chat_template_kwargs)
         asked = self.thinking(body, kwargs)
         max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
@@ -251,6 +281,7 @@ class Translator:
         if asked.off:
             kwargs.setdefault("enable_thinking", False)
         text = self.render(messages, kwargs)
+        self.check_fits(text, "conversation")
         fmt = self.tokens.fmt
         if not asked.off:
             prompt = open_thinking(text, fmt)
@@ -273,7 +304,7 @@ class Translator:
 
     def completion(self, body: CompletionBody) -> list[Job]:
         sampling = self._common(body)
-        prompts = self._prompts(body.prompt)
+        prompts = self._prompts(body.prompt, body.n)
         if body.max_tokens == 0 and not body.echo:
             raise BadRequest("max_tokens must be at least 1 (0 only with echo, to score the prompt).")
         asked = self.thinking(body)
@@ -350,19 +381,21 @@ class Translator:
                 jobs.append(Job(index=len(jobs), request=request, stream=stream, prompt_index=p))
         return jobs
 
-    def _prompts(self, prompt) -> list[tuple[str, list[int]]]:
+    def _prompts(self, prompt, n: int = 1) -> list[tuple[str, list[int]]]:
         """vLLM's four prompt forms: a string, a list of strings, token ids, a list of token-id lists."""
         if isinstance(prompt, str) or (prompt and all(isinstance(t, int) for t in prompt)):
             prompt = [prompt]
         if not prompt:
             raise BadRequest("The prompt is empty; send text or token ids.")
         if len(prompt) > MAX_PROMPTS:
-            raise BadRequest(f"At most {MAX_PROMPTS} prompts per request; split the batch.")
+            raise BadRequest(f"At most {MAX_PROMPTS} prompts per request; split the batch.", param="prompt")
+        self.check_sequences(len(prompt), n)
         out = []
         for p in prompt:
             if isinstance(p, str):
                 if not p:
                     raise BadRequest("A prompt is empty; send text or token ids.")
+                self.check_fits(p, "prompt")
                 out.append((p, encode(self.tokenizer, p)))
             else:
                 if not p:

@@ -1,0 +1,84 @@
+"""A request body -> its typed object, off the event loop.
+
+Parsing JSON, checking its text and validating it against the endpoint's pydantic model are CPU work that grows with
+the body; run on the event loop, one large body would hold up every other client (`/health` included). So each
+generating endpoint reads its body here: in a worker thread, with every refusal one sentence (a 400 from the app's
+handlers): a body sent with another Content-Type than JSON, bytes that are not UTF-8, JSON that does not parse, and
+text that is not valid Unicode (a lone surrogate such as "\\ud800", which JSON's escapes can spell but no UTF-8 text
+holds), named by its field path. See docs/design.md, "Serving".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from fastapi import Request as HTTPRequest
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from s1.serve.protocol import BadRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(http: HTTPRequest, model: type[M]) -> M:
+    """The request's body as `model`, parsed and checked in a worker thread."""
+    raw = await http.body()
+    return await run_in_threadpool(parse_body, raw, http.headers.get("content-type", ""), model)
+
+
+def parse_body(raw: bytes, content_type: str, model: type[M]) -> M:
+    kind = content_type.split(";")[0].strip().lower()
+    if kind and kind != "application/json" and not kind.endswith("+json"):
+        raise BadRequest(
+            f"The request body was sent as Content-Type {kind}; send it as JSON with "
+            "'Content-Type: application/json' (curl: -H 'Content-Type: application/json')."
+        )
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("The request body is not valid UTF-8; send JSON encoded as UTF-8.") from None
+    except ValueError:
+        raise BadRequest("The request body is not valid JSON.") from None
+    where = not_unicode(data)
+    if where is not None:
+        raise BadRequest(
+            f"{where or 'The request body'} is not valid Unicode text (it holds a lone surrogate such as \\ud800); "
+            "send UTF-8 text.",
+            param=where or None,
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False), body=data) from None
+
+
+def not_unicode(value, path: str = "") -> str | None:
+    """The field path of the first string (or key) in a parsed JSON value that UTF-8 cannot encode, else None."""
+    stack = [(value, path)]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if not _encodes(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                where = f"{path}.{key}" if path else str(key)
+                if not _encodes(key):
+                    return (path + "." if path else "") + key.encode("utf-8", "backslashreplace").decode()
+                stack.append((item, where))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(value))))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
