@@ -165,6 +165,23 @@ def test_bad_cli_input_is_one_line_without_traceback(name, data_dir, tmp_path):
     assert run.returncode == code, run.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["generate", "--input", "{file}"],
+        ["eval", "--data", "{file}", "--output", "{tmp}/run", "--max-thinking-tokens", "8"],
+        ["train", "--data", "{file}", "--output", "{tmp}/out", "--max-steps", "1"],
+    ],
+)
+def test_a_lone_surrogate_in_an_input_file_is_one_sentence_naming_the_line(tmp_path, command):
+    """One reader (read_rows) for every command's input file: JSON's "\\ud800" used to pass it and crash later."""
+    path = tmp_path / "in.jsonl"
+    record = {"question": "What is 2+2?", "thinking_trajectories": ["4"], "attempt": "4", "answer": "4"}
+    path.write_text(json.dumps(record) + "\n" + json.dumps({**record, "question": "x\ud800"}) + "\n")
+    line = one_error_line(s1(*(a.format(file=path, tmp=tmp_path) for a in command), timeout=240))
+    assert f"Line 2 of {path}" in line and "'question'" in line and "not valid Unicode" in line, line
+
+
 def test_unwritable_or_file_output_is_one_sentence(tmp_path, data_dir):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

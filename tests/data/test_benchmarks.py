@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 import yaml
 
 from s1 import UserError
-from s1.data.benchmarks import available_tasks, load_benchmark
+from s1.data.benchmarks import available_tasks, load_benchmark, read_rows
 
 GPQA_COLUMNS = [
     "Record ID",
@@ -230,6 +231,46 @@ def test_a_null_gold_or_question_in_a_data_file_is_refused_naming_the_record(tmp
     with pytest.raises(UserError, match=words) as caught:
         load_benchmark(data=path, question_field="q", answer_field="a")
     assert "no value" in str(caught.value) and "None" not in str(caught.value).replace("'", "")
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('{"id": null, "question": "1+1?", "answer": "2"}\n', "no value in its id field 'id'"),
+        ('{"id": ["a"], "question": "1+1?", "answer": "2"}\n', "a list or mapping in its id field 'id'"),
+        ('{"question": "1+1?", "answer": ["2"]}\n', "a list in its 'answer' field"),
+        ('{"question": "Is 2 even?", "answer": true}\n', "true/false in its 'answer' field"),
+        ('{"question": {"text": "1+1?"}, "answer": "2"}\n', "a mapping in its 'question' field"),
+    ],
+)
+def test_a_null_id_or_a_gold_that_is_not_text_is_refused(tmp_path, text, words):
+    """A null id became the problem id "None"; a list or true/false gold was graded against "['2']" or "True"."""
+    path = tmp_path / "p.jsonl"
+    path.write_text(text)
+    with pytest.raises(UserError, match=re.escape(words)):
+        load_benchmark(data=path)
+
+
+@pytest.mark.parametrize(
+    "name, text, words",
+    [
+        ("lone.jsonl", '{"question": "a\\ud800b", "answer": "1"}\n', "Line 1 of .* in field 'question'"),
+        ("nested.jsonl", '{"q": "ok"}\n{"q": "x", "m": {"k": ["\\udc00"]}}\n', "Line 2 of .* field 'm.k\\[0\\]'"),
+        ("array.json", '[{"question": "1+1?", "answer": "\\uDBFF"}]', "Record 1 of .* field 'answer'"),
+    ],
+)
+def test_a_lone_surrogate_in_an_input_file_is_refused_naming_line_and_field(tmp_path, name, text, words):
+    """JSON lets "\\ud800" stand alone; it crashed tokenizers and the curation store far from the file."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(UserError, match=words + ".*not valid Unicode"):
+        read_rows(path)
+
+
+def test_bom_u2028_and_full_surrogate_pairs_are_ordinary_text(tmp_path):
+    path = tmp_path / "ok.jsonl"
+    path.write_bytes('\ufeff{"question": "a\u2028b \\ud83d\\ude00", "answer": "1"}\n'.encode("utf-8"))
+    assert read_rows(path) == [{"question": "a\u2028b \U0001f600", "answer": "1"}]
 
 
 def test_a_short_csv_row_or_an_open_quote_is_refused(tmp_path):

@@ -73,6 +73,13 @@ BAD = {
     "a search point's verdict as a string": lambda r: (
         {**r, "points": {n: {**p, "correct": "true"} for n, p in r["points"].items()}} if "points" in r else None
     ),
+    "a negative token count": lambda r: {**r, "thinking_tokens": -100000},
+    "seconds that are not a number": lambda r: {**r, "seconds": float("nan")},
+    "a trajectory with negative tokens": lambda r: (
+        {**r, "trajectories": [{**r["trajectories"][0], "generated_tokens": -5}] + r["trajectories"][1:]}
+        if "points" in r
+        else None
+    ),
     "a trajectory without its tokens": lambda r: (
         {**r, "trajectories": [{"answer": "1"}] + r["trajectories"][1:]} if "points" in r else None
     ),

@@ -560,6 +560,23 @@ def test_resuming_a_finished_run_is_a_no_op_that_says_so(tiny_dir, s1k_file, sin
     assert sorted(p.name for p in out.glob("checkpoint-*")) == sorted(p.name for p in single_run.glob("checkpoint-*"))
 
 
+def test_a_finished_run_without_its_checkpoints_is_neither_retrained_nor_resumed(
+    tiny_dir, s1k_file, single_run, tmp_path
+):
+    """Checkpoints deleted to save space: training the same --output again used to start over and replace final/."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(single_run, out, ignore=shutil.ignore_patterns("checkpoint-*"))
+    before = _digests(out / "final")
+    again = s1(*tiny_run(tiny_dir, s1k_file, out))
+    assert again.returncode == 1 and "already holds a finished training run" in again.stderr, again.stderr[-3000:]
+    assert "Traceback" not in again.stderr
+    resumed = s1(*tiny_run(tiny_dir, s1k_file, out), "--resume")
+    assert resumed.returncode == 0 and "already finished" in resumed.stdout, resumed.stderr[-3000:]
+    assert _digests(out / "final") == before and not list(out.glob("checkpoint-*"))
+
+
 def test_a_run_killed_after_its_last_checkpoint_writes_final_without_another_step(
     tiny_dir, s1k_file, single_run, tmp_path
 ):

@@ -240,6 +240,9 @@ def read_rows(path: Path, what: str = "data", strings_as: str | None = None) -> 
             raise UserError(f"{path} is not valid JSON.") from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise UserError(f"{path} must hold a JSON list of records.")
+        if _ESCAPED_SURROGATE.search(text):
+            for number, row in enumerate(rows, 1):
+                _refuse_surrogates(row, f"Record {number} of {path}")
         return rows
     rows = []
     # not splitlines: U+2028 and U+0085 may sit inside a JSON string
@@ -253,8 +256,34 @@ def read_rows(path: Path, what: str = "data", strings_as: str | None = None) -> 
                 row = {strings_as: row}
             if not isinstance(row, dict):
                 raise UserError(f"Line {number} of {path} is not a JSON object; write one record per line.")
+            if _ESCAPED_SURROGATE.search(line):
+                _refuse_surrogates(row, f"Line {number} of {path}")
             rows.append(row)
     return rows
+
+
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A JSON escape of a UTF-16 surrogate: the only way JSON text decoded as UTF-8 can carry one."""
+
+
+def _refuse_surrogates(value, where: str, field: str | None = None) -> None:
+    """JSON lets `"\\ud800"` stand alone, but half of a surrogate pair is not a character: no tokenizer, SQLite
+    store or output file can take it. Refused here, with the line and field, rather than wherever it is first used."""
+    if isinstance(value, str):
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            inside = f" in field {field!r}" if field is not None else ""
+            raise UserError(
+                f"{where} holds a lone UTF-16 surrogate escape (such as \\ud800){inside}, which is not valid Unicode "
+                "text; write the character itself or its full surrogate pair."
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            name = key if field is None else f"{field}.{key}"
+            _refuse_surrogates(key, where, field)
+            _refuse_surrogates(item, where, name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_surrogates(item, where, f"{field}[{index}]" if field is not None else f"[{index}]")
 
 
 def task_rows(task: Task, data_dir: str | Path | None) -> list[dict]:
@@ -297,6 +326,12 @@ def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
         if task.id_field and task.id_field not in row:
             raise UserError(
                 f"Record {number} of {task.task} has no id field {task.id_field!r}; name an existing field."
+            )
+        if id_field and id_field in row and (_missing(row[id_field]) or isinstance(row[id_field], (dict, list))):
+            raise UserError(
+                f"Record {number} of {task.task} has {'no value' if _missing(row[id_field]) else 'a list or mapping'} "
+                f"in its id field {id_field!r} (its id would be the text {str(row[id_field])[:20]!r}); give every "
+                "record an id that is text or a number, or name another field as the id."
             )
         pid = str(row.get(id_field, number - 1)) if id_field else str(number - 1)
         if pid in seen:
@@ -418,6 +453,12 @@ def file_task(
                 f"Record {number} of {data} has no {missing[0]!r} field; "
                 "name the fields with --question-field/--answer-field."
             )
+        for name in (q, a):  # a list, mapping or true/false would be graded against its Python spelling
+            if isinstance(row[name], (bool, dict, list)):
+                raise UserError(
+                    f"Record {number} of {data} has {_KIND_OF[type(row[name])]} in its {name!r} field, not text or a "
+                    "number; write the question and the gold answer as text."
+                )
     kind = answer_kind or "math"
     if kind == "choice":
         raise UserError(
@@ -432,6 +473,9 @@ def file_task(
         id_field=id_field,
     )
     return task, [{**r, "__question": r[q], "__answer": r[a]} for r in rows]
+
+
+_KIND_OF = {bool: "true/false", dict: "a mapping", list: "a list"}
 
 
 def load_benchmark(*args, **kwargs) -> list[Problem]:

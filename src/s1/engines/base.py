@@ -187,6 +187,12 @@ def prepare_ids(
         raise UserError("The prompt is empty; send at least one token.")
     for text in forcing.extensions:
         format_tokens.check_extension(text)
+    if len(ids) >= context_length:
+        raise UserError(
+            f"The prompt alone is {len(ids)} tokens, and the model's context holds {context_length}, leaving no room "
+            f"for any output; shorten the prompt to under {context_length} tokens (or use a model with a longer "
+            "context)."
+        )
     if options.get("plain"):
         room = context_length - len(ids)
         budget = forcing.max_tokens if forcing.max_tokens is not None else forcing.max_answer_tokens
@@ -194,26 +200,23 @@ def prepare_ids(
             limit = named("max_tokens" if forcing.max_tokens is not None else "max_answer_tokens")
             raise UserError(
                 f"The prompt ({len(ids)} tokens) plus {limit} ({budget}) exceed the model's context of "
-                f"{context_length} tokens; lower {limit} to at most {max(room, 0)}."
+                f"{context_length} tokens; lower {limit} to at most {room}."
             )
         return Request(prompt=prompt, prompt_token_ids=ids, forcing=forcing, sampling=sampling, cap=0, **options)
     ending = len(format_tokens.forced_end(forcing.answer_prefix, after_newline=False))
+    _check_fixed_parts(format_tokens, context_length, len(ids), ending, forcing)
     room = context_length - len(ids) - ending - forcing.max_answer_tokens
     if forcing.max_thinking_tokens is None:
-        if room < 1:
-            raise UserError(
-                f"The prompt ({len(ids)} tokens) and {named('max_answer_tokens')} ({forcing.max_answer_tokens}) leave "
-                f"no room to think in the model's context of {context_length} tokens; shorten the prompt or lower "
-                f"{named('max_answer_tokens')}."
-            )
         cap = room
     else:
         cap = forcing.max_thinking_tokens
         if cap > room:
+            answer_room = context_length - len(ids) - ending - cap
             raise UserError(
                 f"The prompt ({len(ids)} tokens) plus {cap} thinking and {forcing.max_answer_tokens} answer tokens "
                 f"exceed the model's context of {context_length} tokens; lower {named('max_thinking_tokens')} to at "
-                f"most {max(room, 0)} or lower {named('max_answer_tokens')}."
+                f"most {room}"
+                + (f" or {named('max_answer_tokens')} to at most {answer_room}." if answer_room >= 1 else ".")
             )
     if forcing.min_thinking_tokens > cap:
         raise UserError(
@@ -222,6 +225,42 @@ def prepare_ids(
             f"{context_length}; lower the minimum."
         )
     return Request(prompt=prompt, prompt_token_ids=ids, forcing=forcing, sampling=sampling, cap=cap, **options)
+
+
+def _check_fixed_parts(format_tokens: FormatTokens, context_length: int, prompt: int, ending: int, forcing) -> None:
+    """The parts of a request other than the thinking budget (the prompt, the forced end with its answer
+    prefix, the answer budget) must leave room for at least one thinking token; a refusal names the part that
+    is too long and what would fit, never a thinking cap of 0 that could not help."""
+    free = context_length - prompt  # for thinking, the forced end (delimiter + answer prefix) and the answer
+    prefix = ending - len(format_tokens.forced_end("", after_newline=False))
+    left = free - ending  # for thinking and the answer
+    if left < 2:
+        if forcing.answer_prefix and prefix > 0 and free - (ending - prefix) >= 3:
+            raise UserError(
+                f"{named('answer_prefix')} is {prefix} tokens, too long for what the prompt ({prompt} tokens) leaves "
+                f"of the model's context of {context_length}; shorten {named('answer_prefix')} to at most "
+                f"{free - (ending - prefix) - 2} tokens (one thinking and one answer token would then fit)."
+            )
+        raise UserError(
+            f"The prompt ({prompt} tokens) leaves {free} of the model's context of {context_length} tokens, too few "
+            f"for thinking, its end ({ending} tokens) and an answer; shorten the prompt."
+        )
+    if forcing.max_answer_tokens >= left:
+        cap = forcing.max_thinking_tokens or 1
+        fix = (
+            f"lower {named('max_answer_tokens')} to at most {left - cap}"
+            if left - cap >= 1
+            else f"lower {named('max_answer_tokens')} and {named('max_thinking_tokens')} to at most {left} together"
+        )
+        shorter = left + prefix - forcing.max_answer_tokens - cap  # the longest answer prefix that would fit
+        if prefix > 0 and shorter >= 0:
+            fix += f", or shorten {named('answer_prefix')} ({prefix} tokens) to at most {shorter} tokens"
+        raise UserError(
+            f"The prompt ({prompt} tokens), the end of thinking"
+            + (f" with {named('answer_prefix')} ({ending} tokens)" if prefix > 0 else f" ({ending} tokens)")
+            + f" and {named('max_answer_tokens')} ({forcing.max_answer_tokens}) leave no room to think in the "
+            f"model's context of {context_length} tokens; {fix}."
+        )
 
 
 def new_state(request: Request, format_tokens: FormatTokens) -> ForcingState:

@@ -23,6 +23,11 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, TypeAdapter
 _STRICT = ConfigDict(strict=True)
 """No coercion: "12" is not a number, "false" is not a verdict, 1 is not true."""
 
+Count = Annotated[int, Field(ge=0)]
+"""Tokens, tries, a sample index: never negative (a negative count would pull a mean down unseen)."""
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""Wall time: a finite, non-negative number (NaN or -1 would poison every mean it enters)."""
+
 
 @dataclass(kw_only=True)
 class Trajectory:
@@ -30,18 +35,18 @@ class Trajectory:
 
     __pydantic_config__ = _STRICT
     answer: str
-    thinking_tokens: int
-    answer_tokens: int
-    generated_tokens: int
+    thinking_tokens: Count
+    answer_tokens: Count
+    generated_tokens: Count
     """Tokens of this trajectory's output (in a tree, steps it shares with others count here for each; the
     search's `generated_tokens` counts every node once)."""
     finish_reason: str
     output: str
     reward: float | None = None
     node: int | None = None
-    prefill_tokens: int = 0
+    prefill_tokens: Count = 0
     """Prompt tokens processed for this trajectory alone (after the root's)."""
-    reward_tokens: int = 0
+    reward_tokens: Count = 0
     extracted: str | None = None
     correct: bool | None = None
     """Filled by grading."""
@@ -71,27 +76,27 @@ class SampleRecord:
     id: str
     method: str
     setting: str
-    sample: int
+    sample: Count
     setting_spec: dict[str, Any]
     problem_hash: str
     seed: int | None
     prompt: str
     output: str
-    thinking_tokens: int
-    answer_tokens: int
-    extensions_used: int
+    thinking_tokens: Count
+    answer_tokens: Count
+    extensions_used: Count
     capped: bool
     finish_reason: str
     gold: str
     kind: str
-    tries: int
+    tries: Count
     fits: bool
-    seconds: float
+    seconds: Seconds
     answer: str | None = None
     """The text graded; records written before it was kept are not graded again."""
     forced: list[tuple[str, int, int]] = field(default_factory=list)
     """Budget forcing's own writing as (kind, start, end) character offsets into `output`."""
-    prefill_tokens: int = 0
+    prefill_tokens: Count = 0
     extracted: str | None = None
     correct: bool | None = None
     reason: str | None = None
@@ -113,9 +118,9 @@ class Point:
     __pydantic_config__ = _STRICT
     choice: int | None
     correct: bool
-    generated_tokens: int
-    prefill_tokens: int
-    reward_tokens: int
+    generated_tokens: Count
+    prefill_tokens: Count
+    reward_tokens: Count
 
 
 @dataclass(kw_only=True)
@@ -127,22 +132,22 @@ class SearchRecord:
     context: str
     benchmark: str
     id: str
-    sample: int
+    sample: Count
     temperature: float | None = None
     problem_hash: str
     gold: str
     kind: str
     prompt: str
     trajectories: list[Trajectory]
-    generated_tokens: int
-    prefill_tokens: int
-    reward_tokens: int
-    root_prefill: int
+    generated_tokens: Count
+    prefill_tokens: Count
+    reward_tokens: Count
+    root_prefill: Count
     tree: list[dict[str, Any]]
     """REBASE's nodes: id, parent, depth, step text, tokens, score, children given, finished."""
-    thinking_tokens: int
-    answer_tokens: int
-    seconds: float
+    thinking_tokens: Count
+    answer_tokens: Count
+    seconds: Seconds
     identity: str
     method: str
     setting: str

@@ -103,6 +103,19 @@ def _train(config: TrainConfig, output: Path) -> Path:
     )
     total, save_every = plan_steps(len(examples), config, accumulation)
     checkpoint = newest_checkpoint(output)  # stays None unless resuming: a run never starts over an earlier one's
+    if checkpoint is None and (output / "final" / RECORD).exists():  # finished, its checkpoints deleted
+        if not config.resume:
+            raise UserError(
+                f"{output} already holds a finished training run ({output / 'final'}); choose another --output "
+                "(training again there would replace its model)."
+            )
+        if sharding.rank() == 0:
+            print(
+                f"Training in {output} already finished and its checkpoints are gone, so there is nothing to resume "
+                f"and {output / 'final'} is left as it is; to train further, start a new run from it "
+                f"(--model {output / 'final'})."
+            )
+        return output / "final"
     if checkpoint is not None and not config.resume:
         raise UserError(
             f"{output} already holds checkpoints of an earlier run; pass --resume to continue it or choose another --output."
