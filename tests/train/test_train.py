@@ -97,6 +97,33 @@ def test_s1_training_template(embedded):
     assert again["completion"].endswith("<|im_start|>answer\nAnswer: 5<|im_end|>")
 
 
+@pytest.mark.parametrize(
+    "attempt, learned",
+    [
+        ("4", "Answer: 4"),
+        ("  $\\boxed{4}$\n", "Answer: $\\boxed{4}$"),
+        ("Answer: 4", "Answer: 4"),
+        # s1's rule: "Answer:" anywhere in the attempt, not only at its start, means no prefix
+        ("Adding the two gives 4.\n\nFinal Answer: 4", "Adding the two gives 4.\n\nFinal Answer: 4"),
+        ("We add.\nAnswer: $\\boxed{4}$", "We add.\nAnswer: $\\boxed{4}$"),
+        # only the exact "Answer:" counts, as in s1 (case and the colon matter)
+        ("The answer is 4", "Answer: The answer is 4"),
+        ("ANSWER: 4", "Answer: ANSWER: 4"),
+    ],
+)
+def test_answer_prefix_is_added_only_when_answer_appears_nowhere(embedded, attempt, learned):
+    ex = render_example({"question": "q", "thinking_trajectories": ["t"], "attempt": attempt}, 0, embedded[1], S1)
+    assert ex["completion"] == f"<|im_start|>think\nt\n<|im_start|>answer\n{learned}<|im_end|>"
+
+
+def test_several_trajectories_are_joined_by_a_newline_as_s1_did(embedded):
+    record = {"question": "q", "thinking_trajectories": ["First pass.", "Second pass."], "attempt": "4"}
+    ex = render_example(record, 0, embedded[1], S1)
+    assert ex["completion"].startswith("<|im_start|>think\nFirst pass.\nSecond pass.\n<|im_start|>answer\n")
+    with pytest.raises(UserError, match="Record 1 has no 'thinking_trajectories'"):
+        render_example({"question": "q", "thinking_trajectories": ["a", 3], "attempt": "4"}, 0, embedded[1], S1)
+
+
 def test_r1_turns_end_with_the_models_own_eos(embedded):
     """An R1-style model stops at its EOS; ending its turns with the format's <|im_end|> would teach it never to stop."""
     import copy
@@ -180,10 +207,27 @@ def test_recipe_defaults_are_the_papers_and_the_32b_file_says_the_same():
     ) == (5.0, 1e-5, 16, 0.05, 1e-4, 0.9, 0.95, 32768, "cosine")
     assert accumulation_steps(c) == 16  # micro batch 1, one process: 16 accumulation steps
     paper = build(str(ROOT / "configs/recipes/s1-32b.yaml"))
-    assert (paper.model, paper.data, paper.batch_size) == ("Qwen/Qwen2.5-32B-Instruct", "simplescaling/s1K-1.1", 16)
+    assert (paper.model, paper.data, paper.batch_size) == ("Qwen/Qwen2.5-32B-Instruct", "simplescaling/s1K", 16)
+    assert paper.trace_source == "gemini"
     for key, value in PAPER.items():
         assert paper.value(key) == value or key in ("activation_checkpointing",), key
     assert paper.value("activation_checkpointing") is True
+
+
+def test_the_s11_recipe_trains_deepseek_traces_of_s1k_11_at_s1s_block_20000():
+    """s1.1-32B: the s1K questions with DeepSeek-R1's traces; s1 cut the block to 20,000 for it (out of memory)."""
+    s1 = build(str(ROOT / "configs/recipes/s1-32b.yaml"))
+    s11 = build(str(ROOT / "configs/recipes/s1.1-32b.yaml"))
+    assert (s11.model, s11.data, s11.trace_source, s11.format) == (
+        "Qwen/Qwen2.5-32B-Instruct",
+        "simplescaling/s1K-1.1",
+        "deepseek",
+        "s1",
+    )
+    assert (s1.value("max_length"), s11.value("max_length")) == (32768, 20000)
+    differ = {k for k in set(s1.sft) | set(s11.sft) if s1.value(k) != s11.value(k)}
+    assert differ == {"max_length"}  # every other training value is the same run's
+    assert (s1.output, s11.output) == ("runs/s1-32b", "runs/s1.1-32b")
 
 
 def test_file_flags_and_set_layer_in_that_order(tmp_path):

@@ -22,7 +22,9 @@ def _trace_and_attempt(record: dict, index: int, source: str) -> tuple[str, str]
         names = (f"{source}_thinking_trajectory", f"{source}_attempt")
     elif "thinking_trajectories" in record:
         trajectories = record["thinking_trajectories"]
-        trace = trajectories[0] if isinstance(trajectories, list) and trajectories else trajectories
+        if isinstance(trajectories, list) and trajectories and all(isinstance(t, str) for t in trajectories):
+            trajectories = "\n".join(trajectories)  # as s1's released tokenization script joins them
+        trace = trajectories
         attempt = record.get("attempt")
         names = ("thinking_trajectories", "attempt")
     else:
@@ -55,6 +57,16 @@ def turn_end(tokenizer, fmt: ThinkingFormat) -> str:
     )
 
 
+def with_answer_label(attempt: str, fmt: ThinkingFormat) -> str:
+    """The attempt as the model learns it. s1's released tokenization script prefixes "Answer: " only when
+    "Answer:" appears nowhere in the attempt, so an attempt that reasons first and ends "... Answer: 5" is
+    learned as it is, not as "Answer: ... Answer: 5"."""
+    label = fmt.answer_label.strip()
+    if label and label not in attempt:
+        attempt = fmt.answer_label + attempt.strip()
+    return attempt.strip()
+
+
 def render_example(
     record: dict, index: int, tokenizer, fmt: ThinkingFormat, source: str = "deepseek", system: str | None = None
 ) -> dict:
@@ -68,9 +80,7 @@ def render_example(
     start = fmt.think_start if fmt.think_start.endswith("\n") else fmt.think_start + "\n"
     if prompt.endswith(start):  # templates of R1-style models open thinking themselves
         start = ""
-    attempt = attempt.strip()
-    if fmt.answer_label.strip() and not attempt.startswith(fmt.answer_label.strip()):
-        attempt = fmt.answer_label + attempt
+    attempt = with_answer_label(attempt, fmt)
     completion = f"{start}{trace.strip()}\n{fmt.think_end}{fmt.answer_separator}{attempt}{turn_end(tokenizer, fmt)}"
     return {"prompt": prompt, "completion": completion}
 
