@@ -83,6 +83,14 @@ def eval_command(
             help="Plot x-axis: generated tokens, or total tokens processed (prompt, generated, reward model)."
         ),
     ] = "generated",
+    share_sweep: Annotated[
+        bool,
+        typer.Option(
+            "--share-sweep/--no-share-sweep",
+            help="Settings that differ only in cap and Wait count think once per problem and branch off where "
+            "their budget differs (the same samples, less compute); --no-share-sweep runs each on its own.",
+        ),
+    ] = True,
 ) -> None:
     """Measure accuracy against thinking: sweep budgets and methods, grade, summarize, plot."""
     from s1.evaluate.config import EvalConfig
@@ -118,6 +126,7 @@ def eval_command(
         only_current=only_current,
         widths=int_list(width, "--width"),
         plot_tokens=plot_tokens,
+        share_sweep=share_sweep,
     )
     if output is None:
         name = Path(data).stem if data else "-".join(Path(b).stem for b in config.benchmarks)

@@ -119,6 +119,17 @@ def _no_sample() -> int:
     raise AssertionError("the forcing state asked for a sample while it was forcing tokens")
 
 
+@dataclass(frozen=True)
+class Branch:
+    """A setting of a budget sweep that follows another setting's trajectory until its own budget decides
+    otherwise (docs/design.md, "Sweeps share one trajectory"): a smaller cap, or fewer ignored ends.
+    Only `max_thinking_tokens` and `num_ignore` may differ from the trajectory's forcing."""
+
+    key: int
+    forcing: BudgetForcing
+    cap: int
+
+
 class Phase(Enum):
     THINKING = "thinking"
     ENDING = "ending"  # draining the end delimiter (and, when forced, the answer prefix)
@@ -153,6 +164,11 @@ class ForcingState:
     """[kind, start, end) runs of `output` the state wrote, not the model: "extension", "forced_end" (the
     delimiter and answer prefix at the cap) or "delimiter" (completing a natural end). For reports."""
     _pending: deque = field(default_factory=deque)
+    branches: list = field(default_factory=list)
+    """Branches (`Branch`) still following this trajectory: where it ends they end too, the same way."""
+    forks: list = field(default_factory=list)
+    """(key, state) of the branches that left this trajectory at its last steps, each at the step where its
+    budget decided otherwise, for the engine to continue (from the same cache and random stream)."""
 
     def __post_init__(self):
         if self.answer_stop_ids is None:
@@ -167,7 +183,30 @@ class ForcingState:
             output=list(self.output),
             forced_spans=[list(s) for s in self.forced_spans],
             _pending=deque(self._pending),
+            branches=[],
+            forks=[],
         )
+
+    def follow(self, branches: list[Branch]) -> None:
+        """Let these branches follow this trajectory; a cap this state has already reached (0) leaves at once."""
+        self.branches = list(branches)
+        self._leave(lambda b: self.phase is Phase.THINKING and self.thinking_tokens >= b.cap)
+
+    def follower(self, branch: Branch) -> ForcingState:
+        """The state of `branch` had it run alone up to here: this one's history under its own budget."""
+        state = self.fork()
+        state.forcing, state.cap = branch.forcing, branch.cap
+        return state
+
+    def _leave(self, differs: Callable[[Branch], bool], token: int | None = None) -> None:
+        """Fork the branches whose budget `differs` at this step; with `token`, the branch takes that sampled
+        token itself (a natural end it accepts where this trajectory ignores it)."""
+        for branch in [b for b in self.branches if differs(b)]:
+            self.branches.remove(branch)
+            state = self.follower(branch)
+            if token is not None:
+                state._think(lambda: token)
+            self.forks.append((branch.key, state))
 
     @property
     def thinking(self) -> bool:
@@ -266,7 +305,9 @@ class ForcingState:
         token = sample()
         if token not in self.tokens.end_trigger_ids:
             return self._emit(token)
-        if self.extensions_used < self.forcing.num_ignore or self.thinking_tokens < self.forcing.min_thinking_tokens:
+        if self._ignores(self.forcing):
+            if self.branches:  # a branch with fewer ignored ends accepts this end
+                self._leave(lambda b: not self._ignores(b.forcing), token)
             extension = self.forcing.extensions[self.extensions_used % len(self.forcing.extensions)]
             self.extensions_used += 1
             self._pending.extend(self.tokens.extension(extension))
@@ -275,6 +316,10 @@ class ForcingState:
         if keep:
             return self._end(rest, first=token)
         return self._end(rest)
+
+    def _ignores(self, forcing: BudgetForcing) -> bool:
+        """Whether an attempt to end thinking here is replaced by an extension under `forcing`."""
+        return self.extensions_used < forcing.num_ignore or self.thinking_tokens < forcing.min_thinking_tokens
 
     def _end(self, delimiter: tuple[int, ...], first: int | None = None) -> int:
         """Leave thinking: queue the delimiter tokens and emit the first of them."""
@@ -309,6 +354,8 @@ class ForcingState:
         self.last_token = token
         if self.phase is Phase.THINKING:
             self.thinking_tokens += 1
+            if self.branches:  # a smaller cap is reached: that branch forces its end next, before any sample
+                self._leave(lambda b: self.thinking_tokens >= b.cap)
         elif self.phase is Phase.ANSWER:
             self.answer_tokens += 1
         elif not self._pending:

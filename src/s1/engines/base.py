@@ -45,6 +45,9 @@ class Completion:
     prefill_tokens: int | None = None
     """Prompt tokens the engine actually processed for this request (what a kept or forked prefix saved is
     not counted); None where the engine cannot tell."""
+    shared_tokens: int = 0
+    """Leading output tokens this sequence took over from the trajectory it followed in a shared budget sweep
+    (`Request.follows`), generated once for all the settings that share them."""
     state: ForcingState | None = field(default=None, repr=False, compare=False)
     """Where a paused trajectory stands (finish_reason "step"): a search continues it with `Request.resume`."""
 
@@ -82,6 +85,11 @@ class Request:
     the trajectory's output so far, from a kept prefix where it holds one. Used by tree search."""
     step: StepRule | None = None
     """Pause the trajectory after one step of thinking (finish_reason "step"); None runs it to the end."""
+    follows: int | None = None
+    """A budget sweep's sharing (docs/design.md, "Sweeps share one trajectory"): the index, in the same
+    `generate` call, of a request with the same prompt, sampling and forcing but a cap and Wait count at
+    least this one's; this request follows that one's trajectory and branches off where its own budget
+    decides otherwise. Engines that cannot fork (reprefill, remote) run it on its own: the same tokens."""
     affinity: str | None = None
     """Requests with the same affinity (a search's nodes) go to the same remote server, so its prefix
     cache serves what they share; in-process engines keep such prefixes themselves."""
@@ -282,6 +290,7 @@ def to_completion(
     logprobs: list | None = None,
     prompt_logprobs: list | None = None,
     prefill_tokens: int | None = None,
+    shared_tokens: int = 0,
 ) -> Completion:
     """Split the output into thinking and answer text at the recorded end of thinking. A trajectory paused
     after a step (not done) has finish_reason "step" and carries its state, to be resumed."""
@@ -314,5 +323,6 @@ def to_completion(
         prompt_logprobs=prompt_logprobs,
         forced_spans=[list(span) for span in state.forced_spans],
         prefill_tokens=prefill_tokens,
+        shared_tokens=shared_tokens,
         state=None if state.done else state,
     )

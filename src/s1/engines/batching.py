@@ -22,13 +22,14 @@ Runtimes (llama.cpp's KV streams, the transformers engine's per-row cache) provi
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from s1.core.forcing import ForcingState
+from s1.core.forcing import Branch, ForcingState
 from s1.core.formats import FormatTokens
 from s1.engines.base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
 from s1.engines.sampling import pick_tokens, row_generator
@@ -71,10 +72,20 @@ class Row:
     """The step is over: feed what is pending, then pause the row, keeping its cache and last logits."""
     ready: torch.Tensor | None = None
     """Logits for the next choice, held with a forked prefix: the row chooses without a forward."""
+    shared: int = 0
+    """Leading output tokens taken over from the trajectory this row branched from (a shared sweep)."""
 
     @property
     def joining(self) -> bool:
         return self.position < self.context
+
+
+def _copy_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    if generator is None:
+        return None
+    copy = torch.Generator(device=generator.device)
+    copy.set_state(generator.get_state())
+    return copy
 
 
 def token_logprobs(logprobs: torch.Tensor, token: int, k: int) -> tuple[float, dict[int, float]]:
@@ -114,6 +125,7 @@ class LoopEngine:
                     row.logprobs,
                     row.prompt_logprobs,
                     prefill_tokens=row.prefilled,
+                    shared_tokens=row.shared,
                 )
                 if on_completion:
                     on_completion(i, results[i])
@@ -138,12 +150,21 @@ class BatchLoop:
         reports each one and takes it off the list; the rest of the batch goes on."""
         self.rate: float | None = None
         """Tokens per second the last steps fed (a running average), which sizes prompt chunks."""
+        self.followers: dict[int, list[tuple[int, Request]]] = {}
+        """A shared sweep's requests (`Request.follows`) by the index of the request they follow."""
+        self.branching: dict[int, Request] = {}
+        """Followers of an admitted row, by index, until they branch off or end with it."""
+        self.carried: dict[int, torch.Generator | None] = {}
+        """The random streams of branches waiting for a slot (they recompute their prefix, then go on)."""
 
     @property
     def busy(self) -> bool:
         return bool(self.rows or self.waiting)
 
     def add(self, index: int, request: Request) -> None:
+        if request.follows is not None:
+            self.followers.setdefault(request.follows, []).append((index, request))
+            return
         self.waiting.append((index, request))
 
     def cancel(self, index: int) -> bool:
@@ -203,7 +224,11 @@ class BatchLoop:
                 if request.resume is not None and (scored or request.logprobs is not None):
                     raise ValueError("a resumed trajectory cannot return logprobs")
                 state = request.resume.fork() if request.resume is not None else new_state(request, self.format_tokens)
-                generator = row_generator(request.sampling, getattr(self.runtime, "device", "cpu"))
+                if index in self.carried:
+                    generator = self.carried.pop(index)
+                else:
+                    generator = row_generator(request.sampling, getattr(self.runtime, "device", "cpu"))
+                state.follow(self._followers(index, request))
             except Exception as exc:
                 self.failed.append((index, exc))
                 continue
@@ -231,6 +256,81 @@ class BatchLoop:
             if row.pending:  # forced tokens come first; the held logits are not the ones after them
                 row.ready = None
         return finished
+
+    def _followers(self, index: int, request: Request) -> list[Branch]:
+        """The branches of the requests that follow this one; each must differ from it only in a smaller or
+        equal cap and Wait count (a follower that could not branch off where it differs would be wrong)."""
+        out = []
+        for i, other in self.followers.pop(index, []):
+            base, mine = other.forcing, request.forcing
+            if (
+                other.prompt_token_ids != request.prompt_token_ids
+                or other.sampling != request.sampling
+                or other.cap > request.cap
+                or base.num_ignore > mine.num_ignore
+                or replace(base, max_thinking_tokens=None, num_ignore=0)
+                != replace(mine, max_thinking_tokens=None, num_ignore=0)
+                or other.plain
+                or request.plain
+                or other.logprobs is not None
+                or request.logprobs is not None
+                or request.step is not None
+                or request.resume is not None
+            ):
+                raise ValueError(f"request {i} cannot follow request {index}: only its cap and Wait count may be lower")
+            self.branching[i] = other
+            out.append(Branch(i, other.forcing, other.cap))
+        return out
+
+    def _branch_off(self, trunk: Row) -> list:
+        """Give each branch that left the trunk at its last step a row of its own: a copy of the trunk's cache
+        (the runtime's `fork`) and of its random stream, so it goes on exactly as it would have alone."""
+        finished = []
+        forks, trunk.state.forks = trunk.state.forks, []
+        for index, state in forks:
+            request = self.branching.pop(index)
+            generator = _copy_generator(trunk.generator)
+            shared = len(os.path.commonprefix([trunk.state.output, state.output]))
+            slot = self._spare_slot() if hasattr(self.runtime, "fork") else None
+            if slot is None:  # no slot to copy the cache into: it waits and recomputes its prefix
+                self.carried[index] = generator
+                self.waiting.appendleft((index, replace(request, resume=state, follows=None)))
+                continue
+            kept = trunk.position
+            self.runtime.fork(trunk.slot, slot, kept)
+            context = list(request.prompt_token_ids) + state.output
+            row = Row(
+                index,
+                request,
+                state,
+                generator,
+                slot,
+                pending=context[kept:],
+                position=kept,
+                context=len(context),
+                prefilled=len(context) - kept,
+                since=len(state.output),
+                shared=shared,
+            )
+            self.rows.append(row)
+            finished += self._force(row)
+        if trunk.state.done:  # the branches still following end exactly as the trunk did
+            for branch in trunk.state.branches:
+                request = self.branching.pop(branch.key)
+                state = trunk.state.follower(branch)
+                context = len(request.prompt_token_ids)
+                row = Row(branch.key, request, state, None, -1, [], context, context=context, shared=len(state.output))
+                finished.append((branch.key, request, state, row))
+            trunk.state.branches = []
+        return finished
+
+    def _spare_slot(self) -> int | None:
+        """A slot for a branch: a free one, else one past `max_batch` where the runtime has more (a branch
+        must start now, while the trunk's cache holds its prefix)."""
+        if self.free:
+            return self.free.pop(0)
+        used = {r.slot for r in self.rows}
+        return next((s for s in range(self.max_batch, self.runtime.slots) if s not in used), None)
 
     def _plan(self) -> list[tuple[Row, int]]:
         """How many pending tokens each row feeds: rows past their prompt first (a token, or a forced run),
@@ -350,14 +450,15 @@ class BatchLoop:
             self.failed.append((row.index, exc))
             self._release(row)
             return []
+        finished = self._branch_off(row) if row.state.forks or (row.state.done and row.state.branches) else []
         if row.state.done:
             self._score_rest(row)  # a failing forward here fails the batch, as in `step`
             self._release(row)
-            return [(row.index, row.request, row.state, row)]
+            return finished + [(row.index, row.request, row.state, row)]
         step = row.request.step
         if step is not None and not row.pausing:
             row.pausing = step.ended(row.state, row.since, self.format_tokens.text)
-        return []
+        return finished
 
     def _pause(self, row: Row, logits: torch.Tensor) -> tuple:
         """A row whose step is over leaves with everything fed; its slot is released with the last logits, so
@@ -388,4 +489,5 @@ class BatchLoop:
         (a paused row's, with its last `logits`, for the rows that continue it)."""
         self.rows.remove(row)
         self.runtime.release(row.slot, logits)
-        self.free.append(row.slot)
+        if row.slot < self.max_batch:  # a slot past it was lent to a branch
+            self.free.append(row.slot)

@@ -196,6 +196,10 @@ class HFRuntime:
         self.rows[free[0]] = cache
         return free[0], kept, logits
 
+    def fork(self, source: int, slot: int, n: int) -> None:
+        """Give `slot` a copy of the first n tokens of a running row's cache (a shared sweep's branch)."""
+        self.rows[slot] = self.rows[source].prefix(n)
+
     def release(self, slot: int, logits: torch.Tensor | None = None) -> None:
         cache = self.rows.pop(slot, None)
         if cache is not None and logits is not None:

@@ -65,6 +65,9 @@ class EvalConfig:
     only_current: bool = False
     widths: list[int] = field(default_factory=lambda: [16])
     plot_tokens: str = "generated"
+    share_sweep: bool = True
+    """Settings that differ only in cap and Wait count share one trajectory per problem and sample
+    (evaluate/sharing.py); the samples are the same either way, so it is not part of their identity."""
 
     def forcing(self) -> BudgetForcing:
         """The sweep's base: every forcing setting but the swept ones, which each setting of the sweep sets."""

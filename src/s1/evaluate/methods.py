@@ -188,7 +188,7 @@ class BudgetForcingMethod(Method):
         for cap in grid.caps:
             for k in grid.num_ignores:
                 forcing = replace(grid.base, max_thinking_tokens=cap, num_ignore=k)
-                label = f"cap={cap if cap else 'none'} wait={k}"
+                label = f"cap={'none' if cap is None else cap} wait={k}"  # cap 0 (no thinking) is not no cap
                 out.append(Setting(self.name, label, forcing, bounds=(grid.base.min_thinking_tokens, cap)))
         return out
 
@@ -289,7 +289,7 @@ class SearchMethod(Method):
                     forcing = replace(grid.base, max_thinking_tokens=cap, num_ignore=k)
                     label = f"{self.prefix}={size}"
                     if cap is not None or k:
-                        label += f" cap={cap if cap else 'none'} wait={k}"
+                        label += f" cap={'none' if cap is None else cap} wait={k}"
                     out.append(Setting(self.name, label, forcing, search=replace(spec, trajectories=size)))
         return out
 

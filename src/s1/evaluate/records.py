@@ -97,6 +97,9 @@ class SampleRecord:
     forced: list[tuple[str, int, int]] = field(default_factory=list)
     """Budget forcing's own writing as (kind, start, end) character offsets into `output`."""
     prefill_tokens: Count = 0
+    shared_tokens: Count = 0
+    """Leading output tokens generated once for several settings of a shared budget sweep (the sample is the
+    same either way; its own generation cost is len(output tokens) minus these)."""
     extracted: str | None = None
     correct: bool | None = None
     reason: str | None = None

@@ -25,6 +25,7 @@ from s1.evaluate.plan import Item, Plan, item_sampling, plan
 from s1.evaluate.recorder import Recorder, regrade
 from s1.evaluate.records import Record, SampleRecord, Summary, parse_record
 from s1.evaluate.search_runner import run_search
+from s1.evaluate.sharing import batches, share
 from s1.evaluate.summary import summarize
 
 
@@ -46,7 +47,7 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
                 parallel=config.batch_size,
             )
             with _Progress(work, show_progress) as progress, Recorder(run, grader, progress.advance) as recorder:
-                for setting, batch in work.batches(settings):
+                for setting, batch in batches(work, settings, config.share_sweep):
                     progress.describe(setting)
                     if setting.kind.search:
                         run_search(config, engine, recorder, work, batch, reward)
@@ -69,30 +70,31 @@ def _load_reward(config: EvalConfig, settings: list[Setting]):
 
 
 def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Plan, items: list[Item]) -> None:
-    """Generate one setting's samples and hand them to the recorder; rejection sampling redraws what does
-    not fit, up to its tries."""
-    setting = items[0].setting
-    temperature = setting.kind.temperature(config.temperature)
+    """Generate samples (of one setting, or of a sweep's settings that share trajectories: `sharing.batches`)
+    and hand them to the recorder; rejection sampling redraws what does not fit, up to its tries."""
     pending = items
     while pending:
-        samplings = [item_sampling(config, it, temperature) for it in pending]
+        samplings = [item_sampling(config, it, it.setting.kind.temperature(config.temperature)) for it in pending]
         requests = [
             make_request(
                 engine.tokenizer,
                 engine.format_tokens,
                 engine.context_length,
-                setting.prompt(it.problem.question),
-                setting.forcing,
+                it.setting.prompt(it.problem.question),
+                it.setting.forcing,
                 sampling,
                 config.system,
             )
             for it, sampling in zip(pending, samplings)
         ]
+        if config.share_sweep:
+            requests = share(requests)
         start = time.perf_counter()
         retry: list[Item] = []
 
         def on_completion(i: int, completion) -> None:
             item = pending[i]
+            setting = item.setting
             item.tries += 1
             fits = setting.reject_over is None or completion.thinking_tokens <= setting.reject_over
             if not fits and item.tries < (setting.max_tries or 1):
@@ -124,6 +126,7 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
                 answer=completion.answer,
                 forced=forced_offsets(engine.tokenizer, completion),
                 prefill_tokens=completion.prompt_tokens_processed,
+                shared_tokens=completion.shared_tokens,
             )
             recorder.put(record)
 

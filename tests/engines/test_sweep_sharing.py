@@ -1,0 +1,58 @@
+"""A budget sweep that shares one trajectory per prompt gives every setting exactly the sample it gets alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from s1 import BudgetForcing, Sampling
+from s1.engines.base import make_request
+from s1.engines.hf import HFEngine
+from s1.evaluate.sharing import share
+
+QUESTIONS = ["What is 7*8?", "Explain gravity to a child in two sentences."]
+CAPS = [0, 8, 24, 60, None]
+WAITS = [0, 1, 2]
+TIMING = {"prefill_tokens", "shared_tokens"}
+"""What says how a sample was computed, not what it is."""
+
+
+def sweep(engine, sampling_of, max_answer_tokens: int = 6):
+    return [
+        make_request(
+            engine.tokenizer,
+            engine.format_tokens,
+            engine.context_length,
+            q,
+            BudgetForcing(max_thinking_tokens=cap, num_ignore=k, max_answer_tokens=max_answer_tokens),
+            sampling_of(i),
+        )
+        for i, q in enumerate(QUESTIONS)
+        for cap in CAPS
+        for k in WAITS
+    ]
+
+
+def described(completion) -> dict:
+    return {k: v for k, v in completion.to_dict().items() if k not in TIMING}
+
+
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "seeded"])
+def test_shared_sweep_gives_each_setting_its_own_samples(tiny, sampled):
+    engine = HFEngine(*tiny)
+
+    def sampling_of(i):
+        return Sampling(temperature=1.0, seed=100 + i) if sampled else Sampling()
+
+    requests = sweep(engine, sampling_of)
+    alone = engine.generate(requests, batch_size=8)
+    shared_requests = share(requests)
+    assert sum(r.follows is not None for r in shared_requests) == len(requests) - len(QUESTIONS)
+    shared = engine.generate(shared_requests, batch_size=4)
+
+    assert [described(c) for c in shared] == [described(c) for c in alone]
+    # the sweep exercised what it claims: caps that end thinking, Waits, natural ends a smaller Wait accepts
+    assert any(c.capped for c in alone) and any(not c.capped for c in alone)
+    assert any(c.extensions_used == 2 for c in alone)
+    assert len({tuple(c.output_token_ids) for c in alone}) > len(QUESTIONS) * 3
+    generated = sum(len(c.output_token_ids) - c.shared_tokens for c in shared)
+    assert generated < 0.6 * sum(len(c.output_token_ids) for c in alone)

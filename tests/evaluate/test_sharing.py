@@ -1,0 +1,125 @@
+"""`s1 eval` with a shared sweep: the same records as each setting run on its own, and resume that keeps them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from s1.engines.hf import HFEngine
+from s1.evaluate.config import EvalConfig
+from s1.evaluate.runner import run_eval
+from tests.evaluate.test_evaluate import lines, s1
+
+HOW = {"seconds", "prefill_tokens", "shared_tokens"}
+"""Fields that say how a sample was computed (its cost, its time), not what it is."""
+
+
+@pytest.fixture
+def problems_file(tmp_path, data_dir):
+    """Six real MATH500 problems as a generic JSONL file."""
+    rows = [json.loads(line) for line in (data_dir / "math500.jsonl").read_text().splitlines()[:6]]
+    path = tmp_path / "six.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": r["unique_id"], "problem": r["problem"], "answer": r["answer"]}) + "\n" for r in rows)
+    )
+    return path
+
+
+def records(run_dir) -> dict[str, dict]:
+    """The run's records by identity, without the fields that say how they were computed."""
+    return {r["identity"]: {k: v for k, v in r.items() if k not in HOW} for r in lines(run_dir)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "seeded"])
+def test_a_shared_sweep_records_what_each_setting_records_alone(tmp_path, tiny, problems_file, sampled):
+    engine = HFEngine(*tiny)
+    config = EvalConfig(
+        data=str(problems_file),
+        model="tiny",
+        limit=2,
+        max_thinking_tokens=[0, 16, 48],
+        num_ignore=[0, 1, 2],
+        max_answer_tokens=6,
+        batch_size=4,
+        **({"temperature": 1.0, "seed": 7, "samples": 2} if sampled else {}),
+    )
+    assert config.share_sweep, "sharing is the default"
+    run_eval(config, str(tmp_path / "shared"), engine=engine, show_progress=False)
+    separate_config = EvalConfig(**{**vars(config), "share_sweep": False})
+    run_eval(separate_config, str(tmp_path / "separate"), engine=engine, show_progress=False)
+
+    shared, separate = records(tmp_path / "shared"), records(tmp_path / "separate")
+    assert len(shared) == 2 * 9 * (2 if sampled else 1)
+    assert shared == separate
+    assert "cap=0 wait=0" in {r["setting"] for r in shared.values()}  # cap 0 is not "no cap"
+    assert sum(r["shared_tokens"] for r in lines(tmp_path / "shared")) > 0
+    assert sum(r["shared_tokens"] for r in lines(tmp_path / "separate")) == 0
+
+
+@pytest.mark.slow
+def test_a_shared_sweep_killed_mid_problem_resumes_to_the_same_records(tmp_path, tiny_dir, problems_file):
+    args = [
+        "eval",
+        "--model",
+        str(tiny_dir),
+        "--data",
+        str(problems_file),
+        "--limit",
+        "4",
+        "--max-thinking-tokens",
+        "8,24,48",
+        "--num-ignore",
+        "0,2",
+        "--max-answer-tokens",
+        "8",
+        "--batch-size",
+        "2",
+    ]
+    settings = 6
+    whole = s1(*args, "--output", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+
+    out = tmp_path / "run"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s1", *args, "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    samples = out / "samples.jsonl"
+
+    def partial_problem() -> bool:
+        """Some problem has some of its settings recorded and not all: the kill lands mid-problem."""
+        if not samples.exists():
+            return False
+        done = Counter(json.loads(line)["id"] for line in samples.read_text().splitlines() if line.endswith("}"))
+        return any(0 < n < settings for n in done.values())
+
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not partial_problem():
+            time.sleep(0.02)
+        assert proc.poll() is None and partial_problem(), "the run was never caught mid-problem"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    before = samples.read_text().splitlines()
+    resumed = s1(*args, "--output", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    after = samples.read_text().splitlines()
+    assert after[: len(before)] == before, "finished samples were rewritten"
+    identities = [json.loads(line)["identity"] for line in after]
+    assert len(identities) == len(set(identities)) == 4 * settings, "a sample was lost or duplicated"
+    assert records(out) == records(tmp_path / "whole")
