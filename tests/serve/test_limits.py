@@ -255,6 +255,7 @@ def test_a_client_that_hangs_up_is_counted_and_logged_in_one_line(tight):
     assert _metric(base, "generation_tokens_total") > tokens_before
     text = log.read_text()
     assert "CancelledError" not in text and "Traceback" not in text, text[-3000:]
+    assert len(re.findall(r"status=499", text)) == 1, text[-2000:]
     assert re.search(r"chat /v1/chat/completions .*status=499", text), text[-2000:]
 
 
