@@ -255,6 +255,7 @@ def test_a_client_that_hangs_up_is_counted_and_logged_in_one_line(tight):
     assert _metric(base, "generation_tokens_total") > tokens_before
     text = log.read_text()
     assert "CancelledError" not in text and "Traceback" not in text, text[-3000:]
+    assert len(re.findall(r"status=499", text)) == 1, text[-2000:]
     assert re.search(r"chat /v1/chat/completions .*status=499", text), text[-2000:]
 
 
@@ -288,18 +289,20 @@ def test_an_exception_no_handler_takes_is_counted_as_the_500_it_becomes():
 
 
 # ------------------------------------------------------------------------------------------- fair admission
-def test_a_small_request_joins_before_a_big_one_admitted_all_its_sequences(tiny):
-    """Two slots; a request of 12 sequences, then one of 1: the small one is admitted at the next free slot (its
-    events come while most of the big one's sequences have not started), not after all twelve were."""
+@pytest.mark.parametrize("kind", ["batch", "serial"])
+def test_a_small_request_joins_before_a_big_one_admitted_all_its_sequences(tiny, kind):
+    """Two slots (one worker for the scheduler of remote engines); a request of 12 sequences, then one of 1: the small
+    one is admitted at the next free slot (its events come while most of the big one's sequences have not started),
+    not after all twelve were."""
     from s1 import BudgetForcing, Sampling
     from s1.engines.base import prepare
     from s1.engines.hf import HFEngine
-    from s1.serve.schedulers import BatchScheduler, Delta, Done
+    from s1.serve.schedulers import BatchScheduler, Delta, Done, SerialScheduler
 
     engine = HFEngine(*tiny)
     forcing = BudgetForcing(max_thinking_tokens=6, max_answer_tokens=2)
     request = prepare(engine.tokenizer, engine.format_tokens, engine.context_length, "Q: 1+1?", forcing, Sampling())
-    scheduler = BatchScheduler(engine, max_batch=2)
+    scheduler = BatchScheduler(engine, max_batch=2) if kind == "batch" else SerialScheduler(engine, workers=1)
     order: list[tuple[str, int, str]] = []  # (group, rid, event), as the decode thread delivers them
     lock, small_done = threading.Lock(), threading.Event()
 

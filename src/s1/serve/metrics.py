@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from s1.core.version import __version__
 from s1.serve.responses import Health, Version
+from s1.serve.running import GONE
 from s1.serve.state import Served, served
 
 log = logging.getLogger("s1.serve")
@@ -107,7 +108,7 @@ class StatusCounter:
 
         def count(status: int) -> None:
             self.metrics.requests.labels(str(status)).inc()
-            if status >= 400:
+            if status >= 400 and status != GONE:  # a client that went away has its request's own line (running.py)
                 log.info("%s %s status=%d", scope["method"], scope["path"], status)
 
         async def counting_send(message):
