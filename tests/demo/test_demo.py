@@ -211,3 +211,27 @@ def test_report_html_shows_only_what_the_summary_counts_and_survives_bad_records
         timeout=120,
     )
     assert result.returncode == 1 and "lacks what the page needs" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_second_demo_on_the_same_out_is_refused_and_other_commands_keep_out(tmp_path):
+    """Two demos on one --out built one model directory at once; an eval run written into a demo mixed with it."""
+    from s1 import UserError
+    from s1.core.rundir import check_kind, claim_directory, unlock_directory
+
+    out = tmp_path / "demo"
+    lock = claim_directory(out, "demo", "--out")  # as a first `s1 demo` holds it
+    try:
+        result = _demo(out)
+    finally:
+        unlock_directory(lock)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "Another s1 demo" in result.stderr and "choose another --out" in result.stderr
+    assert not (out / "plan.json").exists() and not (out / "data").exists()
+    for kind in ("eval", "curate", "train"):
+        with pytest.raises(UserError, match="holds an s1 demo run"):
+            check_kind(out, kind)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert "is not empty" in _demo(busy).stderr
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"], "a refused directory was written into"

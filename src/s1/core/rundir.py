@@ -9,7 +9,7 @@ Why it is built this way:
   generated again. Nothing is ever deleted: a superseded sample stays in the file, unused.
 - Every invocation's configuration is appended to history.jsonl, never overwritten.
 - A lock file (flock, released by the kernel even on SIGKILL) stops two runs writing one directory.
-- A directory knows which kind of run it holds (eval, curate, train: a small marker file, or for
+- A directory knows which kind of run it holds (eval, curate, train, demo: a small marker file, or for
   directories written before the marker, the files that kind writes), and a command of another kind
   refuses it, so runs never mix their files or their history.jsonl.
 
@@ -38,7 +38,7 @@ SAMPLES = "samples.jsonl"
 HISTORY = "history.jsonl"
 LOCK = ".lock"
 MARKER = ".s1-run.json"
-KINDS = {"eval": "s1 eval", "curate": "s1 curate", "train": "s1 train"}
+KINDS = {"eval": "s1 eval", "curate": "s1 curate", "train": "s1 train", "demo": "s1 demo"}
 """Kinds of run directory -> the command that writes them."""
 
 
@@ -59,15 +59,14 @@ def make_directory(path: Path, option: str = named("output"), what: str = "s1") 
     return path
 
 
-def lock_directory(path: Path, what: str):
-    """Create `path` and hold its lock file (flock: the kernel frees it even after SIGKILL), or say who holds it."""
-    make_directory(path, what=what)
+def lock_directory(path: Path, what: str, option: str = named("output")):
+    """Create `path` and hold its lock file (flock: the kernel frees it even after SIGKILL), or say who holds it;
+    `option` is how the command's front end names the directory."""
+    make_directory(path, option, what=what)
     try:
         handle = open(path / LOCK, "a+")
     except OSError as exc:
-        raise UserError(
-            f"Cannot write to output directory {path} ({exc.strerror}); choose another {named('output')}."
-        ) from None
+        raise UserError(f"Cannot write to output directory {path} ({exc.strerror}); choose another {option}.") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -75,8 +74,7 @@ def lock_directory(path: Path, what: str):
         holder = handle.read().strip() or "another process"
         handle.close()
         raise UserError(
-            f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another "
-            f"{named('output')}."
+            f"Another {what} ({holder}) is writing to {path}; wait for it to finish or choose another {option}."
         ) from None
     try:  # who holds it, for the message above; the lock works without it (a full disk may refuse these bytes)
         handle.seek(0)
@@ -106,6 +104,8 @@ def directory_kind(path: Path) -> str | None:
         return "train"
     if any(p.name.split("-")[-1].isdigit() for p in path.glob("checkpoint-*")):
         return "train"
+    if (path / "plan.json").exists() and (path / "data").is_dir():
+        return "demo"
     try:
         with (path / HISTORY).open(encoding="utf-8") as f:
             first = json.loads(f.readline())
@@ -114,23 +114,23 @@ def directory_kind(path: Path) -> str | None:
         return None
 
 
-def check_kind(path: Path, kind: str) -> None:
+def check_kind(path: Path, kind: str, option: str = named("output")) -> None:
     """Refuse, in one sentence, a directory that holds another kind of run."""
     found = directory_kind(path) if Path(path).is_dir() else None
     if found not in (None, kind):
         raise UserError(
             f"{path} holds an {KINDS[found]} run, and {KINDS[kind]} does not write into another kind of run "
-            f"directory (their files and history.jsonl would mix); choose another {named('output')}."
+            f"directory (their files and history.jsonl would mix); choose another {option}."
         )
 
 
-def claim_directory(path: Path, kind: str):
+def claim_directory(path: Path, kind: str, option: str = named("output")):
     """Lock `path` for a run of `kind` (see `lock_directory`), refuse it if it holds another kind of run, and
     mark it as this kind; returns the lock's handle for `unlock_directory`."""
-    check_kind(path, kind)
-    handle = lock_directory(Path(path), KINDS[kind])
+    check_kind(path, kind, option)
+    handle = lock_directory(Path(path), KINDS[kind], option)
     try:
-        check_kind(path, kind)  # again under the lock: another kind may have claimed it meanwhile
+        check_kind(path, kind, option)  # again under the lock: another kind may have claimed it meanwhile
         if not (Path(path) / MARKER).exists():
             write_atomic(Path(path) / MARKER, json.dumps({"kind": kind}) + "\n")
     except BaseException:

@@ -25,7 +25,7 @@ import yaml
 
 from s1.core.errors import UserError
 from s1.core.files import write_atomic
-from s1.core.rundir import make_directory
+from s1.core.rundir import LOCK, MARKER, claim_directory, make_directory, unlock_directory
 from s1.demo import task, tiny
 
 
@@ -72,14 +72,16 @@ def _as_json(plan: Plan) -> dict:
     return json.loads(json.dumps(asdict(plan)))
 
 
-def check_plan(out: Path, plan: Plan) -> None:
+def check_plan(out: Path, plan: Plan, write: bool = True) -> None:
     """A directory resumes only the demo run it holds: a model trained for one size must not be reused for
-    another, and a folder that holds something else is not written into."""
+    another, and a folder that holds something else is not written into (`write`: start plan.json in an
+    empty one)."""
     path, wanted = out / "plan.json", _as_json(plan)
     if not path.exists():
-        if any(out.iterdir()):
+        if any(p.name not in (LOCK, MARKER) for p in out.iterdir()):
             raise UserError(f"--out {out} is not empty and holds no demo run; choose an empty or new directory.")
-        write_atomic(path, json.dumps(wanted, indent=1) + "\n")
+        if write:
+            write_atomic(path, json.dumps(wanted, indent=1) + "\n")
         return
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
@@ -219,13 +221,23 @@ votes (maj@k).</p>"""
 
 def demo(out: str | Path = "runs/demo", quick: bool = False, say: Callable[[str], None] = print) -> dict:
     """Run (or resume) the demo into `out`; returns where its products are and how long each stage took."""
-    from s1.report.compare import compare, load_summary
-    from s1.report.html import write_html
-
     plan = QUICK if quick else Plan()
     # the model path is part of eval's context: one spelling per directory
     out = make_directory(Path(out).expanduser().resolve(), "--out", "the demo")
-    check_plan(out, plan)
+    check_plan(out, plan, write=False)  # before the lock, which would leave its files in a directory refused here
+    lock = claim_directory(out, "demo", "--out")  # one demo at a time: two would build one model directory at once
+    try:
+        check_plan(out, plan)
+        return _run(out, plan, say)
+    finally:
+        unlock_directory(lock)
+
+
+def _run(out: Path, plan: Plan, say: Callable[[str], None]) -> dict:
+    """The five stages, under the directory's lock."""
+    from s1.report.compare import compare, load_summary
+    from s1.report.html import write_html
+
     times: dict[str, float] = {}
     stages = ("pool", "curate", "train", "eval", "report")
 
