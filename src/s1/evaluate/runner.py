@@ -41,6 +41,8 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
                 config.model,
                 config.engine,
                 config.format,
+                device=config.device,
+                dtype=config.dtype,
                 base_urls=config.base_urls,
                 remote_mode=config.remote_mode,
                 parallel=config.batch_size,
@@ -85,6 +87,7 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
                 setting.forcing,
                 sampling,
                 config.system,
+                thinking=setting.kind.thinking,
             )
             for it, sampling in zip(pending, samplings)
         ]
