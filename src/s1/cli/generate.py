@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from s1.cli.common import MODEL_HELP, REMOTE_MODE_HELP, BaseUrlsOpt, FormatOpt, RemoteMode, app, err, out
+from s1.cli.common import (
+    MODEL_HELP,
+    REMOTE_MODE_HELP,
+    BaseUrlsOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FormatOpt,
+    RemoteMode,
+    app,
+    err,
+    out,
+)
 from s1.cli.settings import Group, derive
 from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
