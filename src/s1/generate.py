@@ -19,15 +19,17 @@ def generate(
     system: str | None = None,
     on_token=None,
     on_completion=None,
+    thinking: bool = True,
 ) -> list[Completion]:
-    """Generate with budget forcing. `model` is a name (loaded each call) or a loaded engine (reused)."""
+    """Generate with budget forcing. `model` is a name (loaded each call) or a loaded engine (reused);
+    `thinking=False` asks for a plain chat answer with no thinking block opened."""
     single = isinstance(questions, str)
     questions = [questions] if single else list(questions)
     forcing = forcing or BudgetForcing()
     sampling = sampling or Sampling()
     eng = load_engine(model, engine, fmt, parallel=batch_size) if isinstance(model, str) else model
     requests = [
-        make_request(eng.tokenizer, eng.format_tokens, eng.context_length, q, forcing, sampling, system)
+        make_request(eng.tokenizer, eng.format_tokens, eng.context_length, q, forcing, sampling, system, thinking)
         for q in questions
     ]
     return eng.generate(requests, batch_size=batch_size, on_token=on_token, on_completion=on_completion)

@@ -39,7 +39,7 @@ def drive(tokens, forcing: BudgetForcing, script: list[int], cap: int | None = N
         (dict(num_ignore=-1), "num_ignore"),
         (dict(max_answer_tokens=0), "max_answer_tokens"),
         (dict(extensions=()), "extensions"),
-        (dict(extensions=("Wait", "")), "extensions"),
+        (dict(extensions=("Wait", 3)), "extensions"),
         (dict(max_thinking_tokens=True), "max_thinking_tokens"),
     ],
 )

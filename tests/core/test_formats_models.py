@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 
 from s1 import R1, S1, BudgetForcing, ThinkingFormat, UserError, generate
-from s1.core.formats import FormatTokens, encode, get_format, render_prompt
+from s1.core.formats import FormatTokens, encode, eos_ids, get_format, render_prompt
 from s1.core.models import embedded_gguf, resolve
 from s1.engines.hf import HFEngine
 
@@ -24,9 +25,23 @@ def test_s1_tokens_on_the_embedded_tokenizer(embedded):
     assert tokens.natural_end(2) == (False, tuple(encode(embedded[1], "<|im_start|>answer")))
 
 
-def test_r1_needs_its_delimiter_to_be_one_token(embedded):
-    with pytest.raises(UserError, match="single token"):
-        FormatTokens.build(embedded[1], R1)
+def test_r1_on_a_tokenizer_without_a_think_token_matches_the_end_as_text(embedded):
+    """`</think>` is several tokens of SmolLM2's tokenizer: the end is matched on the decoded text, and the
+    tokens that wrote it leave the thinking for the format's delimiter."""
+    from s1 import BudgetForcing
+    from s1.core.forcing import ForcingState
+
+    tokenizer = embedded[1]
+    tokens = FormatTokens.build(tokenizer, R1)
+    assert tokens.end_strings == ("</think>",) and tokens.end_trigger_ids == frozenset(eos_ids(tokenizer))
+    script = iter(encode(tokenizer, "Seven eights are 56.</think>\n\n56") + [2])
+    state = ForcingState(BudgetForcing(max_answer_tokens=20), tokens, cap=100, last_token=1)
+    while not state.done:
+        state.next_token(lambda: next(script))
+    assert tokenizer.decode(state.output[: state.thinking_end]) == "Seven eights are 56."
+    assert state.thinking_tokens == len(encode(tokenizer, "Seven eights are 56."))
+    with pytest.raises(UserError, match="end of thinking"):
+        FormatTokens.build(tokenizer, replace(R1, end_triggers=()))
 
 
 def test_r1_on_a_tokenizer_that_has_think_tokens(tiny_dir, tmp_path):

@@ -31,7 +31,15 @@ REMOTE_MODE_HELP = (
     "--engine remote: ids (token ids: vLLM, s1 serve), text (llama.cpp's server) or auto (ask each server once)."
 )
 MODEL_HELP = "smollm2 (embedded), a model directory, a .gguf file or a hub id."
-FormatOpt = Annotated[str, typer.Option("--format", help="Thinking format: s1 or r1.")]
+FormatOpt = Annotated[
+    str,
+    typer.Option("--format", help="Thinking format: s1, r1, or none (a plain chat answer, no thinking block opened)."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")]
+DtypeOpt = Annotated[
+    str,
+    typer.Option(help="auto (float32 on CPU, bf16 on GPU), float32 (as the paper evaluated), bfloat16, float16."),
+]
 BaseUrlsOpt = Annotated[
     list[str] | None,
     typer.Option("--base-url", help="OpenAI-compatible server(s) for --engine remote; repeat for several."),

@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from s1.cli.common import MODEL_HELP, REMOTE_MODE_HELP, BaseUrlsOpt, FormatOpt, RemoteMode, app, err, names, out
+from s1.cli.common import (
+    MODEL_HELP,
+    REMOTE_MODE_HELP,
+    BaseUrlsOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FormatOpt,
+    RemoteMode,
+    app,
+    err,
+    names,
+    out,
+)
 from s1.cli.settings import Group, derive, int_list
 from s1.core.forcing import BudgetForcing
 from s1.core.sampling import Sampling
@@ -19,7 +31,7 @@ BENCHMARK_HELP = (
 )
 METHOD_HELP = (
     "Comma-separated: budget_forcing, token_conditional[+bf], step_conditional[+bf], class_conditional[+bf], "
-    "rejection_sampling, majority, best_of_n, weighted_majority, rebase."
+    "rejection_sampling, majority, best_of_n, weighted_majority, rebase, no_thinking (a plain chat answer)."
 )
 
 
@@ -32,6 +44,8 @@ def eval_command(
     engine: Annotated[str, typer.Option(help="hf (in-flight forcing), llamacpp, reprefill or remote.")] = "hf",
     base_urls: BaseUrlsOpt = None,
     remote_mode: Annotated[RemoteMode, typer.Option(help=REMOTE_MODE_HELP)] = "auto",
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
     data: Annotated[
         str | None, typer.Option(help="Any JSONL/CSV/JSON file of problems instead of a named benchmark.")
     ] = None,
@@ -102,6 +116,8 @@ def eval_command(
         model=model,
         engine=engine,
         format=format,
+        device=device,
+        dtype=dtype,
         methods=names(method),
         **forcing,
         **sampling,

@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from s1.cli.common import MODEL_HELP, REMOTE_MODE_HELP, BaseUrlsOpt, FormatOpt, RemoteMode, app, err, out
+from s1.cli.common import (
+    MODEL_HELP,
+    REMOTE_MODE_HELP,
+    BaseUrlsOpt,
+    DeviceOpt,
+    DtypeOpt,
+    FormatOpt,
+    RemoteMode,
+    app,
+    err,
+    out,
+)
 from s1.cli.settings import Group, derive
 from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
@@ -87,10 +98,8 @@ def generate(
     input: Annotated[Path | None, typer.Option("--input", help="JSONL file of questions.")] = None,
     system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per question.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    dtype: Annotated[
-        str, typer.Option(help="auto (float32 on CPU, bf16 on GPU), float32, bfloat16, float16.")
-    ] = "auto",
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Generate with budget forcing: cap thinking, or extend it with "Wait"."""
     from s1.core.formats import get_format

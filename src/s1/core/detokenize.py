@@ -73,9 +73,10 @@ class ThinkingSplitter:
             self.raw_text = self.answer
             reasoning = ""
         else:
-            self.raw_text += self.raw.delta(end)
+            held = state.unsettled  # the start of an end string, which the next token may take back
+            self.raw_text += self.raw.delta(end - held)
             if state.thinking_end is None:
-                return self.reasoning.delta(), "", self._raw_delta(state, "")
+                return self.reasoning.delta(len(ids) - held), "", self._raw_delta(state, "")
             reasoning = "" if self.reasoning_sent else self.reasoning.delta(state.thinking_end)
             self.reasoning_sent = True
             tail = self.tokenizer.decode(ids[state.thinking_end : end], skip_special_tokens=False)

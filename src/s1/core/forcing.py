@@ -49,7 +49,8 @@ class BudgetForcing:
     )
     extensions: tuple[str, ...] = setting(
         ("Wait",),
-        help="Text appended in place of an ignored end of thinking (several are used in turn).",
+        help="Text appended in place of an ignored end of thinking (several are used in turn); an empty one "
+        'suppresses the end without appending text (the paper\'s Table 4, "without string").',
         flag="--extension",
     )
     answer_prefix: str = setting(
@@ -107,15 +108,18 @@ class BudgetForcing:
                 "max_tokens",
                 self.max_tokens,
             )
-        if not self.extensions or not all(isinstance(e, str) and e for e in self.extensions):
+        if not self.extensions or not all(isinstance(e, str) for e in self.extensions):
             raise UserError(
-                "extensions must be a list of non-empty strings, such as ['Wait'].", "extensions", self.extensions
+                "extensions must be a list of strings, such as ['Wait'] (an empty string suppresses the end of "
+                "thinking without appending text).",
+                "extensions",
+                self.extensions,
             )
         if not isinstance(self.answer_prefix, str):
             raise UserError("answer_prefix must be a string (it may be empty).", "answer_prefix", self.answer_prefix)
 
 
-def _no_sample() -> int:
+def _no_sample(banned: frozenset[int] = frozenset()) -> int:
     raise AssertionError("the forcing state asked for a sample while it was forcing tokens")
 
 
@@ -128,6 +132,11 @@ class Branch:
     key: int
     forcing: BudgetForcing
     cap: int
+
+
+class Resample(Exception):
+    """Raised by a `sample` that cannot draw again with ids banned (a re-prefill backend's reply is fixed):
+    the state keeps `banned` set, so the driver's next round asks its backend to ban them."""
 
 
 class Phase(Enum):
@@ -163,14 +172,26 @@ class ForcingState:
     forced_spans: list = field(default_factory=list)
     """[kind, start, end) runs of `output` the state wrote, not the model: "extension", "forced_end" (the
     delimiter and answer prefix at the cap) or "delimiter" (completing a natural end). For reports."""
+    taken_back: int = 0
+    """Tokens the last step took back out of `output` (already appended, so an in-flight engine already fed
+    them): the start of an end of thinking written as text (`FormatTokens.end_strings`), completed by this
+    step's sample. The engine rewinds its cache by as many; 0 on every other step."""
+    banned: frozenset[int] = frozenset()
+    """Ids the model may not choose for its next token: an ignored end of thinking whose extension is empty
+    (Table 4's "without string") is suppressed instead of replaced. Set while the state waits for that draw."""
     _pending: deque = field(default_factory=deque)
     branches: list = field(default_factory=list)
     """Branches (`Branch`) still following this trajectory: where it ends they end too, the same way."""
     forks: list = field(default_factory=list)
     """(key, state) of the branches that left this trajectory at its last steps, each at the step where its
     budget decided otherwise, for the engine to continue (from the same cache and random stream)."""
+    _scan_from: int = 0
+    """Where the model's own text begins for end strings: after the last extension (forced text never ends)."""
+    _first_token: int | None = None
 
     def __post_init__(self):
+        if self._first_token is None:
+            self._first_token = self.last_token
         if self.answer_stop_ids is None:
             self.answer_stop_ids = self.tokens.answer_stop_ids
         if self.plain:
@@ -205,7 +226,7 @@ class ForcingState:
             self.branches.remove(branch)
             state = self.follower(branch)
             if token is not None:
-                state._think(lambda: token)
+                state._think(lambda *_: token)
             self.forks.append((branch.key, state))
 
     @property
@@ -260,7 +281,16 @@ class ForcingState:
             if self.done or not self.needs_sample():
                 break
             phase = self.phase
-            emitted = self.next_token(lambda: token)
+
+            def given(banned: frozenset[int] = frozenset(), token=token) -> int:
+                if banned:
+                    raise Resample
+                return token
+
+            try:
+                emitted = self.next_token(given)
+            except Resample:  # this token was an ignored end with an empty extension: the next round bans it
+                break
             taken += 1
             if emitted != token or self.phase is not phase:
                 break
@@ -283,8 +313,10 @@ class ForcingState:
         """The token this sequence appends this step, or None once it is finished.
 
         `sample` is called only when the model's own choice matters, so a step that feeds a forced
-        token wastes nothing but the logits it ignores.
+        token wastes nothing but the logits it ignores. `sample(banned)` draws again with those ids masked
+        (an ignored end with an empty extension); a driver that cannot raises `Resample`.
         """
+        self.taken_back = 0
         if self.phase is not Phase.DONE and self.at_limit:
             return self._finish("length")
         if self.phase is Phase.THINKING:
@@ -303,15 +335,33 @@ class ForcingState:
         if self._pending:
             return self._emit(self._pending.popleft(), "extension")
         token = sample()
+        self.banned = frozenset()
+        by_text = False
         if token not in self.tokens.end_trigger_ids:
-            return self._emit(token)
+            at = self.tokens.string_end(self.output, self._scan_from, token) if self.tokens.end_strings else None
+            if at is None:
+                return self._emit(token)
+            # an end of thinking written as text: it leaves the thinking, as a single end token would (sweeps
+            # with end strings do not share a trajectory, so no branch follows this state here)
+            first = self.output[at] if at < len(self.output) else token
+            self._take_back(at)
+            token, by_text = first, True
         if self._ignores(self.forcing):
             if self.branches:  # a branch with fewer ignored ends accepts this end
                 self._leave(lambda b: not self._ignores(b.forcing), token)
             extension = self.forcing.extensions[self.extensions_used % len(self.forcing.extensions)]
             self.extensions_used += 1
-            self._pending.extend(self.tokens.extension(extension))
+            ids = self.tokens.extension(extension)
+            if not ids:  # "without string": the model's next choice, its ends masked (s1's min_tokens=1)
+                self.banned = self.tokens.end_trigger_ids | ({token} if by_text else set())
+                token = sample(self.banned)
+                self.banned = frozenset()
+                return self._emit(token)
+            self._pending.extend(ids)
+            self._scan_from = len(self.output) + len(ids)
             return self._emit(self._pending.popleft(), "extension", new_span=True)
+        if by_text:
+            return self._end(self.tokens.think_end_ids)
         keep, rest = self.tokens.natural_end(token)
         if keep:
             return self._end(rest, first=token)
@@ -320,6 +370,20 @@ class ForcingState:
     def _ignores(self, forcing: BudgetForcing) -> bool:
         """Whether an attempt to end thinking here is replaced by an extension under `forcing`."""
         return self.extensions_used < forcing.num_ignore or self.thinking_tokens < forcing.min_thinking_tokens
+
+    def _take_back(self, at: int) -> None:
+        """Remove output[at:] (thinking the model wrote) from the sequence."""
+        self.taken_back = len(self.output) - at
+        self.thinking_tokens -= self.taken_back
+        del self.output[at:]
+        self.last_token = self.output[-1] if self.output else self._first_token
+
+    @property
+    def unsettled(self) -> int:
+        """Trailing thinking tokens that may yet be taken back (the start of an end string): streams hold them."""
+        if self.phase is not Phase.THINKING or not self.tokens.end_strings:
+            return 0
+        return self.tokens.held(self.output, self._scan_from)
 
     def _end(self, delimiter: tuple[int, ...], first: int | None = None) -> int:
         """Leave thinking: queue the delimiter tokens and emit the first of them."""

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from s1.core.errors import UserError, named
 from s1.core.forcing import BudgetForcing, ForcingState
-from s1.core.formats import FormatTokens, ThinkingFormat, encode, render_prompt
+from s1.core.formats import FormatTokens, ThinkingFormat, encode, render_chat, render_prompt
 from s1.core.sampling import Sampling
 
 TokenLogprob = tuple[float, dict[int, float]]
@@ -159,16 +159,29 @@ def make_request(
     forcing: BudgetForcing,
     sampling: Sampling,
     system: str | None = None,
+    thinking: bool = True,
 ) -> Request:
-    """Render one question through the chat template and prepare it (see `prepare`)."""
+    """Render one question through the chat template and prepare it (see `prepare`). Without `thinking` (or
+    under a format that has none) the prompt ends at the assistant header and the whole reply is the answer:
+    no thinking block is opened."""
     if not isinstance(question, str) or not question.strip():
         raise UserError("The question is empty; pass the text of a question.")
-    prompt = render_prompt(tokenizer, question, format_tokens.fmt, system)
-    return prepare(tokenizer, format_tokens, context_length, prompt, forcing, sampling)
+    if thinking and format_tokens.fmt.thinks:
+        prompt = render_prompt(tokenizer, question, format_tokens.fmt, system)
+        return prepare(tokenizer, format_tokens, context_length, prompt, forcing, sampling)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    prompt = render_chat(tokenizer, messages)
+    return prepare(tokenizer, format_tokens, context_length, prompt, forcing, sampling, plain=True)
 
 
 def prepare(
-    tokenizer, format_tokens: FormatTokens, context_length: int, prompt: str, forcing: BudgetForcing, sampling: Sampling
+    tokenizer,
+    format_tokens: FormatTokens,
+    context_length: int,
+    prompt: str,
+    forcing: BudgetForcing,
+    sampling: Sampling,
+    **options,
 ) -> Request:
     """Encode a rendered prompt and check that prompt plus budget fit the model's context.
 
@@ -177,7 +190,7 @@ def prepare(
     whatever the context leaves after the answer's room.
     """
     ids = encode(tokenizer, prompt)
-    return prepare_ids(format_tokens, context_length, prompt, ids, forcing, sampling)
+    return prepare_ids(format_tokens, context_length, prompt, ids, forcing, sampling, **options)
 
 
 def prepare_ids(
@@ -201,6 +214,8 @@ def prepare_ids(
             f"for any output; shorten the prompt to under {context_length} tokens (or use a model with a longer "
             "context)."
         )
+    if not format_tokens.fmt.thinks:
+        options["plain"] = True
     if options.get("plain"):
         room = context_length - len(ids)
         budget = forcing.max_tokens if forcing.max_tokens is not None else forcing.max_answer_tokens
@@ -305,8 +320,9 @@ def to_completion(
     if state.plain:
         answer = tail_text
     else:
+        # a limit that cut the end delimiter short leaves no answer: its first tokens never reach content
         _, found, answer = tail_text.partition(fmt.think_end)
-        answer = (answer if found else tail_text).lstrip("\n")
+        answer = answer.lstrip("\n") if found else ""
     return Completion(
         prompt=request.prompt,
         prompt_token_ids=list(request.prompt_token_ids),

@@ -419,7 +419,13 @@ class BatchLoop:
             try:
                 if isinstance(pick, Exception):
                     raise pick
-                token = row.state.next_token(lambda: pick)
+                token = row.state.next_token(
+                    lambda banned=frozenset(), j=j, pick=pick, row=row: (
+                        self._repick(logits, j, row, banned) if banned else pick
+                    )
+                )
+                if row.state.taken_back:  # an end string's start, already fed: the row's cache forgets it
+                    self._rewind(row, row.state.taken_back)
                 if token is not None and row.logprobs is not None:
                     row.logprobs.append(token_logprobs(logits[j].float().log_softmax(-1), token, row.request.logprobs))
                 if token is not None and self.on_token:
@@ -465,6 +471,20 @@ class BatchLoop:
         the runtime can hand its cache to the rows that continue the trajectory."""
         self._release(row, logits)
         return (row.index, row.request, row.state, row)
+
+    def _rewind(self, row: Row, n: int) -> None:
+        """Forget the row's last n fed tokens: the next token is fed at their place."""
+        row.position -= n
+        self.runtime.rewind(row.slot, row.position)
+        if row.logprobs is not None:
+            del row.logprobs[len(row.logprobs) - n :]
+
+    @staticmethod
+    def _repick(logits: torch.Tensor, j: int, row: Row, banned: frozenset[int]) -> int:
+        """Row j's draw again with `banned` masked: an ignored end of thinking with an empty extension."""
+        masked = logits[j : j + 1].clone()
+        masked[0, sorted(banned)] = float("-inf")
+        return pick_tokens(masked, [row.request.sampling], [row.generator])[0]
 
     @staticmethod
     def _mask_early_stops(rows: list[Row], logits: torch.Tensor) -> torch.Tensor:

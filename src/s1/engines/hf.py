@@ -205,6 +205,10 @@ class HFRuntime:
         if cache is not None and logits is not None:
             self.paused.put(cache, logits)
 
+    def rewind(self, slot: int, n: int) -> None:
+        """Keep the slot's first n tokens: the next forward writes over the rest (attention reads up to it)."""
+        del self.rows[slot].tokens[n:]
+
     def forward(self, runs: list[tuple[int, int, list[int], int]]) -> list[torch.Tensor | None]:
         if self.tuner is None:
             return self._forward(runs)

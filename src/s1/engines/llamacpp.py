@@ -151,6 +151,10 @@ class Runtime:
             start = 0
         del self.held[seq][start:]
 
+    def rewind(self, seq: int, n: int) -> None:
+        """Keep the stream's first n tokens, so the next decode writes their successors afresh."""
+        self.forget(seq, n)
+
     def shared(self, seq: int, ids: list[int]) -> int:
         """How many leading tokens of `ids` the stream already holds (never all: the last one is fed again,
         for fresh logits)."""

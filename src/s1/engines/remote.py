@@ -377,6 +377,8 @@ class RemoteBackend:
                 "skip_special_tokens": False,
                 "include_stop_str_in_output": True,
             }
+            if call.banned:  # vLLM's min_tokens masks the stop ids (the banned ones among them) for one token
+                body["min_tokens"] = 1
         else:
             stops = [
                 t for t in (self.tokenizer.decode([i], skip_special_tokens=False) for i in sorted(call.stop_ids)) if t
@@ -388,6 +390,9 @@ class RemoteBackend:
                 "stop": stops,
                 "repeat_penalty": 1.0,
             }
+            if call.banned:  # a bias holds for the whole reply, so this round is the one banned token
+                body["logit_bias"] = {str(t): -100 for t in sorted(call.banned)}
+                body["max_tokens"] = 1
         r = self._post_or_get(url, "POST", "/v1/completions", body)
         try:
             choice = r.json()["choices"][0]

@@ -57,6 +57,9 @@ class Call:
     stop_ids: frozenset[int]
     sampling: Sampling
     sequence: Sequence = field(default_factory=Sequence)
+    banned: frozenset[int] = frozenset()
+    """Ids the first new token may not be (vLLM's `min_tokens=1` over the stop ids): an ignored end of
+    thinking whose extension is empty is suppressed, not replaced (`ForcingState.banned`)."""
 
 
 class Backend(Protocol):
@@ -88,7 +91,7 @@ def forcing_rounds(
         budget, stops = state.round()
         if step and state.thinking:
             budget = min(budget, max(step.max_tokens - (len(state.output) - since), 1))
-        call = Call(request.prompt_token_ids + state.output, budget, stops, request.sampling, sequence)
+        call = Call(request.prompt_token_ids + state.output, budget, stops, request.sampling, sequence, state.banned)
         sequence.sent += len(call.token_ids)
         new = yield call
         if not new:
@@ -171,7 +174,7 @@ class HFBackend:
         """Greedy calls that share stop ids run as one padded `generate`; sampled calls run one by one."""
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(calls):
-            key = (c.stop_ids,) if c.sampling.greedy else (c.stop_ids, i)
+            key = (c.stop_ids, c.banned) if c.sampling.greedy else (c.stop_ids, i)
             groups.setdefault(key, []).append(i)
         results: list[list[int]] = [[] for _ in calls]
         for members in groups.values():
@@ -192,6 +195,7 @@ class HFBackend:
             max_new_tokens=max(c.max_tokens for c in calls),
             eos_token_id=stops,
             pad_token_id=stops[0],
+            min_new_tokens=1 if calls[0].banned else 0,  # the banned ids are among the stops
             do_sample=not sampling.greedy,
             temperature=sampling.temperature if not sampling.greedy else 1.0,
             top_p=sampling.top_p,

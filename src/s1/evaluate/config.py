@@ -18,6 +18,8 @@ from s1.evaluate.methods import METHODS, SearchSpec, Setting, build_settings
 # Run-level fields that change what a sample is. With the setting's full specification, the problem's
 # content hash and the sample index they make a sample's identity; the summary covers the settings of
 # the directory whose samples share this context.
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
 CONTEXT_FIELDS = (
     "model",
     "engine",
@@ -44,6 +46,9 @@ class EvalConfig:
     model: str = "smollm2"
     engine: str = "hf"
     format: str = "s1"
+    device: str = "auto"
+    dtype: str = "auto"
+    """The model's precision (the paper evaluated in float32); part of a sample's identity unless auto."""
     methods: list[str] = field(default_factory=lambda: ["budget_forcing"])
     steps: list[int] | None = None
     tokens_per_step: int = 100
@@ -79,6 +84,8 @@ class EvalConfig:
     def context(self) -> dict:
         """Numbers as floats, so temperature 0 from Python and 0.0 from the command line are one context."""
         values = {name: getattr(self, name) for name in CONTEXT_FIELDS}
+        if self.dtype != "auto":  # auto keeps the identities run directories were written with
+            values["dtype"] = self.dtype
         values["temperature"], values["top_p"] = float(self.temperature), float(self.top_p)
         return values
 
@@ -103,6 +110,8 @@ class EvalConfig:
             raise UserError("--method names no method; choose from " + ", ".join(METHODS) + ".")
         Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
         get_format(self.format)
+        if self.dtype not in DTYPES:
+            raise UserError(f"Unknown dtype {self.dtype!r}; use {', '.join(DTYPES)}.", "dtype", self.dtype)
         if self.engine not in ENGINES:
             raise UserError(f"Unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}.")
         if self.engine == "remote" and not self.base_urls:

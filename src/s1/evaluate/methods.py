@@ -168,6 +168,8 @@ class Method:
     needs_budget = False
     """It needs token budgets (--max-thinking-tokens)."""
     needs_reward = False
+    thinking = True
+    """Its prompts open a thinking block (False: the chat template's plain answer, docs/design.md)."""
 
     def settings(self, grid: Grid) -> list[Setting]:
         raise NotImplementedError
@@ -189,8 +191,22 @@ class BudgetForcingMethod(Method):
             for k in grid.num_ignores:
                 forcing = replace(grid.base, max_thinking_tokens=cap, num_ignore=k)
                 label = f"cap={'none' if cap is None else cap} wait={k}"  # cap 0 (no thinking) is not no cap
+                if "" in grid.base.extensions:  # Table 4's "without string": ends suppressed, nothing appended
+                    label += " without string" if set(grid.base.extensions) == {""} else " with empty extension"
                 out.append(Setting(self.name, label, forcing, bounds=(grid.base.min_thinking_tokens, cap)))
         return out
+
+
+class NoThinking(Method):
+    """A plain chat answer with no thinking block opened: Table 1's instruct-model rows and the paper's
+    baselines without budget forcing. One setting; it asks for no thinking length, so Control skips it."""
+
+    name = "no_thinking"
+    thinking = False
+
+    def settings(self, grid: Grid) -> list[Setting]:
+        forcing = replace(grid.base, max_thinking_tokens=None, min_thinking_tokens=0, num_ignore=0)
+        return [Setting(self.name, "no thinking", forcing)]
 
 
 class TokenConditional(Method):
@@ -386,6 +402,7 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         BudgetForcingMethod(),
+        NoThinking(),
         TokenConditional(forced=False),
         TokenConditional(forced=True),
         StepConditional(forced=False),

@@ -42,6 +42,8 @@ def run_eval(config: EvalConfig, output: str, engine: Engine | None = None, show
                 config.model,
                 config.engine,
                 config.format,
+                device=config.device,
+                dtype=config.dtype,
                 base_urls=config.base_urls,
                 remote_mode=config.remote_mode,
                 parallel=config.batch_size,
@@ -84,10 +86,13 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
                 it.setting.forcing,
                 sampling,
                 config.system,
+                thinking=setting.kind.thinking,
             )
             for it, sampling in zip(pending, samplings)
         ]
-        if config.share_sweep:
+        # an end of thinking matched as text takes tokens back, which a shared trajectory's branches do not
+        # replay yet: such formats run each setting on its own (the same samples, none shared)
+        if config.share_sweep and not engine.format_tokens.end_strings:
             requests = share(requests)
         start = time.perf_counter()
         retry: list[Item] = []

@@ -22,6 +22,8 @@ def _family(request: Request) -> tuple | None:
         return None
     if request.resume is not None or request.step is not None:
         return None
+    if "" in request.forcing.extensions:  # an ignored end is redrawn with ends banned, in the same step
+        return None
     rest = replace(request.forcing, max_thinking_tokens=None, num_ignore=0)
     return (tuple(request.prompt_token_ids), request.sampling, rest, request.stop_token_ids, request.min_tokens)
 

@@ -283,7 +283,10 @@ class Translator:
         text = self.render(messages, kwargs)
         self.check_fits(text, "conversation")
         fmt = self.tokens.fmt
-        if not asked.off:
+        if not fmt.thinks:  # `--format none`: the template's plain answer, no thinking block opened
+            forcing = self.forcing(body, max_tokens, 0)
+            prompts, plain = [(text, encode(self.tokenizer, text))], True
+        elif not asked.off:
             prompt = open_thinking(text, fmt)
             forcing = self.forcing(body, max_tokens, asked.cap)
             prompts, plain = [(prompt, encode(self.tokenizer, prompt))], False

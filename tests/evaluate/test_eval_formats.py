@@ -1,0 +1,47 @@
+"""`s1 eval` over the paper's other ways to run a model: no thinking at all, and the precision it ran in."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from s1 import UserError
+from s1.engines.hf import HFEngine
+from s1.evaluate.config import EvalConfig, context_hash
+from s1.evaluate.runner import run_eval
+from tests.evaluate.test_evaluate import lines, problems_file  # noqa: F401 (a fixture)
+
+
+def test_the_no_thinking_method_answers_with_no_thinking_block(tmp_path, tiny, problems_file):  # noqa: F811
+    config = EvalConfig(
+        benchmarks=[],
+        data=str(problems_file),
+        limit=2,
+        methods=["no_thinking", "budget_forcing"],
+        max_thinking_tokens=[8],
+        max_answer_tokens=6,
+    )
+    summary = run_eval(config, str(tmp_path / "run"), engine=HFEngine(*tiny), show_progress=False)
+    samples = lines(tmp_path / "run")
+    plain = [s for s in samples if s["method"] == "no_thinking"]
+    forced = [s for s in samples if s["method"] == "budget_forcing"]
+    assert len(plain) == len(forced) == 2
+    assert all("<|im_start|>think" not in s["prompt"] and s["prompt"].endswith("assistant\n") for s in plain)
+    assert all(s["thinking_tokens"] == 0 and s["setting"] == "no thinking" for s in plain)
+    assert all("<|im_start|>think" in s["prompt"] for s in forced)
+    assert {row.method for row in summary.rows} == {"no_thinking", "budget_forcing"}
+
+
+def test_eval_runs_in_the_precision_asked_for(tmp_path, tiny_dir, problems_file):  # noqa: F811
+    """The paper evaluated in float32: --dtype float32 is honoured, and a precision other than auto is part
+    of each sample's identity (auto keeps the identities older run directories were written with)."""
+    base = dict(benchmarks=[], data=str(problems_file), limit=1, model=str(tiny_dir), max_thinking_tokens=[4])
+    auto, f32 = EvalConfig(**base), EvalConfig(**base, dtype="float32")
+    assert context_hash(auto) != context_hash(f32)
+    assert "dtype" not in auto.context()
+    run_eval(f32, str(tmp_path / "run"), show_progress=False)
+    [history] = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert "float32" in json.dumps(history)
+    with pytest.raises(UserError, match="dtype"):
+        EvalConfig(**base, dtype="float8").settings()
