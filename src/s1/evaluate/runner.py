@@ -70,7 +70,7 @@ def _load_reward(config: EvalConfig, settings: list[Setting]):
 
 def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Plan, items: list[Item]) -> None:
     """Generate one setting's samples and hand them to the recorder; rejection sampling redraws what does
-    not fit, up to its tries."""
+    not fit, until it fits or its bound on tries is reached (then the sample is recorded with `fits` false)."""
     setting = items[0].setting
     temperature = setting.kind.temperature(config.temperature)
     pending = items
@@ -95,7 +95,7 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
             item = pending[i]
             item.tries += 1
             fits = setting.reject_over is None or completion.thinking_tokens <= setting.reject_over
-            if not fits and item.tries < (setting.max_tries or 1):
+            if not fits and (setting.max_tries is None or item.tries < setting.max_tries):
                 retry.append(item)
                 return
             record = SampleRecord(
