@@ -12,7 +12,6 @@ import pytest
 from s1.evaluate.config import EvalConfig
 from s1.report.compare import compare
 from s1.report.html import render
-
 from tests.evaluate.test_evaluate import evaluate
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "eval_run_b86fcda"
@@ -43,6 +42,7 @@ def old_run(tmp_path) -> tuple[Path, EvalConfig]:
         widths=[2],
         max_step_tokens=4,
         max_depth=4,
+        rebase_vote="weighted",  # b86fcda's default; REBASE now answers by majority vote, as the paper's Figure 7
     )
     return tmp_path / "run", config
 
@@ -53,15 +53,51 @@ def test_a_run_directory_written_before_the_split_opens_resumes_and_reports(old_
     summary = evaluate(config, str(run), show_progress=False)
     assert lines(run) == before, "a sample was generated or graded again"
     old = json.loads((FIXTURE / "run" / "summary.json").read_text())
-    assert json.loads(json.dumps(summary))["benchmarks"] == old["benchmarks"]
-    assert json.loads((run / "summary.json").read_text())["benchmarks"] == old["benchmarks"]
-    assert (run / "summary.md").read_text() == (FIXTURE / "run" / "summary.md").read_text()
+    assert json.loads((run / "summary.json").read_text())["benchmarks"] == json.loads(json.dumps(summary))["benchmarks"]
+    assert as_before(summary["benchmarks"]) == without_rejection(old["benchmarks"])
+    for line in (FIXTURE / "run" / "summary.md").read_text().splitlines():
+        if line.startswith(
+            "| budget_forcing | cap="
+        ):  # the accuracy rows read as before, a strict-control column added
+            assert line[: line.rindex("|", 0, -1)] in (run / "summary.md").read_text()
     assert (run / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     text = compare([str(run)], tmp_path / "both.png")
     assert "| two_math | budget_forcing | cap=8 wait=0 | 25.0 (6 tok) |" in text
     assert "| two_math | rebase | width=2 cap=16 wait=1 |" in text
     samples = [r for r in map(json.loads, before) if "points" not in r]  # the page browses samples, not searches
     assert render([str(run)]).count('<details class="sample') == len(samples) == 24
+
+
+def without_rejection(benchmarks: dict) -> dict:
+    out = json.loads(json.dumps(benchmarks))
+    for bench in out.values():
+        bench["settings"] = [row for row in bench["settings"] if row["method"] != "rejection_sampling"]
+        bench["methods"].pop("rejection_sampling")
+    return out
+
+
+def as_before(benchmarks: dict) -> dict:
+    """The summary as b86fcda defined it (issue 29 changed two things, checked here and then undone): Control is
+    now the paper's Eq. 1 on each setting's mean, b86fcda's per-sample one is kept as strict control; rejection
+    sampling's samples that never fit (tries used up) are out of its accuracy and thinking, and counted."""
+    records = [json.loads(line) for line in lines(FIXTURE / "run")]
+    for bench in benchmarks.values():
+        for row in bench["settings"]:
+            if row["method"] == "rejection_sampling":
+                mine = [r for r in records if r.get("setting") == row["setting"] and r["method"] == row["method"]]
+                fitting = [r for r in mine if r["fits"]]
+                assert row["unfit"] == len(mine) - len(fitting) > 0 and row["samples"] == len(mine)
+                assert row["mean_tries"] == sum(r["tries"] for r in mine) / len(mine)
+                assert row["accuracy"] == 100.0 * sum(r["correct"] for r in fitting) / len(fitting)
+                assert row["mean_thinking_tokens"] == sum(r["thinking_tokens"] for r in fitting) / len(fitting)
+                assert row["in_control"] is row["strict_in_control"] is True
+            elif row.get("strict_in_control") is not None:
+                high = int(row["setting"].split("=")[1].split()[0])
+                assert row["in_control"] == (row["mean_thinking_tokens"] <= high)
+                row["in_control"] = row.pop("strict_in_control")
+        for metrics in bench["methods"].values():
+            metrics["control"] = metrics.pop("strict_control")
+    return without_rejection(benchmarks)
 
 
 BAD = {
@@ -102,7 +138,7 @@ def test_a_record_with_wrong_typed_fields_is_skipped_and_counted_like_an_unreada
     assert lines(run) == before
     assert summary["unreadable_lines"] == len(bad)
     old = json.loads((FIXTURE / "run" / "summary.json").read_text())
-    assert json.loads(json.dumps(summary))["benchmarks"] == old["benchmarks"]
+    assert as_before(summary["benchmarks"]) == without_rejection(old["benchmarks"])
     assert f"{len(bad)} unreadable lines in samples.jsonl were skipped" in (run / "summary.md").read_text()
     assert render([str(run)]).count('<details class="sample') == len([r for r in records if "points" not in r])
 
@@ -140,11 +176,12 @@ def test_stale_grades_of_samples_and_searches_are_redone_from_the_records_alone(
     assert len(after) == 2 * len(records)
     assert sorted(r["identity"] for r in after[len(records) :]) == sorted(r["identity"] for r in records)
     old = json.loads((FIXTURE / "run" / "summary.json").read_text())
-    assert json.loads(json.dumps(summary))["benchmarks"] == old["benchmarks"]
+    assert as_before(summary["benchmarks"]) == without_rejection(old["benchmarks"])
 
 
 def test_every_methods_labels_and_specs_are_those_of_b86fcda():
-    """Labels and specs (part of every sample's identity) of all twelve methods, against what b86fcda made."""
+    """Labels and specs (part of every sample's identity) of all twelve methods, against what b86fcda made;
+    the class-conditional lines are those of the paper's prompts (issue 29: a new prompt is a new setting)."""
     from s1.core.rundir import identity_hash
 
     methods = ["budget_forcing", "token_conditional", "token_conditional+bf", "step_conditional"]
@@ -162,6 +199,7 @@ def test_every_methods_labels_and_specs_are_those_of_b86fcda():
             tokens_per_step=32,
             max_tries=5,
             min_thinking_tokens=3,
+            rebase_vote="weighted",  # b86fcda's default (now majority, the paper's)
         ),
         EvalConfig(methods=["step_conditional"], max_thinking_tokens=[64], steps=[1, 3]),
     ]

@@ -53,7 +53,8 @@ class EvalConfig:
     steps: list[int] | None = None
     tokens_per_step: int = 100
     samples: int = 1
-    max_tries: int = 16
+    max_tries: int | None = None
+    """Rejection sampling's draws per sample; None: until one fits (the paper's procedure)."""
     batch_size: int = 8
     system: str | None = None
     data: str | None = None
@@ -100,7 +101,7 @@ class EvalConfig:
         ):
             raise UserError("--samples above 1 needs --temperature above 0; greedy samples would all be the same.")
         self.check_search()
-        if self.max_tries < 1:
+        if self.max_tries is not None and self.max_tries < 1:
             raise UserError(f"--max-tries must be at least 1, got {self.max_tries}.")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}.")

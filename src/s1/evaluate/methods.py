@@ -5,7 +5,7 @@ for a search, how it picks the answer.
 - budget forcing: caps (`max_thinking_tokens`) and/or "Wait" counts (`num_ignore`);
 - token-, step- and class-conditional control: the budget is only stated in the prompt, alone or
   enforced by budget forcing as well;
-- rejection sampling: sample until the thinking fits the budget (bounded tries);
+- rejection sampling: sample until the thinking fits the budget (unbounded by default, as the paper; `max_tries`);
 - parallel scaling (§6): majority voting, best-of-N and weighted majority over N trajectories, and
   REBASE tree search, each over budget-forced trajectories (`SearchSpec`; run by `search_runner`).
 A setting's `bounds` are the thinking lengths it asks for; Control counts how often they were kept.
@@ -65,16 +65,19 @@ class SearchSpec:
         name="rebase_temperature",
     )
     vote: str = setting(
-        "weighted",
-        help="REBASE's answer: weighted (by reward) or plain majority over its finished trajectories.",
+        "majority",
+        help="REBASE's answer: majority (the paper's Figure 7) or weighted (by reward) over its finished trajectories.",
         name="rebase_vote",
     )
 
 
 CLASS_PROMPTS = {
-    "short": "Think briefly: keep your reasoning as short as possible before answering.",
-    "long": "Think carefully and at length: reason as long as you need before answering.",
+    "short": "Answer after a short amount of thinking. Do not spend excessive time double-checking your work.",
+    "long": "Answer after a long amount of thinking. If you feel like you are finished early, spend the extra time "
+    "trying to double-check your work until you are absolutely sure that you have the correct answer.",
 }
+"""The paper's class-conditional prompts, verbatim (s1 §4.1, Appendix; docs/design.md "Methods"), appended after
+two newlines (`Setting.prompt`)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ class Setting:
     reject_over: int | None = None
     """Rejection sampling: a sample thinking more than this many tokens is drawn again."""
     max_tries: int | None = None
-    """Rejection sampling: draws per sample before the last one is kept anyway."""
+    """Rejection sampling: draws per sample before giving up (None: until one fits, as the paper did); a sample
+    that never fit is recorded with `fits` false and left out of accuracy."""
     relative: str | None = None
     """Class-conditional: "below" or "above" the method's default setting's mean thinking."""
     reference: bool = False
@@ -146,8 +150,8 @@ class Grid:
     """The parallel and tree settings; `trajectories` is N."""
     widths: list[int]
     """REBASE's widths."""
-    max_tries: int
-    """Rejection sampling's draws per sample."""
+    max_tries: int | None
+    """Rejection sampling's draws per sample (None: until one fits)."""
 
     @property
     def budgets(self) -> list[int]:
@@ -261,8 +265,9 @@ class ClassConditional(Method):
 
 
 class RejectionSampling(Method):
-    """Sample until the thinking fits the budget, at most `max_tries` draws (their bound is part of the
-    settings: it changes what the samples are)."""
+    """Sample until the thinking fits the budget, as the paper did (655 tries on average at 3,500 tokens), or
+    at most `max_tries` draws when bounded (the bound is part of the setting: it changes what the samples
+    are). A sample that never fit is recorded as such and left out of accuracy, never silently kept."""
 
     name = "rejection_sampling"
     needs_budget = True
@@ -336,7 +341,9 @@ class Parallel(SearchMethod):
         self.name, self.rule, self.needs_reward = name, rule, needs_reward
 
     def spec(self, grid: Grid) -> tuple[SearchSpec, list[int]]:
-        spec = SearchSpec(grid.search.trajectories)
+        # These methods never read REBASE's vote; it stays at the value it had when their identities were made
+        # (the field's default was "weighted" before REBASE defaulted to the paper's majority vote).
+        spec = SearchSpec(grid.search.trajectories, vote="weighted")
         if self.needs_reward:
             s = grid.search
             spec = replace(spec, reward=s.reward, reward_kind=s.reward_kind, step_tag=s.step_tag, aggregate=s.aggregate)
@@ -365,8 +372,9 @@ class Parallel(SearchMethod):
 
 
 class Rebase(SearchMethod):
-    """REBASE tree search (Wu et al., 2024) over reasoning steps; the answer by weighted or plain majority
-    over its finished trajectories (`SearchSpec.vote`)."""
+    """REBASE tree search (Wu et al., 2024) over reasoning steps; the answer by plain majority over its finished
+    trajectories, as the paper's Figure 7, or weighted by reward (`SearchSpec.vote`). The vote is part of the
+    setting's identity: a directory written when weighted was the default resumes with --rebase-vote weighted."""
 
     name = "rebase"
     prefix = "width"

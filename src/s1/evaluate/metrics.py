@@ -1,8 +1,9 @@
 """The paper's metrics (s1 §3.2): accuracy with a bootstrap interval, Control, Scaling, Performance.
 
 A method is a set A of settings; each setting a has f(a) = accuracy and a position = the mean
-thinking tokens it produced. Control is the share of settings whose every sample stayed within the
-setting's requested bounds; Scaling is the mean slope over all pairs of settings; Performance is the
+thinking tokens it produced. Control (Eq. 1) is the share of settings whose mean thinking tokens lie
+within the setting's requested bounds (the summary also reports a stricter per-sample share under its
+own name); Scaling is the mean slope over all pairs of settings; Performance is the
 best accuracy. The paper's Table 3 numbers (budget forcing Scaling 15) fit accuracy points per
 *doubling* of thinking tokens, not per raw token, so both units are reported, labelled.
 """

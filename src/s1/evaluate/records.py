@@ -197,8 +197,19 @@ def parse_record(text: str) -> Record:
 
 # ---------------------------------------------------------------------------------------------- summary
 
-_OMITTED_WHEN_NONE = {"mean_prefill_tokens", "mean_reward_tokens", "maj@k", "pass@k", "trajectories", "draw"}
-"""Row fields only some methods have (search compute, voting): left out of the JSON, as they always were."""
+_OMITTED_WHEN_NONE = {
+    "mean_prefill_tokens",
+    "mean_reward_tokens",
+    "maj@k",
+    "pass@k",
+    "trajectories",
+    "draw",
+    "strict_in_control",
+    "mean_tries",
+    "unfit",
+}
+"""Row fields only some methods have (search compute, voting, per-sample bounds, redraws): left out of the
+JSON when absent, so summaries written before them read and compare alike."""
 
 
 @dataclass(kw_only=True)
@@ -222,6 +233,9 @@ class SummaryRow:
     mean_reward_tokens: float | None = None
     mean_total_tokens: float | None = None
     in_control: bool | None = None
+    """The paper's Eq. 1 for this setting: its mean thinking tokens lie within the requested bounds."""
+    strict_in_control: bool | None = None
+    """Strict control: every sample's thinking lies within the bounds (None where no per-sample bound applies)."""
     relative: str | None = None
     maj_at_k: Annotated[dict[int, float] | None, Field(alias="maj@k")] = None
     pass_at_k: Annotated[dict[int, float] | None, Field(alias="pass@k")] = None
@@ -229,6 +243,10 @@ class SummaryRow:
     """Search rows: n, the trajectories this point answers from."""
     draw: int | None = None
     """Search rows: N, the trajectories drawn (n = 1, 2, 4 ... of one draw of N)."""
+    mean_tries: float | None = None
+    """Rejection sampling: draws per sample, averaged (the fitting draw and those rejected before it)."""
+    unfit: int | None = None
+    """Rejection sampling: samples that never fit within the bound on tries; left out of accuracy and thinking."""
 
     def to_json(self) -> dict:
         out = {}
@@ -252,6 +270,9 @@ class MethodMetrics:
 
     __pydantic_config__ = _STRICT
     control: float | None = None
+    """The paper's Control (Eq. 1): % of settings whose mean thinking tokens kept the bounds."""
+    strict_control: float | None = None
+    """% of settings whose every sample kept the bounds."""
     scaling_per_1k_tokens: float | None = None
     scaling_per_doubling: float | None = None
     performance: float | None = None

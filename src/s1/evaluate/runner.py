@@ -73,7 +73,8 @@ def _load_reward(config: EvalConfig, settings: list[Setting]):
 
 def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Plan, items: list[Item]) -> None:
     """Generate samples (of one setting, or of a sweep's settings that share trajectories: `sharing.batches`)
-    and hand them to the recorder; rejection sampling redraws what does not fit, up to its tries."""
+    and hand them to the recorder; rejection sampling redraws what does not fit, until it fits or its bound on
+    tries is reached (then the sample is recorded with `fits` false)."""
     pending = items
     while pending:
         samplings = [item_sampling(config, it, it.setting.kind.temperature(config.temperature)) for it in pending]
@@ -86,7 +87,7 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
                 it.setting.forcing,
                 sampling,
                 config.system,
-                thinking=setting.kind.thinking,
+                thinking=it.setting.kind.thinking,
             )
             for it, sampling in zip(pending, samplings)
         ]
@@ -102,7 +103,7 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
             setting = item.setting
             item.tries += 1
             fits = setting.reject_over is None or completion.thinking_tokens <= setting.reject_over
-            if not fits and item.tries < (setting.max_tries or 1):
+            if not fits and (setting.max_tries is None or item.tries < setting.max_tries):
                 retry.append(item)
                 return
             record = SampleRecord(

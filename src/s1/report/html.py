@@ -135,11 +135,11 @@ def _metrics_table(summaries: list[tuple[str, Summary]]) -> str:
             for method, m in data.methods.items():
                 rows.append(
                     f"<tr><td>{html.escape(run)}</td><td>{html.escape(bench)}</td><td>{html.escape(method)}</td>"
-                    f"<td>{f(m.control)}</td><td>{f(m.scaling_per_1k_tokens, '.2f')}</td>"
+                    f"<td>{f(m.control)}</td><td>{f(m.strict_control)}</td><td>{f(m.scaling_per_1k_tokens, '.2f')}</td>"
                     f"<td>{f(m.scaling_per_doubling, '.2f')}</td><td>{f(m.performance)}</td></tr>"
                 )
     return (
-        "<table><tr><th>run</th><th>benchmark</th><th>method</th><th>Control %</th>"
+        "<table><tr><th>run</th><th>benchmark</th><th>method</th><th>Control %</th><th>strict control %</th>"
         "<th>Scaling (points / 1k tokens)</th><th>Scaling (points / doubling)</th><th>Performance %</th></tr>"
         + "".join(rows)
         + "</table>"

@@ -14,21 +14,29 @@ def _n(row: SummaryRow, problems: int | None) -> str:
     return f"{_fmt(row.samples, 'd')}" + ("" if row.complete else f" ({row.problems} of {problems} problems)")
 
 
+def _yes(value: bool | None) -> str:
+    return "–" if value is None else ("yes" if value else "no")
+
+
 def summary_markdown(summary: Summary, title: str | None = None, notes: bool = True) -> str:
     lines = [f"# {title or f's1 eval: {summary.model}'}", ""]
     for name, bench in summary.benchmarks.items():
         lines += [
             f"## {name}",
             "",
-            "| method | setting | n | mean thinking tokens | accuracy % (95% CI) | in control |",
-            "|---|---|---|---|---|---|",
+            "| method | setting | n | mean thinking tokens | accuracy % (95% CI) | in control | strict |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in bench.settings:
-            control_text = "–" if r.in_control is None else ("yes" if r.in_control else "no")
             lines.append(
                 f"| {r.method} | {r.setting} | {_n(r, bench.problems)} | {r.mean_thinking_tokens:.0f} | "
-                f"{r.accuracy:.1f} ({_fmt(r.ci_low)}–{_fmt(r.ci_high)}) | {control_text} |"
+                f"{r.accuracy:.1f} ({_fmt(r.ci_low)}–{_fmt(r.ci_high)}) | {_yes(r.in_control)} | "
+                f"{_yes(r.strict_in_control)} |"
             )
+        redrawn = [r for r in bench.settings if r.mean_tries is not None]
+        if redrawn:
+            lines += ["", "| method | setting | tries / sample | unfit (left out of accuracy) |", "|---|---|---|---|"]
+            lines += [f"| {r.method} | {r.setting} | {r.mean_tries:.1f} | {r.unfit} |" for r in redrawn]
         voting = [r for r in bench.settings if r.maj_at_k is not None]
         if voting:
             ks = list(voting[0].maj_at_k)
@@ -64,13 +72,13 @@ def summary_markdown(summary: Summary, title: str | None = None, notes: bool = T
                 )
         lines += [
             "",
-            "| method | Control % | Scaling (points / 1k thinking tokens) | Scaling (points / doubling) "
-            "| Performance % |",
-            "|---|---|---|---|---|",
+            "| method | Control % | strict control % | Scaling (points / 1k thinking tokens) | "
+            "Scaling (points / doubling) | Performance % |",
+            "|---|---|---|---|---|---|",
         ]
         for method, m in bench.methods.items():
             lines.append(
-                f"| {method} | {_fmt(m.control)} | {_fmt(m.scaling_per_1k_tokens, '.2f')} | "
+                f"| {method} | {_fmt(m.control)} | {_fmt(m.strict_control)} | {_fmt(m.scaling_per_1k_tokens, '.2f')} | "
                 f"{_fmt(m.scaling_per_doubling, '.2f')} | {_fmt(m.performance)} |"
             )
         lines.append("")

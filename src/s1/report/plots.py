@@ -10,9 +10,12 @@ Point = tuple  # (mean thinking tokens, accuracy %, setting label[, CI low, CI h
 
 def method_points(rows: list[SummaryRow], method: str, x: str = "mean_thinking_tokens") -> list[Point]:
     """One method's curve from a summary's setting rows (reference settings are not on the curve); `x` is
-    the row's field on the x-axis (mean_total_tokens: everything processed)."""
+    the row's field on the x-axis (mean_total_tokens: everything processed). A row with no point (rejection
+    sampling where no sample ever fit: no accuracy, no thinking) is left off."""
     return [
-        (r.x(x), r.accuracy, r.setting, r.ci_low, r.ci_high) for r in rows if r.method == method and not r.reference
+        (r.x(x), r.accuracy, r.setting, r.ci_low, r.ci_high)
+        for r in rows
+        if r.method == method and not r.reference and r.x(x) == r.x(x) and r.accuracy == r.accuracy
     ]
 
 
