@@ -13,6 +13,7 @@ from pathlib import Path
 
 from s1.core.errors import UserError
 from s1.curate.calls import Ask
+from s1.curate.selection import classified
 
 STAGE = "diversity"
 UNKNOWN = "unknown"
@@ -80,7 +81,7 @@ def run(ctx) -> dict:
     role = config.roles.classifier
     caller = ctx.caller("classifier")
     template = (role.prompt or PROMPT).replace("{domains}", domain_lines(domains, config.domain_details))
-    rows = store.rows(STAGE, "id, question, domain")
+    rows = classified(store, config.selection.strategy, "id, question, domain")
     found: dict[str, str] = {}
     pending = list(rows)
     with ctx.progress("diversity", len(rows)) as advance:
