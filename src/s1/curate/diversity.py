@@ -60,8 +60,10 @@ def load_domains(config) -> dict[str, dict]:
 
 
 def domain_lines(domains: dict[str, dict], details: bool) -> str:
+    """The domain list for the prompt: titles one a line, or each domain's rubric (msc.json's `prompt`) separated
+    by a blank line, as s1's featurization joined them."""
     if details:
-        return "\n".join(d["prompt"] or f"{code} {d['title']}" for code, d in domains.items())
+        return "\n\n".join(d["prompt"] or f"{code} {d['title']}" for code, d in domains.items())
     return "\n".join(f"{code} {d['title']}" for code, d in domains.items())
 
 
