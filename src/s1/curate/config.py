@@ -17,8 +17,7 @@ from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
 from s1.core.sampling import Sampling, derive_seed
 from s1.core.settings import declared
-
-STRATEGIES = ("s1", "random", "longest", "diverse")
+from s1.curate.selection import STRATEGIES
 
 
 class _Strict(BaseModel):
@@ -141,10 +140,25 @@ class Preselect(_Strict):
 
 
 class Selection(_Strict):
+    """How the N questions are chosen (selection.py: Algorithm 1, the notebook's procedure, Table 2's ablations)."""
+
     n: int = Field(default=1000, ge=1)
-    strategy: Literal["s1", "random", "longest", "diverse"] = "s1"
+    strategy: Literal[STRATEGIES] = "s1"
     seed: int = Field(default=0, ge=0)
     preselect: Preselect | None = None
+    uniform_picks: int = Field(default=700, ge=0)
+    """notebook: domains are uniform until this many questions are chosen (pre-selected ones counted)."""
+    benchmark_mix: dict[str, float] = {"AIME": 1.0, "GPQA": 0.5}
+    """notebook: source -> weight of its domains after `uniform_picks` (the first source's counts as they are,
+    each other's scaled to weight x the first's total)."""
+
+    @field_validator("benchmark_mix")
+    @classmethod
+    def _positive_weights(cls, mix):
+        for source, weight in mix.items():
+            if not weight > 0:
+                raise ValueError(f"gives source {source!r} weight {weight}; every weight must be above 0")
+        return mix
 
 
 class Roles(_Strict):
@@ -226,6 +240,14 @@ def load_config(path: str | Path, output: str | None = None) -> CurateConfig:
         config = CurateConfig.model_validate(raw)
     except ValidationError as exc:
         raise UserError(_describe(exc, f"Config {path}")) from None
+    if config.selection.strategy == "notebook":
+        names = [s.name for s in config.sources]
+        for source in config.selection.benchmark_mix:
+            if source not in names:
+                raise UserError(
+                    f"Config {path}: selection.benchmark_mix names {source!r}, which is not a source of this config; "
+                    f"name the benchmark sources by their names ({', '.join(names)})."
+                )
     if output is not None:
         config.output = output
     if not config.output:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from s1.core.errors import UserError
 from s1.curate.calls import Ask
+from s1.curate.selection import classified
 
 STAGE = "diversity"
 UNKNOWN = "unknown"
@@ -59,8 +60,10 @@ def load_domains(config) -> dict[str, dict]:
 
 
 def domain_lines(domains: dict[str, dict], details: bool) -> str:
+    """The domain list for the prompt: titles one a line, or each domain's rubric (msc.json's `prompt`) separated
+    by a blank line, as s1's featurization joined them."""
     if details:
-        return "\n".join(d["prompt"] or f"{code} {d['title']}" for code, d in domains.items())
+        return "\n\n".join(d["prompt"] or f"{code} {d['title']}" for code, d in domains.items())
     return "\n".join(f"{code} {d['title']}" for code, d in domains.items())
 
 
@@ -80,7 +83,7 @@ def run(ctx) -> dict:
     role = config.roles.classifier
     caller = ctx.caller("classifier")
     template = (role.prompt or PROMPT).replace("{domains}", domain_lines(domains, config.domain_details))
-    rows = store.rows(STAGE, "id, question, domain")
+    rows = classified(store, config.selection.strategy, "id, question, domain")
     found: dict[str, str] = {}
     pending = list(rows)
     with ctx.progress("diversity", len(rows)) as advance:

@@ -13,6 +13,7 @@ import statistics
 
 from s1.core.errors import UserError
 from s1.core.files import save_figure, write_atomic
+from s1.curate.selection import pool
 from s1.curate.store import STAGES
 
 STAGE = "export"
@@ -72,7 +73,8 @@ def report(store, config, domains: dict | None = None) -> dict:
                 "per_source": {s: sum(r["source"] == s for r in left) for s in sources},
             }
         )
-    alive = [r for r in rows if r["dropped_by"] is None]
+    drawn = {r["id"] for r in pool(store, config.selection.strategy, "id")}
+    alive = [r for r in rows if r["id"] in drawn]  # the pool the strategy drew from
     chosen = [r for r in rows if r["selected"] is not None]
     per_domain: dict[str, dict] = {}
     for r in alive:
@@ -177,13 +179,13 @@ def markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def histogram(store, path) -> None:
+def histogram(store, path, strategy: str = "s1") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    alive = [r["trace_tokens"] for r in store.alive("trace_tokens") if r["trace_tokens"] is not None]
+    alive = [r["trace_tokens"] for r in pool(store, strategy, "trace_tokens") if r["trace_tokens"] is not None]
     chosen = [r["trace_tokens"] for r in store.selected() if r["trace_tokens"] is not None]
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = 30
@@ -205,7 +207,7 @@ def run(ctx) -> dict:
     store, out = ctx.store, ctx.output
     data = records(store)
     write_atomic(out / DATA, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data))
-    histogram(store, out / "trace_lengths.png")
+    histogram(store, out / "trace_lengths.png", ctx.config.selection.strategy)
     return {"records": len(data), "file": str(out / DATA)}
 
 

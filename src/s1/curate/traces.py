@@ -1,6 +1,7 @@
 """Stage 3, traces: the teacher thinks and answers each question (thinking trace + attempt).
 
-Questions that the quality rules will drop get no call. A failed call is marked on its row
+Questions that the quality rules will drop get no call, unless the selection takes the full pool (Table 2's
+59K-full trains on them too, so they need traces). A failed call is marked on its row
 (`trace_error`) and the quality stage drops the row; a re-run tries it again."""
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ PROMPT = "{question}"
 def run(ctx) -> dict:
     store, role = ctx.store, ctx.config.roles.teacher
     rows = store.rows(STAGE, "id, source, question, thinking, attempt, trace_error")
-    eligible = [r for r in rows if question_rule(r["question"], r["source"]) is None]
+    everything = ctx.config.selection.strategy == "full"
+    eligible = [r for r in rows if everything or question_rule(r["question"], r["source"]) is None]
     template = role.prompt or PROMPT
     caller = ctx.caller("teacher")
     asks = [Ask(template.replace("{question}", r["question"]), think=True) for r in eligible]
