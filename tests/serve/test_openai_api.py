@@ -16,7 +16,6 @@ from s1 import BudgetForcing, Sampling
 from s1.core.formats import encode, render_messages
 from s1.engines.base import prepare, prepare_ids
 from s1.engines.hf import HFEngine
-
 from tests.serve.test_serve import served
 
 CHAT = "/v1/chat/completions"
@@ -176,8 +175,12 @@ def test_chat_content_parts_developer_role_and_include_usage(server):
         (COMPLETIONS, {"prompt": [10**9]}, "outside this model's vocabulary"),
         (COMPLETIONS, {"prompt": []}, "prompt is empty"),
         (COMPLETIONS, {"prompt": "x", "seed": 2**64}, "seed"),
-        (COMPLETIONS, {"prompt": "x", "top_k": 5}, "top_k"),
-        (COMPLETIONS, {"prompt": "x", "frequency_penalty": 0.5}, "frequency_penalty"),
+        (COMPLETIONS, {"prompt": "x", "top_k": -2}, "top_k"),
+        (COMPLETIONS, {"prompt": "x", "top_k": 2.5}, "top_k"),
+        (COMPLETIONS, {"prompt": "x", "frequency_penalty": 3}, "frequency_penalty"),
+        (COMPLETIONS, {"prompt": "x", "presence_penalty": -2.5}, "presence_penalty"),
+        (COMPLETIONS, {"prompt": "x", "repetition_penalty": 0}, "repetition_penalty"),
+        (COMPLETIONS, {"prompt": "x", "min_p": "lots"}, "min_p"),
         (COMPLETIONS, {"prompt": "x", "max_tokens": 0}, "0 only with echo"),
         (COMPLETIONS, {"prompt": "x", "suffix": "y"}, "suffix"),
         (COMPLETIONS, {"prompt": "x", "logprobs": 99}, "logprobs"),

@@ -25,6 +25,19 @@ class Sampling:
         1.0, help="Nucleus sampling: the smallest set of tokens holding this much probability.", gt=0, le=1
     )
     seed: int | None = setting(None, help="Seed for sampling (none: unseeded).", ge=0, lt=SEED_LIMIT)
+    top_k: int = setting(0, help="Sample among this many most likely tokens only; 0 or -1 keeps them all.", ge=-1)
+    min_p: float = setting(
+        0.0, help="Drop tokens whose probability is below this fraction of the most likely token's.", ge=0, le=1
+    )
+    repetition_penalty: float = setting(
+        1.0, help="Divide the logits of tokens already in the prompt or output by this (1 is none).", gt=0
+    )
+    presence_penalty: float = setting(
+        0.0, help="Subtract this from the logits of tokens already in the output.", ge=-2, le=2
+    )
+    frequency_penalty: float = setting(
+        0.0, help="Subtract this times each token's count in the output from its logit.", ge=-2, le=2
+    )
 
     def __post_init__(self):
         t, p = self.temperature, self.top_p
@@ -36,11 +49,42 @@ class Sampling:
             not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < SEED_LIMIT
         ):
             raise UserError(f"seed must be a whole number from 0 to 2**63-1, got {self.seed!r}.", "seed", self.seed)
+        k = self.top_k
+        if not isinstance(k, int) or isinstance(k, bool) or k < -1:
+            raise UserError(f"top_k must be a whole number, 0 or -1 for all tokens, got {k!r}.", "top_k", k)
+        self._check("min_p", lambda v: 0 <= v <= 1, "in [0, 1]")
+        self._check("repetition_penalty", lambda v: v > 0, "above 0 (1 is no penalty)")
+        self._check("presence_penalty", lambda v: -2 <= v <= 2, "in [-2, 2]")
+        self._check("frequency_penalty", lambda v: -2 <= v <= 2, "in [-2, 2]")
+
+    def _check(self, name: str, ok, where: str) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or not ok(value):
+            raise UserError(f"{name} must be {where}, got {value!r}.", name, value)
 
     @property
     def greedy(self) -> bool:
         """Temperatures below 1e-5 decode greedily, as vLLM does: dividing logits by them overflows."""
         return self.temperature < GREEDY_BELOW
+
+    @property
+    def penalized(self) -> bool:
+        """Whether any penalty changes the logits (they apply to greedy decoding too, as in vLLM)."""
+        return self.repetition_penalty != 1 or self.presence_penalty != 0 or self.frequency_penalty != 0
+
+    @property
+    def filtered(self) -> bool:
+        """Whether top_k or min_p narrows the tokens a sampled row draws from."""
+        return self.top_k > 0 or self.min_p > 0
+
+    def changed(self) -> dict:
+        """The settings added after temperature, top_p and seed that differ from their defaults: what stored
+        identities and cache keys add, so those written before these settings existed keep their values."""
+        return {name: getattr(self, name) for name in ADDED if getattr(self, name) != getattr(DEFAULT, name)}
+
+
+ADDED = ("top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
+DEFAULT = Sampling()
 
 
 def derive_seed(

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from s1.core.errors import UserError
 from s1.core.forcing import BudgetForcing
+from s1.core.sampling import ADDED as SAMPLING_ADDED
 from s1.core.sampling import Sampling, derive_seed
 from s1.core.settings import declared
 from s1.curate.selection import STRATEGIES
@@ -120,12 +121,13 @@ class Role(_Decoding):
             temperature=self.temperature if temperature is None else temperature,
             top_p=self.top_p,
             seed=derive_seed(self.seed, attempt),
+            **{name: getattr(self, name) for name in SAMPLING_ADDED},
         )
 
     def key(self) -> dict:
         """What identifies this role's replies in the call cache (base URLs and concurrency do not)."""
         key = self.model_dump(exclude={"base_urls", "remote_mode", "concurrency", "retries"})
-        for name in ADDED_KEYS:
+        for name in ADDED_KEYS + SAMPLING_ADDED:
             if key[name] == Role.model_fields[name].default:
                 del key[name]  # so caches written before these keys existed still answer
         return key

@@ -32,7 +32,7 @@ import torch
 from s1.core.forcing import Branch, ForcingState
 from s1.core.formats import FormatTokens
 from s1.engines.base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
-from s1.engines.sampling import pick_tokens, row_generator
+from s1.engines.sampling import Penalties, pick_tokens, row_generator
 
 BATCH_TOKENS = 512
 """Tokens one step feeds at most, all rows together."""
@@ -74,6 +74,8 @@ class Row:
     """Logits for the next choice, held with a forked prefix: the row chooses without a forward."""
     shared: int = 0
     """Leading output tokens taken over from the trajectory this row branched from (a shared sweep)."""
+    penalties: Penalties | None = None
+    """The repetition, presence and frequency penalties' counts, for a request that sets one."""
 
     @property
     def joining(self) -> bool:
@@ -251,6 +253,9 @@ class BatchLoop:
                 since=len(state.output),
                 ready=ready,
             )
+            if request.sampling.penalized:
+                device = getattr(self.runtime, "device", "cpu")
+                row.penalties = Penalties(request.sampling, list(ids), self.runtime.vocab_size, device)
             self.rows.append(row)
             finished += self._force(row)
             if row.pending:  # forced tokens come first; the held logits are not the ones after them
@@ -405,13 +410,15 @@ class BatchLoop:
     def _choose(self, rows: list[Row], logits: torch.Tensor) -> list:
         """Let each row's forcing state pick its next token; release the rows that finished or failed."""
         logits = self._mask_early_stops(rows, logits)
+        penalized = [(r.penalties, r.state.output) if r.penalties is not None else None for r in rows]
         try:
-            picks = pick_tokens(logits, [r.request.sampling for r in rows], [r.generator for r in rows])
+            picks = pick_tokens(logits, [r.request.sampling for r in rows], [r.generator for r in rows], penalized)
         except Exception:  # one row's settings broke the batched draw: draw row by row, fail that row alone
             picks = []
             for j, r in enumerate(rows):
                 try:
-                    picks.append(pick_tokens(logits[j : j + 1], [r.request.sampling], [r.generator])[0])
+                    one = pick_tokens(logits[j : j + 1], [r.request.sampling], [r.generator], penalized[j : j + 1])
+                    picks.append(one[0])
                 except Exception as exc:
                     picks.append(exc)
         finished = []

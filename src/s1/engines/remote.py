@@ -358,9 +358,13 @@ class RemoteBackend:
             "max_tokens": call.max_tokens,
             "temperature": s.temperature,
             "top_p": s.top_p,
-            "repetition_penalty": 1.0,
-            "frequency_penalty": 0.0,
-            "presence_penalty": 0.0,
+            # every sampling setting is sent, at its neutral value too: llama-server's own defaults are not
+            # neutral (top_k 40, min_p 0.05, repeat_penalty 1.1); -1 is "all tokens" to old and new vLLM alike
+            "top_k": s.top_k if s.top_k > 0 else -1,
+            "min_p": s.min_p,
+            "repetition_penalty": s.repetition_penalty,
+            "frequency_penalty": s.frequency_penalty,
+            "presence_penalty": s.presence_penalty,
             "budget_forcing": False,
         }
         if s.seed is not None:
@@ -383,12 +387,12 @@ class RemoteBackend:
             stops = [
                 t for t in (self.tokenizer.decode([i], skip_special_tokens=False) for i in sorted(call.stop_ids)) if t
             ]
-            # repeat_penalty is llama.cpp's name: its server defaults to 1.1
+            # repeat_penalty is llama.cpp's name for repetition_penalty
             body = {
                 **self._body(call),
                 "prompt": prompt_text(self.tokenizer, call.token_ids, self.strip_bos),
                 "stop": stops,
-                "repeat_penalty": 1.0,
+                "repeat_penalty": call.sampling.repetition_penalty,
             }
             if call.banned:  # a bias holds for the whole reply, so this round is the one banned token
                 body["logit_bias"] = {str(t): -100 for t in sorted(call.banned)}

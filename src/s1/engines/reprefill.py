@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from s1.core.forcing import ForcingState
 from s1.core.formats import FormatTokens, ThinkingFormat, get_format
 from s1.core.models import load_hf
 from s1.core.sampling import Sampling
 from s1.engines.base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
+from s1.engines.sampling import Penalties
 
 _sequence_ids = itertools.count()
 
@@ -60,6 +61,9 @@ class Call:
     banned: frozenset[int] = frozenset()
     """Ids the first new token may not be (vLLM's `min_tokens=1` over the stop ids): an ignored end of
     thinking whose extension is empty is suppressed, not replaced (`ForcingState.banned`)."""
+    prompt_length: int = 0
+    """How many of `token_ids` are the request's prompt (the rest is its output so far), for the presence and
+    frequency penalties, which count output tokens only."""
 
 
 class Backend(Protocol):
@@ -91,7 +95,15 @@ def forcing_rounds(
         budget, stops = state.round()
         if step and state.thinking:
             budget = min(budget, max(step.max_tokens - (len(state.output) - since), 1))
-        call = Call(request.prompt_token_ids + state.output, budget, stops, request.sampling, sequence, state.banned)
+        call = Call(
+            request.prompt_token_ids + state.output,
+            budget,
+            stops,
+            request.sampling,
+            sequence,
+            state.banned,
+            len(request.prompt_token_ids),
+        )
         sequence.sent += len(call.token_ids)
         new = yield call
         if not new:
@@ -174,7 +186,7 @@ class HFBackend:
         """Greedy calls that share stop ids run as one padded `generate`; sampled calls run one by one."""
         groups: dict[tuple, list[int]] = {}
         for i, c in enumerate(calls):
-            key = (c.stop_ids, c.banned) if c.sampling.greedy else (c.stop_ids, i)
+            key = (c.stop_ids, c.banned) if c.sampling.greedy and not c.sampling.penalized else (c.stop_ids, i)
             groups.setdefault(key, []).append(i)
         results: list[list[int]] = [[] for _ in calls]
         for members in groups.values():
@@ -199,8 +211,12 @@ class HFBackend:
             do_sample=not sampling.greedy,
             temperature=sampling.temperature if not sampling.greedy else 1.0,
             top_p=sampling.top_p,
-            top_k=0,
+            top_k=sampling.top_k if sampling.top_k > 0 and not sampling.greedy else 0,
+            min_p=sampling.min_p if sampling.min_p > 0 and not sampling.greedy else None,
         )
+        # the penalties as the in-flight engines apply them (one function, engines/sampling.py); a penalized
+        # call runs alone (see `complete`), so its row is the only one
+        processors = LogitsProcessorList([_Penalize(calls[0], self.model)] if sampling.penalized else [])
         cuda = [self.device] if self.device.type == "cuda" else []
         get_state = (lambda: torch.cuda.get_rng_state(self.device)) if cuda else torch.get_rng_state
         set_state = (lambda s: torch.cuda.set_rng_state(s, self.device)) if cuda else torch.set_rng_state
@@ -212,7 +228,10 @@ class HFBackend:
                     sequence.rng_state = get_state()
                 set_state(sequence.rng_state)
             out = self.model.generate(
-                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=config
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                generation_config=config,
+                logits_processor=processors,
             )
             if not sampling.greedy:
                 sequence.rng_state = get_state()
@@ -225,6 +244,19 @@ class HFBackend:
                     break
             results.append(row)
         return results
+
+
+class _Penalize(LogitsProcessor):
+    """vLLM's repetition, presence and frequency penalties (`Penalties`) inside `transformers.generate`."""
+
+    def __init__(self, call: Call, model):
+        vocab = int(model.get_input_embeddings().num_embeddings)
+        self.prompt_length = call.prompt_length
+        self.penalties = Penalties(call.sampling, call.token_ids[: call.prompt_length], vocab, model.device)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        output = input_ids[0, self.prompt_length :].tolist()
+        return self.penalties.apply(scores[0], output).to(scores.dtype).unsqueeze(0)
 
 
 class _neutral_defaults:

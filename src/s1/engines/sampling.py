@@ -1,7 +1,9 @@
 """Choosing each row's next token from a batch of logits, in one pass for the whole batch.
 
-Rows differ in temperature, top_p and seed (requests join a running batch with their own
-settings), so the settings are per row; greedy rows never draw random numbers.
+Rows differ in their sampling settings (requests join a running batch with their own), so the
+settings are per row; greedy rows never draw random numbers. The order is vLLM's sampler's: the
+penalties change the logits (greedy rows' too), then sampled rows are divided by their temperature,
+filtered by min_p, then top_k, then top_p, and drawn from.
 """
 
 from __future__ import annotations
@@ -23,6 +25,42 @@ def row_generator(sampling: Sampling, device) -> torch.Generator | None:
     return generator
 
 
+class Penalties:
+    """vLLM's repetition, presence and frequency penalties for one sequence. The repetition penalty divides
+    positive logits (multiplies negative ones) of every token in the prompt or the output; the presence
+    penalty is subtracted once from each token the output holds, the frequency penalty once per time it
+    holds it. The output is budget forcing's whole output (thinking, forced runs and answer), as vLLM's
+    output tokens are everything generated after the prompt. Counts are kept as the output grows."""
+
+    def __init__(self, sampling: Sampling, prompt: list[int], vocab: int, device="cpu"):
+        self.sampling = sampling
+        self.vocab = vocab
+        self.counts = torch.zeros(vocab, device=device)
+        self.seen = 0
+        self.in_prompt = torch.zeros(vocab, dtype=torch.bool, device=device)
+        ids = torch.tensor([t for t in prompt if 0 <= t < vocab], dtype=torch.long, device=device)
+        self.in_prompt[ids] = True
+
+    def apply(self, logits: torch.Tensor, output: list[int]) -> torch.Tensor:
+        """The row's logits (1-D) with the penalties for `output`, the sequence's output so far."""
+        if len(output) > self.seen:
+            new = torch.tensor(output[self.seen :], dtype=torch.long, device=self.counts.device)
+            self.counts.index_add_(0, new.clamp(0, self.vocab - 1), torch.ones(len(new), device=self.counts.device))
+            self.seen = len(output)
+        s, n = self.sampling, logits.shape[-1]
+        logits = logits.float()
+        counts = self.counts[:n]
+        if s.repetition_penalty != 1:
+            seen = self.in_prompt[:n] | (counts > 0)
+            scaled = torch.where(logits > 0, logits / s.repetition_penalty, logits * s.repetition_penalty)
+            logits = torch.where(seen, scaled, logits)
+        if s.frequency_penalty:
+            logits = logits - s.frequency_penalty * counts
+        if s.presence_penalty:
+            logits = logits - s.presence_penalty * (counts > 0).float()
+        return logits
+
+
 def top_p_filter(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     """Mask tokens outside each row's nucleus (the smallest set whose probability reaches top_p)."""
     sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
@@ -34,8 +72,32 @@ def top_p_filter(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def pick_tokens(logits: torch.Tensor, samplings: list[Sampling], generators: list) -> list[int]:
-    """One token id per row: argmax for greedy rows, a seeded draw for the others."""
+def min_p_filter(logits: torch.Tensor, min_p: torch.Tensor) -> torch.Tensor:
+    """Mask tokens whose probability is below min_p times the row's most likely token's."""
+    probs = logits.softmax(dim=-1)
+    floor = probs.max(dim=-1, keepdim=True).values * min_p.unsqueeze(-1)
+    return logits.masked_fill(probs < floor, float("-inf"))
+
+
+def top_k_filter(logits: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    """Mask all but each row's k most likely tokens (k <= 0 keeps them all); ties at the k-th are kept."""
+    n = logits.shape[-1]
+    k = torch.where(top_k > 0, top_k.clamp(max=n), torch.full_like(top_k, n))
+    sorted_logits = torch.sort(logits, descending=True, dim=-1).values
+    kth = sorted_logits.gather(-1, (k - 1).unsqueeze(-1))
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def pick_tokens(
+    logits: torch.Tensor, samplings: list[Sampling], generators: list, penalized: list | None = None
+) -> list[int]:
+    """One token id per row: argmax for greedy rows, a seeded draw for the others. `penalized` holds per row
+    None or (its `Penalties`, its output so far), for rows whose settings penalize repeats."""
+    if penalized and any(p is not None for p in penalized):
+        logits = logits.float().clone()
+        for i, p in enumerate(penalized):
+            if p is not None:
+                logits[i] = p[0].apply(logits[i], p[1])
     chosen = logits.argmax(dim=-1)
     sampled_rows = [i for i, s in enumerate(samplings) if not s.greedy]
     if sampled_rows:
@@ -43,6 +105,12 @@ def pick_tokens(logits: torch.Tensor, samplings: list[Sampling], generators: lis
         temps = torch.tensor([samplings[i].temperature for i in sampled_rows], device=logits.device)
         top_p = torch.tensor([samplings[i].top_p for i in sampled_rows], device=logits.device)
         scaled = logits.index_select(0, rows).float() / temps.unsqueeze(-1)
+        if any(samplings[i].min_p > 0 for i in sampled_rows):
+            min_p = torch.tensor([samplings[i].min_p for i in sampled_rows], device=logits.device)
+            scaled = min_p_filter(scaled, min_p)
+        if any(samplings[i].top_k > 0 for i in sampled_rows):
+            top_k = torch.tensor([samplings[i].top_k for i in sampled_rows], device=logits.device)
+            scaled = top_k_filter(scaled, top_k)
         if (top_p < 1).any():
             scaled = top_p_filter(scaled, top_p)
         probs = scaled.softmax(dim=-1)

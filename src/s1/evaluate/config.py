@@ -88,7 +88,18 @@ class EvalConfig:
         if self.dtype != "auto":  # auto keeps the identities run directories were written with
             values["dtype"] = self.dtype
         values["temperature"], values["top_p"] = float(self.temperature), float(self.top_p)
+        # sampling settings added later join the context only when set, so earlier run directories keep theirs
+        values.update({k: float(v) if isinstance(v, float) else v for k, v in self.sampling().changed().items()})
         return values
+
+    def sampling(self, temperature: float | None = None, seed: int | None = None) -> Sampling:
+        """The run's sampling settings (every one declared on `Sampling`), at a method's temperature and a
+        sample's seed where given."""
+        values = {d.field: getattr(self, d.name) for d in declared(Sampling)}
+        values["seed"] = seed if seed is not None else self.seed
+        if temperature is not None:
+            values["temperature"] = temperature
+        return Sampling(**values)
 
     def settings(self) -> list[Setting]:
         """Every setting of the sweep; all run-level values are checked here, before anything is loaded."""
@@ -109,7 +120,7 @@ class EvalConfig:
             raise UserError("--ids names no id; give comma-separated problem ids such as 60,71.")
         if not self.methods:
             raise UserError("--method names no method; choose from " + ", ".join(METHODS) + ".")
-        Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        self.sampling()
         get_format(self.format)
         if self.dtype not in DTYPES:
             raise UserError(f"Unknown dtype {self.dtype!r}; use {', '.join(DTYPES)}.", "dtype", self.dtype)

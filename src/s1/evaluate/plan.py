@@ -66,4 +66,4 @@ def plan(config: EvalConfig, settings: list[Setting], benchmarks: dict[str, list
 def item_sampling(config: EvalConfig, item: Item, temperature: float) -> Sampling:
     """The sampling of an item's next draw (rejection sampling's redraws get their own seeds)."""
     seed = derive_seed(config.seed, item.sample, problem=item.problem.id, tries=item.tries)
-    return Sampling(temperature=temperature, top_p=config.top_p, seed=seed)
+    return config.sampling(temperature, seed)

@@ -35,7 +35,7 @@ def run_search(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pla
             engine.context_length,
             setting.prompt(problem.question),
             setting.forcing,
-            Sampling(temperature, config.top_p),
+            replace(config.sampling(temperature), seed=None),
             config.system,
         )
 

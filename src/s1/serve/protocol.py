@@ -39,11 +39,7 @@ PLAIN_MAX_TOKENS = 16
 REFUSED = object()
 """In `UNHONOURED`: no value is neutral, the field must be absent (or null)."""
 UNHONOURED: dict[str, Any] = {
-    "frequency_penalty": 0.0,
-    "presence_penalty": 0.0,
-    "repetition_penalty": 1.0,
-    "repeat_penalty": 1.0,  # llama.cpp's name for it
-    "min_p": 0.0,
+    "repeat_penalty": 1.0,  # llama.cpp's name for repetition_penalty, which is honoured under vLLM's name
     "ignore_eos": False,
     "use_beam_search": False,
     "logit_bias": {},
@@ -193,7 +189,6 @@ class _Body(_Thinking):
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True
     user: str | None = None
-    top_k: int | None = None
     budget_forcing: bool | None = None
     """s1: force the budget on a completions prompt (default: when a budget field is set or the prompt ends
     inside a thinking block)."""
@@ -294,7 +289,6 @@ class ResponsesBody(_Thinking):
     store: bool | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
-    top_k: int | None = None
     chat_template_kwargs: dict[str, Any] | None = None
 
 

@@ -75,8 +75,6 @@ def refuse_unsupported(body: ChatBody | CompletionBody | ResponsesBody, engine: 
             continue
         keep = "remove it" if neutral is REFUSED else f"leave it at {neutral!r} or remove it"
         raise BadRequest(f"{name}={value!r} is not supported by s1 serve; {keep}.", param=name)
-    if body.top_k not in (None, 0, -1):
-        raise BadRequest("top_k is not supported by s1 serve; use top_p (or leave top_k at -1).")
     if isinstance(body, ResponsesBody):
         return
     if body.stream_options is not None and not body.stream:
@@ -364,7 +362,7 @@ class Translator:
         for p, (text, ids) in enumerate(prompts):
             for j in range(n):
                 # the n choices of a seeded request differ, and never repeat another seed's (derive_seed)
-                s = Sampling(sampling.temperature, sampling.top_p, derive_seed(sampling.seed, j))
+                s = replace(sampling, seed=derive_seed(sampling.seed, j))
                 options = dict(
                     plain=plain,
                     stop_token_ids=frozenset(getattr(body, "stop_token_ids", None) or ()),
