@@ -76,3 +76,14 @@ def test_include_bare_field_names_fewshot_and_gold_regexes(tmp_path):
     problems = load_benchmark(str(tmp_path / "t.yaml"))
     assert problems[0].question == "Solve.\nQ: 3+3? six #### 6\n\nQ: 1+1?"
     assert [p.answer for p in problems] == ["2", "4"]
+
+
+def test_an_lm_eval_task_folder_is_an_include_path(data_dir):
+    """lm-eval's gsm8k folder as --include-path: its tasks are listed by name, and one s1 cannot run is refused
+    only when asked for."""
+    lm_eval = pytest.importorskip("lm_eval")
+    folder = Path(lm_eval.__file__).parent / "tasks" / "gsm8k"
+    problems = load_benchmark("gsm8k", include_path=folder, data_dir=data_dir, limit=1)
+    assert problems[0].answer == "18"
+    with pytest.raises(UserError, match="s1 cannot honour"):
+        load_benchmark("gsm8k_cot_self_consistency", include_path=folder, data_dir=data_dir, limit=1)

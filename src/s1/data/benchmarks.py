@@ -455,6 +455,13 @@ def available_tasks(include_path: str | Path | None = None) -> dict[str, Path]:
         if not folder.is_dir():
             raise UserError(f"--include-path {folder} is not a folder of task files.")
         for path in sorted(folder.glob("*.y*ml")):
+            raw = lm_eval_tasks.load_yaml(path)
+            own = set(Task.__dataclass_fields__) - {"source"}
+            if isinstance(raw, dict) and lm_eval_tasks.is_lm_eval(raw, own):
+                # an lm-eval folder also holds group files and tasks s1 cannot run: each is read when asked for
+                if isinstance(raw.get("task"), str):
+                    found[raw["task"]] = path
+                continue
             found[_read_task_file(path).task] = path
     return found
 

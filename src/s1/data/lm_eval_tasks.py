@@ -3,7 +3,7 @@
 People bring the YAML files they already run with lm-eval (its stock `gsm8k.yaml`, their own generation
 tasks). For a generation task every field either has an s1 meaning, or is superseded by budget forcing
 and said so once on stderr, or cannot be honoured; all of the last kind are named in ONE error, so a user
-fixes a file in one go. The mapping (docs/design.md, "Benchmarks"; the README's lm-eval section):
+fixes a file in one go. The mapping (the README's "lm-evaluation-harness task files" table):
 
 - data: `dataset_path` json/csv/parquet with `dataset_kwargs.data_files` -> that local file; a hub id whose
   shipped s1 task names the same dataset (`gsm8k` or `openai/gsm8k`) -> that task's local data file, so
