@@ -20,8 +20,10 @@ from s1.core import signals
 from s1.core.errors import UserError
 from s1.core.signals import Terminated
 
+# add_completion: typer's --install-completion / --show-completion (bash, zsh, fish, PowerShell), click's own
+# completion underneath, so options and choices complete as declared
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="s1: budget forcing and test-time scaling for reasoning models."
+    add_completion=True, no_args_is_help=True, help="s1: budget forcing and test-time scaling for reasoning models."
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -52,8 +54,22 @@ class _Running:
     command = None
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from s1.core.version import __version__
+
+        out.print(f"s1 {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print s1's version and exit."),
+    ] = False,
+) -> None:
     """s1: budget forcing and test-time scaling for reasoning models."""
     if ctx.invoked_subcommand:
         _Running.command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
@@ -120,7 +136,8 @@ def main() -> None:
     if hasattr(signal, "SIGXFSZ"):  # past `ulimit -f` a write fails (and is said in one sentence) instead of killing
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        result = app(standalone_mode=False)
+        # prog_name: `python -m s1` is still s1 in help, errors and the completion variable (_S1_COMPLETE)
+        result = app(standalone_mode=False, prog_name="s1")
         code = result if isinstance(result, int) else 0
         if code == 130:  # typer turns Ctrl-C into a silent exit code 130
             err.print("Interrupted.")

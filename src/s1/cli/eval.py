@@ -23,16 +23,13 @@ from s1.cli.common import (
 from s1.cli.settings import Group, derive, int_list
 from s1.core.forcing import BudgetForcing
 from s1.core.sampling import Sampling
-from s1.evaluate.methods import SearchSpec
+from s1.evaluate.methods import METHODS, SearchSpec
 
 BENCHMARK_HELP = (
     "aime24, aime25, math500, gpqa, gpqa_simple_evals, amc23, gsm8k, olympiadbench, minerva, or a task file "
     "(my_task.yaml); comma-separated for several."
 )
-METHOD_HELP = (
-    "Comma-separated: budget_forcing, token_conditional[+bf], step_conditional[+bf], class_conditional[+bf], "
-    "rejection_sampling, majority, best_of_n, weighted_majority, rebase, no_thinking (a plain chat answer)."
-)
+METHOD_HELP = f"Comma-separated, any of: {', '.join(METHODS)}."  # from the registry, so a new method is listed
 
 
 @app.command("eval")
@@ -91,6 +88,10 @@ def eval_command(
     ] = False,
     search: dict = Group(SearchSpec),
     width: Annotated[str, typer.Option(help="REBASE widths (trajectories kept), comma-separated.")] = "16",
+    report_to: Annotated[
+        str,
+        typer.Option(help="none, wandb or tensorboard: also log accuracy against thinking tokens there (as s1 train)."),
+    ] = "none",
     plot_tokens: Annotated[
         str,
         typer.Option(
@@ -107,9 +108,14 @@ def eval_command(
     ] = True,
 ) -> None:
     """Measure accuracy against thinking: sweep budgets and methods, grade, summarize, plot."""
+    from s1.data.benchmarks import task_fields
     from s1.evaluate.config import EvalConfig
     from s1.evaluate.runner import run_eval
+    from s1.report import trackers
+    from s1.report.lm_eval_results import write_results
     from s1.report.run_report import write_run_report
+
+    trackers.check(report_to)  # a missing package is said before any model loads
 
     config = EvalConfig(
         benchmarks=names(benchmark),
@@ -149,4 +155,9 @@ def eval_command(
         output = str(Path("runs") / f"{Path(model).name}-{name}")
     summary = run_eval(config, output)
     out.print(write_run_report(output, summary), markup=False)  # summary.md and scaling.png: report/ draws
-    err.print(f"Run directory: {output} (samples.jsonl, summary.json, summary.md, scaling.png)", style="cyan")
+    tasks = {} if data else {f.get("task", b): f for b in config.benchmarks for f in [task_fields(b, include_path)]}
+    results = write_results(output, summary, tasks)  # lm-eval's schema, for dashboards that read its files
+    trackers.report(summary, output, report_to)
+    err.print(
+        f"Run directory: {output} (samples.jsonl, summary.json, summary.md, scaling.png, {results.name})", style="cyan"
+    )

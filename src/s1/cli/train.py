@@ -81,6 +81,17 @@ def train_command(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
     system: Annotated[str | None, typer.Option(help="System prompt for every example.")] = None,
+    use_peft: Annotated[
+        bool | None,
+        typer.Option("--use-peft", help="LoRA through PEFT: saves OUTPUT/adapter and the merged model OUTPUT/final."),
+    ] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank (default 16).")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default 32).")] = None,
+    lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout (default 0.05).")] = None,
+    lora_target_modules: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated modules the adapter wraps, e.g. q_proj,v_proj (default: all linear)."),
+    ] = None,
 ) -> None:
     """Supervised fine-tuning on reasoning traces with the paper's recipe (TRL; multi-GPU via accelerate launch)."""
     from s1.train import recipe, sharding

@@ -56,7 +56,7 @@ def resolve(name: str) -> ModelSource:
         return ModelSource("gguf", str(embedded_gguf()))
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").exists():
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
             raise UserError(
                 f"{name} is a directory but holds no config.json; point {named('model')} at a saved model directory."
             )

@@ -69,6 +69,7 @@ class Context:
         yield lambda n=1: self._progress.update(task, advance=n)
 
     def __enter__(self) -> Context:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         if self.show_progress:
@@ -77,6 +78,7 @@ class Context:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),  # stdout keeps only what the command prints as its result
                 transient=False,
                 redirect_stdout=False,
             )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from s1.core.errors import UserError, first_line, named
+from s1.data import lm_eval_tasks
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 DATA_DIR_ENV = "S1_DATA_DIR"
@@ -66,6 +67,18 @@ class Task:
     choice_seed: int = 0
     num_fewshot: int = 0
     description: str = ""
+    fewshot_split: str | None = None
+    """Where few-shot examples come from (lm-eval's field); its local file is `fewshot_data_file`."""
+    fewshot_data_file: str | None = None
+    target_delimiter: str = " "
+    """Between an example's text and its target (lm-eval's default)."""
+    fewshot_delimiter: str = "\n\n"
+    """Between examples, and before the question (lm-eval's default)."""
+    preamble: str = ""
+    """Text before the examples and the question (lm-eval's `description`; s1's own `description` only says what
+    the benchmark is)."""
+    target_ignore: tuple[str, ...] = ()
+    """Regular expressions removed from the gold answer (lm-eval exact_match's regexes_to_ignore)."""
     source: Path | None = None
     """The task file, so a relative data_file is found beside it."""
 
@@ -75,6 +88,8 @@ class Task:
         if not isinstance(raw, dict):
             raise UserError(f"The {where} must be a YAML mapping of fields (task, doc_to_text, doc_to_target, ...).")
         known = set(cls.__dataclass_fields__) - {"source"}
+        if lm_eval_tasks.is_lm_eval(raw, known):  # a file written for lm-evaluation-harness, read as it is
+            raw = lm_eval_tasks.translate(raw, known, where, _shipped_fields())
         unknown = sorted(set(raw) - known)
         if unknown:
             raise UserError(f"The {where} has unknown field {unknown[0]!r}; the fields are {', '.join(sorted(known))}.")
@@ -83,8 +98,8 @@ class Task:
                 raise UserError(f"The {where} needs a {name!r} field.")
         if raw.get("answer_kind", "math") not in KINDS:
             raise UserError(f"The {where} has answer_kind {raw['answer_kind']!r}; use math, integer or choice.")
-        if raw.get("num_fewshot", 0):
-            raise UserError(f"The {where} asks for few-shot examples; s1 evaluates zero-shot, set num_fewshot: 0.")
+        if isinstance(raw.get("num_fewshot"), int) and raw["num_fewshot"] < 0:
+            raise UserError(f"The {where} has num_fewshot {raw['num_fewshot']}; use 0 or more examples.")
         if not raw.get("data_file") and not raw.get("dataset_path"):
             raise UserError(f"The {where} needs data_file (a local file) or dataset_path (a hub id).")
         types = {
@@ -102,6 +117,12 @@ class Task:
             "choice_seed": int,
             "num_fewshot": int,
             "description": str,
+            "fewshot_split": str,
+            "fewshot_data_file": str,
+            "target_delimiter": str,
+            "fewshot_delimiter": str,
+            "preamble": str,
+            "target_ignore": list,
         }
         for name, value in raw.items():
             if value is not None and (
@@ -116,7 +137,12 @@ class Task:
             raise UserError(f"The {where} lists doc_to_choice entries that are not text templates.")
         if raw.get("answer_kind") == "choice" and not (isinstance(choices, list) and 2 <= len(choices) <= len(LETTERS)):
             raise UserError(f"The {where} is multiple choice: list 2 to {len(LETTERS)} doc_to_choice templates.")
-        return cls(**{**raw, "doc_to_choice": tuple(choices), "source": source})
+        if raw.get("num_fewshot") and raw.get("answer_kind") == "choice":
+            raise UserError(
+                f"The {where} is multiple choice with num_fewshot; s1 gives few-shot examples to generation tasks only."
+            )
+        ignore = tuple(str(p) for p in raw.get("target_ignore") or ())
+        return cls(**{**raw, "doc_to_choice": tuple(choices), "target_ignore": ignore, "source": source})
 
 
 # ------------------------------------------------------------------------------------------ templates
@@ -317,8 +343,52 @@ def task_rows(task: Task, data_dir: str | Path | None) -> list[dict]:
         raise UserError(f"Could not load {task.task} from the hub ({exc.__class__.__name__}); {hint}.") from None
 
 
-def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
-    """Render each record into a Problem: prompt, gold answer, choices shuffled by a per-record seed."""
+def fewshot_rows(task: Task, data_dir: str | Path | None, rows: list[dict]) -> list[dict] | None:
+    """The records few-shot examples are drawn from: the fewshot split's local file when there is one, else (as
+    lm-eval does when a task has no separate split) the evaluated records themselves, never a record's own."""
+    if not task.num_fewshot:
+        return None
+    if task.fewshot_data_file:
+        folder = data_dir or os.environ.get(DATA_DIR_ENV)
+        candidates = ([Path(folder) / task.fewshot_data_file] if folder else []) + [Path(task.fewshot_data_file)]
+        if task.source is not None:
+            candidates.append(task.source.parent / task.fewshot_data_file)
+        for path in candidates:
+            if path.is_file():
+                return read_rows(path)
+    if task.fewshot_split:
+        lm_eval_tasks.log.warning(
+            "Note: no local file for %s's fewshot_split %r, so its %d examples come from the evaluated records "
+            "(never a problem's own).",
+            task.task,
+            task.fewshot_split,
+            task.num_fewshot,
+        )
+    return rows
+
+
+def _fewshot_context(env, task: Task, shots: list[dict], row: dict, pid: str) -> str:
+    """lm-eval's context: the preamble, then num_fewshot examples (text, target_delimiter, target) joined by
+    fewshot_delimiter, then the fewshot_delimiter before the question; drawn by a seed per problem."""
+    draw = random.Random(f"fewshot:{pid}").sample(range(len(shots)), min(len(shots), task.num_fewshot + 1))
+    chosen = [i for i in draw if shots[i] is not row and shots[i] != row][: task.num_fewshot]
+    if len(chosen) < task.num_fewshot:
+        raise UserError(
+            f"{task.task} asks for {task.num_fewshot} few-shot examples but fewer records are there to draw them "
+            "from; lower num_fewshot."
+        )
+    parts = []
+    for i in chosen:
+        shot = shots[i]
+        text = _render(env, task.doc_to_text, shot, {}, "doc_to_text", task, i + 1)
+        target = _render(env, str(task.doc_to_target), shot, {}, "doc_to_target", task, i + 1)
+        parts.append(text + task.target_delimiter + target)
+    return task.fewshot_delimiter.join(parts) + task.fewshot_delimiter
+
+
+def problems_of(task: Task, rows: list[dict], shots: list[dict] | None = None) -> list[Problem]:
+    """Render each record into a Problem: prompt, gold answer, choices shuffled by a per-record seed; with
+    `shots`, the task's few-shot examples before each question."""
     env = _environment()
     id_field = task.id_field or next((f for f in _ID_FIELDS if rows and f in rows[0]), None)
     problems, seen = [], set()
@@ -357,6 +427,12 @@ def problems_of(task: Task, rows: list[dict]) -> list[Problem]:
             continue
         question = _render(env, task.doc_to_text, row, extra, "doc_to_text", task, number, pid)
         answer = _render(env, str(task.doc_to_target), row, extra, "doc_to_target", task, number, pid).strip()
+        for pattern in task.target_ignore:
+            answer = re.sub(pattern, "", answer).strip()
+        if question.strip() and shots is not None and task.num_fewshot:
+            question = _fewshot_context(env, task, shots, row, pid) + question
+        if question.strip() and task.preamble:
+            question = task.preamble + question
         if not question.strip():
             raise UserError(f"Record {number} (id {pid!r}) of {task.task} has an empty question.")
         if not answer:
@@ -389,15 +465,21 @@ def _correct_index(target: str, options: list[str], task: str, number: int) -> i
 
 
 def _read_task_file(path: Path) -> Task:
+    return Task.from_dict(lm_eval_tasks.load_yaml(path), source=path.resolve())
+
+
+def task_fields(name: str, include_path: str | Path | None = None) -> dict:
+    """A benchmark's task file as written (lm-eval's results file records it under `configs`)."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else available_tasks(include_path).get(name)
+    raw = lm_eval_tasks.load_yaml(path) if path is not None else None
+    return raw if isinstance(raw, dict) else {"task": name}
+
+
+def _shipped_fields() -> dict[str, dict]:
+    """Each shipped task's raw fields: how an lm-eval task's hub dataset finds its local data file."""
     import yaml
 
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"Cannot read task file {path} ({exc.__class__.__name__}); check the path.") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"Task file {path} is not valid YAML ({first_line(exc)}).") from None
-    return Task.from_dict(raw, source=path.resolve())
+    return {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in sorted(TASKS_DIR.glob("*.yaml"))}
 
 
 def available_tasks(include_path: str | Path | None = None) -> dict[str, Path]:
@@ -408,6 +490,13 @@ def available_tasks(include_path: str | Path | None = None) -> dict[str, Path]:
         if not folder.is_dir():
             raise UserError(f"--include-path {folder} is not a folder of task files.")
         for path in sorted(folder.glob("*.y*ml")):
+            raw = lm_eval_tasks.load_yaml(path)
+            own = set(Task.__dataclass_fields__) - {"source"}
+            if isinstance(raw, dict) and lm_eval_tasks.is_lm_eval(raw, own):
+                # an lm-eval folder also holds group files and tasks s1 cannot run: each is read when asked for
+                if isinstance(raw.get("task"), str):
+                    found[raw["task"]] = path
+                continue
             found[_read_task_file(path).task] = path
     return found
 
@@ -511,7 +600,8 @@ def benchmark_problems(
                     f"{task.task} is graded as {task.answer_kind}; --answer-kind {answer_kind} cannot change that."
                 )
             task = replace(task, answer_kind=answer_kind)
-        problems = problems_of(task, task_rows(task, data_dir))
+        rows = task_rows(task, data_dir)
+        problems = problems_of(task, rows, fewshot_rows(task, data_dir, rows))
     if ids:
         wanted = set(ids)
         problems = [p for p in problems if p.id in wanted]

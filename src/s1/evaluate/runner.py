@@ -155,6 +155,7 @@ class _Progress:
     """The progress bar on stderr: items done of the sweep, accuracy so far, tokens per second."""
 
     def __init__(self, work: Plan, show: bool):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         columns = (
@@ -164,7 +165,8 @@ class _Progress:
             TextColumn("{task.fields[stats]}"),
             TimeRemainingColumn(),
         )
-        self.bar = Progress(*columns, disable=not show, transient=False)
+        # on stderr: `s1 eval ... > out.md` keeps only the table on stdout
+        self.bar = Progress(*columns, console=Console(stderr=True), disable=not show, transient=False)
         done = len(work.items) - len(work.todo)
         self.task = self.bar.add_task("eval", total=len(work.items), completed=done, stats="")
         self.correct = self.graded = self.tokens = 0

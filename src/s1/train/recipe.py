@@ -105,6 +105,14 @@ class TrainConfig:
     """Weights as loaded, trained (outside FSDP's fp32 master copy) and saved: auto is bf16 on GPUs that have it."""
     resume: bool = False
     system: str | None = None
+    use_peft: bool = False
+    """Train a LoRA adapter through PEFT instead of every weight (TRL's ModelConfig names, as its scripts take them);
+    the run saves OUTPUT/adapter and the merged model in OUTPUT/final."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+    """Module names the adapter wraps; none: every linear layer but the output head (PEFT's "all-linear")."""
     sft: dict = field(default_factory=dict)
     """SFTConfig fields over `PAPER`."""
 
@@ -209,11 +217,6 @@ MODEL_CONFIG_KEYS = (
     "model_revision",
     "attn_implementation",
     "trust_remote_code",
-    "use_peft",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "lora_target_modules",
     "load_in_4bit",
     "load_in_8bit",
     "overwrite_output_dir",
@@ -372,6 +375,18 @@ def check(config: TrainConfig) -> None:
         raise UserError(f"max_steps (--max-steps) must be -1 (all epochs) or at least 1, got {value('max_steps')}.")
     if not 0 <= value("seed") < 2**32:
         raise UserError(f"seed (--seed) must be from 0 to 2**32-1, got {value('seed')}.")
+    if config.use_peft:
+        import importlib.util
+
+        if importlib.util.find_spec("peft") is None:
+            raise UserError("use_peft (--use-peft) needs the peft package; pip install 's1[lora]' (or peft).")
+        if config.lora_r < 1 or config.lora_alpha <= 0 or not 0 <= config.lora_dropout < 1:
+            raise UserError(
+                f"lora_r must be at least 1, lora_alpha above 0 and lora_dropout from 0 up to 1; got {config.lora_r}, "
+                f"{config.lora_alpha} and {config.lora_dropout}."
+            )
+        if config.lora_target_modules is not None and not config.lora_target_modules:
+            raise UserError("lora_target_modules lists no module; name some (q_proj,v_proj) or leave it out.")
     report = value("report_to")
     for target in [report] if isinstance(report, str) else list(report or []):
         if target not in REPORT_TO and target != "all":

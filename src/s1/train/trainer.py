@@ -89,6 +89,8 @@ def _train(config: TrainConfig, output: Path) -> Path:
     from s1.core.models import load_tokenizer
 
     accumulation = accumulation_steps(config)
+    if config.use_peft and sharding.world_size() > 1:
+        raise UserError("use_peft (--use-peft) trains on one process here; run it without accelerate launch.")
     fmt = get_format(config.format)
     records = load_records(config.data)
     tokenizer, _ = load_tokenizer(config.model)
@@ -151,6 +153,7 @@ def _train(config: TrainConfig, output: Path) -> Path:
             train_dataset=datasets.Dataset.from_list(examples),
             processing_class=tokenizer,
             callbacks=list(callbacks),
+            peft_config=lora_config(config),
         )
     except (ValueError, TypeError, ImportError) as exc:
         raise UserError(f"The training recipe cannot run: {first_line(exc, 300)}") from None
@@ -296,6 +299,22 @@ def sft_args(config: TrainConfig, output: Path, accumulation: int, save_every: i
         raise UserError(f"The training recipe is not valid: {first_line(exc, 300)}") from None
 
 
+def lora_config(config: TrainConfig):
+    """PEFT's LoraConfig from TRL's ModelConfig names (use_peft, lora_r, lora_alpha, lora_dropout,
+    lora_target_modules), or None for full fine-tuning; TRL's SFTTrainer wraps the model with it."""
+    if not config.use_peft:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules or "all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
 def _name(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -323,18 +342,43 @@ def _trainer_class():
 
 def save_final(trainer, tokenizer, fmt: ThinkingFormat, config: TrainConfig, final: Path, dtype, end: str) -> Path:
     """Consolidated weights in `dtype` as safetensors, with config, tokenizer, thinking template and EOS."""
-    state = sharding.full_state_dict(trainer)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if config.use_peft:  # one process (checked before training): the adapter, then the merged weights
+        with replacing_directory(final.parent / "adapter") as partial:
+            _write_adapter(model, tokenizer, fmt, config, partial)
+        model = model.merge_and_unload()
+        state = model.state_dict()
+    else:
+        state = sharding.full_state_dict(trainer)
     if trainer.is_world_process_zero():
         with replacing_directory(final) as partial:
-            _write_final(trainer, tokenizer, fmt, config, partial, dtype, end, state)
+            _write_final(model, tokenizer, fmt, config, partial, dtype, end, state)
     trainer.accelerator.wait_for_everyone()
     return final
 
 
-def _write_final(trainer, tokenizer, fmt: ThinkingFormat, config: TrainConfig, final: Path, dtype, end: str, state):
+def _write_adapter(model, tokenizer, fmt: ThinkingFormat, config: TrainConfig, adapter: Path) -> None:
+    """OUTPUT/adapter: PEFT's adapter files, naming the base model's local directory (so transformers and s1 load
+    it as a model on its own), with the tokenizer and its thinking template."""
+    from s1.core.models import local_dir, resolve
+
+    model.save_pretrained(str(adapter), safe_serialization=True)
+    path = adapter / "adapter_config.json"
+    written = json.loads(path.read_text())
+    source = resolve(config.model)
+    written["base_model_name_or_path"] = (
+        source.location if source.kind == "hub" else str(Path(local_dir(source)).resolve())
+    )
+    path.write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
+    template = thinking_chat_template(tokenizer, fmt)
+    if template:
+        tokenizer.chat_template = template
+    tokenizer.save_pretrained(str(adapter))
+
+
+def _write_final(model, tokenizer, fmt: ThinkingFormat, config: TrainConfig, final: Path, dtype, end: str, state):
     """Weights, config, tokenizer with the thinking template, and the recipe record (written last: its presence
     marks a complete final model)."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     model.config.architectures = [_original_class(model).__name__]
     model.config.use_cache = True
