@@ -88,7 +88,7 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
             for it, sampling in zip(pending, samplings)
         ]
         if config.share_sweep:
-            requests = share(requests)
+            requests = share(requests, [(it.benchmark, it.problem.id, it.sample, it.tries) for it in pending])
         start = time.perf_counter()
         retry: list[Item] = []
 
