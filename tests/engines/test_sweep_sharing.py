@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from s1 import BudgetForcing, Sampling
-from s1.engines.base import make_request
+from s1.engines.base import make_request, to_completion
 from s1.engines.hf import HFEngine
 from s1.evaluate.sharing import share
 
@@ -56,3 +56,24 @@ def test_shared_sweep_gives_each_setting_its_own_samples(tiny, sampled):
     assert len({tuple(c.output_token_ids) for c in alone}) > len(QUESTIONS) * 3
     generated = sum(len(c.output_token_ids) - c.shared_tokens for c in shared)
     assert generated < 0.6 * sum(len(c.output_token_ids) for c in alone)
+
+
+def test_a_branch_with_no_slot_to_fork_into_recomputes_its_prefix_and_still_matches(tiny):
+    """Where the runtime has no slot past the batch (llama.cpp's streams), a branch waits for one and
+    recomputes its prefix from its state, with the random stream it left with."""
+    engine = HFEngine(*tiny)
+    requests = sweep(engine, lambda i: Sampling(temperature=1.0, seed=7 + i))[:15]
+    alone = engine.generate(requests, batch_size=8)
+    loop = engine.loop(max_batch=2)
+    loop.runtime.slots = 2  # as many slots as the batch, as llama.cpp has streams
+    for i, request in enumerate(share(requests)):
+        loop.add(i, request)
+    results, widest = {}, 0
+    while loop.busy:
+        for i, request, state, row in loop.step():
+            results[i] = to_completion(request, state, engine.tokenizer, engine.fmt, shared_tokens=row.shared)
+        assert not loop.failed
+        widest = max(widest, len(loop.rows))
+    assert widest <= 2
+    assert any(c.prefill_tokens > len(c.prompt_token_ids) for c in results.values()), "no branch had to wait"
+    assert [described(results[i]) for i in range(len(requests))] == [described(c) for c in alone]

@@ -12,9 +12,12 @@ from collections import Counter
 
 import pytest
 
+from s1 import BudgetForcing, Sampling
+from s1.engines.base import Request
 from s1.engines.hf import HFEngine
 from s1.evaluate.config import EvalConfig
 from s1.evaluate.runner import run_eval
+from s1.evaluate.sharing import share
 from tests.evaluate.test_evaluate import lines, s1
 
 HOW = {"seconds", "prefill_tokens", "shared_tokens"}
@@ -35,6 +38,25 @@ def problems_file(tmp_path, data_dir):
 def records(run_dir) -> dict[str, dict]:
     """The run's records by identity, without the fields that say how they were computed."""
     return {r["identity"]: {k: v for k, v in r.items() if k not in HOW} for r in lines(run_dir)}
+
+
+def request(cap: int, wait: int, prompt=(1, 2, 3), sampling=Sampling(), **forcing) -> Request:
+    forcing = BudgetForcing(max_thinking_tokens=cap, num_ignore=wait, **forcing)
+    return Request("q", list(prompt), forcing, sampling, cap)
+
+
+def test_who_follows_whom():
+    grid = [request(c, k) for c in (8, 16, 32) for k in (0, 1, 2)]
+    assert [r.follows for r in share(grid)] == [8] * 8 + [None], "the largest cap and Wait count thinks for all"
+    # neither covers the other: both think; one that both cover follows the one with more Waits
+    assert [r.follows for r in share([request(32, 0), request(8, 2), request(8, 0)])] == [None, None, 1]
+    # another prompt, sampling, forcing value, or draw never shares
+    assert [r.follows for r in share([request(32, 1), request(8, 0, prompt=(1, 2))])] == [None, None]
+    assert [r.follows for r in share([request(32, 1), request(8, 0, sampling=Sampling(1.0, seed=3))])] == [None] * 2
+    assert [r.follows for r in share([request(32, 1), request(8, 0, max_answer_tokens=9)])] == [None, None]
+    unseeded = [request(32, 1, sampling=Sampling(1.0)), request(8, 0, sampling=Sampling(1.0))]
+    assert [r.follows for r in share(unseeded, draws=[("p", 0), ("p", 1)])] == [None, None]
+    assert [r.follows for r in share(unseeded, draws=[("p", 0), ("p", 0)])] == [None, 0]
 
 
 @pytest.mark.slow

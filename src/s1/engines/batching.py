@@ -296,7 +296,11 @@ class BatchLoop:
             request = self.branching.pop(index)
             generator = _copy_generator(trunk.generator)
             shared = len(os.path.commonprefix([trunk.state.output, state.output]))
-            slot = self._spare_slot() if hasattr(self.runtime, "fork") else None
+            slot = (
+                self._spare_slot()
+                if getattr(self.runtime, "keeps_prefixes", True) and hasattr(self.runtime, "fork")
+                else None
+            )
             if slot is None:  # no slot to copy the cache into: it waits and recomputes its prefix
                 self.carried[index] = generator
                 self.waiting.appendleft((index, replace(request, resume=state, follows=None)))

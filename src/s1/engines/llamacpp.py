@@ -181,6 +181,16 @@ class Runtime:
         seq = max(free, key=lambda s: self.shared(s, ids))
         return seq, self.reuse(seq, ids), None
 
+    def fork(self, source: int, seq: int, n: int) -> None:
+        """Give stream `seq` a copy of the first n tokens of a running stream (a shared sweep's branch).
+        Streams are separate buffers, and llama.cpp copies between them only whole: copy, then cut."""
+        if not self.keeps_prefixes:
+            raise RuntimeError("this model's streams cannot be cut, so they are not forked")
+        self.forget(seq)
+        self.api.llama_memory_seq_cp(self.context.memory, source, seq, -1, -1)
+        self.held[seq] = list(self.held[source])
+        self.forget(seq, n)
+
     def release(self, seq: int, logits=None) -> None:
         """A finished or paused sequence's cells stay, for a later prompt with the same start (one child of a
         paused search node continues in them; its siblings keep what other free streams share with it)."""

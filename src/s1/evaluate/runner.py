@@ -94,7 +94,7 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
         # an end of thinking matched as text takes tokens back, which a shared trajectory's branches do not
         # replay yet: such formats run each setting on its own (the same samples, none shared)
         if config.share_sweep and not engine.format_tokens.end_strings:
-            requests = share(requests)
+            requests = share(requests, [(it.benchmark, it.problem.id, it.sample, it.tries) for it in pending])
         start = time.perf_counter()
         retry: list[Item] = []
 

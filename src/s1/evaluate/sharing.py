@@ -28,17 +28,19 @@ def _family(request: Request) -> tuple | None:
     return (tuple(request.prompt_token_ids), request.sampling, rest, request.stop_token_ids, request.min_tokens)
 
 
-def share(requests: list[Request]) -> list[Request]:
+def share(requests: list[Request], draws: list | None = None) -> list[Request]:
     """The requests, each that another one covers (same prompt, sampling and forcing, a cap and Wait count
     at least its own) set to follow it. A request no other covers thinks for itself; so a sweep whose
     largest setting is already done (a resumed or extended run) re-derives the trajectory it needs once
-    per uncovered setting, never more."""
+    per uncovered setting, never more. `draws` (one key per request, such as the problem and sample
+    index) keeps apart requests that are separate draws although nothing else tells them apart: unseeded
+    samples of one problem would otherwise share one random stream and be the same sample."""
     out = list(requests)
     groups: dict[tuple, list[int]] = {}
     for i, request in enumerate(requests):
         key = _family(request)
         if key is not None:
-            groups.setdefault(key, []).append(i)
+            groups.setdefault((key, draws[i] if draws is not None else None), []).append(i)
     for members in groups.values():
         order = sorted(members, key=lambda i: (requests[i].forcing.num_ignore, requests[i].cap), reverse=True)
         trunks: list[int] = []
