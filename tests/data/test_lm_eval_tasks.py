@@ -87,3 +87,10 @@ def test_an_lm_eval_task_folder_is_an_include_path(data_dir):
     assert problems[0].answer == "18"
     with pytest.raises(UserError, match="s1 cannot honour"):
         load_benchmark("gsm8k_cot_self_consistency", include_path=folder, data_dir=data_dir, limit=1)
+
+
+def test_an_include_cycle_is_one_sentence(tmp_path):
+    (tmp_path / "a.yaml").write_text("include: b.yaml\ntask: a\n")
+    (tmp_path / "b.yaml").write_text("include: a.yaml\ndoc_to_text: q\n")
+    with pytest.raises(UserError, match="include: cycle"):
+        load_benchmark(str(tmp_path / "a.yaml"))

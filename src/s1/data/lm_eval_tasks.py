@@ -54,7 +54,7 @@ class Code:
         self.name = name
 
 
-def load_yaml(path: Path) -> object:
+def load_yaml(path: Path, _including: tuple[Path, ...] = ()) -> object:
     """A task file with lm-eval's `!function` tag read as a `Code` marker and `include:` merged (the included
     file first, this file's fields over it), as lm-eval reads it."""
     import yaml
@@ -71,9 +71,10 @@ def load_yaml(path: Path) -> object:
         raise UserError(f"Task file {path} is not valid YAML ({first_line(exc)}).") from None
     if isinstance(raw, dict) and isinstance(raw.get("include"), str):
         base = (path.parent / raw["include"]).resolve()
-        if base == path.resolve():
-            raise UserError(f"Task file {path} includes itself; remove the include: line.")
-        included = load_yaml(base)
+        chain = (*_including, path.resolve())
+        if base in chain:
+            raise UserError(f"Task file {path} includes {base}, which includes it again; break the include: cycle.")
+        included = load_yaml(base, chain)
         if not isinstance(included, dict):
             raise UserError(f"Task file {base}, included by {path}, must be a YAML mapping of fields.")
         raw = {**included, **{k: v for k, v in raw.items() if k != "include"}}

@@ -53,8 +53,9 @@ def results_document(summary: Summary, tasks: dict[str, dict] | None = None, now
         entry: dict = {"alias": name}
         for row in bench.settings:
             variant = f"{row.method} {row.setting}"
-            entry[f"{METRIC},{variant}"] = row.accuracy
-            entry[f"{METRIC}_stderr,{variant}"] = _stderr(row.accuracy, row.problems)
+            score = row.accuracy / 100  # s1's tables show percent; lm-eval's scores are fractions
+            entry[f"{METRIC},{variant}"] = score
+            entry[f"{METRIC}_stderr,{variant}"] = _stderr(score, row.problems)
             entry[f"mean_thinking_tokens,{variant}"] = row.mean_thinking_tokens
         results[name] = entry
         config = {k: v for k, v in (tasks.get(name) or {"task": name}).items() if _plain(v)}
