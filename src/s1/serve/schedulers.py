@@ -88,15 +88,18 @@ class Turns:
 
     def __init__(self):
         self.groups: OrderedDict[Hashable, deque] = OrderedDict()
+        self.count = 0
+        """Sequences waiting, kept as a number: /metrics reads it from another thread than the one that queues."""
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self.groups.values())
+        return self.count
 
     def __bool__(self) -> bool:
         return bool(self.groups)  # a group leaves once empty
 
     def put(self, group: Hashable, item) -> None:
         self.groups.setdefault(group, deque()).append(item)
+        self.count += 1
 
     def take(self):
         group, waiting = next(iter(self.groups.items()))
@@ -104,6 +107,7 @@ class Turns:
         del self.groups[group]
         if waiting:
             self.groups[group] = waiting  # to the back of the line
+        self.count -= 1
         return item
 
     def remove(self, match: Callable[[object], bool]) -> bool:
@@ -113,6 +117,7 @@ class Turns:
                     waiting.remove(item)
                     if not waiting:
                         del self.groups[group]
+                    self.count -= 1
                     return True
         return False
 
