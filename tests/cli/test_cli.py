@@ -151,6 +151,18 @@ BAD_INPUTS = {
     "rich markup in a value": (["eval", "--benchmark", "[/]"], 1, "Unknown benchmark '[/]'"),
     "empty --ids": (["eval", "--ids", ","], 1, "--ids names no id"),
     "unknown engine (eval)": (["eval", "--engine", "vllm"], 1, "Unknown engine"),
+    # bytes that are not UTF-8 reach Python as lone surrogates, which crashed the tokenizer with a traceback
+    "a question not in UTF-8": (
+        ["generate", os.fsdecode(b"\xff abc")],
+        2,
+        "Argument 2 is not valid UTF-8 text (byte 0xff)",
+    ),
+    "an answer prefix not in UTF-8": (
+        ["generate", "--answer-prefix", os.fsdecode(b"\xe9t\xe9"), "Q"],
+        2,
+        "The value of --answer-prefix is not valid UTF-8",
+    ),
+    "an --option=value not in UTF-8": (["eval", os.fsdecode(b"--system-prompt=\xff")], 2, "--system-prompt is not"),
 }
 
 

@@ -476,3 +476,31 @@ def test_a_missing_answer_stays_missing_in_the_pool(tmp_path):
     ]
     rows = pool_rows(Source(name="s", path="x.jsonl"), raw, 0)
     assert [r["answer"] for r in rows] == [None, None, "3"]
+
+
+def test_a_store_the_system_refuses_to_grow_says_why_in_one_sentence(tmp_path):
+    """SQLite words every refused write "disk I/O error"; the sentence says what that means and what to do
+    (a file-size limit is the portable stand-in for a full disk)."""
+    import os
+    import resource
+    import signal
+
+    config = _config(tmp_path, [{"name": "m", "path": str(DATA / "math_cot_100.jsonl")}])
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    run_ = subprocess.run(
+        [sys.executable, "-m", "s1", "curate", "collect", str(config)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        timeout=300,
+    )
+    assert run_.returncode == 1 and "Traceback" not in run_.stderr, run_.stderr[-3000:]
+    errors = [line for line in run_.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "curate.sqlite" in errors[0], run_.stderr
+    assert "the system refused a write (a full disk, the file size limit" in errors[0]
+    assert "free some space or raise the limit" in errors[0]

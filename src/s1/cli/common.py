@@ -130,8 +130,32 @@ def _click_failure(exc: BaseException) -> int | None:
     return None
 
 
+def _undecodable_argument(args: list[str]) -> str | None:
+    """The sentence for the first argument that is not valid UTF-8. Python hands such bytes over as lone
+    surrogates (PEP 383), which no tokenizer, file or JSON output can take; refused here, naming the option."""
+    for index, arg in enumerate(args):
+        bad = next((c for c in arg if "\ud800" <= c <= "\udfff"), None)
+        if bad is None:
+            continue
+        if arg.startswith("--") and "=" in arg:
+            where = f"The value of {arg.split('=', 1)[0]}"
+        elif index and args[index - 1].startswith("-") and not any("\ud800" <= c <= "\udfff" for c in args[index - 1]):
+            where = f"The value of {args[index - 1]}"
+        else:
+            where = f"Argument {index + 1}"
+        byte = f" (byte 0x{ord(bad) - 0xDC00:02x})" if "\udc80" <= bad <= "\udcff" else ""
+        return (
+            f"{where} is not valid UTF-8 text{byte}; pass it in UTF-8 (check the terminal's or the script's encoding)."
+        )
+    return None
+
+
 def main() -> None:
     _quiet_libraries()
+    undecodable = _undecodable_argument(sys.argv[1:])
+    if undecodable:
+        _error(undecodable)
+        sys.exit(2)
     signals.install()
     if hasattr(signal, "SIGXFSZ"):  # past `ulimit -f` a write fails (and is said in one sentence) instead of killing
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -38,6 +38,10 @@ def write_failure(path: str | Path, exc: BaseException) -> UserError:
         why, fix = "a directory is in the way", "move it away or choose another path"
     elif code == errno.EFBIG or "File too large" in text:
         why, fix = "the file size limit (ulimit -f) was reached", "raise the limit"
+    elif getattr(exc, "sqlite_errorname", "").startswith("SQLITE_IOERR") or text == "disk I/O error":
+        # SQLite says only "disk I/O error" for a write the system refused, whatever the reason
+        why = "the system refused a write (a full disk, the file size limit of ulimit -f, or a failing disk)"
+        fix = "free some space or raise the limit"
     else:
         why, fix = getattr(exc, "strerror", None) or first_line(exc, 200), "fix the cause"
     return UserError(

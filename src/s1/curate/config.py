@@ -18,6 +18,7 @@ from s1.core.forcing import BudgetForcing
 from s1.core.sampling import ADDED as SAMPLING_ADDED
 from s1.core.sampling import Sampling, derive_seed
 from s1.core.settings import declared
+from s1.core.unicode import refuse_lone_surrogates
 from s1.curate.selection import STRATEGIES
 
 
@@ -233,6 +234,7 @@ def load_config(path: str | Path, output: str | None = None) -> CurateConfig:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" near line {line + 1}" if line is not None else ""
         raise UserError(f"Config {path} is not valid YAML{at}; fix its syntax.") from None
+    raw = refuse_lone_surrogates(raw, f"Config {path}")
     if not isinstance(raw, dict):
         raise UserError(
             f"Config {path} must be a YAML mapping with sources, roles and selection; see configs/curate/embedded.yaml."

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from s1.core.errors import UserError, first_line, named
+from s1.core.unicode import ESCAPED_SURROGATE, refuse_lone_surrogates
 from s1.data import lm_eval_tasks
 
 TASKS_DIR = Path(__file__).parent / "tasks"
@@ -266,9 +267,9 @@ def read_rows(path: Path, what: str = "data", strings_as: str | None = None) -> 
             raise UserError(f"{path} is not valid JSON.") from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise UserError(f"{path} must hold a JSON list of records.")
-        if _ESCAPED_SURROGATE.search(text):
+        if ESCAPED_SURROGATE.search(text):
             for number, row in enumerate(rows, 1):
-                _refuse_surrogates(row, f"Record {number} of {path}")
+                refuse_lone_surrogates(row, f"Record {number} of {path}")
         return rows
     rows = []
     # not splitlines: U+2028 and U+0085 may sit inside a JSON string
@@ -282,34 +283,10 @@ def read_rows(path: Path, what: str = "data", strings_as: str | None = None) -> 
                 row = {strings_as: row}
             if not isinstance(row, dict):
                 raise UserError(f"Line {number} of {path} is not a JSON object; write one record per line.")
-            if _ESCAPED_SURROGATE.search(line):
-                _refuse_surrogates(row, f"Line {number} of {path}")
+            if ESCAPED_SURROGATE.search(line):
+                refuse_lone_surrogates(row, f"Line {number} of {path}")
             rows.append(row)
     return rows
-
-
-_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
-"""A JSON escape of a UTF-16 surrogate: the only way JSON text decoded as UTF-8 can carry one."""
-
-
-def _refuse_surrogates(value, where: str, field: str | None = None) -> None:
-    """JSON lets `"\\ud800"` stand alone, but half of a surrogate pair is not a character: no tokenizer, SQLite
-    store or output file can take it. Refused here, with the line and field, rather than wherever it is first used."""
-    if isinstance(value, str):
-        if any("\ud800" <= c <= "\udfff" for c in value):
-            inside = f" in field {field!r}" if field is not None else ""
-            raise UserError(
-                f"{where} holds a lone UTF-16 surrogate escape (such as \\ud800){inside}, which is not valid Unicode "
-                "text; write the character itself or its full surrogate pair."
-            )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            name = key if field is None else f"{field}.{key}"
-            _refuse_surrogates(key, where, field)
-            _refuse_surrogates(item, where, name)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _refuse_surrogates(item, where, f"{field}[{index}]" if field is not None else f"[{index}]")
 
 
 def task_rows(task: Task, data_dir: str | Path | None) -> list[dict]:
@@ -465,7 +442,8 @@ def _correct_index(target: str, options: list[str], task: str, number: int) -> i
 
 
 def _read_task_file(path: Path) -> Task:
-    return Task.from_dict(lm_eval_tasks.load_yaml(path), source=path.resolve())
+    raw = refuse_lone_surrogates(lm_eval_tasks.load_yaml(path), f"Task file {path}")
+    return Task.from_dict(raw, source=path.resolve())
 
 
 def task_fields(name: str, include_path: str | Path | None = None) -> dict:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from s1.core.errors import UserError, first_line
+from s1.core.unicode import refuse_lone_surrogates
 
 PAPER: dict = {
     "num_train_epochs": 5.0,
@@ -158,6 +159,7 @@ def read_recipe(file: str) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UserError(f"Recipe file {file} is not valid YAML ({first_line(exc, 160)}); fix the file.") from None
+    data = refuse_lone_surrogates(data, f"Recipe file {file}")
     if data is None:
         return {}
     if not isinstance(data, dict):
