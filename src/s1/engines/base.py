@@ -6,7 +6,7 @@ Evaluation, serving and curation only ever see `Completion`, so they never care 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 from s1.core.errors import UserError, named
@@ -198,6 +198,8 @@ def prepare_ids(
     `Request`'s per-request fields (plain, stop_token_ids, logprobs, prompt_logprobs)."""
     if not ids:
         raise UserError("The prompt is empty; send at least one token.")
+    if forcing.max_answer_tokens is None:
+        forcing = _answer_room(format_tokens, context_length, len(ids), forcing, options.get("plain", False))
     for text in forcing.extensions:
         format_tokens.check_extension(text)
     if not format_tokens.fmt.thinks:
@@ -237,6 +239,28 @@ def prepare_ids(
             f"{context_length}; lower the minimum."
         )
     return Request(prompt=prompt, prompt_token_ids=ids, forcing=forcing, sampling=sampling, cap=cap, **options)
+
+
+ANSWER_RESERVE = 1024
+"""Answer tokens kept free when neither a cap nor an answer budget is given (the interactive default)."""
+
+
+def _answer_room(
+    format_tokens: FormatTokens, context_length: int, prompt: int, forcing: BudgetForcing, plain: bool
+) -> BudgetForcing:
+    """No answer budget: the answer may use what the context leaves after the prompt, the cap and the forced
+    end (s1's evaluation let vLLM fill the context); with no cap either, thinking leaves ANSWER_RESERVE."""
+    room = context_length - prompt
+    if not plain and format_tokens.fmt.thinks:
+        cap = forcing.max_thinking_tokens
+        ending = len(format_tokens.forced_end(forcing.answer_prefix, after_newline=False))
+        room -= ending + (cap if cap is not None else max(room - ending - ANSWER_RESERVE, 0))
+    if room < 1:
+        raise UserError(
+            f"The prompt ({prompt} tokens) and {named('max_thinking_tokens')} ({forcing.max_thinking_tokens}) leave "
+            f"no room for an answer in the model's context of {context_length} tokens; lower the cap."
+        )
+    return replace(forcing, max_answer_tokens=room)
 
 
 def new_state(request: Request, format_tokens: FormatTokens) -> ForcingState:
