@@ -166,3 +166,24 @@ def test_forced_offsets_are_character_offsets_into_the_output(embedded):
     output = tok.decode(ids, skip_special_tokens=False)
     offsets = forced_offsets(tok, SimpleNamespace(output_token_ids=ids, forced_spans=spans))
     assert [output[s:e] for _, s, e in offsets] == ["Wait", "\n<|im_start|>answer\nFinal Answer:"]
+
+
+def test_step_conditional_thinking_ends_at_no_steps_left_and_streams_only_what_stays(embedded):
+    """The paper's step-conditional model marks steps with `<|im_start|>{k} steps left`: those marks stay in
+    the thinking; `<|im_start|>0` ends it, leaves the thinking (never streamed) and becomes the delimiter."""
+    from s1.core.detokenize import ThinkingSplitter
+    from s1.core.formats import S1_STEPS
+
+    tokenizer = embedded[1]
+    steps = FormatTokens.build(tokenizer, S1_STEPS)
+    thought = "<|im_start|>2 steps left\nSeven eights.\n<|im_start|>1 steps left\nThat is 56.\n"
+    script = iter(encode(tokenizer, thought + "<|im_start|>0") + encode(tokenizer, " 56") + [IM_END])
+    state = new_state(Request("p", [1, 2, 3], BudgetForcing(max_answer_tokens=8), Sampling(), 200), steps)
+    splitter, reasoning, content = ThinkingSplitter(tokenizer, steps), "", ""
+    while not state.done:
+        state.next_token(lambda: next(script))
+        r, c, _ = splitter.update(state)
+        reasoning, content = reasoning + r, content + c
+    assert tokenizer.decode(state.output[: state.thinking_end]) == thought == reasoning
+    assert tokenizer.decode(state.output[state.thinking_end :]).startswith("<|im_start|>answer")
+    assert content.strip() == "56" and state.finish_reason == "stop"

@@ -36,8 +36,12 @@ def test_eval_configs_keep_the_identities_run_directories_were_written_with():
     from s1.core.rundir import identity_hash
     from s1.evaluate.config import EvalConfig, context_hash
 
-    assert context_hash(EvalConfig()) == "f174f3d25d8a2431695c"
+    # s1 eval's answer budget now defaults to what the context leaves (issue 29 item 7): a run written with the
+    # old default keeps its samples when the budget is given as it was
+    assert context_hash(EvalConfig(max_answer_tokens=1024)) == "f174f3d25d8a2431695c"
+    assert context_hash(EvalConfig()) != "f174f3d25d8a2431695c"
     config = EvalConfig(
+        max_answer_tokens=1024,
         methods=["budget_forcing", "majority", "best_of_n", "rebase", "rejection_sampling"],
         reward_model="x:y",
         max_thinking_tokens=[8, None],
@@ -113,7 +117,7 @@ def test_the_server_schema_and_the_config_files_take_every_setting_with_its_rang
             assert role_key(d.name) in Role.model_fields, d.name
     assert Defaults().forcing == BudgetForcing() and Defaults().sampling == Sampling()
     config = EvalConfig()
-    assert config.forcing() == BudgetForcing()
+    assert config.forcing() == BudgetForcing(max_answer_tokens=None)  # s1 eval's own default (EVAL_DEFAULTS)
     assert (config.max_thinking_tokens, config.num_ignore, config.extensions) == ([None], [0], ["Wait"])
     assert Role().forcing() == BudgetForcing(max_answer_tokens=Role().max_tokens)
 

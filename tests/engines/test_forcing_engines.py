@@ -192,3 +192,29 @@ def test_the_reprefill_driver_matches_end_strings_as_the_engine_does(tiny, hf):
         a = generate([QUESTION, "Hi"], with_format(hf, fmt), replace(forcing, num_ignore=k))
         b = generate([QUESTION, "Hi"], ReprefillEngine.from_model(*tiny, fmt=fmt), replace(forcing, num_ignore=k))
         assert [c.output_token_ids for c in a] == [c.output_token_ids for c in b]
+
+
+def test_no_answer_budget_means_what_the_context_leaves_after_the_cap(hf):
+    """s1 eval's default (issue 29 item 7): the answer may use the context the cap and forced end leave."""
+    from s1.core.sampling import Sampling
+    from s1.engines.base import ANSWER_RESERVE, make_request
+
+    tokens, context = hf.format_tokens, hf.context_length
+    ending = len(tokens.forced_end("Final Answer:", after_newline=False))
+    for cap in (30, None):
+        forcing = BudgetForcing(max_thinking_tokens=cap, max_answer_tokens=None)
+        r = make_request(hf.tokenizer, tokens, context, QUESTION, forcing, Sampling())
+        prompt = len(r.prompt_token_ids)
+        if cap is None:
+            assert r.cap == context - prompt - ending - ANSWER_RESERVE
+        assert r.forcing.max_answer_tokens == context - prompt - ending - r.cap
+    plain = make_request(hf.tokenizer, tokens, context, QUESTION, forcing, Sampling(), thinking=False)
+    assert plain.forcing.max_answer_tokens == context - len(plain.prompt_token_ids)
+
+
+def test_eval_defaults_to_the_context_while_interactive_commands_keep_a_stated_budget():
+    from s1.evaluate.config import EvalConfig
+    from tests.cli.test_cli import s1
+
+    assert EvalConfig().max_answer_tokens is None and BudgetForcing().max_answer_tokens == 1024
+    assert "1024" in " ".join(s1("generate", "--help").stdout.split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,7 @@ from s1.cli.common import (
 from s1.cli.settings import Group, derive, int_list
 from s1.core.forcing import BudgetForcing
 from s1.core.sampling import Sampling
+from s1.evaluate.config import EVAL_DEFAULTS
 from s1.evaluate.methods import METHODS, SearchSpec
 
 BENCHMARK_HELP = (
@@ -67,7 +69,7 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(help="Only the first N problems.")] = None,
     ids: Annotated[str | None, typer.Option(help="Only these problem ids, comma-separated.")] = None,
     method: Annotated[str, typer.Option(help=METHOD_HELP)] = "budget_forcing",
-    forcing: dict = Group(BudgetForcing, sweep=True),
+    forcing: dict = Group(BudgetForcing, sweep=True, defaults=tuple(EVAL_DEFAULTS.items())),
     steps: Annotated[
         str | None, typer.Option(help="Step budgets for step_conditional (default: token budgets / tokens-per-step).")
     ] = None,
@@ -158,6 +160,27 @@ def eval_command(
     tasks = {} if data else {f.get("task", b): f for b in config.benchmarks for f in [task_fields(b, include_path)]}
     results = write_results(output, summary, tasks)  # lm-eval's schema, for dashboards that read its files
     trackers.report(summary, output, report_to)
+    samples = _finish_reasons(Path(output) / "samples.jsonl")
+    cut = samples.count("length")
+    if cut:
+        err.print(
+            f"{cut} of {len(samples)} answers were cut by the answer budget (finish_reason length); "
+            "raise --max-answer-tokens or leave it unset (the context's room after the cap).",
+            style="yellow",
+        )
     err.print(
         f"Run directory: {output} (samples.jsonl, summary.json, summary.md, scaling.png, {results.name})", style="cyan"
     )
+
+
+def _finish_reasons(path: Path) -> list[str]:
+    """Each recorded sample's finish reason ("length": the answer budget cut it), for the line that counts them."""
+    reasons = []
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        try:
+            reason = json.loads(line).get("finish_reason")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(reason, str):
+            reasons.append(reason)
+    return reasons

@@ -48,13 +48,15 @@ class Group:
     help: str = "{help}"
     only: tuple[str, ...] = ()
     own: tuple[tuple[str, str], ...] = ()
+    defaults: tuple[tuple[str, Any], ...] = ()
+    """This command's own defaults for single fields (s1 eval's answer budget: what the context leaves)."""
 
     def settings(self) -> list[Declared]:
         return [d for d in declared(self.owner) if not self.only or d.name in self.only]
 
     def parameter(self, d: Declared) -> inspect.Parameter:
         base, optional, many = element(d.type)
-        text, default = d.help, d.default
+        text, default = d.help, dict(self.defaults).get(d.name, d.default)
         if self.sweep and d.sweep:
             kind = str
             default = "none" if default is None else str(default)

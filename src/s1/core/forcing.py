@@ -57,8 +57,11 @@ class BudgetForcing:
         "Final Answer:",
         help="Written after a forced end of thinking, so a capped model answers instead of thinking on.",
     )
-    max_answer_tokens: int = setting(
-        1024, help="Tokens the model may write after thinking, the stop token included.", ge=1
+    max_answer_tokens: int | None = setting(
+        1024,
+        help="Tokens the model may write after thinking, the stop token included (none: what the context leaves "
+        "after the thinking cap, as s1's evaluation did).",
+        ge=1,
     )
     max_tokens: int | None = setting(
         None,
@@ -96,7 +99,7 @@ class BudgetForcing:
                 "num_ignore",
                 self.num_ignore,
             )
-        if not _is_int(self.max_answer_tokens) or self.max_answer_tokens < 1:
+        if self.max_answer_tokens is not None and (not _is_int(self.max_answer_tokens) or self.max_answer_tokens < 1):
             raise UserError(
                 f"max_answer_tokens must be a positive whole number, got {self.max_answer_tokens!r}.",
                 "max_answer_tokens",

@@ -88,7 +88,7 @@ def element(tp: Any) -> tuple[Any, bool, bool]:
     return tp, optional, False
 
 
-def config_fields(*owners: type, skip: tuple[str, ...] = ()):
+def config_fields(*owners: type, skip: tuple[str, ...] = (), defaults: dict[str, Any] | None = None):
     """A class decorator (put it under @dataclass) that adds the owners' settings as fields of a config
     dataclass, under their public names and with their defaults: the config's keys are the settings'
     own. Swept settings become lists holding the default; tuples become lists (as YAML and JSON give)."""
@@ -99,6 +99,8 @@ def config_fields(*owners: type, skip: tuple[str, ...] = ()):
             for d in declared(owner):
                 if d.name in skip or d.name in annotations:
                     continue
+                if defaults and d.name in defaults:  # the config's own default (s1 eval's answer budget)
+                    d = dataclasses.replace(d, default=defaults[d.name])
                 _, _, many = element(d.type)
                 if d.sweep:
                     annotations[d.name] = list[d.type]

@@ -6,7 +6,7 @@ Evaluation, serving and curation only ever see `Completion`, so they never care 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 from s1.core.errors import UserError, named
@@ -214,6 +214,8 @@ def prepare_ids(
             f"for any output; shorten the prompt to under {context_length} tokens (or use a model with a longer "
             "context)."
         )
+    if forcing.max_answer_tokens is None:
+        forcing = _answer_room(format_tokens, context_length, len(ids), forcing, options.get("plain", False))
     if not format_tokens.fmt.thinks:
         options["plain"] = True
     if options.get("plain"):
@@ -284,6 +286,28 @@ def _check_fixed_parts(format_tokens: FormatTokens, context_length: int, prompt:
             + f" and {named('max_answer_tokens')} ({forcing.max_answer_tokens}) leave no room to think in the "
             f"model's context of {context_length} tokens; {fix}."
         )
+
+
+ANSWER_RESERVE = 1024
+"""Answer tokens kept free when neither a cap nor an answer budget is given (the interactive default)."""
+
+
+def _answer_room(
+    format_tokens: FormatTokens, context_length: int, prompt: int, forcing: BudgetForcing, plain: bool
+) -> BudgetForcing:
+    """No answer budget: the answer may use what the context leaves after the prompt, the cap and the forced
+    end (s1's evaluation let vLLM fill the context); with no cap either, thinking leaves ANSWER_RESERVE."""
+    room = context_length - prompt
+    if not plain and format_tokens.fmt.thinks:
+        cap = forcing.max_thinking_tokens
+        ending = len(format_tokens.forced_end(forcing.answer_prefix, after_newline=False))
+        room -= ending + (cap if cap is not None else max(room - ending - ANSWER_RESERVE, 0))
+    if room < 1:
+        raise UserError(
+            f"The prompt ({prompt} tokens) and {named('max_thinking_tokens')} ({forcing.max_thinking_tokens}) leave "
+            f"no room for an answer in the model's context of {context_length} tokens; lower the cap."
+        )
+    return replace(forcing, max_answer_tokens=room)
 
 
 def new_state(request: Request, format_tokens: FormatTokens) -> ForcingState:

@@ -20,6 +20,10 @@ from s1.evaluate.methods import METHODS, SearchSpec, Setting, build_settings
 # the directory whose samples share this context.
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
+EVAL_DEFAULTS = {"max_answer_tokens": None}
+"""Where `s1 eval` differs from the declared (interactive) defaults: the answer may use what the context leaves
+after the cap, as s1's evaluation did, so a long answer is not cut before its \\boxed{} (docs/design.md)."""
+
 CONTEXT_FIELDS = (
     "model",
     "engine",
@@ -36,7 +40,7 @@ CONTEXT_FIELDS = (
 
 
 @dataclass
-@config_fields(BudgetForcing, Sampling, SearchSpec)
+@config_fields(BudgetForcing, Sampling, SearchSpec, defaults=EVAL_DEFAULTS)
 class EvalConfig:
     """What `s1 eval` runs. Besides the keys below, every setting declared on `BudgetForcing`, `Sampling` and
     `SearchSpec` is a key here, under its declared name and with its declared default (`config_fields`);
