@@ -21,6 +21,7 @@ from s1.cli.common import (
     names,
     out,
 )
+from s1.cli.config_file import load_config, paper_numbers
 from s1.cli.settings import Group, derive, int_list
 from s1.core.forcing import BudgetForcing
 from s1.core.sampling import Sampling
@@ -37,6 +38,17 @@ METHOD_HELP = f"Comma-separated, any of: {', '.join(METHODS)}."  # from the regi
 @app.command("eval")
 @derive
 def eval_command(
+    ctx: typer.Context,
+    config_file: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            is_eager=True,
+            callback=load_config,
+            help="A YAML file whose keys are this command's options (max_thinking_tokens: [512, 1024]); options "
+            "given as flags override it. configs/paper/ holds the paper's experiments, each with its numbers.",
+        ),
+    ] = None,
     benchmark: Annotated[str, typer.Option(help=BENCHMARK_HELP)] = "aime24",
     model: Annotated[str, typer.Option(help=MODEL_HELP)] = "smollm2",
     format: FormatOpt = "s1",
@@ -78,7 +90,13 @@ def eval_command(
     ] = 100,
     samples: Annotated[int, typer.Option(help="Samples per problem (parallel scaling: maj@k, pass@k).")] = 1,
     sampling: dict = Group(Sampling),
-    max_tries: Annotated[int, typer.Option(help="Rejection sampling: draws per sample before giving up.")] = 16,
+    max_tries: Annotated[
+        int | None,
+        typer.Option(
+            help="Rejection sampling: draws per sample before giving up (default: until one fits, as the paper); a "
+            "sample that never fit is reported and left out of accuracy."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Sequences decoded together.")] = 8,
     system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
     output: Annotated[str | None, typer.Option(help="Run directory (re-running the same command resumes it).")] = None,
@@ -156,6 +174,11 @@ def eval_command(
         name = Path(data).stem if data else "-".join(Path(b).stem for b in config.benchmarks)
         output = str(Path("runs") / f"{Path(model).name}-{name}")
     summary = run_eval(config, output)
+    paper = paper_numbers(ctx)
+    if paper is not None:  # the numbers the recipe should reproduce, for s1 report's paper column
+        from s1.report.paper import write_paper
+
+        write_paper(output, paper)
     out.print(write_run_report(output, summary), markup=False)  # summary.md and scaling.png: report/ draws
     tasks = {} if data else {f.get("task", b): f for b in config.benchmarks for f in [task_fields(b, include_path)]}
     results = write_results(output, summary, tasks)  # lm-eval's schema, for dashboards that read its files
