@@ -21,12 +21,14 @@ from s1.serve.responses import (
     ChatCompletionChunk,
     ChatDelta,
     ChatMessage,
+    ToolCallDelta,
     Usage,
     chat_logprobs,
 )
 from s1.serve.running import Reply, run
 from s1.serve.schedulers import Delta, Done
 from s1.serve.state import Served, served
+from s1.serve.tools import ContentGate, calls_in
 from s1.serve.translate import Job, prompt_tokens
 
 router = APIRouter()
@@ -44,6 +46,11 @@ class ChatReply(Reply):
 
     kind, id_prefix, chunk = "chat", "chatcmpl", ChatCompletionChunk
     body: ChatBody
+
+    def __init__(self, body: ChatBody, jobs: list[Job], state: Served):
+        super().__init__(body, jobs, state)
+        self.gates: dict[int, ContentGate] = {}
+        """Per choice, the streamed content held back while a tool call may be under way."""
 
     def response(self, done: list[Done]) -> ChatCompletion:
         completions = [d.completion for d in done]
@@ -63,14 +70,21 @@ class ChatReply(Reply):
         logprobs = None
         if self.body.logprobs:
             logprobs = chat_logprobs(engine.tokenizer, engine.format_tokens.fmt, c, plain=job.request.plain)
+        content, calls = calls_in(c.answer) if self.tools else (c.answer, [])
+        message = ChatMessage(content=content, reasoning=reasoning, reasoning_content=reasoning, tool_calls=calls)
         return ChatChoice(
             index=job.index,
-            message=ChatMessage(content=c.answer, reasoning=reasoning, reasoning_content=reasoning),
+            message=message,
             logprobs=logprobs,
-            finish_reason=c.finish_reason,
+            finish_reason="tool_calls" if calls else c.finish_reason,  # as vLLM: whatever ended the answer
             stop_reason=c.stop_reason,
             s1=self.s1_fields(job, c),
         )
+
+    @property
+    def tools(self) -> bool:
+        """Whether the answers are parsed for tool calls: tools given, and tool_choice not `none`."""
+        return bool(self.body.tools) and self.body.tool_choice != "none"
 
     def opening(self) -> list[ChatCompletionChunk]:
         """Each choice's first chunk names the role, as OpenAI's do."""
@@ -79,15 +93,26 @@ class ChatReply(Reply):
 
     def chunks(self, index: int, event: Delta | Done) -> list[ChatCompletionChunk]:
         job = self.jobs[index]
+        gate = self.gates.setdefault(index, ContentGate()) if self.tools else None
         if isinstance(event, Delta):
             reasoning = event.reasoning if job.show_reasoning else ""
+            content = gate.feed(event.content or "") if gate else event.content
             delta = ChatDelta(
                 **({"reasoning": reasoning, "reasoning_content": reasoning} if reasoning else {}),
-                **({"content": event.content} if event.content else {}),
+                **({"content": content} if content else {}),
             )
             if not delta.model_fields_set:
                 return []
             return [self.chunk_of([ChatChunkChoice(index=index, delta=delta)])]
         c = event.completion
-        last = ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=c.finish_reason, stop_reason=c.stop_reason)
-        return [self.chunk_of([last], s1=self.s1_fields(job, c))]
+        out, finish = [], c.finish_reason
+        if gate:
+            rest, calls = gate.finish()
+            if rest or calls:
+                deltas = [ToolCallDelta(index=i, **call.model_dump()) for i, call in enumerate(calls)]
+                delta = ChatDelta(**({"content": rest} if rest else {}), **({"tool_calls": deltas} if deltas else {}))
+                out.append(self.chunk_of([ChatChunkChoice(index=index, delta=delta)]))
+            if calls:
+                finish = "tool_calls"
+        last = ChatChunkChoice(index=index, delta=ChatDelta(), finish_reason=finish, stop_reason=c.stop_reason)
+        return out + [self.chunk_of([last], s1=self.s1_fields(job, c))]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from s1.core.forcing import BudgetForcing
 from s1.core.sampling import Sampling
 from s1.core.settings import Declared, declared, element
+from s1.serve.tools import template_message
 
 FORCING = declared(BudgetForcing)
 SAMPLING = declared(Sampling)
@@ -213,12 +214,15 @@ class Message(Open):
     `reasoning`), as a client that appends the reply it got sends it; the chat template decides what of it to
     render (most drop the reasoning of past turns)."""
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] = ""
     name: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
-    tool_calls: list = Field(default_factory=list, max_length=0)
+    tool_calls: list[dict] = Field(default_factory=list)
+    """An assistant message's calls, as the server returned them (an agent loop appends the reply)."""
+    tool_call_id: str | None = None
+    """A `tool` message's answer to that call."""
 
     def text(self) -> str:
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
@@ -229,7 +233,7 @@ class Message(Open):
         reasoning = self.reasoning_content if self.reasoning_content is not None else self.reasoning
         if self.role == "assistant" and reasoning is not None:
             out.update(reasoning_content=reasoning, reasoning=reasoning)
-        return out
+        return template_message(out, self.tool_calls, self.tool_call_id)
 
 
 class ChatBody(_Body):

@@ -127,14 +127,34 @@ class ChatLogprobs(Shape):
     content: list[TokenLogprob]
 
 
+class FunctionCall(Shape):
+    name: str
+    arguments: str
+    """The arguments as JSON text, as OpenAI sends them."""
+
+
+class ToolCall(Shape):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ToolCallDelta(ToolCall):
+    """A streamed tool call, whole in one chunk (OpenAI's clients join a call's pieces by `index`)."""
+
+    index: int
+
+
 class ChatMessage(Shape):
     """The reply: the answer as `content`, the thinking as both `reasoning` (vLLM's name since 2026) and
-    `reasoning_content` (its earlier name, DeepSeek's and llama.cpp's), null when not returned."""
+    `reasoning_content` (its earlier name, DeepSeek's and llama.cpp's), null when not returned; the answer's
+    tool calls (serve/tools.py) as `tool_calls`, `content` then holding what is left (null if nothing)."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     reasoning: str | None
     reasoning_content: str | None
+    tool_calls: list[ToolCall] = []
 
 
 class ChatChoice(Shape):
@@ -162,6 +182,7 @@ class ChatDelta(Shape):
     reasoning: str | MISSING = MISSING
     reasoning_content: str | MISSING = MISSING
     content: str | MISSING = MISSING
+    tool_calls: list[ToolCallDelta] | MISSING = MISSING
 
 
 class ChatChunkChoice(Shape):

@@ -31,6 +31,7 @@ from s1.serve.protocol import (
     ResponsesBody,
 )
 from s1.serve.schedulers import Stream
+from s1.serve.tools import template_defines_tools
 
 
 @dataclass
@@ -94,8 +95,14 @@ def refuse_unsupported(body: ChatBody | CompletionBody | ResponsesBody, engine: 
                 "echo, logprobs and return_token_ids are supported without streaming only; set stream: false."
             )
     if isinstance(body, ChatBody):
-        if body.tools or body.tool_choice not in (None, "none", "auto"):
-            raise BadRequest("tools and tool_choice are not supported by s1 serve; remove them.")
+        if body.tool_choice not in (None, "none", "auto"):
+            raise BadRequest(
+                "tool_choice 'required' or a named function needs guided decoding, which s1 serve does not have; "
+                "use 'auto' (the model decides, its calls are parsed from the answer) or 'none'.",
+                param="tool_choice",
+            )
+        if body.tool_choice is not None and not body.tools:
+            raise BadRequest("tool_choice needs tools; give the tools or remove tool_choice.", param="tool_choice")
         if body.response_format and body.response_format.get("type") != "text":
             raise BadRequest(
                 f"response_format {body.response_format.get('type')!r} is not supported "
@@ -250,6 +257,14 @@ class Translator:
         limit_field = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         if max_tokens == 0:
             raise BadRequest("max_tokens must be at least 1.")
+        if body.tools and body.tool_choice != "none":
+            if not template_defines_tools(self.tokenizer):
+                raise BadRequest(
+                    "This model's chat template defines no tools, so the model was not taught to call them; remove "
+                    "tools, or serve a model whose template renders them (Hermes/Qwen style <tool_call>).",
+                    param="tools",
+                )
+            kwargs["tools"] = body.tools
         messages = [m.for_template() for m in body.messages]
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
         return self._conversation(body, messages, kwargs, asked, max_tokens, limit_field, sampling, logprobs)
