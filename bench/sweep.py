@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--answer-tokens", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--modes", default="greedy,sampled")
+    parser.add_argument("--sweeps", default="caps,waits", help="caps, waits or both")
     args = parser.parse_args()
 
     questions = [json.loads(line)["problem"] for line in DATA.read_text().splitlines()[: args.problems]]
@@ -127,6 +128,8 @@ def main() -> None:
             for k in waits
         ],
     }
+    chosen = args.sweeps.split(",")
+    sweeps = {name: f for (kind, (name, f)) in zip(["caps", "waits"], sweeps.items()) if kind in chosen}
     print(
         "| model | sweep | decoding | generated separate | generated shared | ratio | prompt tokens separate | "
         "prompt tokens shared | wall s separate | wall s shared | ratio | identical |"

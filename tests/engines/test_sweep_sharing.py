@@ -36,6 +36,7 @@ def described(completion) -> dict:
     return {k: v for k, v in completion.to_dict().items() if k not in TIMING}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "seeded"])
 def test_shared_sweep_gives_each_setting_its_own_samples(tiny, sampled):
     engine = HFEngine(*tiny)
@@ -58,6 +59,7 @@ def test_shared_sweep_gives_each_setting_its_own_samples(tiny, sampled):
     assert generated < 0.6 * sum(len(c.output_token_ids) for c in alone)
 
 
+@pytest.mark.slow
 def test_a_branch_with_no_slot_to_fork_into_recomputes_its_prefix_and_still_matches(tiny):
     """Where the runtime has no slot past the batch (llama.cpp's streams), a branch waits for one and
     recomputes its prefix from its state, with the random stream it left with."""
@@ -71,9 +73,25 @@ def test_a_branch_with_no_slot_to_fork_into_recomputes_its_prefix_and_still_matc
     results, widest = {}, 0
     while loop.busy:
         for i, request, state, row in loop.step():
-            results[i] = to_completion(request, state, engine.tokenizer, engine.fmt, shared_tokens=row.shared)
+            results[i] = to_completion(
+                request, state, engine.tokenizer, engine.fmt, prefill_tokens=row.prefilled, shared_tokens=row.shared
+            )
         assert not loop.failed
         widest = max(widest, len(loop.rows))
     assert widest <= 2
     assert any(c.prefill_tokens > len(c.prompt_token_ids) for c in results.values()), "no branch had to wait"
     assert [described(results[i]) for i in range(len(requests))] == [described(c) for c in alone]
+
+
+@pytest.mark.slow
+def test_the_reprefill_loop_shares_a_greedy_sweep_and_gives_the_same_samples(tiny):
+    """Re-prefill: a greedy follower makes no call until its budget parts from the trajectory; then its
+    rounds continue that trajectory (prompt + shared output), as a server's prefix cache would serve."""
+    from s1.engines.reprefill import ReprefillEngine
+
+    engine = ReprefillEngine.from_model(*tiny)
+    requests = sweep(engine, lambda i: Sampling())[:15]
+    alone = engine.generate(requests, batch_size=8)
+    shared = engine.generate(share(requests), batch_size=8)
+    assert [described(c) for c in shared] == [described(c) for c in alone]
+    assert sum(c.prompt_tokens_processed for c in shared) < sum(c.prompt_tokens_processed for c in alone)

@@ -20,7 +20,7 @@ from typing import Protocol
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from s1.core.forcing import ForcingState
+from s1.core.forcing import Branch, ForcingState
 from s1.core.formats import FormatTokens, ThinkingFormat, get_format
 from s1.core.models import load_hf
 from s1.core.sampling import Sampling
@@ -137,19 +137,55 @@ def run_rounds(
 ) -> list[ForcingState]:
     """Drive many sequences' rounds together, `batch_size` at a time, one backend call per round.
     `on_round(i, state, ended, sent)` follows every round of sequence i; `ended` once it has no more
-    (done, or paused after a step), with `sent` the prompt tokens its calls sent."""
-    records = [r.resume.fork() if r.resume is not None else new_state(r, tokens) for r in requests]
+    (done, or paused after a step), with `sent` the prompt tokens its calls sent.
+
+    A greedy request that follows another (`Request.follows`, a shared budget sweep) makes no calls of its
+    own until its budget parts from the trajectory it follows; from there it goes on as a continuation of
+    that trajectory (prompt + the shared output, which a server's prefix cache already holds). Sampled
+    followers run alone: a backend's random stream cannot be copied in the middle of a call."""
+    shared = {i for i, r in enumerate(requests) if r.follows is not None and r.sampling.greedy}
+    records = [
+        None if i in shared else r.resume.fork() if r.resume is not None else new_state(r, tokens)
+        for i, r in enumerate(requests)
+    ]
     sequences = [Sequence(affinity=r.affinity) for r in requests]
-    for start in range(0, len(requests), batch_size):
+    for i in shared:
+        trunk, request = records[requests[i].follows], requests[i]
+        trunk.branches.append(Branch(i, request.forcing, request.cap))
+    for state in {id(s): s for s in records if s is not None and s.branches}.values():
+        state.follow(state.branches)  # a cap already reached (0) leaves before the first round
+    own = [i for i in range(len(requests)) if i not in shared]
+    for start in range(0, len(own), batch_size):
         live = {}
         calls = {}
-        for i in range(start, min(start + batch_size, len(requests))):
+
+        def begin(i: int) -> None:
             live[i] = forcing_rounds(requests[i], records[i], sequences[i], tokens.text)
             try:
                 calls[i] = next(live[i])
             except StopIteration:  # nothing to ask a backend (a search's root, paused before its first token)
+                branch_off(i)
                 if on_round:
                     on_round(i, records[i], True, 0)
+                return
+            branch_off(i)  # a cap the prompt already reaches (0)
+
+        def branch_off(i: int) -> None:
+            """Start the branches that left sequence i's trajectory; at its end, end those still following."""
+            state = records[i]
+            forks, state.forks = state.forks, []
+            for key, fork in forks:
+                records[key] = fork
+                begin(key)
+            if state.done:
+                for branch in state.branches:
+                    records[branch.key] = state.follower(branch)
+                    if on_round:
+                        on_round(branch.key, records[branch.key], True, 0)
+                state.branches = []
+
+        for i in own[start : start + batch_size]:
+            begin(i)
         while calls:
             order = list(calls)
             outputs = backend.complete([calls[i] for i in order])
@@ -164,6 +200,7 @@ def run_rounds(
                     del calls[i]
                     live[i].close()
                     ended = True
+                branch_off(i)
                 if on_round:
                     on_round(i, records[i], ended, sequences[i].sent)
     return records
