@@ -54,7 +54,7 @@ for _stage, _help in (
     ("quality", "Drop questions by the paper's rules and rows missing a trace, attempt or reference."),
     ("difficulty", "Drop questions a solver model gets right; count trace lengths in the student's tokenizer."),
     ("diversity", "Put each question in one domain (MSC codes) with the classifier model."),
-    ("select", "Choose N questions: Algorithm 1 (or random, longest, diverse)."),
+    ("select", "Choose N questions: Algorithm 1 (or the ablations: random, longest, diverse, full, notebook)."),
     ("export", "Write s1k.jsonl in s1K's format and the report."),
 ):
     _stage_command(_stage, _help)
