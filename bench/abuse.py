@@ -121,7 +121,7 @@ def main() -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "s1", "serve", "--model", args.model, "--port", str(port), "--batch-size",
-         args.batch_size, "--max-request-body-bytes", str(64 << 20), "--request-body-timeout", "5"],
+         args.batch_size, "--max-request-body-bytes", str(64 << 20), "--request-read-timeout", "5"],
         env=dict(os.environ, HF_HUB_OFFLINE="1"),
         stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -22,7 +22,7 @@ from tests.serve.test_serve import free_port, stop_server
 TIGHT = (
     "--max-request-body-bytes",
     "200000",
-    "--request-body-timeout",
+    "--request-read-timeout",
     "2",
     "--max-sequences-per-request",
     "8",
@@ -99,8 +99,8 @@ def test_limits_are_s1_serve_options_and_a_bad_one_is_one_sentence():
 
     line = one_error_line(s1("serve", "--limit-concurrency", "0"))
     assert "--limit-concurrency" in line and "at least 1" in line
-    line = one_error_line(s1("serve", "--request-body-timeout", "-1"))
-    assert "--request-body-timeout" in line
+    line = one_error_line(s1("serve", "--request-read-timeout", "-1"))
+    assert "--request-read-timeout" in line
 
 
 # ---------------------------------------------------------------------------------------------- the body
@@ -118,8 +118,11 @@ def test_a_body_past_the_limit_is_413_before_it_is_read_or_parsed(tight):
     assert httpx.get(f"{base}/health", timeout=60).status_code == 200
 
 
-def test_a_half_sent_body_gets_408_and_its_connection_is_closed(tight):
+def test_a_half_sent_head_or_body_gets_408_and_its_connection_is_closed(tight):
     base, _ = tight
+    with _raw(base) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # half a head
+        assert _read_all(s).startswith(b"HTTP/1.1 408")
     with _raw(base) as s:
         s.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -128,22 +131,32 @@ def test_a_half_sent_body_gets_408_and_its_connection_is_closed(tight):
         reply = _read_all(s)  # returns once the server closes: the timeout is what ends it
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), reply[:300]
-    assert "--request-body-timeout" in json.loads(body)["error"]["message"]
+    assert "--request-read-timeout" in json.loads(body)["error"]["message"]
 
 
 def test_idle_connections_are_closed_and_open_ones_are_bounded(tight):
-    """--timeout-keep-alive closes an idle connection; with --limit-concurrency (6) connections open a request gets
-    503, and once they close the server answers again."""
+    """--timeout-keep-alive closes an idle connection; with --limit-concurrency (6) connections open, the new one
+    counted, a request gets 503, and once they close the server answers again."""
     base, _ = tight
     with _raw(base) as s:
         s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert _read_all(s).startswith(b"HTTP/1.1 200")  # ends because the server closed the idle connection
-    held = [_raw(base) for _ in range(6)]
+    body = json.dumps(
+        {
+            "messages": [{"role": "user", "content": "long"}],
+            "stream": True,
+            "max_thinking_tokens": 600,
+            "min_thinking_tokens": 600,
+            "max_tokens": 640,
+        }
+    ).encode()
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    held = [_raw(base) for _ in range(5)]  # uvicorn counts the new connection too: five and it makes six
     try:
-        for s in held:  # half-sent headers: open connections that never become a request (uvicorn counts them)
-            s.sendall(b"GET /health HTTP/1.1\r\n")
+        for s in held:  # five streams in flight (two decoding, three waiting): five open connections
+            s.sendall(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         deadline = time.time() + 60
-        while httpx.get(f"{base}/health", timeout=60).status_code != 503:  # once the server has seen all six
+        while httpx.get(f"{base}/health", timeout=60).status_code != 503:  # once the server has seen all five
             assert time.time() < deadline, "past --limit-concurrency the server still took requests"
             time.sleep(0.05)
     finally:
@@ -152,6 +165,15 @@ def test_idle_connections_are_closed_and_open_ones_are_bounded(tight):
     deadline = time.time() + 60
     while httpx.get(f"{base}/health", timeout=60).status_code != 200:
         assert time.time() < deadline, "the server kept refusing after the connections closed"
+        time.sleep(0.05)
+    _settle(base)
+
+
+def _settle(base: str) -> None:
+    """Wait until no sequence runs or waits (cancelled streams of an earlier test have left the batch)."""
+    deadline = time.time() + 120
+    while _metric(base, "num_requests_running") + _metric(base, "num_requests_waiting") > 0:
+        assert time.time() < deadline, "sequences of hung-up clients kept running"
         time.sleep(0.05)
 
 
@@ -225,6 +247,8 @@ def test_a_client_that_hangs_up_is_counted_and_logged_in_one_line(tight):
     """A non-streaming client disconnects while its request decodes: its slot is freed, its latency and the tokens
     it got are counted, and the log has one line for it (status 499), no CancelledError traceback."""
     base, log = tight
+    _settle(base)
+    logged = len(log.read_text())  # this test's lines come after
     before = _metric(base, "e2e_request_latency_seconds_count")
     tokens_before = _metric(base, "generation_tokens_total")
     first_tokens = _metric(base, "time_to_first_token_seconds_count")
@@ -253,7 +277,7 @@ def test_a_client_that_hangs_up_is_counted_and_logged_in_one_line(tight):
     assert _metric(base, "num_requests_running") == 0
     assert _metric(base, "requests_total", '{status="499"}') >= 1
     assert _metric(base, "generation_tokens_total") > tokens_before
-    text = log.read_text()
+    text = log.read_text()[logged:]
     assert "CancelledError" not in text and "Traceback" not in text, text[-3000:]
     assert len(re.findall(r"status=499", text)) == 1, text[-2000:]
     assert re.search(r"chat /v1/chat/completions .*status=499", text), text[-2000:]
@@ -340,7 +364,7 @@ def test_the_server_holds_under_a_bounded_abuse_test(tiny_dir, tmp_path):
     """A large body, a slow body, a 4,096-sequence request, 7 MB of text to template and a lone surrogate, sent while
     8 normal requests run:
     all 8 are answered, each abuse gets its one-sentence refusal, /health answers throughout, memory returns."""
-    args = ("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "4", "--request-body-timeout", "3")
+    args = ("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "4", "--request-read-timeout", "3")
     with served_logged(tmp_path / "server.log", *args) as (base, proc):
         normal = {
             "messages": [{"role": "user", "content": "What is 2+2?"}],

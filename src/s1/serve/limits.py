@@ -5,9 +5,10 @@ says so in one sentence, in OpenAI's error shape (docs/design.md, "Serving").
 
 `BodyLimit` is the ASGI middleware that enforces the body's size and time while the body is read, before anything
 parses it: a body past `max_request_body_bytes` is a 413 (at once when its Content-Length says so), one not fully
-sent within `request_body_timeout` seconds a 408, and the connection is closed in both cases. The connection limits
-are uvicorn's own (`timeout_keep_alive`, `limit_concurrency`: a 503 past it); the sequences per request are counted
-where a body becomes requests (translate.py).
+sent within `request_read_timeout` seconds a 408, and the connection is closed in both cases. `http_protocol` times
+the request's head the same way (uvicorn waits for a head forever). The connection limits are uvicorn's own
+(`timeout_keep_alive`, `limit_concurrency`: a 503 past it); the sequences per request are counted where a body
+becomes requests (translate.py).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ class Limits:
     max_request_body_bytes: int = setting(
         8 * MIB, help="Largest request body in bytes; a larger one is refused with 413 before it is parsed.", ge=1
     )
-    request_body_timeout: float = setting(
-        30.0, help="Seconds a client may take to send a request's body; a slower one gets 408 and is closed.", gt=0
+    request_read_timeout: float = setting(
+        30.0,
+        help="Seconds a client may take to send a request's head, then its body; a slower one gets 408 and is closed.",
+        gt=0,
     )
     timeout_keep_alive: int = setting(
         5, help="Seconds an idle keep-alive connection stays open (uvicorn's --timeout-keep-alive).", ge=1
@@ -48,15 +51,65 @@ class Limits:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"{name} must be a whole number of at least 1, got {value!r}.", name, value)
-        t = self.request_body_timeout
+        t = self.request_read_timeout
         if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 < t < float("inf"):
             raise UserError(
-                f"request_body_timeout must be a positive number of seconds, got {t!r}.", "request_body_timeout", t
+                f"request_read_timeout must be a positive number of seconds, got {t!r}.", "request_read_timeout", t
             )
 
     def uvicorn(self) -> dict:
-        """The limits uvicorn enforces itself, as `uvicorn.run` keywords."""
-        return {"timeout_keep_alive": self.timeout_keep_alive, "limit_concurrency": self.limit_concurrency}
+        """The limits uvicorn enforces, as `uvicorn.run` keywords."""
+        return {
+            "timeout_keep_alive": self.timeout_keep_alive,
+            "limit_concurrency": self.limit_concurrency,
+            "http": http_protocol(self.request_read_timeout),
+        }
+
+
+def http_protocol(timeout: float):
+    """uvicorn's HTTP/1.1 protocol (h11) with a timer on each request's head: a connection that has not sent a whole
+    head `timeout` seconds after it opened (or after its last response) gets 408 and is closed. Without it a client
+    that sends half a head holds its connection, and with enough of them every slot of --limit-concurrency."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeout(H11Protocol):
+        head_timer = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def handle_events(self):
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:  # the head is in: the body's time is BodyLimit's
+                self._disarm()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._arm()
+
+        def connection_lost(self, exc):
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self):
+            self._disarm()
+            self.head_timer = self.loop.call_later(timeout, self._late)
+
+        def _disarm(self):
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+
+        def _late(self):
+            self.head_timer = None
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                self.transport.close()
+
+    return HeadTimeout
 
 
 class BodyLimit:
@@ -74,7 +127,7 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > limit:
             return await self._refuse(send, *self._too_large(int(length)))
         chunks, size, disconnected = [], 0, None
-        deadline = time.monotonic() + self.limits.request_body_timeout
+        deadline = time.monotonic() + self.limits.request_read_timeout
         while True:
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0))
@@ -82,8 +135,8 @@ class BodyLimit:
                 return await self._refuse(
                     send,
                     408,
-                    f"The request body was not sent within {self.limits.request_body_timeout:g} seconds; send it "
-                    "at once (the server's --request-body-timeout).",
+                    f"The request body was not sent within {self.limits.request_read_timeout:g} seconds; send it "
+                    "at once (the server's --request-read-timeout).",
                     "timeout_error",
                 )
             if message["type"] != "http.request":
