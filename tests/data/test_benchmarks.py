@@ -359,6 +359,26 @@ def test_a_template_asking_for_too_much_is_one_sentence_naming_file_and_field(tm
     assert str(path.resolve()) in message and "doc_to_text" in message and "sandbox" in message, message
 
 
+def test_the_deadline_stops_a_filter_that_runs_in_python_too(tmp_path):
+    """wordwrap(1) of a million characters ran 75 s inside textwrap, where the deadline (which followed only the
+    template's own lines) never looked; its output bound fired only at the end."""
+    (tmp_path / "f.jsonl").write_text('{"q": "1+1?", "a": "2"}\n')
+    path = tmp_path / "slow.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "task": "t",
+                "doc_to_text": "{{ ('a' * 999999) | wordwrap(1) }}",
+                "doc_to_target": "{{ a }}",
+                "data_file": "f.jsonl",
+            }
+        )
+    )
+    with pytest.raises(UserError, match="doc_to_text asks for more than the template sandbox allows") as caught:
+        load_benchmark(str(path))
+    assert "rendering took over" in str(caught.value), str(caught.value)
+
+
 def test_ordinary_templates_still_render_under_the_bounds(tmp_path):
     (tmp_path / "f.jsonl").write_text('{"q": "1+1?", "a": 2.0, "l": ["x", "y"]}\n')
     path = tmp_path / "fine.yaml"
