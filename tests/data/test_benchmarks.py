@@ -344,6 +344,10 @@ def test_the_grader_refuses_to_grade_without_a_gold_answer():
         "{% set ns = namespace(x='a') %}{% for i in range(100) %}{% set ns.x = ns.x ~ ns.x %}{% endfor %}{{ ns.x }}",
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
         "{% for i in range(100000) %}{{ 'x' * 900 }}{% endfor %}",
+        "{{ '%*d' % (999999999, 1) }}",  # a width taken from the values: 1 GB built before the size check
+        "{{ '%.*f' % (999999999, 1.0) }}",  # 12 s in C, where no deadline can stop it
+        "{{ ('\t' * 1000).expandtabs(999999) }}",
+        "{{ '%*d' | format(999999999, 1) }}",
     ],
 )
 def test_a_template_asking_for_too_much_is_one_sentence_naming_file_and_field(tmp_path, template):
@@ -357,6 +361,27 @@ def test_a_template_asking_for_too_much_is_one_sentence_naming_file_and_field(tm
         load_benchmark(str(path))
     message = str(caught.value)
     assert str(path.resolve()) in message and "doc_to_text" in message and "sandbox" in message, message
+
+
+def test_a_large_number_in_the_data_is_an_answer_not_a_size(tmp_path):
+    """The sandbox refused any number above 1,000,000 given to a filter or call, so a gold answer of 2500000
+    (`| number`, `'{}'.format(a)`, `'%s' | format(a)`) made its whole benchmark unloadable."""
+    (tmp_path / "big.jsonl").write_text('{"question": "How many?", "answer": 2500000}\n')
+    assert [p.answer for p in load_benchmark(data=tmp_path / "big.jsonl")] == ["2500000"]
+    (tmp_path / "f.jsonl").write_text('{"q": "How many?", "a": 2500000}\n')
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "task": "t",
+                "doc_to_text": "{{ 'Q: {}'.format(q) }} {{ '%s' | format(a) }} {{ '%d' % a }}",
+                "doc_to_target": "{{ 'A{}'.format(a) }}",
+                "data_file": "f.jsonl",
+            }
+        )
+    )
+    [problem] = load_benchmark(str(path))
+    assert (problem.question, problem.answer) == ("Q: How many? 2500000 2500000", "A2500000")
 
 
 def test_the_deadline_stops_a_filter_that_runs_in_python_too(tmp_path):

@@ -29,6 +29,8 @@ MAX_BITS = 4096
 SECONDS = 2.0
 """Rendering one field of one record may take this long; real templates take microseconds."""
 
+_NESTED_FIELD = re.compile(r"\{[^{}]*:[^{}]*\{")
+"""A str.format field whose spec holds another field (`{:{w}}`): a width taken from the values."""
 _PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
@@ -99,6 +101,9 @@ def _check_binop(operator: str, left, right) -> None:
         return
     if operator == "%" and isinstance(left, str):
         _check_widths(left)
+        if "*" in left:  # '%*d' % (width, value): the width comes from the values
+            for value in right.values() if isinstance(right, dict) else right if isinstance(right, tuple) else (right,):
+                _check_number(value)
 
 
 def _checked_filter(name: str, function, missing):
@@ -112,8 +117,9 @@ def _checked_filter(name: str, function, missing):
     @wraps(function)
     def checked(*args, **kwargs):
         values = list(args[skip:])
-        for value in (*values, *kwargs.values()):
-            _check_number(value)
+        data = name == "format" and isinstance(values[0] if values else None, str) and "*" not in values[0]
+        for value in () if data else (*values[1:], *kwargs.values()):  # sizes are parameters; data (a gold
+            _check_number(value)  # answer of 2500000, what format fills in without a '*' width) is not a size
         if name == "join" and values and not isinstance(values[0], str):
             values[0] = list(values[0])  # a generator (map) is read once, here
             args = (*args[:skip], *values)
@@ -188,12 +194,17 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return _check_size(super().call_binop(context, operator, left, right), "a value")
 
     def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's own signature
-        for value in (*args, *kwargs.values()):
-            _check_number(value)
         method = getattr(__obj, "__wrapped__", __obj)
-        if getattr(method, "__name__", "") in ("format", "format_map") and isinstance(
-            getattr(method, "__self__", None), str
-        ):
+        name, owner = getattr(method, "__name__", ""), getattr(method, "__self__", None)
+        formatting = name in ("format", "format_map") and isinstance(owner, str)
+        if not formatting or _NESTED_FIELD.search(owner):  # what format fills in is data, unless it is a width
+            for value in (*args, *kwargs.values()):
+                _check_number(value)
+        if name == "expandtabs" and isinstance(owner, str):
+            size = args[0] if args else kwargs.get("tabsize", 8)
+            if isinstance(size, int) and owner.count("\t") * size > MAX_CHARS:
+                raise TemplateLimit(f"expandtabs would make over {MAX_CHARS:,} characters")
+        if formatting:
             _check_widths(method.__self__)
             for value in (*args, *kwargs.values(), *(args[0].values() if args and isinstance(args[0], dict) else ())):
                 if isinstance(value, str) and value.strip().isdigit():  # a width given as text: `{:{w}}`
