@@ -348,6 +348,8 @@ def test_the_grader_refuses_to_grade_without_a_gold_answer():
         "{{ '%.*f' % (999999999, 1.0) }}",  # 12 s in C, where no deadline can stop it
         "{{ ('\t' * 1000).expandtabs(999999) }}",
         "{{ '%*d' | format(999999999, 1) }}",
+        "{{ ('a' * 1000).replace('a', 'b' * 999999) }}",  # a gigabyte built before the size check
+        "{{ ('a' * 999999).join(['x'] * 1000) }}",
     ],
 )
 def test_a_template_asking_for_too_much_is_one_sentence_naming_file_and_field(tmp_path, template):
@@ -361,6 +363,25 @@ def test_a_template_asking_for_too_much_is_one_sentence_naming_file_and_field(tm
         load_benchmark(str(path))
     message = str(caught.value)
     assert str(path.resolve()) in message and "doc_to_text" in message and "sandbox" in message, message
+
+
+@pytest.mark.parametrize(
+    "template, words",
+    [
+        ("{{ ('a' * 1000).replace('a', 'b' * 999999) }}", "replace would make over"),
+        ("{{ ('a' * 999999).join(['x'] * 1000) }}", "join would make over"),
+        ("{{ ('\t' * 1000).expandtabs(999999) }}", "expandtabs would make over"),
+        ("{{ '%*d' % (999999999, 1) }}", "the number 999999999 is above"),
+    ],
+)
+def test_growth_is_refused_before_it_is_built(template, words):
+    """Each of these used to build its gigabyte (or fail allocating it) before the size check saw the result."""
+    from s1.data.benchmarks import _environment
+    from s1.data.templates import TemplateLimit
+
+    env = _environment()
+    with pytest.raises(TemplateLimit, match=words):
+        env.render(env.from_string(template), {})
 
 
 def test_a_large_number_in_the_data_is_an_answer_not_a_size(tmp_path):

@@ -162,6 +162,30 @@ def _checked_join(join):
     return checked
 
 
+def _check_growing_method(text: str, name: str, args: tuple, kwargs: dict) -> tuple:
+    """str methods whose result can be far larger than their inputs, measured before they run (the result is
+    bounded after too, but only once built: `.replace('a', 'b' * 999999)` on 1000 characters is a gigabyte).
+    Returns the arguments, a generator given to `join` read once into a list."""
+    if name == "expandtabs":
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        if isinstance(size, int) and text.count("\t") * size > MAX_CHARS:
+            raise TemplateLimit(f"expandtabs would make over {MAX_CHARS:,} characters")
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        old, new = args[0], args[1]
+        count = args[2] if len(args) > 2 and isinstance(args[2], int) and args[2] >= 0 else None
+        places = len(text) + 1 if not old else text.count(old)
+        places = places if count is None else min(places, count)
+        if len(text) + places * max(0, len(new) - len(old)) > MAX_CHARS:
+            raise TemplateLimit(f"replace would make over {MAX_CHARS:,} characters")
+    elif name == "join" and args:
+        parts = args[0] if isinstance(args[0], (list, tuple, str)) else list(args[0])
+        separators = len(text) * max(0, len(parts) - 1)  # the cheap part first: weight() walks every item
+        if separators > MAX_CHARS or weight(parts, MAX_CHARS + 1 - separators) + separators > MAX_CHARS:
+            raise TemplateLimit(f"join would make over {MAX_CHARS:,} characters")
+        args = (parts, *args[1:])
+    return args
+
+
 class BoundedSandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox with the bounds above; render with `render`."""
 
@@ -200,10 +224,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         if not formatting or _NESTED_FIELD.search(owner):  # what format fills in is data, unless it is a width
             for value in (*args, *kwargs.values()):
                 _check_number(value)
-        if name == "expandtabs" and isinstance(owner, str):
-            size = args[0] if args else kwargs.get("tabsize", 8)
-            if isinstance(size, int) and owner.count("\t") * size > MAX_CHARS:
-                raise TemplateLimit(f"expandtabs would make over {MAX_CHARS:,} characters")
+        if isinstance(owner, str):
+            args = _check_growing_method(owner, name, args, kwargs)
         if formatting:
             _check_widths(method.__self__)
             for value in (*args, *kwargs.values(), *(args[0].values() if args and isinstance(args[0], dict) else ())):
