@@ -344,6 +344,12 @@ def test_the_grader_refuses_to_grade_without_a_gold_answer():
         "{% set ns = namespace(x='a') %}{% for i in range(100) %}{% set ns.x = ns.x ~ ns.x %}{% endfor %}{{ ns.x }}",
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
         "{% for i in range(100000) %}{{ 'x' * 900 }}{% endfor %}",
+        "{{ '%*d' % (999999999, 1) }}",  # a width taken from the values: 1 GB built before the size check
+        "{{ '%.*f' % (999999999, 1.0) }}",  # 12 s in C, where no deadline can stop it
+        "{{ ('\t' * 1000).expandtabs(999999) }}",
+        "{{ '%*d' | format(999999999, 1) }}",
+        "{{ ('a' * 1000).replace('a', 'b' * 999999) }}",  # a gigabyte built before the size check
+        "{{ ('a' * 999999).join(['x'] * 1000) }}",
     ],
 )
 def test_a_template_asking_for_too_much_is_one_sentence_naming_file_and_field(tmp_path, template):
@@ -357,6 +363,66 @@ def test_a_template_asking_for_too_much_is_one_sentence_naming_file_and_field(tm
         load_benchmark(str(path))
     message = str(caught.value)
     assert str(path.resolve()) in message and "doc_to_text" in message and "sandbox" in message, message
+
+
+@pytest.mark.parametrize(
+    "template, words",
+    [
+        ("{{ ('a' * 1000).replace('a', 'b' * 999999) }}", "replace would make over"),
+        ("{{ ('a' * 999999).join(['x'] * 1000) }}", "join would make over"),
+        ("{{ ('\t' * 1000).expandtabs(999999) }}", "expandtabs would make over"),
+        ("{{ '%*d' % (999999999, 1) }}", "the number 999999999 is above"),
+    ],
+)
+def test_growth_is_refused_before_it_is_built(template, words):
+    """Each of these used to build its gigabyte (or fail allocating it) before the size check saw the result."""
+    from s1.data.benchmarks import _environment
+    from s1.data.templates import TemplateLimit
+
+    env = _environment()
+    with pytest.raises(TemplateLimit, match=words):
+        env.render(env.from_string(template), {})
+
+
+def test_a_large_number_in_the_data_is_an_answer_not_a_size(tmp_path):
+    """The sandbox refused any number above 1,000,000 given to a filter or call, so a gold answer of 2500000
+    (`| number`, `'{}'.format(a)`, `'%s' | format(a)`) made its whole benchmark unloadable."""
+    (tmp_path / "big.jsonl").write_text('{"question": "How many?", "answer": 2500000}\n')
+    assert [p.answer for p in load_benchmark(data=tmp_path / "big.jsonl")] == ["2500000"]
+    (tmp_path / "f.jsonl").write_text('{"q": "How many?", "a": 2500000}\n')
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "task": "t",
+                "doc_to_text": "{{ 'Q: {}'.format(q) }} {{ '%s' | format(a) }} {{ '%d' % a }}",
+                "doc_to_target": "{{ 'A{}'.format(a) }}",
+                "data_file": "f.jsonl",
+            }
+        )
+    )
+    [problem] = load_benchmark(str(path))
+    assert (problem.question, problem.answer) == ("Q: How many? 2500000 2500000", "A2500000")
+
+
+def test_the_deadline_stops_a_filter_that_runs_in_python_too(tmp_path):
+    """wordwrap(1) of a million characters ran 75 s inside textwrap, where the deadline (which followed only the
+    template's own lines) never looked; its output bound fired only at the end."""
+    (tmp_path / "f.jsonl").write_text('{"q": "1+1?", "a": "2"}\n')
+    path = tmp_path / "slow.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "task": "t",
+                "doc_to_text": "{{ ('a' * 999999) | wordwrap(1) }}",
+                "doc_to_target": "{{ a }}",
+                "data_file": "f.jsonl",
+            }
+        )
+    )
+    with pytest.raises(UserError, match="doc_to_text asks for more than the template sandbox allows") as caught:
+        load_benchmark(str(path))
+    assert "rendering took over" in str(caught.value), str(caught.value)
 
 
 def test_ordinary_templates_still_render_under_the_bounds(tmp_path):

@@ -128,6 +128,22 @@ def test_runs_of_different_kinds_never_share_a_directory(tmp_path, tiny_dir, pro
     assert sorted(p.name for p in trains.iterdir()) == ["recipe.json"]
 
 
+def test_a_model_directory_is_no_commands_output(tmp_path, tiny_dir, problems_file):
+    """--output and --model swapped: eval and train used to write their files into the model's directory."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dir, model)
+    before = sorted(p.name for p in model.iterdir())
+    one_sentence(s1(*eval_args(model, problems_file, model)), "holds a model (config.json and its weights)")
+    s1k = tmp_path / "s1k.jsonl"
+    s1k.write_text(json.dumps({"question": "q", "thinking": "t", "answer": "1"}) + "\n")
+    train = s1("train", "--model", str(tiny_dir), "--data", str(s1k), "--output", str(model), "--max-steps", "1")
+    one_sentence(train, "s1 train does not write into a model directory")
+    for kind in ("curate", "demo"):
+        with pytest.raises(UserError, match="holds a model"):
+            claim_directory(model, kind)
+    assert sorted(p.name for p in model.iterdir()) == before, "a refused model directory was written into"
+
+
 # ------------------------------------------------------------------------------------------ failing writes
 
 

@@ -555,6 +555,23 @@ def test_jsonl_lines_hold_any_unicode(tmp_path):
     assert load_records(str(path)) == [record]
 
 
+def test_a_json_file_is_read_by_the_one_reader_and_never_loses_text(tmp_path):
+    """Through `datasets`, a .json array silently dropped a lone surrogate ("a\\ud800b" became "ab"); now it is
+    read as eval reads it: an array or JSON lines, a byte-order mark accepted, a lone surrogate refused by record."""
+    from s1 import UserError
+    from s1.train.data import load_records
+
+    record = {"question": "a\u2028b", "thinking": "t", "answer": "1"}
+    array, lines = tmp_path / "a.json", tmp_path / "l.json"
+    array.write_text("\ufeff" + json.dumps([record], ensure_ascii=False), encoding="utf-8")
+    lines.write_text(json.dumps(record) + "\n" + json.dumps({**record, "answer": "2"}) + "\n")
+    assert load_records(str(array)) == [record]
+    assert [r["answer"] for r in load_records(str(lines))] == ["1", "2"]
+    array.write_text('[{"question": "a\\ud800b", "thinking": "t", "answer": "1"}]')
+    with pytest.raises(UserError, match="Record 1 of .*a.json holds a lone UTF-16 surrogate .* field 'question'"):
+        load_records(str(array))
+
+
 def test_a_resume_with_other_settings_says_which(tmp_path, capsys):
     from trl import SFTConfig
 

@@ -114,8 +114,21 @@ def directory_kind(path: Path) -> str | None:
         return None
 
 
+def holds_model(path: Path) -> bool:
+    """A model directory (config.json beside weights), such as `s1 train`'s final/ or a downloaded model: what a
+    command's output is not, though `--output` and `--model` are easily swapped."""
+    path = Path(path)
+    weights = ("*.safetensors", "pytorch_model*.bin", "*.gguf", "model.safetensors.index.json")
+    return (path / "config.json").is_file() and any(any(path.glob(pattern)) for pattern in weights)
+
+
 def check_kind(path: Path, kind: str, option: str = named("output")) -> None:
-    """Refuse, in one sentence, a directory that holds another kind of run."""
+    """Refuse, in one sentence, a directory that holds another kind of run, or a model."""
+    if Path(path).is_dir() and holds_model(path):
+        raise UserError(
+            f"{path} holds a model (config.json and its weights), and {KINDS[kind]} does not write into a model "
+            f"directory (its files would mix with the model's); choose another {option}."
+        )
     found = directory_kind(path) if Path(path).is_dir() else None
     if found not in (None, kind):
         raise UserError(

@@ -263,14 +263,16 @@ def read_rows(path: Path, what: str = "data", strings_as: str | None = None) -> 
     if path.suffix.lower() == ".json":
         try:
             rows = json.loads(text)
-        except json.JSONDecodeError:
-            raise UserError(f"{path} is not valid JSON.") from None
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise UserError(f"{path} must hold a JSON list of records.")
-        if ESCAPED_SURROGATE.search(text):
-            for number, row in enumerate(rows, 1):
-                refuse_lone_surrogates(row, f"Record {number} of {path}")
-        return rows
+        except json.JSONDecodeError as exc:
+            if exc.msg != "Extra data":  # more than one value: JSON lines in a .json file, read as such below
+                raise UserError(f"{path} is not valid JSON.") from None
+        else:
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise UserError(f"{path} must hold a JSON list of records (or one JSON object per line).")
+            if ESCAPED_SURROGATE.search(text):
+                for number, row in enumerate(rows, 1):
+                    refuse_lone_surrogates(row, f"Record {number} of {path}")
+            return rows
     rows = []
     # not splitlines: U+2028 and U+0085 may sit inside a JSON string
     for number, line in enumerate(text.split("\n"), 1):

@@ -6,7 +6,7 @@ Jinja's sandbox stops a template from reaching Python's internals, but not from 
 sent, so every operation that can grow a value is checked before it runs (repetition, powers,
 concatenation, padding widths, `replace`, `indent`, `join`, printf and `str.format` widths), every
 value a call or filter returns is bounded, the output is counted as it is produced, and rendering
-stops after a deadline (a trace on the template's own code, so loops cannot run on). Exceeding any
+stops after a deadline (a trace on the template's code and the Python it calls, so loops cannot run on). Exceeding any
 bound raises `TemplateLimit`, which `benchmarks.py` turns into one sentence naming the file and field.
 """
 
@@ -29,6 +29,8 @@ MAX_BITS = 4096
 SECONDS = 2.0
 """Rendering one field of one record may take this long; real templates take microseconds."""
 
+_NESTED_FIELD = re.compile(r"\{[^{}]*:[^{}]*\{")
+"""A str.format field whose spec holds another field (`{:{w}}`): a width taken from the values."""
 _PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
@@ -99,6 +101,9 @@ def _check_binop(operator: str, left, right) -> None:
         return
     if operator == "%" and isinstance(left, str):
         _check_widths(left)
+        if "*" in left:  # '%*d' % (width, value): the width comes from the values
+            for value in right.values() if isinstance(right, dict) else right if isinstance(right, tuple) else (right,):
+                _check_number(value)
 
 
 def _checked_filter(name: str, function, missing):
@@ -112,8 +117,9 @@ def _checked_filter(name: str, function, missing):
     @wraps(function)
     def checked(*args, **kwargs):
         values = list(args[skip:])
-        for value in (*values, *kwargs.values()):
-            _check_number(value)
+        data = name == "format" and isinstance(values[0] if values else None, str) and "*" not in values[0]
+        for value in () if data else (*values[1:], *kwargs.values()):  # sizes are parameters; data (a gold
+            _check_number(value)  # answer of 2500000, what format fills in without a '*' width) is not a size
         if name == "join" and values and not isinstance(values[0], str):
             values[0] = list(values[0])  # a generator (map) is read once, here
             args = (*args[:skip], *values)
@@ -156,6 +162,30 @@ def _checked_join(join):
     return checked
 
 
+def _check_growing_method(text: str, name: str, args: tuple, kwargs: dict) -> tuple:
+    """str methods whose result can be far larger than their inputs, measured before they run (the result is
+    bounded after too, but only once built: `.replace('a', 'b' * 999999)` on 1000 characters is a gigabyte).
+    Returns the arguments, a generator given to `join` read once into a list."""
+    if name == "expandtabs":
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        if isinstance(size, int) and text.count("\t") * size > MAX_CHARS:
+            raise TemplateLimit(f"expandtabs would make over {MAX_CHARS:,} characters")
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        old, new = args[0], args[1]
+        count = args[2] if len(args) > 2 and isinstance(args[2], int) and args[2] >= 0 else None
+        places = len(text) + 1 if not old else text.count(old)
+        places = places if count is None else min(places, count)
+        if len(text) + places * max(0, len(new) - len(old)) > MAX_CHARS:
+            raise TemplateLimit(f"replace would make over {MAX_CHARS:,} characters")
+    elif name == "join" and args:
+        parts = args[0] if isinstance(args[0], (list, tuple, str)) else list(args[0])
+        separators = len(text) * max(0, len(parts) - 1)  # the cheap part first: weight() walks every item
+        if separators > MAX_CHARS or weight(parts, MAX_CHARS + 1 - separators) + separators > MAX_CHARS:
+            raise TemplateLimit(f"join would make over {MAX_CHARS:,} characters")
+        args = (parts, *args[1:])
+    return args
+
+
 class BoundedSandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox with the bounds above; render with `render`."""
 
@@ -188,12 +218,15 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return _check_size(super().call_binop(context, operator, left, right), "a value")
 
     def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's own signature
-        for value in (*args, *kwargs.values()):
-            _check_number(value)
         method = getattr(__obj, "__wrapped__", __obj)
-        if getattr(method, "__name__", "") in ("format", "format_map") and isinstance(
-            getattr(method, "__self__", None), str
-        ):
+        name, owner = getattr(method, "__name__", ""), getattr(method, "__self__", None)
+        formatting = name in ("format", "format_map") and isinstance(owner, str)
+        if not formatting or _NESTED_FIELD.search(owner):  # what format fills in is data, unless it is a width
+            for value in (*args, *kwargs.values()):
+                _check_number(value)
+        if isinstance(owner, str):
+            args = _check_growing_method(owner, name, args, kwargs)
+        if formatting:
             _check_widths(method.__self__)
             for value in (*args, *kwargs.values(), *(args[0].values() if args and isinstance(args[0], dict) else ())):
                 if isinstance(value, str) and value.strip().isdigit():  # a width given as text: `{:{w}}`
@@ -218,7 +251,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
 
 class _Deadline:
-    """A trace function that follows only the template's own code (loops included) and stops it at the deadline."""
+    """A trace function that stops rendering at the deadline: it follows the template's own code (loops included)
+    and every Python function the template calls (a filter such as `wordwrap` runs in Python for as long as its
+    input lets it, 75 s for a million characters), so neither runs on past it."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
@@ -226,7 +261,7 @@ class _Deadline:
         self.events = 0
 
     def __call__(self, frame, event, arg):
-        return self.line if frame.f_code.co_filename == "<template>" else None
+        return self.line
 
     def line(self, frame, event, arg):
         self.events += 1

@@ -99,7 +99,7 @@ def load_records(data: str) -> list[dict]:
             kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}.get(path.suffix.lower())
             if kind is None:
                 raise UserError(f"Cannot read {data}: training data must be .jsonl, .json or .parquet.")
-            if path.suffix.lower() == ".jsonl":  # read by s1's own reader rather than datasets, so a bad line is named
+            if kind == "json":  # s1's one reader (as eval's): a bad line is named, nothing is dropped unseen
                 records = read_rows(path)
             else:
                 records = [dict(r) for r in datasets.load_dataset(kind, data_files=str(path), split="train")]
