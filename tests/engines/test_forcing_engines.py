@@ -220,3 +220,17 @@ def test_eval_defaults_to_the_context_while_interactive_commands_keep_a_stated_b
 
     assert EvalConfig().max_answer_tokens is None and BudgetForcing().max_answer_tokens == 1024
     assert "1024" in " ".join(s1("generate", "--help").stdout.split())
+
+
+def test_the_server_under_format_none_answers_plainly(tiny_dir):
+    """`s1 serve --format none`: the chat template's plain answer, no reasoning, budget fields harmless."""
+    import httpx
+
+    from tests.serve.test_serve import served
+
+    with served("--model", str(tiny_dir), "--format", "none", "--served-model-name", "tiny") as base:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 6}
+        reply = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120).json()
+        message = reply["choices"][0]["message"]
+        assert message["content"] and not message.get("reasoning_content") and not message.get("reasoning")
+        assert reply["usage"]["completion_tokens"] <= 6
