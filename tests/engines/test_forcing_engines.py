@@ -147,17 +147,19 @@ def with_format(engine, fmt):
 
 
 def odd_end_string(tokenizer, ids: list[int]) -> tuple[str, int]:
-    """Text of the model's own thinking that starts inside one token and ends inside another two tokens on,
-    and the index of the token it starts in (its first occurrence)."""
-    for k in range(4, len(ids) - 3):
-        first, last = tokenizer.decode(ids[k : k + 1]), tokenizer.decode(ids[k + 2 : k + 3])
-        if len(first) >= 3 and len(last) >= 2 and first.strip() and "\n" not in first + last:
-            text = first[1:] + tokenizer.decode(ids[k + 1 : k + 2]) + last[:1]
-            whole = tokenizer.decode(ids)
-            at = whole.find(text)
-            start = next(j for j in range(len(ids)) if len(tokenizer.decode(ids[: j + 1])) > at)
-            return text, start
-    raise AssertionError("no token long enough to split an end string inside it")
+    """Text of the model's own thinking that starts inside one token and ends inside the next, and the index of
+    the token its first occurrence starts in."""
+    for k in range(1, len(ids) - 1):
+        first, second = tokenizer.decode(ids[k : k + 1]), tokenizer.decode(ids[k + 1 : k + 2])
+        text = first[1:] + second[:1]
+        if len(first) >= 2 and len(second) >= 2 and text.strip():
+            at = tokenizer.decode(ids).find(text)
+            return text, next(j for j in range(len(ids)) if len(tokenizer.decode(ids[: j + 1])) > at)
+    raise AssertionError("no two tokens long enough to split an end string inside them")
+
+
+ODD = {"hf": "Hi", "llamacpp": "Write the first ten prime numbers and explain how you found each of them."}
+"""Questions whose greedy thinking runs long on each engine's model (random words on the tiny one)."""
 
 
 @pytest.mark.parametrize("engine_name", ["hf", "llamacpp"])
@@ -165,11 +167,11 @@ def odd_end_string(tokenizer, ids: list[int]) -> tuple[str, int]:
 def test_an_end_string_split_inside_tokens_ends_or_extends_thinking_where_it_starts(request, engine_name, num_ignore):
     engine = request.getfixturevalue(engine_name)
     forcing = BudgetForcing(max_thinking_tokens=60, max_answer_tokens=4)
-    [base] = generate(QUESTION, engine, forcing)
+    [base] = generate(ODD[engine_name], engine, forcing)
     ids = base.output_token_ids[: base.thinking_tokens]
     end, k = odd_end_string(engine.tokenizer, ids)
     fmt = replace(S1, name="s1-odd-end", end_strings=(end,))
-    [c] = generate(QUESTION, with_format(engine, fmt), replace(forcing, num_ignore=num_ignore))
+    [c] = generate(ODD[engine_name], with_format(engine, fmt), replace(forcing, num_ignore=num_ignore))
     assert c.output_token_ids[:k] == ids[:k]
     assert end not in c.thinking
     if num_ignore:
@@ -185,12 +187,12 @@ def test_the_reprefill_driver_matches_end_strings_as_the_engine_does(tiny, hf):
     from s1.engines.reprefill import ReprefillEngine
 
     forcing = BudgetForcing(max_thinking_tokens=60, max_answer_tokens=4)
-    [base] = generate(QUESTION, hf, forcing)
+    [base] = generate("Hi", hf, forcing)
     end, _ = odd_end_string(hf.tokenizer, base.output_token_ids[: base.thinking_tokens])
     fmt = replace(S1, name="s1-odd-end", end_strings=(end,))
     for k in (0, 1):
-        a = generate([QUESTION, "Hi"], with_format(hf, fmt), replace(forcing, num_ignore=k))
-        b = generate([QUESTION, "Hi"], ReprefillEngine.from_model(*tiny, fmt=fmt), replace(forcing, num_ignore=k))
+        a = generate(["Hi", QUESTION], with_format(hf, fmt), replace(forcing, num_ignore=k))
+        b = generate(["Hi", QUESTION], ReprefillEngine.from_model(*tiny, fmt=fmt), replace(forcing, num_ignore=k))
         assert [c.output_token_ids for c in a] == [c.output_token_ids for c in b]
 
 
@@ -218,3 +220,17 @@ def test_eval_defaults_to_the_context_while_interactive_commands_keep_a_stated_b
 
     assert EvalConfig().max_answer_tokens is None and BudgetForcing().max_answer_tokens == 1024
     assert "1024" in " ".join(s1("generate", "--help").stdout.split())
+
+
+def test_the_server_under_format_none_answers_plainly(tiny_dir):
+    """`s1 serve --format none`: the chat template's plain answer, no reasoning, budget fields harmless."""
+    import httpx
+
+    from tests.serve.test_serve import served
+
+    with served("--model", str(tiny_dir), "--format", "none", "--served-model-name", "tiny") as base:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 6}
+        reply = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120).json()
+        message = reply["choices"][0]["message"]
+        assert message["content"] and not message.get("reasoning_content") and not message.get("reasoning")
+        assert reply["usage"]["completion_tokens"] <= 6

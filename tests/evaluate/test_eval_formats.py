@@ -30,7 +30,8 @@ def test_the_no_thinking_method_answers_with_no_thinking_block(tmp_path, tiny, p
     assert all("<|im_start|>think" not in s["prompt"] and s["prompt"].endswith("assistant\n") for s in plain)
     assert all(s["thinking_tokens"] == 0 and s["setting"] == "no thinking" for s in plain)
     assert all("<|im_start|>think" in s["prompt"] for s in forced)
-    assert {row.method for row in summary.rows} == {"no_thinking", "budget_forcing"}
+    rows = [row for bench in summary.to_json()["benchmarks"].values() for row in bench["settings"]]
+    assert {row["method"] for row in rows} == {"no_thinking", "budget_forcing"}
 
 
 def test_eval_runs_in_the_precision_asked_for(tmp_path, tiny_dir, problems_file):  # noqa: F811
