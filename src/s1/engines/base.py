@@ -82,6 +82,8 @@ class Request:
     the trajectory's output so far, from a kept prefix where it holds one. Used by tree search."""
     step: StepRule | None = None
     """Pause the trajectory after one step of thinking (finish_reason "step"); None runs it to the end."""
+    grammar: str | None = None
+    """A grammar (engines/structured.py) the answer after thinking must match; the thinking stays free."""
     affinity: str | None = None
     """Requests with the same affinity (a search's nodes) go to the same remote server, so its prefix
     cache serves what they share; in-process engines keep such prefixes themselves."""
