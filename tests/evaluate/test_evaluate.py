@@ -167,6 +167,8 @@ def test_each_identity_field_regenerates_exactly_the_samples_it_changes(tmp_path
         "format": (dict(format="r1"), 4),
         "temperature": (dict(temperature=0.5, seed=0), 4),
         "top_p": (dict(top_p=0.9), 4),
+        "top_k": (dict(top_k=5, temperature=0.5, seed=0), 4),
+        "repetition_penalty": (dict(repetition_penalty=1.3), 4),
         "seed": (dict(seed=3), 4),
         "max_answer_tokens": (dict(max_answer_tokens=5), 4),
         "answer_prefix": (dict(answer_prefix="Answer:"), 4),

@@ -157,6 +157,11 @@ class FormatTokens:
     _tokenizer: object = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
 
+    @property
+    def tokenizer(self):
+        """The tokenizer these ids are of (a grammar over the answer maps its bytes to them)."""
+        return self._tokenizer
+
     @classmethod
     def build(cls, tokenizer, fmt: ThinkingFormat) -> FormatTokens:
         think_end = encode(tokenizer, fmt.think_end)

@@ -90,6 +90,8 @@ class Request:
     `generate` call, of a request with the same prompt, sampling and forcing but a cap and Wait count at
     least this one's; this request follows that one's trajectory and branches off where its own budget
     decides otherwise. Engines that cannot fork (reprefill, remote) run it on its own: the same tokens."""
+    grammar: str | None = None
+    """A grammar (engines/structured.py) the answer after thinking must match; the thinking stays free."""
     affinity: str | None = None
     """Requests with the same affinity (a search's nodes) go to the same remote server, so its prefix
     cache serves what they share; in-process engines keep such prefixes themselves."""

@@ -76,6 +76,8 @@ class Row:
     """Leading output tokens taken over from the trajectory this row branched from (a shared sweep)."""
     penalties: Penalties | None = None
     """The repetition, presence and frequency penalties' counts, for a request that sets one."""
+    grammar: object | None = None
+    """The answer's grammar (`structured.AnswerGrammar`), for a request that gives one."""
 
     @property
     def joining(self) -> bool:
@@ -253,6 +255,15 @@ class BatchLoop:
                 since=len(state.output),
                 ready=ready,
             )
+            if request.grammar is not None:
+                from s1.engines.structured import AnswerGrammar
+
+                try:
+                    row.grammar = AnswerGrammar(self.format_tokens.tokenizer, request.grammar)
+                except Exception as exc:
+                    self.failed.append((index, exc))
+                    self._release_unadmitted(row)
+                    continue
             if request.sampling.penalized:
                 device = getattr(self.runtime, "device", "cpu")
                 row.penalties = Penalties(request.sampling, list(ids), self.runtime.vocab_size, device)
@@ -413,7 +424,7 @@ class BatchLoop:
 
     def _choose(self, rows: list[Row], logits: torch.Tensor) -> list:
         """Let each row's forcing state pick its next token; release the rows that finished or failed."""
-        logits = self._mask_early_stops(rows, logits)
+        logits = self._mask_by_grammar(rows, self._mask_early_stops(rows, logits))
         penalized = [(r.penalties, r.state.output) if r.penalties is not None else None for r in rows]
         try:
             picks = pick_tokens(logits, [r.request.sampling for r in rows], [r.generator for r in rows], penalized)
@@ -496,6 +507,26 @@ class BatchLoop:
         masked = logits[j : j + 1].clone()
         masked[0, sorted(banned)] = float("-inf")
         return pick_tokens(masked, [row.request.sampling], [row.generator])[0]
+
+    def _release_unadmitted(self, row: Row) -> None:
+        self.runtime.release(row.slot)
+        self.free.append(row.slot)
+
+    @staticmethod
+    def _mask_by_grammar(rows: list[Row], logits: torch.Tensor) -> torch.Tensor:
+        """Rows answering under a grammar may only write what it allows (their thinking is free)."""
+        ruled = [
+            (j, r)
+            for j, r in enumerate(rows)
+            if r.grammar is not None and r.state.thinking_end is not None and r.state.needs_sample()
+        ]
+        if not ruled:
+            return logits
+        logits = logits.clone()
+        for j, r in ruled:
+            answer = r.state.output[len(r.state.output) - r.state.answer_tokens :] if r.state.answer_tokens else []
+            logits[j] = r.grammar.mask(logits[j], answer, r.state.answer_stop_ids)
+        return logits
 
     @staticmethod
     def _mask_early_stops(rows: list[Row], logits: torch.Tensor) -> torch.Tensor:

@@ -103,10 +103,22 @@ def refuse_unsupported(body: ChatBody | CompletionBody | ResponsesBody, engine: 
             )
         if body.tool_choice is not None and not body.tools:
             raise BadRequest("tool_choice needs tools; give the tools or remove tool_choice.", param="tool_choice")
-        if body.response_format and body.response_format.get("type") != "text":
+        kind = (body.response_format or {}).get("type", "text")
+        if kind not in ("text", "json_object", "json_schema"):
             raise BadRequest(
-                f"response_format {body.response_format.get('type')!r} is not supported "
-                "(s1 serve has no guided decoding); use {'type': 'text'} or remove it."
+                f"response_format {kind!r} is not supported; use text, json_object or json_schema.",
+                param="response_format",
+            )
+        if kind != "text" and not engine.logprobs:
+            raise BadRequest(
+                f"response_format {kind} needs an in-process engine (it masks the answer's logits); serve with "
+                f"--engine {_logit_engines()}, or remove it.",
+                param="response_format",
+            )
+        if kind != "text" and body.answer_prefix:
+            raise BadRequest(
+                "answer_prefix would come before the JSON answer response_format asks for; remove one of them.",
+                param="answer_prefix",
             )
         if body.top_logprobs is not None and not body.logprobs:
             raise BadRequest("top_logprobs needs logprobs: true.")
@@ -267,7 +279,33 @@ class Translator:
             kwargs["tools"] = body.tools
         messages = [m.for_template() for m in body.messages]
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
-        return self._conversation(body, messages, kwargs, asked, max_tokens, limit_field, sampling, logprobs)
+        grammar = self.grammar(body.response_format)
+        if grammar is not None:  # the JSON is the whole answer: no answer prefix before it
+            body = body.model_copy(update={"answer_prefix": ""})
+        jobs = self._conversation(body, messages, kwargs, asked, max_tokens, limit_field, sampling, logprobs)
+        return [replace(job, request=replace(job.request, grammar=grammar)) for job in jobs]
+
+    def grammar(self, response_format: dict | None) -> str | None:
+        """The grammar for the answer that `response_format` asks for (OpenAI's shapes: json_object, or
+        json_schema with its `schema` under `json_schema`); None for text."""
+        kind = (response_format or {}).get("type", "text")
+        if kind == "text":
+            return None
+        schema = None
+        if kind == "json_schema":
+            spec = response_format.get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, dict) else None
+            if not isinstance(schema, dict):
+                raise BadRequest(
+                    "response_format json_schema needs json_schema.schema, a JSON schema object; add it.",
+                    param="response_format",
+                )
+        from s1.engines.structured import json_grammar
+
+        try:
+            return json_grammar(schema)
+        except UserError as exc:
+            raise BadRequest(str(exc), param="response_format") from None
 
     def responses(self, body: ResponsesBody) -> list[Job]:
         """The Responses API: `instructions` and `input` as a conversation, one choice."""
