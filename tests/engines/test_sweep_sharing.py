@@ -95,3 +95,18 @@ def test_the_reprefill_loop_shares_a_greedy_sweep_and_gives_the_same_samples(tin
     shared = engine.generate(share(requests), batch_size=8)
     assert [described(c) for c in shared] == [described(c) for c in alone]
     assert sum(c.prompt_tokens_processed for c in shared) < sum(c.prompt_tokens_processed for c in alone)
+
+
+@pytest.mark.slow
+def test_the_remote_engine_against_s1_serve_shares_a_greedy_sweep(tiny_dir):
+    """Through `--engine remote` against `s1 serve`: the same samples, fewer prompt tokens sent."""
+    from s1.engines.remote import RemoteEngine
+    from tests.serve.test_serve import served
+
+    with served("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "8") as base:
+        engine = RemoteEngine.load(str(tiny_dir), [f"{base}/v1"], mode="ids")
+        requests = sweep(engine, lambda i: Sampling())[:15]
+        alone = engine.generate(requests, batch_size=8)
+        shared = engine.generate(share(requests), batch_size=8)
+    assert [described(c) for c in shared] == [described(c) for c in alone]
+    assert sum(c.prompt_tokens_processed for c in shared) < sum(c.prompt_tokens_processed for c in alone)
