@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from s1.cli.common import app
 from s1.report.compare import compare
+from s1.report.html import render
 from tests.evaluate.test_evaluate import s1
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs" / "paper").glob("*.yaml"))
@@ -61,6 +62,7 @@ def test_each_recipe_runs_end_to_end_and_the_report_shows_the_paper_column(recip
     text = compare([str(run)], tmp_path / "report.png")
     assert "| paper |" in text.splitlines()[0] and "paper Control / Scaling / Performance" in text
     assert keys["paper"]["source"] in text
+    assert "<th>paper Control / Scaling / Performance</th>" in render([str(run)])
     paper = keys["paper"]["benchmarks"].get("aime24", {})
     for method, numbers in (paper.get("methods") or {}).items():
         cells = " / ".join(

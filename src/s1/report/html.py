@@ -20,6 +20,7 @@ from s1.core.files import write_atomic
 from s1.core.rundir import RunDir
 from s1.evaluate.records import BenchmarkSummary, SampleRecord, Summary, SummaryRow, parse_record
 from s1.report.compare import load_summary
+from s1.report.paper import paper_metrics, read_paper
 from s1.report.plots import method_points
 
 MAX_SAMPLES = 2000
@@ -125,22 +126,29 @@ def _settings_table(name: str, bench: BenchmarkSummary) -> str:
     )
 
 
-def _metrics_table(summaries: list[tuple[str, Summary]]) -> str:
+def _metrics_table(summaries: list[tuple[str, Summary]], papers: list[dict]) -> str:
+    """Control / Scaling / Performance per run and method; a "paper" column where a run came from a recipe
+    with the paper's numbers (report/paper.py)."""
+
     def f(v, spec=".1f"):
         return "–" if v is None else format(v, spec)
 
+    shown = any(papers)
     rows = []
-    for run, summary in summaries:
+    for (run, summary), numbers in zip(summaries, papers):
         for bench, data in summary.benchmarks.items():
             for method, m in data.methods.items():
+                paper = f"<td>{html.escape(paper_metrics(numbers, bench, method))}</td>" if shown else ""
                 rows.append(
                     f"<tr><td>{html.escape(run)}</td><td>{html.escape(bench)}</td><td>{html.escape(method)}</td>"
                     f"<td>{f(m.control)}</td><td>{f(m.strict_control)}</td><td>{f(m.scaling_per_1k_tokens, '.2f')}</td>"
-                    f"<td>{f(m.scaling_per_doubling, '.2f')}</td><td>{f(m.performance)}</td></tr>"
+                    f"<td>{f(m.scaling_per_doubling, '.2f')}</td><td>{f(m.performance)}</td>{paper}</tr>"
                 )
     return (
         "<table><tr><th>run</th><th>benchmark</th><th>method</th><th>Control %</th><th>strict control %</th>"
-        "<th>Scaling (points / 1k tokens)</th><th>Scaling (points / doubling)</th><th>Performance %</th></tr>"
+        "<th>Scaling (points / 1k tokens)</th><th>Scaling (points / doubling)</th><th>Performance %</th>"
+        + ("<th>paper Control / Scaling / Performance</th>" if shown else "")
+        + "</tr>"
         + "".join(rows)
         + "</table>"
     )
@@ -278,7 +286,7 @@ def _page(runs: list[str], summaries: list[Summary], title: str | None, intro: s
 {intro}
 <h2>Accuracy against thinking</h2><div class="plot">{_svg_plot(curves, "")}</div>
 <h2>Settings</h2>{tables}
-<h2>Control, Scaling, Performance</h2>{_metrics_table(list(zip(names, summaries)))}
+<h2>Control, Scaling, Performance</h2>{_metrics_table(list(zip(names, summaries)), [read_paper(r) for r in runs])}
 <details><summary>How to read these tables</summary><ul>{notes}</ul></details>
 <h2>Samples</h2>
 <div class="filters"><select id="setting"><option value="">every setting</option>
