@@ -21,6 +21,8 @@ from s1.core.rundir import MARKER, claim_directory, directory_kind, unlock_direc
 from tests.conftest import DATA
 from tests.evaluate.test_evaluate import s1
 
+FIXTURE_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "eval_run_b86fcda" / "run"
+
 
 def eval_args(model: Path, data: Path, out: Path, caps: str = "8") -> list[str]:
     return [
@@ -280,6 +282,13 @@ def test_a_plot_format_matplotlib_cannot_write_names_those_it_can(tmp_path, tiny
     assert not list(tmp_path.glob("*out.xyz*"))
     assert s1("report", str(out), "--plot", str(tmp_path / "out.svg")).returncode == 0
     assert (tmp_path / "out.svg").read_text().rstrip().endswith("</svg>")
+
+
+def test_a_plot_where_no_file_can_be_made_says_so_rather_than_a_missing_folder():
+    """/proc exists but takes no new files; the sentence used to say "its folder does not exist"."""
+    run = FIXTURE_RUN
+    one_sentence(s1("report", str(run), "--plot", "/proc/s1-plot.png"), "its folder does not take new files")
+    one_sentence(s1("report", str(run), "--plot", "/no/such/folder/p.png"), "its folder does not exist")
 
 
 def test_a_curation_store_the_disk_refuses_is_one_sentence(tmp_path):

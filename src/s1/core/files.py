@@ -32,6 +32,8 @@ def write_failure(path: str | Path, exc: BaseException) -> UserError:
         why, fix = "the disk is full", "free some space"
     elif code in _READ_ONLY or any(w in text for w in ("readonly", "Read-only", "read-only", "Permission denied")):
         why, fix = "the location is not writable", "make it writable or choose another output"
+    elif code in (errno.ENOENT, errno.ENOTDIR) and Path(path).parent.is_dir():  # /proc, /sys: no new files
+        why, fix = "its folder does not take new files", "choose another path"
     elif code in (errno.ENOENT, errno.ENOTDIR):
         why, fix = "its folder does not exist", "create the folder or choose another path"
     elif code == errno.EISDIR:
