@@ -83,3 +83,19 @@ def test_json_object_and_bad_formats(client):
                 model="m", messages=[{"role": "user", "content": "hi"}], response_format=fmt, extra_body=extra
             )
         assert caught.value.body["param"] in ("response_format", "answer_prefix"), caught.value.body
+
+
+def test_the_responses_api_takes_the_schema_as_text_format(client):
+    """OpenAI's Responses API puts the schema beside the type (`text.format`); the answer validates the same."""
+    import openai
+
+    response = client.responses.create(
+        model="m",
+        input="How long is a pencil? Answer in JSON.",
+        text={"format": {"type": "json_schema", "name": "length", "schema": SCHEMA}},
+        extra_body={"max_thinking_tokens": 4, "max_answer_tokens": 40},
+    )
+    jsonschema.validate(json.loads(response.output_text), SCHEMA)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="m", input="hi", text={"format": {"type": "json_schema", "name": "x"}})
+    assert caught.value.body["param"] == "text.format"

@@ -285,7 +285,7 @@ class Translator:
         jobs = self._conversation(body, messages, kwargs, asked, max_tokens, limit_field, sampling, logprobs)
         return [replace(job, request=replace(job.request, grammar=grammar)) for job in jobs]
 
-    def grammar(self, response_format: dict | None) -> str | None:
+    def grammar(self, response_format: dict | None, field: str = "response_format") -> str | None:
         """The grammar for the answer that `response_format` asks for (OpenAI's shapes: json_object, or
         json_schema with its `schema` under `json_schema`); None for text."""
         kind = (response_format or {}).get("type", "text")
@@ -296,16 +296,13 @@ class Translator:
             spec = response_format.get("json_schema")
             schema = spec.get("schema") if isinstance(spec, dict) else None
             if not isinstance(schema, dict):
-                raise BadRequest(
-                    "response_format json_schema needs json_schema.schema, a JSON schema object; add it.",
-                    param="response_format",
-                )
+                raise BadRequest(f"{field} json_schema needs its schema, a JSON schema object; add it.", param=field)
         from s1.engines.structured import json_grammar
 
         try:
             return json_grammar(schema)
         except UserError as exc:
-            raise BadRequest(str(exc), param="response_format") from None
+            raise BadRequest(str(exc), param=field) from None
 
     def responses(self, body: ResponsesBody) -> list[Job]:
         """The Responses API: `instructions` and `input` as a conversation, one choice."""
@@ -313,18 +310,30 @@ class Translator:
         if body.tools:
             raise BadRequest("tools are not supported by s1 serve's Responses API; remove them.")
         fmt = (body.text or {}).get("format") or {"type": "text"}
-        if fmt.get("type") != "text":
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind not in ("text", "json_object", "json_schema"):
             raise BadRequest(
-                f"text.format {fmt.get('type')!r} is not supported (s1 serve has no guided decoding); use "
-                "{'type': 'text'} or remove it."
+                f"text.format {kind!r} is not supported; use text, json_object or json_schema.", param="text.format"
             )
+        grammar = None
+        if kind != "text":
+            if not self.spec.logprobs or body.answer_prefix:
+                raise BadRequest(
+                    f"text.format {kind} needs an in-process engine (--engine {_logit_engines()}) and no "
+                    "answer_prefix; remove one of them.",
+                    param="text.format",
+                )
+            # the Responses API puts the schema beside the type; chat nests it under json_schema
+            grammar = self.grammar({"type": kind, "json_schema": {"schema": fmt.get("schema")}}, "text.format")
+            body = body.model_copy(update={"answer_prefix": ""})
         kwargs = self.template_kwargs(body.chat_template_kwargs)
         effort = body.reasoning.effort if body.reasoning is not None else None
         asked = self.thinking(body, kwargs, effort)
         messages = response_messages(body)
         max_tokens = body.max_output_tokens if body.max_output_tokens is not None else body.max_tokens
         limit_field = "max_output_tokens" if body.max_output_tokens is not None else "max_tokens"
-        return self._conversation(body, messages, kwargs, asked, max_tokens, limit_field, sampling, None)
+        jobs = self._conversation(body, messages, kwargs, asked, max_tokens, limit_field, sampling, None)
+        return [replace(job, request=replace(job.request, grammar=grammar)) for job in jobs]
 
     def _conversation(self, body, messages, kwargs, asked, max_tokens, limit_field, sampling, logprobs) -> list[Job]:
         """A conversation's prompt with thinking opened, or, with thinking off, with an empty thinking block
