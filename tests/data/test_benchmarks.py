@@ -164,7 +164,8 @@ def test_a_users_task_file_defines_a_benchmark_without_code(tmp_path, data_dir):
             "no id field 'nope'",
         ),
         (
-            "task: x\ndoc_to_text: '{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}'\ndoc_to_target: '{{ a }}'\ndata_file: f.jsonl\n",
+            "task: x\ndoc_to_text: '{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}'\n"
+            "doc_to_target: '{{ a }}'\ndata_file: f.jsonl\n",
             "cannot be rendered",
         ),
     ],

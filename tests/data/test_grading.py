@@ -157,9 +157,9 @@ def test_choice_letter_reads_the_last_commitment():
 def test_aime_artefact_does_not_break_grading(grader, data_dir):
     """AIME24 problem 71 holds a backspace where '\\b' of '\\begin' was read."""
     row = next(
-        json.loads(l)
-        for l in (data_dir / "aime24_nofigures.jsonl").read_text().splitlines()
-        if json.loads(l)["id"] == 71
+        json.loads(line)
+        for line in (data_dir / "aime24_nofigures.jsonl").read_text().splitlines()
+        if json.loads(line)["id"] == 71
     )
     assert "\x08egin" in row["problem"]
     g = grader.grade("integer", row["answer"], row["problem"] + "\nFinal Answer: " + row["answer"])

@@ -12,7 +12,6 @@ from s1.core.errors import UserError
 from s1.core.sampling import Sampling
 from s1.engines.base import prepare_ids
 from s1.engines.llamacpp import LlamaCppEngine
-
 from tests.cli.test_cli import s1
 from tests.serve.test_serve import chat, client_settings, reference, served
 
@@ -236,7 +235,7 @@ def test_logprobs_prompt_logprobs_and_min_tokens_through_the_shared_loop(engine)
     scored = replace(plain, logprobs=2, prompt_logprobs=1)
     [c] = engine.generate([scored])
     assert len(c.logprobs) == len(c.output_token_ids)
-    for token, (logprob, top) in zip(c.output_token_ids, c.logprobs):
+    for logprob, top in c.logprobs:
         assert len(top) == 2 and logprob <= 0
     forced = {i for _, start, end in c.forced_spans for i in range(start, end)}
     assert forced and len(forced) < len(c.output_token_ids), "the case should mix forced and chosen tokens"

@@ -16,7 +16,6 @@ from s1.core.errors import UserError
 from s1.core.models import embedded_gguf
 from s1.engines.llamacpp import LlamaCppEngine
 from s1.engines.remote import RemoteEngine
-
 from tests.engines.test_remote import Proxy
 from tests.serve.test_serve import free_port, served, stop_server
 

@@ -20,7 +20,6 @@ from s1.core.formats import encode
 from s1.engines.base import make_request
 from s1.engines.hf import HFEngine
 from s1.engines.remote import RemoteEngine, adds_bos, prompt_text
-
 from tests.cli.test_cli import s1
 from tests.serve.test_serve import free_port, served
 

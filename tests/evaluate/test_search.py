@@ -217,7 +217,6 @@ def test_bad_reward_model_values_are_one_sentence(reward_dirs, tmp_path):
 
 def test_eval_searches_three_math500_problems_beside_budget_forcing(tiny_dir, reward_dirs, data_dir, tmp_path):
     from s1.evaluate.config import EvalConfig
-
     from tests.evaluate.test_evaluate import evaluate
 
     out = tmp_path / "run"

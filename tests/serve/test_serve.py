@@ -61,7 +61,7 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise AssertionError("the server did not exit within 30 s of SIGTERM")
+        raise AssertionError("the server did not exit within 30 s of SIGTERM") from None
 
 
 @contextlib.contextmanager

@@ -125,7 +125,8 @@ def test_several_trajectories_are_joined_by_a_newline_as_s1_did(embedded):
 
 
 def test_r1_turns_end_with_the_models_own_eos(embedded):
-    """An R1-style model stops at its EOS; ending its turns with the format's <|im_end|> would teach it never to stop."""
+    """An R1-style model stops at its EOS; ending its turns with the format's <|im_end|> would teach it never to
+    stop."""
     import copy
 
     tokenizer = copy.deepcopy(embedded[1])
@@ -187,7 +188,7 @@ def test_loss_is_only_on_the_assistant_part(tiny, s1k_file, tmp_path):
             assert label == -100, f"prompt token {position} ({tokenizer.decode([token])!r}) is not masked"
         else:
             assert label == token, f"completion token {position} ({tokenizer.decode([token])!r}) is masked"
-    learned = tokenizer.decode([t for t, l in zip(ids, labels) if l != -100])
+    learned = tokenizer.decode([t for t, label in zip(ids, labels) if label != -100])
     assert learned == ex["completion"]
     assert learned.startswith("<|im_start|>think\n") and learned.endswith("<|im_end|>")
 

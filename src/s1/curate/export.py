@@ -167,7 +167,8 @@ def markdown(rep: dict) -> str:
     ]
     for name, d in rep["trace_tokens"].items():
         lines.append(
-            f"| {name} | {d['count']} | {d.get('min', '')} | {d.get('median', '')} | {d.get('mean', '')} | {d.get('max', '')} |"
+            f"| {name} | {d['count']} | {d.get('min', '')} | {d.get('median', '')} "
+            f"| {d.get('mean', '')} | {d.get('max', '')} |"
         )
     lines += [
         "",

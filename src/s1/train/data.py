@@ -33,7 +33,8 @@ def _trace_and_attempt(record: dict, index: int, source: str) -> tuple[str, str]
     for name, value in zip(names, (trace, attempt)):
         if not isinstance(value, str) or not value.strip():
             raise UserError(
-                f"Record {index + 1} has no {name!r}; give each record question + thinking_trajectories + attempt (s1K), "
+                f"Record {index + 1} has no {name!r}; give each record question + thinking_trajectories + "
+                "attempt (s1K), "
                 "deepseek_/gemini_thinking_trajectory + _attempt (s1K-1.1), or question + thinking + answer."
             )
     return trace, attempt

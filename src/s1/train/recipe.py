@@ -195,7 +195,8 @@ def resolve(values: dict) -> TrainConfig:
             value = _convert(key, value, float)
             if not 0 <= value < 1:
                 raise UserError(
-                    f"warmup_ratio (--warmup-ratio) is a share of all steps, from 0 up to (not including) 1; got {value}."
+                    "warmup_ratio (--warmup-ratio) is a share of all steps, from 0 up to (not including) 1; "
+                    f"got {value}."
                 )
         if name in OWN_KEYS:
             own[name] = _convert(key, value, own_types[name])

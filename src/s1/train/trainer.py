@@ -34,7 +34,8 @@ def accumulation_steps(config: TrainConfig) -> int:
     per_step = config.value("per_device_train_batch_size") * sharding.world_size()
     if config.batch_size % per_step:
         raise UserError(
-            f"--batch-size {config.batch_size} is not a multiple of micro batch {config.value('per_device_train_batch_size')} x "
+            f"--batch-size {config.batch_size} is not a multiple of micro batch "
+            f"{config.value('per_device_train_batch_size')} x "
             f"{sharding.world_size()} processes; choose a global batch that divides evenly."
         )
     return config.batch_size // per_step
@@ -120,7 +121,8 @@ def _train(config: TrainConfig, output: Path) -> Path:
         return output / "final"
     if checkpoint is not None and not config.resume:
         raise UserError(
-            f"{output} already holds checkpoints of an earlier run; pass --resume to continue it or choose another --output."
+            f"{output} already holds checkpoints of an earlier run; pass --resume to continue it or choose another "
+            "--output."
         )
     if checkpoint is None and config.resume:
         raise UserError(f"--resume was given but {output} holds no complete checkpoint-* directory to resume from.")
@@ -134,7 +136,8 @@ def _train(config: TrainConfig, output: Path) -> Path:
         return output / "final"
     if len(examples) < config.batch_size and sharding.rank() == 0:
         print(
-            f"Note: {len(examples)} examples are fewer than the global batch {config.batch_size}, so every step sees all of them."
+            f"Note: {len(examples)} examples are fewer than the global batch {config.batch_size}, "
+            "so every step sees all of them."
         )
     args = sft_args(config, output, accumulation, save_every, end)  # forms the process group
     dtype = training_dtype(config)
@@ -142,7 +145,8 @@ def _train(config: TrainConfig, output: Path) -> Path:
     model, loaded = load_model(config.model, dtype, mixed)
     if not mixed and dtype != torch.float32 and sharding.rank() == 0:
         print(
-            f"Note: the weights are trained in {_name(dtype)} without fp32 master weights (no mixed precision here), so "
+            f"Note: the weights are trained in {_name(dtype)} without fp32 master weights "
+            "(no mixed precision here), so "
             "AdamW steps smaller than about 1/256 of a weight are lost; --dtype float32 keeps them."
         )
     callbacks = _callbacks()
@@ -166,9 +170,8 @@ def _train(config: TrainConfig, output: Path) -> Path:
             else f"checkpoints: {getattr(args.save_strategy, 'value', args.save_strategy)}"
         )
         print(
-            f"Training {total} steps ({len(examples)} examples, global batch {config.batch_size}, {sharding.kind()}), {saving}"
-            + (f", resuming from {checkpoint.name}" if checkpoint else "")
-            + "."
+            f"Training {total} steps ({len(examples)} examples, global batch {config.batch_size}, "
+            f"{sharding.kind()}), {saving}" + (f", resuming from {checkpoint.name}" if checkpoint else "") + "."
         )
     try:
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
