@@ -9,6 +9,9 @@ decided. Two drivers feed it:
 - re-prefill (remote servers, the proxy, the reference backend): `round()` says how many tokens the
   model may write next and which stop it, `feed()` takes what a backend call returned, and `forced()`
   appends whatever the state forces before the next call.
+
+One concern, so one module past 400 lines: budget forcing's settings and its one state machine (with the
+branches a shared sweep follows), which every engine and driver feeds.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ choice). Multiple choice tasks list their options (`doc_to_choice`, with `doc_to
 correct one) and may shuffle them with a fixed seed per record. The shipped tasks live in `s1/tasks/`; a
 user adds one by writing such a file and passing its path to `--benchmark`, or a folder of them to
 `--include-path`. Templates run in Jinja's sandbox, so a task file cannot run code.
+
+One concern, so one module past 400 lines: benchmark task files and data files into problems.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ Why it is built this way:
   multiprocessing child: it never re-imports the caller's script, so a script that grades needs no
   `if __name__ == "__main__":`. It watches its parent: when it dies, even by SIGKILL, the worker exits
   within a second, so a killed run leaves nothing behind.
+
+One concern, so one module past 400 lines: whether an answer is right, for every answer kind.
 """
 
 from __future__ import annotations

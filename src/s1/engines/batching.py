@@ -18,6 +18,8 @@ Runtimes (llama.cpp's KV streams, the transformers engine's per-row cache) provi
   1 (the last token's, shape [vocab]) or 2 (every token's, [len, vocab]);
 - `release(slot, logits=None)`: a paused row's slot comes with its last logits, so the runtime may keep
   its cache for the rows that continue it.
+
+One concern, so one module past 400 lines: the continuous-batching loop the in-process engines share.
 """
 
 from __future__ import annotations

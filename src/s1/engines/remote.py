@@ -15,6 +15,8 @@ flight and stays there for all its rounds, so the server's prefix cache makes ev
 A failing call is retried on the same server with exponential backoff (timeouts, connection errors,
 HTTP 429 and 5xx, honouring Retry-After); once its tries there are spent, the sequence moves to
 another server and stays there.
+
+One concern, so one module past 400 lines: driving remote OpenAI-compatible servers (modes, rounds, spread).
 """
 
 from __future__ import annotations

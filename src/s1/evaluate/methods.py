@@ -16,6 +16,8 @@ Labels are canonical: the same setting always gets the same label, whatever else
 because labels name settings across resumed and extended runs; a setting's `spec()` is part of every
 sample's identity, so neither may change for a setting that exists. (One concern, the methods, at
 about 400 lines.)
+
+One concern, so one module past 400 lines: the paper's methods as objects (settings, running, picking).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 A body becomes one `Job` per choice (n choices of each prompt); refusals are `BadRequest`s whose
 message is the sentence the client gets with its 400. Which fields an engine can honour (logprobs,
 min_tokens) is a capability of the engine (engines/registry.py), not a list kept here.
+
+One concern, so one module past 400 lines: what a request body asks of the engine, and its refusals.
 """
 
 from __future__ import annotations

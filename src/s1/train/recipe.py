@@ -6,6 +6,8 @@ later winning, from `PAPER`, a YAML recipe file (`s1 train --config recipe.yaml`
 recipe files), the CLI's short flags (`--lr` is `learning_rate`, see `SHORT_FLAGS`) and `--set key=value`.
 Strings are converted by the field's declared type, so `--set learning_rate=2e-5` and a YAML `2e-5`
 (which YAML reads as text) both become floats; every wrong key or value is one sentence.
+
+One concern, so one module past 400 lines: what a training run is asked to do (keys, defaults, validation).
 """
 
 from __future__ import annotations

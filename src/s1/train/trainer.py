@@ -7,6 +7,8 @@ in safetensors, config, tokenizer, a chat template whose generation prompt opens
 generation config that stops at the end token the examples were trained to emit. Multi-GPU runs go
 through `accelerate launch` with configs/accelerate (FSDP2, DeepSpeed ZeRO-3); sharding.py holds what
 s1 adds to them.
+
+One concern, so one module past 400 lines: one SFT run from recipe to the consolidated model.
 """
 
 from __future__ import annotations
