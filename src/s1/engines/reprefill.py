@@ -244,7 +244,7 @@ class HFBackend:
             max_new_tokens=max(c.max_tokens for c in calls),
             eos_token_id=stops,
             pad_token_id=stops[0],
-            min_new_tokens=1 if calls[0].banned else 0,  # the banned ids are among the stops
+            min_new_tokens=1 if calls[0].banned else None,  # the banned ids are among the stops
             do_sample=not sampling.greedy,
             temperature=sampling.temperature if not sampling.greedy else 1.0,
             top_p=sampling.top_p,
