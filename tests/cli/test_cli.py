@@ -92,7 +92,6 @@ def test_input_file_gives_one_json_line_per_question(tmp_path, embedded):
         (["--model", "no-such-org/no-such-model", "Q"], "not in the local cache"),
         (["--model", "./no/such/dir", "Q"], "does not exist"),
         (["--format", "xyz", "Q"], "Unknown thinking format"),
-        (["--format", "r1", "Q"], "single token"),
         (["   "], "question is empty"),
         ([], "No question given"),
         (["--input", "/no/such/file.jsonl"], "Cannot read input file"),
