@@ -110,3 +110,34 @@ def test_the_remote_engine_against_s1_serve_shares_a_greedy_sweep(tiny_dir):
         shared = engine.generate(share(requests), batch_size=8)
     assert [described(c) for c in shared] == [described(c) for c in alone]
     assert sum(c.prompt_tokens_processed for c in shared) < sum(c.prompt_tokens_processed for c in alone)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "seeded"])
+def test_llamacpp_shares_a_sweep_with_the_same_samples(sampled):
+    """llama.cpp forks a branch by copying the trunk's KV stream (whole copy, then cut to the branch point)."""
+    from s1.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine.load("smollm2", parallel=4, ctx_size=4 * 1024, threads=2)
+
+    def sampling_of(i):
+        return Sampling(temperature=1.0, seed=100 + i) if sampled else Sampling()
+
+    requests = [
+        make_request(
+            engine.tokenizer,
+            engine.format_tokens,
+            engine.context_length,
+            QUESTIONS[0],
+            BudgetForcing(max_thinking_tokens=cap, num_ignore=k, max_answer_tokens=4),
+            sampling_of(0),
+        )
+        for cap in (0, 6, 16)
+        for k in (0, 1)
+    ]
+    alone = engine.generate(requests)
+    shared_requests = share(requests)
+    assert sum(r.follows is not None for r in shared_requests) == len(requests) - 1
+    shared = engine.generate(shared_requests)
+    assert [described(c) for c in shared] == [described(c) for c in alone]
+    assert sum(c.shared_tokens for c in shared) > 0
