@@ -62,3 +62,16 @@ def test_a_thinking_cap_too_large_says_what_either_budget_would_fit(parts):
     answer = int(re.search(r"max_answer_tokens to at most (\d+)", text)[1])
     assert _prepare(parts, "Q", max_thinking_tokens=thinking, max_answer_tokens=200).cap == thinking
     assert _prepare(parts, "Q", max_thinking_tokens=400, max_answer_tokens=answer).cap == 400
+
+
+@pytest.mark.parametrize("cap", [0, None, 8])
+def test_the_answer_budget_left_to_the_context_fits_any_cap(parts, cap):
+    """`s1 eval`'s default answer budget (none: what the context leaves) with cap 0 (no thinking), no cap or a
+    cap: the request is prepared, and prompt + cap + forced end + answer fit the context."""
+    tokenizer, tokens = parts
+    request = _prepare(parts, "What is 2+2?", max_thinking_tokens=cap, max_answer_tokens=None)
+    ending = len(tokens.forced_end(request.forcing.answer_prefix, after_newline=False))
+    used = len(request.prompt_token_ids) + request.cap + ending + request.forcing.max_answer_tokens
+    assert used <= CONTEXT and request.forcing.max_answer_tokens >= 1
+    if cap is not None:
+        assert request.cap == cap

@@ -141,3 +141,16 @@ def test_llamacpp_shares_a_sweep_with_the_same_samples(sampled):
     shared = engine.generate(shared_requests)
     assert [described(c) for c in shared] == [described(c) for c in alone]
     assert sum(c.shared_tokens for c in shared) > 0
+
+
+@pytest.mark.slow
+def test_a_penalized_sweep_shares_with_its_penalties(tiny):
+    """A branch forked into a free slot penalizes repeats as its setting alone does (its counts made from the
+    output it took over)."""
+    engine = HFEngine(*tiny)
+    penalized = Sampling(temperature=1.0, seed=5, repetition_penalty=1.5, frequency_penalty=0.7, presence_penalty=0.3)
+    requests = sweep(engine, lambda i: penalized)
+    alone = engine.generate(requests, batch_size=8)
+    shared = engine.generate(share(requests), batch_size=4)
+    assert [described(c) for c in shared] == [described(c) for c in alone]
+    assert sum(c.shared_tokens for c in shared) > 0

@@ -298,12 +298,14 @@ def _answer_room(
     format_tokens: FormatTokens, context_length: int, prompt: int, forcing: BudgetForcing, plain: bool
 ) -> BudgetForcing:
     """No answer budget: the answer may use what the context leaves after the prompt, the cap and the forced
-    end (s1's evaluation let vLLM fill the context); with no cap either, thinking leaves ANSWER_RESERVE."""
+    end (s1's evaluation let vLLM fill the context); with no cap either, thinking leaves ANSWER_RESERVE.
+    Thinking keeps at least one token of room even at cap 0, as every request's arithmetic asks
+    (`_check_fixed_parts`): the answer is one token shorter, never refused."""
     room = context_length - prompt
     if not plain and format_tokens.fmt.thinks:
         cap = forcing.max_thinking_tokens
         ending = len(format_tokens.forced_end(forcing.answer_prefix, after_newline=False))
-        room -= ending + (cap if cap is not None else max(room - ending - ANSWER_RESERVE, 0))
+        room -= ending + (max(cap, 1) if cap is not None else max(room - ending - ANSWER_RESERVE, 1))
     if room < 1:
         raise UserError(
             f"The prompt ({prompt} tokens) and {named('max_thinking_tokens')} ({forcing.max_thinking_tokens}) leave "

@@ -334,6 +334,11 @@ class BatchLoop:
                 since=len(state.output),
                 shared=shared,
             )
+            if request.sampling.penalized:  # counted afresh from the branch's output so far, as alone
+                device = getattr(self.runtime, "device", "cpu")
+                row.penalties = Penalties(
+                    request.sampling, list(request.prompt_token_ids), self.runtime.vocab_size, device
+                )
             self.rows.append(row)
             finished += self._force(row)
         if trunk.state.done:  # the branches still following end exactly as the trunk did
@@ -502,13 +507,17 @@ class BatchLoop:
         self.runtime.rewind(row.slot, row.position)
         if row.logprobs is not None:
             del row.logprobs[len(row.logprobs) - n :]
+        if row.penalties is not None:  # the output shrank: its counts are made again from what is left
+            row.penalties.counts.zero_()
+            row.penalties.seen = 0
 
     @staticmethod
     def _repick(logits: torch.Tensor, j: int, row: Row, banned: frozenset[int]) -> int:
         """Row j's draw again with `banned` masked: an ignored end of thinking with an empty extension."""
         masked = logits[j : j + 1].clone()
         masked[0, sorted(banned)] = float("-inf")
-        return pick_tokens(masked, [row.request.sampling], [row.generator])[0]
+        penalized = [(row.penalties, row.state.output)] if row.penalties is not None else None
+        return pick_tokens(masked, [row.request.sampling], [row.generator], penalized)[0]
 
     def _release_unadmitted(self, row: Row) -> None:
         self.runtime.release(row.slot)
