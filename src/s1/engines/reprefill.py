@@ -116,9 +116,9 @@ def forcing_rounds(
                 phase, at = state.phase, len(state.output)
                 if not state.feed([token]):
                     break
-                replaced = (
-                    state.output[at] != token or state.phase is not phase
-                )  # the backend's next tokens no longer follow
+                # the backend's next tokens no longer follow: the token was replaced, changed the phase, or
+                # completed an end string whose start the state took back (the output is shorter than before)
+                replaced = state.phase is not phase or len(state.output) <= at or state.output[at] != token
                 state.forced()
                 if replaced or step.ended(state, since, text):
                     break
