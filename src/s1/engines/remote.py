@@ -353,16 +353,19 @@ class RemoteBackend:
 
     # --- one round ---------------------------------------------------------------------------------
 
-    def _body(self, call: Call) -> dict:
+    def _body(self, call: Call, url: str) -> dict:
         s = call.sampling
+        # "all tokens" is -1 to vLLM (old versions refuse 0) and 0 to llama.cpp's servers (llama-cpp-python's
+        # refuses -1): servers that return token ids are vLLM's kind, text-only ones llama.cpp's
+        every_token = -1 if self.modes[url] == "ids" else 0
         body = {
             "model": self.model,
             "max_tokens": call.max_tokens,
             "temperature": s.temperature,
             "top_p": s.top_p,
             # every sampling setting is sent, at its neutral value too: llama-server's own defaults are not
-            # neutral (top_k 40, min_p 0.05, repeat_penalty 1.1); -1 is "all tokens" to old and new vLLM alike
-            "top_k": s.top_k if s.top_k > 0 else -1,
+            # neutral (top_k 40, min_p 0.05, repeat_penalty 1.1)
+            "top_k": s.top_k if s.top_k > 0 else every_token,
             "min_p": s.min_p,
             "repetition_penalty": s.repetition_penalty,
             "frequency_penalty": s.frequency_penalty,
@@ -376,7 +379,7 @@ class RemoteBackend:
     def _complete(self, url: str, call: Call) -> list[int]:
         if self.modes[url] == "ids":
             body = {
-                **self._body(call),
+                **self._body(call, url),
                 "prompt": list(call.token_ids),
                 "stop_token_ids": sorted(call.stop_ids),
                 "return_token_ids": True,
@@ -391,7 +394,7 @@ class RemoteBackend:
             ]
             # repeat_penalty is llama.cpp's name for repetition_penalty
             body = {
-                **self._body(call),
+                **self._body(call, url),
                 "prompt": prompt_text(self.tokenizer, call.token_ids, self.strip_bos),
                 "stop": stops,
                 "repeat_penalty": call.sampling.repetition_penalty,
