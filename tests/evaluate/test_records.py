@@ -200,8 +200,9 @@ def test_every_methods_labels_and_specs_are_those_of_b86fcda():
             max_tries=5,
             min_thinking_tokens=3,
             rebase_vote="weighted",  # b86fcda's default (now majority, the paper's)
+            max_answer_tokens=1024,  # b86fcda's default (now what the context leaves, as s1's evaluation)
         ),
-        EvalConfig(methods=["step_conditional"], max_thinking_tokens=[64], steps=[1, 3]),
+        EvalConfig(methods=["step_conditional"], max_thinking_tokens=[64], steps=[1, 3], max_answer_tokens=1024),
     ]
     made = [f"{s.method} {s.label} {identity_hash(s.spec())}" for c in sweeps for s in c.settings()]
     assert made == (FIXTURE / "setting_specs.txt").read_text().splitlines()
