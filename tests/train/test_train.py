@@ -351,7 +351,6 @@ def test_bad_training_files_and_combinations_are_one_sentence(tiny_dir, s1k_file
     cases = [
         (["--data", str(empty)], "holds no records"),
         (["--data", str(broken)], "Line 2 of"),
-        (["--data", str(s1k_file), "--format", "r1"], "tokenizer splits it"),  # it could never be budget-forced
         (["--data", str(s1k_file), "--set", "eval_strategy=steps"], "training recipe cannot run"),  # no eval set
         (["--data", str(s1k_file), "--set", "use_liger_kernel=true"], "needs a package that is not installed"),
     ]
