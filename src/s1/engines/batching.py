@@ -266,9 +266,7 @@ class BatchLoop:
                     self.failed.append((index, exc))
                     self._release_unadmitted(row)
                     continue
-            if request.sampling.penalized:
-                device = getattr(self.runtime, "device", "cpu")
-                row.penalties = Penalties(request.sampling, list(ids), self.runtime.vocab_size, device)
+            row.penalties = self._penalties(request)
             self.rows.append(row)
             finished += self._force(row)
             if row.pending:  # forced tokens come first; the held logits are not the ones after them
@@ -334,11 +332,7 @@ class BatchLoop:
                 since=len(state.output),
                 shared=shared,
             )
-            if request.sampling.penalized:  # counted afresh from the branch's output so far, as alone
-                device = getattr(self.runtime, "device", "cpu")
-                row.penalties = Penalties(
-                    request.sampling, list(request.prompt_token_ids), self.runtime.vocab_size, device
-                )
+            row.penalties = self._penalties(request)  # counted afresh from the branch's output so far, as alone
             self.rows.append(row)
             finished += self._force(row)
         if trunk.state.done:  # the branches still following end exactly as the trunk did
@@ -500,6 +494,14 @@ class BatchLoop:
         the runtime can hand its cache to the rows that continue the trajectory."""
         self._release(row, logits)
         return (row.index, row.request, row.state, row)
+
+    def _penalties(self, request: Request) -> Penalties | None:
+        """The repetition, presence and frequency counts of a row that sets a penalty; its output is counted at
+        the first draw, so a row that starts with output (a resumed or forked trajectory) counts it too."""
+        if not request.sampling.penalized:
+            return None
+        device = getattr(self.runtime, "device", "cpu")
+        return Penalties(request.sampling, list(request.prompt_token_ids), self.runtime.vocab_size, device)
 
     def _rewind(self, row: Row, n: int) -> None:
         """Forget the row's last n fed tokens: the next token is fed at their place."""
