@@ -154,3 +154,25 @@ def test_a_penalized_sweep_shares_with_its_penalties(tiny):
     shared = engine.generate(share(requests), batch_size=4)
     assert [described(c) for c in shared] == [described(c) for c in alone]
     assert sum(c.shared_tokens for c in shared) > 0
+
+
+def test_a_trunk_that_fails_at_admission_loses_none_of_its_followers(tiny):
+    """A request that fails at admission (here: a prompt token outside the vocabulary) must not lose the
+    requests that were to follow its trajectory: each goes on as a request of its own and is answered, here
+    with the same failure, since followers share the prompt. Before, they were neither finished nor failed."""
+    from dataclasses import replace
+
+    engine = HFEngine(*tiny)
+    requests = sweep(engine, lambda i: Sampling(temperature=1.0, seed=3 + i))[:3]  # one question, cap 0, Wait 0-2
+    bad = [*requests[0].prompt_token_ids[:-1], engine.tokenizer.vocab_size + 5]
+    followed = [replace(r, prompt_token_ids=bad) for r in share(requests)]
+    assert [r.follows for r in followed] == [2, 2, None]
+    loop = engine.loop(max_batch=4)
+    for i, request in enumerate(followed):
+        loop.add(i, request)
+    finished = []
+    while loop.busy:
+        finished += loop.step()
+    assert not finished
+    assert sorted(i for i, _ in loop.failed) == [0, 1, 2], "followers were lost with the request they followed"
+    assert all("outside the vocabulary" in str(exc) for _, exc in loop.failed)

@@ -224,6 +224,7 @@ class BatchLoop:
             bad = next((t for t in ids if not 0 <= t < vocab), None)
             if bad is not None:
                 self.failed.append((index, ValueError(f"token id {bad} is outside the vocabulary (0 to {vocab - 1})")))
+                self._unfollow(index)
                 continue
             scored = request.prompt_logprobs is not None
             try:
@@ -234,9 +235,15 @@ class BatchLoop:
                     generator = self.carried.pop(index)
                 else:
                     generator = row_generator(request.sampling, getattr(self.runtime, "device", "cpu"))
+                grammar = None
+                if request.grammar is not None:
+                    from s1.engines.structured import AnswerGrammar
+
+                    grammar = AnswerGrammar(self.format_tokens.tokenizer, request.grammar)
                 state.follow(self._followers(index, request))
             except Exception as exc:
                 self.failed.append((index, exc))
+                self._unfollow(index)
                 continue
             context = list(ids) + state.output
             search = request.resume is not None or request.step is not None
@@ -256,22 +263,20 @@ class BatchLoop:
                 prefilled=len(context) - kept,
                 since=len(state.output),
                 ready=ready,
+                grammar=grammar,
             )
-            if request.grammar is not None:
-                from s1.engines.structured import AnswerGrammar
-
-                try:
-                    row.grammar = AnswerGrammar(self.format_tokens.tokenizer, request.grammar)
-                except Exception as exc:
-                    self.failed.append((index, exc))
-                    self._release_unadmitted(row)
-                    continue
             row.penalties = self._penalties(request)
             self.rows.append(row)
             finished += self._force(row)
             if row.pending:  # forced tokens come first; the held logits are not the ones after them
                 row.ready = None
         return finished
+
+    def _unfollow(self, index: int) -> None:
+        """A request that fails at admission takes nobody down with it: the requests that were to follow its
+        trajectory (a shared sweep) go on as requests of their own, with the same samples they would have had."""
+        for i, other in self.followers.pop(index, []):
+            self.waiting.append((i, replace(other, follows=None)))
 
     def _followers(self, index: int, request: Request) -> list[Branch]:
         """The branches of the requests that follow this one; each must differ from it only in a smaller or
@@ -520,10 +525,6 @@ class BatchLoop:
         masked[0, sorted(banned)] = float("-inf")
         penalized = [(row.penalties, row.state.output)] if row.penalties is not None else None
         return pick_tokens(masked, [row.request.sampling], [row.generator], penalized)[0]
-
-    def _release_unadmitted(self, row: Row) -> None:
-        self.runtime.release(row.slot)
-        self.free.append(row.slot)
 
     @staticmethod
     def _mask_by_grammar(rows: list[Row], logits: torch.Tensor) -> torch.Tensor:
