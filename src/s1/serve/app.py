@@ -21,6 +21,7 @@ from s1.core.errors import UserError
 from s1.engines.registry import EngineSpec, spec_of
 from s1.serve import chat, completions, metrics, models, responses_api, tokens
 from s1.serve.auth import ApiKey
+from s1.serve.bodies import with_body_schemas
 from s1.serve.limits import BodyLimit, Limits
 from s1.serve.protocol import BadRequest, Defaults
 from s1.serve.responses import error_response
@@ -62,6 +63,12 @@ def create_app(
     app.add_exception_handler(HTTPException, http_error)
     for module in (models, metrics, chat, completions, responses_api, tokens):
         app.include_router(module.router)
+    schema = app.openapi
+
+    def openapi() -> dict:  # the routes that read their own bodies name them (bodies.documented)
+        return app.openapi_schema or with_body_schemas(schema())
+
+    app.openapi = openapi
     return app
 
 

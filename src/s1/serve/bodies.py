@@ -23,6 +23,28 @@ from s1.serve.protocol import BadRequest
 M = TypeVar("M", bound=BaseModel)
 
 
+DOCUMENTED: dict[str, type[BaseModel]] = {}
+"""The body models of the routes that read their own body, by name, for /openapi.json (`documented`)."""
+
+
+def documented(model: type[BaseModel]) -> dict:
+    """The route's `openapi_extra` naming its body: FastAPI documents a body only where it parses it itself,
+    and these routes parse theirs here, so without this /openapi.json would show them taking no body."""
+    DOCUMENTED[model.__name__] = model
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def with_body_schemas(schema: dict) -> dict:
+    """FastAPI's OpenAPI document with the schemas `documented` refers to (and the ones they use) added."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in DOCUMENTED.items():
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[name] = body
+    return schema
+
+
 async def read_body(http: HTTPRequest, model: type[M]) -> M:
     """The request's body as `model`, parsed and checked in a worker thread."""
     raw = await http.body()

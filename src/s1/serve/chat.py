@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from s1.engines.base import Completion
-from s1.serve.bodies import read_body
+from s1.serve.bodies import documented, read_body
 from s1.serve.protocol import ChatBody
 from s1.serve.responses import (
     ChatChoice,
@@ -34,7 +34,7 @@ from s1.serve.translate import Job, prompt_tokens
 router = APIRouter()
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", openapi_extra=documented(ChatBody))
 async def chat(http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> Response:
     body = await read_body(http, ChatBody)
     jobs = await run_in_threadpool(state.translate.chat, body)  # templating and tokenizing: off the event loop

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from s1.engines.base import Completion
-from s1.serve.bodies import read_body
+from s1.serve.bodies import documented, read_body
 from s1.serve.protocol import CompletionBody
 from s1.serve.responses import (
     CompletionChoice,
@@ -31,7 +31,7 @@ from s1.serve.translate import Job, prompt_tokens
 router = APIRouter()
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", openapi_extra=documented(CompletionBody))
 async def completions(http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> Response:
     body = await read_body(http, CompletionBody)
     jobs = await run_in_threadpool(state.translate.completion, body)  # tokenizing: off the event loop

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from s1.evaluate.rewards import RewardModel
-from s1.serve.bodies import read_body
+from s1.serve.bodies import documented, read_body
 from s1.serve.protocol import BadRequest
 from s1.serve.responses import Shape
 
@@ -122,7 +122,7 @@ def pooling_state(http: HTTPRequest) -> Pooling:
     return http.app.state.pooling
 
 
-@router.post("/pooling")
+@router.post("/pooling", openapi_extra=documented(PoolingBody))
 async def pooling(http: HTTPRequest, state: Annotated[Pooling, Depends(pooling_state)]) -> JSONResponse:
     body = await read_body(http, PoolingBody)  # parsed and checked off the event loop (bodies.py)
     scored = await asyncio.to_thread(state.score, parse(body, state.tag))

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from s1.engines.base import Completion
-from s1.serve.bodies import read_body
+from s1.serve.bodies import documented, read_body
 from s1.serve.protocol import ResponsesBody
 from s1.serve.responses import (
     IncompleteDetails,
@@ -47,7 +47,7 @@ from s1.serve.translate import prompt_tokens
 router = APIRouter()
 
 
-@router.post("/v1/responses")
+@router.post("/v1/responses", openapi_extra=documented(ResponsesBody))
 async def responses(http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> Response:
     body = await read_body(http, ResponsesBody)
     jobs = await run_in_threadpool(state.translate.responses, body)  # templating and tokenizing: off the event loop

@@ -12,7 +12,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from s1.core.formats import encode
-from s1.serve.bodies import read_body
+from s1.serve.bodies import documented, read_body
 from s1.serve.protocol import BadRequest, Message, Open
 from s1.serve.responses import Detokenized, Tokenized
 from s1.serve.running import ignored_fields
@@ -39,7 +39,7 @@ class DetokenizeBody(Open):
     tokens: list[int] = Field(max_length=1_000_000)
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", openapi_extra=documented(TokenizeBody))
 async def tokenize(http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> JSONResponse:
     body = await read_body(http, TokenizeBody)
     return await run_in_threadpool(_tokenize, body, state)  # templating and tokenizing: off the event loop
@@ -64,7 +64,7 @@ def _tokenize(body: TokenizeBody, state: Served) -> JSONResponse:
     return JSONResponse(result.body(), headers=ignored_fields(body))
 
 
-@router.post("/detokenize")
+@router.post("/detokenize", openapi_extra=documented(DetokenizeBody))
 async def detokenize(http: HTTPRequest, state: Annotated[Served, Depends(served)]) -> JSONResponse:
     body = await read_body(http, DetokenizeBody)
     return await run_in_threadpool(_detokenize, body, state)
