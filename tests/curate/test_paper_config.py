@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from s1.curate import load_config
 from s1.curate.difficulty import _fill
 from s1.curate.diversity import domain_lines, load_domains
@@ -74,3 +76,73 @@ def test_the_classifier_gets_s1s_rubrics_separated_by_blank_lines(tmp_path):
     assert config.roles.classifier.system.endswith(
         "end your response on a new line with two-digit code of the subject that the question belongs to."
     )
+
+
+TABLE_2 = {p.stem.removeprefix("table2-"): p for p in sorted((PAPER.parents[1] / "paper").glob("table2-*.yaml"))}
+
+
+def test_each_table2_recipe_is_the_paper_config_with_its_ablation():
+    """Table 2's data ablations are configs/curate/paper.yaml with only the selection strategy (and the output)
+    changed, through `extends`: nothing else may drift from the paper's curation."""
+    assert set(TABLE_2) == {"random", "diverse", "longest", "full"}
+    paper = load_config(PAPER).model_dump()
+    for strategy, path in TABLE_2.items():
+        ablation = load_config(path).model_dump()
+        assert ablation["selection"]["strategy"] == strategy
+        assert ablation["output"] == f"runs/paper-table2-{strategy}"
+        for key in ("selection", "output"):
+            ablation.pop(key), paper.pop(key, None)
+        assert ablation == paper, f"{path.name} differs from the paper's curation beyond its selection"
+        paper = load_config(PAPER).model_dump()
+
+
+@pytest.mark.parametrize("strategy", ["random", "diverse", "longest", "full"])
+def test_each_table2_recipe_curates_end_to_end_given_models(strategy, tmp_path, tiny_dir):
+    """The recipe runs as it is given models that run here (the demo's programmatic roles and pool, as `s1 eval`'s
+    recipes get a tiny model): the ablation draws from the whole pool that passed quality, with its strategy."""
+    from s1.curate import run
+    from s1.curate.config import CurateConfig
+    from s1.demo import task
+
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in task.pool(120, seed=3)), encoding="utf-8")
+    (tmp_path / "domains.json").write_text(json.dumps({code: code for code in task.RULES}), encoding="utf-8")
+    role = {"engine": "python", "model": "s1.demo.task:solver"}
+    recipe = load_config(TABLE_2[strategy]).model_dump()
+    recipe.update(
+        output=str(tmp_path / "run"),
+        base_dir=str(tmp_path),
+        sources=[{"name": "walks", "path": "pool.jsonl", "cot_type": "math"}],
+        eval_sets=[],
+        domains="domains.json",
+        student=str(tiny_dir),
+        roles={
+            "teacher": {"engine": "python", "model": "s1.demo.task:teacher"},
+            "solvers": [role],
+            "judge": role,
+            "classifier": {"engine": "python", "model": "s1.demo.task:classifier"},
+        },
+    )
+    recipe["selection"].update(n=10, preselect=None)
+    report = run(CurateConfig.model_validate(recipe), show_progress=False, say=lambda _: None)
+    exported = [json.loads(line) for line in (tmp_path / "run" / "s1k.jsonl").read_text().splitlines()]
+    assert report["strategy"] == strategy
+    assert len(exported) == report["selected"] == (report["pool"] - 3 if strategy == "full" else 10)  # 3 broken
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("extends: missing.yaml\n", "which is not a file"),
+        ("extends: [a, b]\n", "extends must be the path of another curation config"),
+        ("extends: loop.yaml\n", "comes back to a config already read"),
+    ],
+)
+def test_a_bad_extends_is_one_sentence(tmp_path, text, words):
+    from s1.core.errors import UserError
+
+    path = tmp_path / "loop.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+    assert words in str(caught.value) and "\n" not in str(caught.value)

@@ -17,7 +17,10 @@ from s1.report.compare import compare
 from s1.report.html import render
 from tests.evaluate.test_evaluate import s1
 
-RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs" / "paper").glob("*.yaml"))
+RECIPES = sorted(
+    p for p in (Path(__file__).resolve().parents[2] / "configs" / "paper").glob("*.yaml") if "table2-" not in p.name
+)
+"""`s1 eval` recipes; Table 2's are `s1 curate` configs (tests/curate/test_paper_config.py)."""
 SMALL = ["--benchmark", "aime24", "--limit", "1", "--max-answer-tokens", "2", "--max-tokens", "24"]
 """Small limits for every recipe: one AIME24 problem, 24 tokens at most per sample."""
 PER_METHOD = {

@@ -223,9 +223,11 @@ def worded(error: UserError, role: str) -> str:
     return error.worded(lambda setting: f"{role}.{role_key(setting)}")
 
 
-def load_config(path: str | Path, output: str | None = None) -> CurateConfig:
-    """Read and check a config; every problem is one sentence naming the setting."""
-    path = Path(path)
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The config's mapping, with the config it `extends` (a path from its own folder) under it: mappings merge
+    key by key, anything else is replaced. So an ablation is a few lines over the config it varies (the paper's
+    Table 2 recipes in configs/paper/ are `selection.strategy` over configs/curate/paper.yaml). Relative input paths
+    start from the folder of the file that names them: the base's sources from the base's folder."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -240,6 +242,33 @@ def load_config(path: str | Path, output: str | None = None) -> CurateConfig:
             f"Config {path} must be a YAML mapping with sources, roles and selection; see configs/curate/embedded.yaml."
         )
     raw.setdefault("base_dir", str(path.resolve().parent))
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base.strip():
+        raise UserError(f"Config {path}: extends must be the path of another curation config; fix it.")
+    parent = (path.resolve().parent / base).resolve()
+    if parent in seen or parent == path.resolve():
+        raise UserError(f"Config {path}: extends {base} comes back to a config already read; break the loop.")
+    if not parent.is_file():
+        raise UserError(f"Config {path}: extends {base}, which is not a file ({parent}); check the path.")
+    under = _read(parent, (*seen, path.resolve()))
+    if "sources" not in raw:  # the sources come from the base: their paths start from its folder
+        raw["base_dir"] = under["base_dir"]
+    return _merge(under, raw)
+
+
+def _merge(under: dict, over: dict) -> dict:
+    out = dict(under)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(path: str | Path, output: str | None = None) -> CurateConfig:
+    """Read and check a config; every problem is one sentence naming the setting."""
+    path = Path(path)
+    raw = _read(path)
     try:
         config = CurateConfig.model_validate(raw)
     except ValidationError as exc:
