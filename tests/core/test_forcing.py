@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from s1 import BudgetForcing, UserError
@@ -41,6 +43,9 @@ def drive(tokens, forcing: BudgetForcing, script: list[int], cap: int | None = N
         (dict(extensions=()), "extensions"),
         (dict(extensions=("Wait", 3)), "extensions"),
         (dict(max_thinking_tokens=True), "max_thinking_tokens"),
+        (dict(thinking_grace_tokens=-1), "thinking_grace_tokens"),
+        (dict(thinking_grace_tokens=2.5), "thinking_grace_tokens"),
+        (dict(thinking_grace_tokens=True), "thinking_grace_tokens"),
     ],
 )
 def test_bad_settings_are_one_clear_error(kwargs, words):
@@ -187,3 +192,88 @@ def test_step_conditional_thinking_ends_at_no_steps_left_and_streams_only_what_s
     assert tokenizer.decode(state.output[: state.thinking_end]) == thought == reasoning
     assert tokenizer.decode(state.output[state.thinking_end :]).startswith("<|im_start|>answer")
     assert content.strip() == "56" and state.finish_reason == "stop"
+
+
+# ------------------------------------------------------------------ the grace after the cap (issue 31)
+DOT, NEWLINE, PLAIN = 30, 198, 100  # ".", "\n" and "t" in SmolLM2's vocabulary
+
+
+def test_grace_tokens_are_named_by_the_tokenizer_text(tokens):
+    assert tokens.text([DOT]) == "." and tokens.text([NEWLINE]) == "\n" and tokens.text([PLAIN]) == "t"
+    assert tokens.ends_line(DOT) and tokens.ends_line(NEWLINE) and not tokens.ends_line(PLAIN)
+
+
+def test_a_grace_ends_thinking_right_after_the_first_line_or_sentence_end_past_the_cap(tokens, embedded):
+    forcing = BudgetForcing(max_thinking_tokens=3, thinking_grace_tokens=5, max_answer_tokens=1)
+    state = drive(tokens, forcing, [PLAIN, DOT, PLAIN, PLAIN, PLAIN, DOT, 300, PLAIN])
+    # a "." before the cap does not count; the one two tokens past it ends thinking there
+    assert state.output[: state.thinking_end] == [PLAIN, DOT, PLAIN, PLAIN, PLAIN, DOT]
+    assert (state.thinking_tokens, state.capped) == (6, True)
+    forced = encode(embedded[1], "\n<|im_start|>answer\nFinal Answer:")
+    assert state.output[6:] == forced + [300]
+    newline = drive(tokens, forcing, [PLAIN] * 4 + [NEWLINE] + [PLAIN] * 10)
+    after_newline = encode(embedded[1], "<|im_start|>answer\nFinal Answer:")  # the line's own newline is kept
+    assert newline.thinking_tokens == 5 and newline.output[5 : 5 + len(after_newline)] == after_newline
+
+
+def test_a_grace_that_runs_out_forces_the_end_at_cap_plus_grace_never_beyond(tokens):
+    forcing = BudgetForcing(max_thinking_tokens=3, thinking_grace_tokens=4, max_answer_tokens=1)
+    state = drive(tokens, forcing, [PLAIN] * 50)
+    assert (state.thinking_tokens, state.capped, state.thinking_end) == (7, True, 7)
+    for script in ([IM_END] * 50, [IM_START, 5] * 25, [9] * 50, [PLAIN, DOT] * 25):
+        capped = drive(tokens, replace(forcing, num_ignore=100, extensions=("Wait, what",)), script)
+        assert 3 <= capped.thinking_tokens <= 7
+
+
+def test_a_cap_that_falls_on_a_line_end_uses_no_grace(tokens):
+    forcing = BudgetForcing(max_thinking_tokens=3, thinking_grace_tokens=5, max_answer_tokens=1)
+    state = drive(tokens, forcing, [PLAIN, PLAIN, DOT] + [PLAIN] * 10)
+    assert (state.thinking_tokens, state.capped) == (3, True)
+
+
+def test_an_end_of_thinking_inside_the_grace_is_a_natural_end_even_where_ends_are_ignored(tokens, embedded):
+    forcing = BudgetForcing(max_thinking_tokens=3, thinking_grace_tokens=5, num_ignore=2, max_answer_tokens=1)
+    state = drive(tokens, forcing, [PLAIN, IM_END, PLAIN, PLAIN, IM_END, 300])
+    wait = encode(embedded[1], "Wait")
+    # the end before the cap is ignored (Wait), as without a grace; the one in the grace ends thinking
+    assert state.output[: state.thinking_end] == [PLAIN] + wait + [PLAIN, PLAIN]
+    assert (state.capped, state.extensions_used) == (False, 1)
+    assert state.output[state.thinking_end :] == encode(embedded[1], "<|im_start|>answer") + [300]
+
+
+def test_forced_text_does_not_end_the_grace(tokens, embedded):
+    """An extension's own "." is the state's text, not the model finishing its sentence."""
+    ext = encode(embedded[1], "Wait.")
+    forcing = BudgetForcing(
+        max_thinking_tokens=1 + len(ext),
+        thinking_grace_tokens=3,
+        num_ignore=1,
+        extensions=("Wait.",),
+        max_answer_tokens=1,
+    )
+    state = drive(tokens, forcing, [PLAIN, IM_END, PLAIN, DOT, PLAIN, 300])
+    assert state.output[: state.thinking_end] == [PLAIN] + ext + [PLAIN, DOT]
+
+
+def test_grace_zero_is_no_grace(tokens):
+    for script in ([PLAIN] * 30, [PLAIN, IM_END] * 15, [PLAIN, DOT, IM_START] * 10):
+        a = drive(tokens, BudgetForcing(max_thinking_tokens=5, num_ignore=1, max_answer_tokens=3), script)
+        b = drive(
+            tokens,
+            BudgetForcing(max_thinking_tokens=5, num_ignore=1, max_answer_tokens=3, thinking_grace_tokens=0),
+            script,
+        )
+        assert (a.output, a.thinking_tokens, a.capped, a.forced_spans) == (
+            b.output,
+            b.thinking_tokens,
+            b.capped,
+            b.forced_spans,
+        )
+
+
+def test_the_re_prefill_round_asks_through_the_grace_and_feed_stops_at_the_line_end(tokens):
+    forcing = BudgetForcing(max_thinking_tokens=3, thinking_grace_tokens=5, max_answer_tokens=1)
+    state = new_state(Request("p", [1, 2, 3], forcing, Sampling(), 3), tokens)
+    assert state.round()[0] == 8
+    assert state.feed([PLAIN, PLAIN, PLAIN, PLAIN, DOT, PLAIN, PLAIN, PLAIN]) == 5
+    assert not state.needs_sample() and state.thinking_tokens == 5

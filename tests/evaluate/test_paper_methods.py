@@ -157,3 +157,45 @@ def test_rebase_answers_by_majority_vote_by_default_and_weighted_on_request():
     weighted = EvalConfig(methods=["rebase"], reward_model="x:y", widths=[4], rebase_vote="weighted").settings()[0]
     assert METHODS["rebase"].pick(weighted, classes, rewards) == 0  # 0.9 > 0.1 + 0.2
     assert json.dumps(setting.spec()) != json.dumps(weighted.spec()), "the vote is part of the setting's identity"
+
+
+def test_answers_cut_by_a_token_limit_are_counted_per_setting_in_the_summary(tmp_path, tiny_dir):
+    """Item 7 of issue 29: a small answer budget cuts answers, counted per setting in summary.json, shown in
+    summary.md, `s1 report` and eval's closing line; a --max-tokens cut inside the thinking is no cut answer."""
+    from typer.testing import CliRunner
+
+    from s1.cli.common import app
+    from s1.report.compare import compare
+
+    data = tmp_path / "three.jsonl"
+    data.write_text("".join(json.dumps({"id": str(i), "question": f"What is {i}+1?", "answer": str(i + 1)}) + "\n"
+                            for i in range(3)))  # fmt: skip
+    common = ["eval", "--model", str(tiny_dir), "--data", str(data), "--device", "cpu"]
+    cut_run = tmp_path / "cut"
+    result = CliRunner().invoke(
+        app, common + ["--max-thinking-tokens", "6", "--max-answer-tokens", "2", "--output", str(cut_run)]
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    records = lines(cut_run)
+    cut = [r for r in records if r["finish_reason"] == "length"]
+    assert cut and all(r["answer_tokens"] == 2 for r in cut), "the answer budget stopped them"
+    row = json.loads((cut_run / "summary.json").read_text())["benchmarks"]["three"]["settings"][0]
+    assert row["cut_answers"] == len(cut) and row["samples"] == 3
+    note = "cut answers: samples whose answer a token limit stopped before it ended"
+    assert any(n.startswith(note) for n in json.loads((cut_run / "summary.json").read_text())["notes"])
+    assert f"| budget_forcing | cap=6 wait=0 | {len(cut)} of 3 samples |" in (cut_run / "summary.md").read_text()
+    assert f"three budget_forcing cap=6 wait=0: {len(cut)} of 3 samples" in " ".join(result.stderr.split())
+    assert f" tok, {len(cut)} cut) |" in compare([str(cut_run)], tmp_path / "r.png")
+
+    # thinking stopped by --max-tokens before any answer (a minimum keeps it thinking past 4 tokens): finish reason
+    # length, but no answer was cut
+    thinking_run = tmp_path / "thinking"
+    limits = ["--min-thinking-tokens", "8", "--max-tokens", "4"]
+    result = CliRunner().invoke(app, common + limits + ["--output", str(thinking_run)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    records = lines(thinking_run)
+    assert all(r["finish_reason"] == "length" and r["answer_tokens"] == 0 for r in records)
+    row = json.loads((thinking_run / "summary.json").read_text())["benchmarks"]["three"]["settings"][0]
+    assert row["cut_answers"] == 0
+    assert "answers cut" not in (thinking_run / "summary.md").read_text() and "Answers cut" not in result.stderr
+    assert " cut) |" not in compare([str(thinking_run)], tmp_path / "r.png")

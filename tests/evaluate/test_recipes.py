@@ -38,7 +38,7 @@ def length(question: str, steps: list[str]) -> float:
 def test_the_paper_folder_has_a_recipe_per_experiment():
     names = {p.stem for p in RECIPES}
     assert {"figure1-sequential-scaling", "table3-control-methods", "figure4-parallel-majority"} <= names
-    assert {"figure7-rebase", "sequence-length-ablation", "table4-extension-wait"} <= names
+    assert {"figure7-rebase", "sequence-length-ablation", "table4-extension-wait", "table3-step-conditional"} <= names
     for path in RECIPES:
         text = path.read_text()
         assert "RECALLED" in text, f"{path.name} says whether its numbers were read from the paper or recalled"

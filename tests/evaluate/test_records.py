@@ -62,7 +62,12 @@ def test_a_run_directory_written_before_the_split_opens_resumes_and_reports(old_
             assert line[: line.rindex("|", 0, -1)] in (run / "summary.md").read_text()
     assert (run / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     text = compare([str(run)], tmp_path / "both.png")
-    assert "| two_math | budget_forcing | cap=8 wait=0 | 25.0 (6 tok) |" in text
+    cut = sum(
+        r["finish_reason"] == "length" and r["answer_tokens"] > 0
+        for r in map(json.loads, before)
+        if r.get("setting") == "cap=8 wait=0" and r["method"] == "budget_forcing"
+    )
+    assert cut and f"| two_math | budget_forcing | cap=8 wait=0 | 25.0 (6 tok, {cut} cut) |" in text
     assert "| two_math | rebase | width=2 cap=16 wait=1 |" in text
     samples = [r for r in map(json.loads, before) if "points" not in r]  # the page browses samples, not searches
     assert render([str(run)]).count('<details class="sample') == len(samples) == 24
@@ -77,12 +82,17 @@ def without_rejection(benchmarks: dict) -> dict:
 
 
 def as_before(benchmarks: dict) -> dict:
-    """The summary as b86fcda defined it (issue 29 changed two things, checked here and then undone): Control is
+    """The summary as b86fcda defined it (issue 29 changed three things, checked here and then undone): Control is
     now the paper's Eq. 1 on each setting's mean, b86fcda's per-sample one is kept as strict control; rejection
-    sampling's samples that never fit (tries used up) are out of its accuracy and thinking, and counted."""
+    sampling's samples that never fit (tries used up) are out of its accuracy and thinking, and counted; each row
+    counts its cut answers."""
     records = [json.loads(line) for line in lines(FIXTURE / "run")]
     for bench in benchmarks.values():
         for row in bench["settings"]:
+            cut = row.pop("cut_answers")  # counted since (issue 29 item 7): answers a token limit stopped
+            if "trajectories" not in row:
+                mine = [r for r in records if r.get("setting") == row["setting"] and r["method"] == row["method"]]
+                assert cut == sum(r["finish_reason"] == "length" and r["answer_tokens"] > 0 for r in mine)
             if row["method"] == "rejection_sampling":
                 mine = [r for r in records if r.get("setting") == row["setting"] and r["method"] == row["method"]]
                 fitting = [r for r in mine if r["fits"]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -183,27 +182,17 @@ def eval_command(
     tasks = {} if data else {f.get("task", b): f for b in config.benchmarks for f in [task_fields(b, include_path)]}
     results = write_results(output, summary, tasks)  # lm-eval's schema, for dashboards that read its files
     trackers.report(summary, output, report_to)
-    samples = _finish_reasons(Path(output) / "samples.jsonl")
-    cut = samples.count("length")
+    cut = [(name, r) for name, bench in summary.benchmarks.items() for r in bench.settings if r.cut_answers]
     if cut:
+        from s1.report.markdown import cut_of
+
+        shown = "; ".join(f"{name} {r.method} {r.setting}: {cut_of(r)}" for name, r in cut[:5])
+        more = f"; {len(cut) - 5} more settings in summary.md" if len(cut) > 5 else ""
         err.print(
-            f"{cut} of {len(samples)} answers were cut by the answer budget (finish_reason length); "
-            "raise --max-answer-tokens or leave it unset (the context's room after the cap).",
+            f"Answers cut by a token limit (cut_answers in summary.json): {shown}{more}; raise --max-answer-tokens "
+            "or leave it unset (the context's room after the cap).",
             style="yellow",
         )
     err.print(
         f"Run directory: {output} (samples.jsonl, summary.json, summary.md, scaling.png, {results.name})", style="cyan"
     )
-
-
-def _finish_reasons(path: Path) -> list[str]:
-    """Each recorded sample's finish reason ("length": the answer budget cut it), for the line that counts them."""
-    reasons = []
-    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
-        try:
-            reason = json.loads(line).get("finish_reason")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(reason, str):
-            reasons.append(reason)
-    return reasons

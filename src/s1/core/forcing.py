@@ -41,6 +41,13 @@ class BudgetForcing:
         ge=0,
         sweep=True,
     )
+    thinking_grace_tokens: int = setting(
+        0,
+        help="At the cap, up to this many more thinking tokens in which the model may finish its line or sentence: "
+        "thinking ends after the first of its tokens (from the cap on) that holds a newline or ends with . ! or ?, "
+        "or when they run out; they count as thinking (0: the end is forced at the cap itself).",
+        ge=0,
+    )
     min_thinking_tokens: int = setting(
         0, help="Every attempt to stop thinking before this many tokens is replaced by an extension.", ge=0
     )
@@ -84,6 +91,13 @@ class BudgetForcing:
                 f"max_thinking_tokens must be zero (no thinking) or a positive whole number, got {mx!r}.",
                 "max_thinking_tokens",
                 mx,
+            )
+        grace = self.thinking_grace_tokens
+        if not _is_int(grace) or grace < 0:
+            raise UserError(
+                f"thinking_grace_tokens must be zero (no grace) or a positive whole number, got {grace!r}.",
+                "thinking_grace_tokens",
+                grace,
             )
         if not _is_int(mn) or mn < 0:
             raise UserError(
@@ -260,17 +274,32 @@ class ForcingState:
         if self.at_limit:
             return False
         if self.phase is Phase.THINKING:
-            return self.thinking_tokens < self.cap and not self._pending
+            return not self._cap_reached() and not self._pending
         if self.phase is Phase.ANSWER:
             return self.answer_tokens < self.forcing.max_answer_tokens
         return False
+
+    def _cap_reached(self) -> bool:
+        """Whether the end of thinking is forced now: at the cap, or, with a grace, once the model's last token
+        (the cap-th or one after it) ended a line or sentence, or the grace ran out. Read from the output
+        alone, so a branch that leaves a shared trajectory at its own cap judges its grace as a run alone."""
+        if self.thinking_tokens < self.cap:
+            return False
+        grace = self.forcing.thinking_grace_tokens
+        if not grace or self.thinking_tokens >= self.cap + grace:
+            return True
+        spans = self.forced_spans  # forced text (an extension) is not the model finishing its sentence
+        own = self.thinking_tokens > 0 and not (spans and spans[-1][2] == len(self.output))
+        return own and self.tokens.ends_line(self.output[-1])
 
     def round(self) -> tuple[int, frozenset[int]]:
         """What the model may write next without the state stepping in: (at most this many tokens, stopping
         after any of these ids). Valid when `needs_sample()`; a re-prefill backend call asks for exactly this."""
         room = self.forcing.max_tokens - len(self.output) if self.forcing.max_tokens is not None else None
         if self.phase is Phase.THINKING:
-            budget, stops = self.cap - self.thinking_tokens, self.tokens.end_trigger_ids
+            # through the grace at once: `feed` stops taking at the token that ends the line
+            budget = self.cap + self.forcing.thinking_grace_tokens - self.thinking_tokens
+            stops = self.tokens.end_trigger_ids
         else:
             budget, stops = self.forcing.max_answer_tokens - self.answer_tokens, self.answer_stop_ids
         return (budget if room is None else min(budget, room)), stops
@@ -334,12 +363,13 @@ class ForcingState:
         return None
 
     def _think(self, sample) -> int:
-        if self.thinking_tokens >= self.cap:
+        if self._cap_reached():
             self.capped = True
             after_newline = self.tokens.ends_with_newline(self.last_token)
             return self._end(self.tokens.forced_end(self.forcing.answer_prefix, after_newline))
         if self._pending:
             return self._emit(self._pending.popleft(), "extension")
+        graced = self.thinking_tokens >= self.cap  # in the grace past the cap: an end is the model's, never ignored
         token = sample()
         self.banned = frozenset()
         by_text = False
@@ -352,7 +382,7 @@ class ForcingState:
             first = self.output[at] if at < len(self.output) else token
             self._take_back(at)
             token, by_text = first, True
-        if self._ignores(self.forcing):
+        if not graced and self._ignores(self.forcing):
             if self.branches:  # a branch with fewer ignored ends accepts this end
                 self._leave(lambda b: not self._ignores(b.forcing), token)
             extension = self.forcing.extensions[self.extensions_used % len(self.forcing.extensions)]

@@ -233,6 +233,15 @@ class FormatTokens:
             self._cache[key] = self._tokenizer.decode([token_id]).endswith("\n")
         return self._cache[key]
 
+    def ends_line(self, token_id: int) -> bool:
+        """Whether a token finishes a line or sentence, where a thinking grace ends (`BudgetForcing`): its text
+        holds a newline, or ends (trailing spaces aside) with . ! or ? (or their full-width forms)."""
+        key = ("line", token_id)
+        if key not in self._cache:
+            text = self._tokenizer.decode([token_id], skip_special_tokens=False)
+            self._cache[key] = "\n" in text or text.rstrip(" ").endswith((".", "!", "?", "\u3002", "\uff01", "\uff1f"))
+        return self._cache[key]
+
     def text(self, ids) -> str:
         return self._tokenizer.decode(list(ids), skip_special_tokens=False)
 

@@ -56,7 +56,7 @@ ROLE_KEYS = {"max_answer_tokens": "max_tokens", "batch_size": "concurrency"}
 """A role's key for a setting where it is not the setting's own name: a role's `max_tokens` is the length of its
 reply (a teacher's attempt after thinking, a solver's solution, a judge's or classifier's verdict); its
 `concurrency` is the batch an in-process engine runs."""
-ADDED_KEYS = ("min_thinking_tokens", "num_ignore", "extensions", "answer_prefix")
+ADDED_KEYS = ("min_thinking_tokens", "num_ignore", "extensions", "answer_prefix", "thinking_grace_tokens")
 """Forcing keys roles gained after run directories existed: left out of a role's cache key at their defaults."""
 
 

@@ -232,17 +232,31 @@ def prepare_ids(
         return Request(prompt=prompt, prompt_token_ids=ids, forcing=forcing, sampling=sampling, cap=0, **options)
     ending = len(format_tokens.forced_end(forcing.answer_prefix, after_newline=False))
     _check_fixed_parts(format_tokens, context_length, len(ids), ending, forcing)
+    grace = forcing.thinking_grace_tokens  # thinking may run this far past the cap: the context holds it too
     room = context_length - len(ids) - ending - forcing.max_answer_tokens
     if forcing.max_thinking_tokens is None:
-        cap = room
+        cap = room - grace
+        if cap < 0:
+            raise UserError(
+                f"{named('thinking_grace_tokens')} ({grace}) is more than the {room} thinking tokens the prompt "
+                f"({len(ids)} tokens) and answer budget leave in the model's context of {context_length}; lower it "
+                f"to at most {room}."
+            )
     else:
         cap = forcing.max_thinking_tokens
-        if cap > room:
-            answer_room = context_length - len(ids) - ending - cap
+        if cap + grace > room:
+            answer_room = context_length - len(ids) - ending - cap - grace
+            fix = (
+                f"lower {named('max_thinking_tokens')} to at most {room - grace}"
+                if room - grace >= 0
+                else f"lower {named('thinking_grace_tokens')} and {named('max_thinking_tokens')} to at most {room} "
+                "together"
+            )
             raise UserError(
-                f"The prompt ({len(ids)} tokens) plus {cap} thinking and {forcing.max_answer_tokens} answer tokens "
-                f"exceed the model's context of {context_length} tokens; lower {named('max_thinking_tokens')} to at "
-                f"most {room}"
+                f"The prompt ({len(ids)} tokens) plus {cap} thinking"
+                + (f" (and {grace} of grace)" if grace else "")
+                + f" and {forcing.max_answer_tokens} answer tokens exceed the model's context of {context_length} "
+                f"tokens; {fix}"
                 + (f" or {named('max_answer_tokens')} to at most {answer_room}." if answer_room >= 1 else ".")
             )
     if forcing.min_thinking_tokens > cap:
@@ -305,7 +319,8 @@ def _answer_room(
     if not plain and format_tokens.fmt.thinks:
         cap = forcing.max_thinking_tokens
         ending = len(format_tokens.forced_end(forcing.answer_prefix, after_newline=False))
-        room -= ending + (max(cap, 1) if cap is not None else max(room - ending - ANSWER_RESERVE, 1))
+        grace = forcing.thinking_grace_tokens
+        room -= ending + (max(cap + grace, 1) if cap is not None else max(room - ending - ANSWER_RESERVE, 1 + grace))
     if room < 1:
         raise UserError(
             f"The prompt ({prompt} tokens) and {named('max_thinking_tokens')} ({forcing.max_thinking_tokens}) leave "

@@ -108,6 +108,8 @@ class Setting:
         out = asdict(self)
         out["forcing"]["extensions"] = list(self.forcing.extensions)
         out["bounds"] = list(self.bounds) if self.bounds is not None else None
+        if not self.forcing.thinking_grace_tokens:  # without a grace, settings keep the identity they had before it
+            del out["forcing"]["thinking_grace_tokens"]
         if self.search is None:
             del out["search"]  # settings of the other methods keep the identity they had before search existed
         return out
@@ -211,7 +213,9 @@ class NoThinking(Method):
     thinking = False
 
     def settings(self, grid: Grid) -> list[Setting]:
-        forcing = replace(grid.base, max_thinking_tokens=None, min_thinking_tokens=0, num_ignore=0)
+        forcing = replace(
+            grid.base, max_thinking_tokens=None, min_thinking_tokens=0, num_ignore=0, thinking_grace_tokens=0
+        )
         return [Setting(self.name, "no thinking", forcing)]
 
 
@@ -278,7 +282,10 @@ class RejectionSampling(Method):
         out = []
         for n in grid.budgets:
             # One token over the budget is enough to know a sample does not fit: stop it there.
-            forcing = replace(grid.base, max_thinking_tokens=n + 1, min_thinking_tokens=0, num_ignore=0)
+            # (no grace either: the cap is where a draw is known not to fit, not where thinking should end)
+            forcing = replace(
+                grid.base, max_thinking_tokens=n + 1, min_thinking_tokens=0, num_ignore=0, thinking_grace_tokens=0
+            )
             out.append(
                 Setting(self.name, f"tokens={n}", forcing, None, (0, n), reject_over=n, max_tries=grid.max_tries)
             )
@@ -429,6 +436,19 @@ METHODS: dict[str, Method] = {
 """Every method by name, in the order of the tables."""
 
 
+def _graced(s: Setting) -> Setting:
+    """A setting whose forcing has a thinking grace names it in its label (settings of one directory with and
+    without a grace must not share a label), and, where its cap is enforced, is held to cap + grace by Control:
+    the grace lets thinking run that far past the cap, by design."""
+    grace = s.forcing.thinking_grace_tokens
+    if not grace:
+        return s
+    bounds = s.bounds
+    if bounds is not None and bounds[1] is not None and s.forcing.max_thinking_tokens is not None:
+        bounds = (bounds[0], bounds[1] + grace)
+    return replace(s, label=f"{s.label} grace={grace}", bounds=bounds)
+
+
 def build_settings(
     methods: list[str],
     base: BudgetForcing,
@@ -465,7 +485,7 @@ def build_settings(
         widths=widths or [16],
         max_tries=max_tries,
     )
-    settings = [s for m in methods for s in METHODS[m].settings(grid)]
+    settings = [_graced(s) for m in methods for s in METHODS[m].settings(grid)]
     labels = [(s.method, s.label) for s in settings]
     duplicate = next((pair for pair in labels if labels.count(pair) > 1), None)
     if duplicate:

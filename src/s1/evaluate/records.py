@@ -172,6 +172,13 @@ class SearchRecord:
 Record = SampleRecord | SearchRecord
 
 
+def answer_cut(finish_reason: str, answer_tokens: int) -> bool:
+    """Whether a token limit stopped the answer (not the thinking) before it ended: finish reason "length" after
+    at least one answer token, whichever limit it was (the answer budget, what the context leaves, --max-tokens).
+    A --max-tokens cut inside the thinking has no answer tokens and is not an answer cut."""
+    return finish_reason == "length" and answer_tokens > 0
+
+
 def _kind(line) -> str:
     """A search record holds its trajectories; anything else is read as a sample."""
     return "search" if isinstance(line, dict) and "trajectories" in line else "sample"
@@ -207,6 +214,7 @@ _OMITTED_WHEN_NONE = {
     "strict_in_control",
     "mean_tries",
     "unfit",
+    "cut_answers",
 }
 """Row fields only some methods have (search compute, voting, per-sample bounds, redraws): left out of the
 JSON when absent, so summaries written before them read and compare alike."""
@@ -247,6 +255,9 @@ class SummaryRow:
     """Rejection sampling: draws per sample, averaged (the fitting draw and those rejected before it)."""
     unfit: int | None = None
     """Rejection sampling: samples that never fit within the bound on tries; left out of accuracy and thinking."""
+    cut_answers: int | None = None
+    """Samples (search rows: trajectories this point answers from) whose answer a token limit stopped before it
+    ended (`answer_cut`); None in summaries written before it was counted."""
 
     def to_json(self) -> dict:
         out = {}

@@ -16,7 +16,16 @@ from s1.data.grading import Grader, text_classes
 from s1.evaluate.config import EvalConfig, context_hash, sample_identity
 from s1.evaluate.methods import METHODS, Setting
 from s1.evaluate.metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
-from s1.evaluate.records import BenchmarkSummary, MethodMetrics, Record, SampleRecord, SearchRecord, Summary, SummaryRow
+from s1.evaluate.records import (
+    BenchmarkSummary,
+    MethodMetrics,
+    Record,
+    SampleRecord,
+    SearchRecord,
+    Summary,
+    SummaryRow,
+    answer_cut,
+)
 
 NOTES = [
     "accuracy: % of samples graded correct. 95% interval: percentile bootstrap over problems (2,000 resamples, "
@@ -35,6 +44,10 @@ NOTES = [
     "paper's Table 3. Reference settings (class-conditional `default`) are left out of Scaling and Performance.",
     "Performance: the best accuracy among the method's settings. Control, Scaling and Performance use only settings "
     "with every current problem done; a partial row is marked with its problem count.",
+    "cut answers: samples whose answer a token limit stopped before it ended (finish reason length after thinking "
+    "ended: the answer budget --max-answer-tokens, what the context leaves, or --max-tokens); such an answer may "
+    "lack its final line. Search rows count the trajectories the point answers from. A --max-tokens cut inside "
+    "the thinking is not counted.",
     "maj@k: the most common answer among a problem's first k samples, answers grouped by math-verify equivalence; "
     "pass@k: the unbiased estimator of Chen et al. (2021).",
     "Parallel and tree search (majority, best_of_n, weighted_majority, rebase): one answer per problem chosen from "
@@ -153,6 +166,7 @@ def _sample_row(
         if s.bounds is None
         else bool(flat) and all(s.in_bounds(r.thinking_tokens) for r in flat),
         relative=s.relative,
+        cut_answers=sum(answer_cut(r.finish_reason, r.answer_tokens) for r in every),
     )
     if s.reject_over is not None:
         row.mean_tries = sum(r.tries for r in every) / len(every)
@@ -206,6 +220,11 @@ def _search_rows(setting: Setting, records: list[SearchRecord], problems: int) -
                 relative=None,
                 trajectories=n,
                 draw=setting.search.trajectories,
+                cut_answers=sum(
+                    answer_cut(t.finish_reason, t.answer_tokens)
+                    for r in records
+                    for t in (r.trajectories[:n] if setting.kind.parallel else r.trajectories)
+                ),
             )
         )
     return rows

@@ -39,8 +39,9 @@ def compare(runs: list[str], plot: str | Path) -> str:
     for i, summary in enumerate(summaries):
         for bench, data in summary.benchmarks.items():
             for r in data.settings:
+                cut = f", {r.cut_answers} cut" if r.cut_answers else ""  # answers a token limit stopped
                 rows.setdefault((bench, r.method, r.setting), {})[i] = (
-                    f"{r.accuracy:.1f} ({r.mean_thinking_tokens:.0f} tok)"
+                    f"{r.accuracy:.1f} ({r.mean_thinking_tokens:.0f} tok{cut})"
                 )
     paper = any(papers)
     extra = " paper |" if paper else ""

@@ -18,6 +18,13 @@ def _yes(value: bool | None) -> str:
     return "–" if value is None else ("yes" if value else "no")
 
 
+def cut_of(row: SummaryRow) -> str:
+    """A row's cut answers, of what: its samples, or (search rows) the trajectories its point answers from."""
+    if row.trajectories is None:
+        return f"{row.cut_answers} of {row.samples} samples"
+    return f"{row.cut_answers} trajectories"
+
+
 def summary_markdown(summary: Summary, title: str | None = None, notes: bool = True) -> str:
     lines = [f"# {title or f's1 eval: {summary.model}'}", ""]
     for name, bench in summary.benchmarks.items():
@@ -37,6 +44,10 @@ def summary_markdown(summary: Summary, title: str | None = None, notes: bool = T
         if redrawn:
             lines += ["", "| method | setting | tries / sample | unfit (left out of accuracy) |", "|---|---|---|---|"]
             lines += [f"| {r.method} | {r.setting} | {r.mean_tries:.1f} | {r.unfit} |" for r in redrawn]
+        cut = [r for r in bench.settings if r.cut_answers]
+        if cut:
+            lines += ["", "| method | setting | answers cut by a token limit |", "|---|---|---|"]
+            lines += [f"| {r.method} | {r.setting} | {cut_of(r)} |" for r in cut]
         voting = [r for r in bench.settings if r.maj_at_k is not None]
         if voting:
             ks = list(voting[0].maj_at_k)
