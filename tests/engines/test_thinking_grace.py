@@ -109,7 +109,7 @@ def test_llamacpp_ends_the_grace_by_the_same_rule(hf_embedded):
 
 
 @pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "seeded"])
-def test_a_shared_sweep_with_a_grace_gives_each_setting_its_own_sample(hf_embedded, sampled):
+def test_a_shared_sweep_with_a_grace_gives_each_setting_its_own_sample(embedded, hf_embedded, sampled):
     engine = hf_embedded
     requests = [
         make_request(
@@ -134,3 +134,6 @@ def test_a_shared_sweep_with_a_grace_gives_each_setting_its_own_sample(hf_embedd
     ]
     kinds = [check_grace(c, engine.format_tokens, r.cap, 12) for c, r in zip(alone, requests)]
     assert "line" in kinds and sum(c.shared_tokens for c in shared) > 0
+    if not sampled:  # the re-prefill driver forks a greedy branch at its cap too, and continues its grace alone
+        reprefill = ReprefillEngine.from_model(*embedded).generate(shared_requests, batch_size=8)
+        assert [c.output_token_ids for c in reprefill] == [c.output_token_ids for c in alone]
