@@ -96,6 +96,8 @@ def test_input_file_gives_one_json_line_per_question(tmp_path, embedded):
         ([], "No question given"),
         (["--input", "/no/such/file.jsonl"], "Cannot read input file"),
         (["--max-thinking-tokens", "9000", "Q"], "exceed the model's context of 8192"),
+        (["--thinking-grace-tokens", "-3", "Q"], "thinking_grace_tokens must be zero (no grace) or a positive"),
+        (["--max-thinking-tokens", "8000", "--thinking-grace-tokens", "900", "Q"], "(and 900 of grace)"),
         (["--engine", "vllm", "Q"], "Unknown engine"),
     ],
 )

@@ -199,3 +199,34 @@ def test_answers_cut_by_a_token_limit_are_counted_per_setting_in_the_summary(tmp
     assert row["cut_answers"] == 0
     assert "answers cut" not in (thinking_run / "summary.md").read_text() and "Answers cut" not in result.stderr
     assert " cut) |" not in compare([str(thinking_run)], tmp_path / "r.png")
+
+
+def test_a_thinking_grace_is_in_the_label_and_control_holds_against_cap_plus_grace():
+    from s1.data.benchmarks import Problem
+    from s1.evaluate.methods import Setting
+
+    methods = ["budget_forcing", "token_conditional+bf", "token_conditional", "no_thinking", "rejection_sampling"]
+    config = EvalConfig(methods=methods, max_thinking_tokens=[64, 128], thinking_grace_tokens=16)
+    settings = {(s.method, s.label): s for s in config.settings()}
+    assert {label for method, label in settings if method == "budget_forcing"} == {
+        "cap=64 wait=0 grace=16",
+        "cap=128 wait=0 grace=16",
+    }
+    assert settings["budget_forcing", "cap=64 wait=0 grace=16"].bounds == (0, 80)
+    assert settings["token_conditional+bf", "tokens=64 grace=16"].bounds == (0, 80)
+    assert settings["token_conditional", "tokens=64 grace=16"].bounds == (0, 64)  # stated, not enforced: no grace
+    # no thinking has no cap to finish a line at, and rejection sampling's cap only detects a draw that is over
+    assert settings["no_thinking", "no thinking"].forcing.thinking_grace_tokens == 0
+    assert settings["rejection_sampling", "tokens=64"].forcing.thinking_grace_tokens == 0
+    graced = settings["budget_forcing", "cap=64 wait=0 grace=16"]
+    assert graced.spec()["forcing"]["thinking_grace_tokens"] == 16 and Setting.from_spec(graced.spec()) == graced
+    assert "thinking_grace_tokens" not in settings["no_thinking", "no thinking"].spec()["forcing"]
+
+    means = {key: 72 if "64" in key[1] else 150 for key in settings}  # 72 <= 64 + 16; 150 > 128 + 16
+    means["no_thinking", "no thinking"] = 10
+    problems = [Problem(id=str(i), question=f"q{i}", answer="1", kind="math") for i in range(2)]
+    summary = summarize(config, config.settings(), {"b": problems}, _records(config, problems, means))
+    metrics = summary.benchmarks["b"].methods
+    assert metrics["budget_forcing"].control == 50.0 and metrics["token_conditional+bf"].control == 50.0
+    assert metrics["token_conditional"].control == 0.0  # 72 > 64: the stated budget, no grace
+    assert "cap + N" in "\n".join(summary.notes)

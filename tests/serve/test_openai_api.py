@@ -132,6 +132,23 @@ def test_max_tokens_bounds_thinking_and_answer_together(server):
     assert r["s1"]["thinking_tokens"] <= 4
 
 
+def test_a_request_s_thinking_grace_is_honoured_as_in_process(server, engine):
+    """`thinking_grace_tokens` is a request field like the other forcing settings: the server's reply is the
+    in-process one, thinking past the cap by at most the grace."""
+    question = "Count to ten"
+    prompt = render_messages(engine.tokenizer, [{"role": "user", "content": question}], engine.fmt)
+    for cap, grace in ((6, 0), (6, 9)):
+        body = {"max_thinking_tokens": cap, "thinking_grace_tokens": grace, "max_answer_tokens": 2, "num_ignore": 3}
+        got = post(server, CHAT, {"messages": [{"role": "user", "content": question}], **body}).json()
+        forcing = BudgetForcing(**body)
+        [want] = engine.generate(
+            [prepare(engine.tokenizer, engine.format_tokens, engine.context_length, prompt, forcing, Sampling())]
+        )
+        assert got["choices"][0]["message"]["reasoning_content"] == want.thinking
+        assert got["s1"]["thinking_tokens"] == want.thinking_tokens <= cap + grace
+        assert want.capped and (want.thinking_tokens == cap) == (grace == 0)
+
+
 def test_server_defaults_apply_to_requests_that_carry_none(server, engine):
     """The server runs with --num-ignore 1: a request without num_ignore gets it, one with 0 does not."""
     body = {
@@ -207,6 +224,17 @@ def test_chat_content_parts_developer_role_and_include_usage(server):
         ),
         (CHAT, {"messages": [{"role": "user", "content": "hi"}], "extensions": [" "], "num_ignore": 1}, "hi"),
         (CHAT, {"messages": [{"role": "user", "content": "hi"}], "min_thinking_tokens": 100000}, "cannot fit"),
+        (CHAT, {"messages": [{"role": "user", "content": "hi"}], "thinking_grace_tokens": -1}, "thinking_grace_tokens"),
+        (CHAT, {"messages": [{"role": "user", "content": "hi"}], "thinking_grace_tokens": "a few"}, "thinking_grace"),
+        (
+            CHAT,
+            {
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_thinking_tokens": 40,
+                "thinking_grace_tokens": 10**6,
+            },
+            "of grace",
+        ),
         (CHAT, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "at least 1"),
         (CHAT, {"messages": [{"role": "user", "content": "hi"}], "top_p": 0}, "top_p"),
         (CHAT, {"messages": [{"role": "user", "content": "hi"}], "n": 1000}, "n"),

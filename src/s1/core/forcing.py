@@ -44,8 +44,8 @@ class BudgetForcing:
     thinking_grace_tokens: int = setting(
         0,
         help="At the cap, up to this many more thinking tokens in which the model may finish its line or sentence: "
-        "thinking ends after the first of its tokens (from the cap on) that holds a newline or ends with . ! or ?, "
-        "or when they run out; they count as thinking (0: the end is forced at the cap itself).",
+        "thinking ends after the first of its tokens (from the cap on) that holds a newline or ends with . ! or ? "
+        "(a period after a digit excepted), or when they run out; they count as thinking (0: ends at the cap).",
         ge=0,
     )
     min_thinking_tokens: int = setting(
@@ -290,7 +290,8 @@ class ForcingState:
             return True
         spans = self.forced_spans  # forced text (an extension) is not the model finishing its sentence
         own = self.thinking_tokens > 0 and not (spans and spans[-1][2] == len(self.output))
-        return own and self.tokens.ends_line(self.output[-1])
+        before = self.output[-2] if len(self.output) > 1 else self._first_token
+        return own and self.tokens.ends_line(self.output[-1], before)
 
     def round(self) -> tuple[int, frozenset[int]]:
         """What the model may write next without the state stepping in: (at most this many tokens, stopping

@@ -233,14 +233,26 @@ class FormatTokens:
             self._cache[key] = self._tokenizer.decode([token_id]).endswith("\n")
         return self._cache[key]
 
-    def ends_line(self, token_id: int) -> bool:
+    def ends_line(self, token_id: int, before: int | None = None) -> bool:
         """Whether a token finishes a line or sentence, where a thinking grace ends (`BudgetForcing`): its text
-        holds a newline, or ends (trailing spaces aside) with . ! or ? (or their full-width forms)."""
+        holds a newline, or ends (trailing spaces aside) with ! ? or . (or their full-width forms) — but not a
+        period right after a digit, which numbers a list or starts a decimal ("5." "3.14"). `before` is the
+        token before it, read when the token is a bare period."""
         key = ("line", token_id)
         if key not in self._cache:
             text = self._tokenizer.decode([token_id], skip_special_tokens=False)
-            self._cache[key] = "\n" in text or text.rstrip(" ").endswith((".", "!", "?", "\u3002", "\uff01", "\uff1f"))
-        return self._cache[key]
+            bare = text.rstrip(" ")
+            if "\n" in text or bare.endswith(("!", "?", "\u3002", "\uff01", "\uff1f")):
+                kind = True
+            elif bare.endswith("."):
+                kind = None if bare == "." else not bare[-2].isdigit()  # None: the token before decides
+            else:
+                kind = False
+            self._cache[key] = kind
+        kind = self._cache[key]
+        if kind is None:
+            return before is None or not self.text([before])[-1:].isdigit()
+        return kind
 
     def text(self, ids) -> str:
         return self._tokenizer.decode(list(ids), skip_special_tokens=False)

@@ -287,7 +287,7 @@ def _check_fixed_parts(format_tokens: FormatTokens, context_length: int, prompt:
             f"for thinking, its end ({ending} tokens) and an answer; shorten the prompt."
         )
     if forcing.max_answer_tokens >= left:
-        cap = forcing.max_thinking_tokens or 1
+        cap = (forcing.max_thinking_tokens or 1) + forcing.thinking_grace_tokens  # the grace is thinking room too
         fix = (
             f"lower {named('max_answer_tokens')} to at most {left - cap}"
             if left - cap >= 1

@@ -32,7 +32,9 @@ NOTES = [
     "seed 0); all samples of a resampled problem stay together.",
     "mean thinking tokens: thinking tokens per sample (forced extensions included), averaged; a setting's x position.",
     "Control: the paper's Eq. 1, % of a method's settings whose mean thinking tokens lie within the requested "
-    "bounds (budget forcing: min <= mean <= cap; token/step-conditional: mean <= the stated budget). "
+    "bounds (budget forcing: min <= mean <= cap; token/step-conditional: mean <= the stated budget; a setting "
+    "with a thinking grace (label `grace=N`) is held to cap + N where its cap is enforced, the grace letting thinking "
+    "finish its line past the cap by design). "
     "Class-conditional: `short` counts when its mean thinking is below the bare-question `default`, `long` when "
     "above; `default` itself is not counted.",
     "strict control: % of a method's settings whose every sample kept the bounds (not the paper's number; "
