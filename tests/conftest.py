@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -20,37 +19,10 @@ def embedded():
 
 
 def build_tiny_model(tokenizer, path: Path, end_logit_scale: float = 2.0) -> Path:
-    """A 2-layer random Llama on the embedded tokenizer, saved as a model directory.
+    """The tiny random model (s1.demo.tiny.random_llama, which bench/sweep.py builds too), saved at `path`."""
+    from s1.demo.tiny import random_llama
 
-    Random weights almost never pick an end-of-thinking token, so its output rows for
-    `<|im_start|>` and `<|im_end|>` are scaled up: then the model tries to stop thinking every few
-    dozen tokens, which is what the forcing paths need to be exercised. Large init keeps greedy
-    choices far from ties, so numeric noise between batched and unbatched runs cannot flip them.
-    """
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        initializer_range=1.0,
-        tie_word_embeddings=False,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-    )
-    model = AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():
-        for token in (1, 2):
-            model.lm_head.weight[token] *= end_logit_scale
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return random_llama(tokenizer, path, end_logit_scale)
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,17 @@ def test_seeds_keep_the_values_run_directories_were_written_with():
     assert derive_seed(None, 3) is None and derive_seed(None, 0, problem="p1") is None
 
 
+def test_each_reprefill_round_draws_its_own_seed_from_where_it_starts():
+    """Round 0 sends the request's seed; later rounds a seed of (seed, start), the same whoever sends that round
+    (a sweep's branch or its setting alone), different from every other round's and from the server's choices."""
+    assert derive_seed(41, at=0) == 41
+    rounds = [derive_seed(41, at=a) for a in range(1, 40)]
+    assert len(set(rounds)) == len(rounds) and all(0 <= r < SEED_LIMIT for r in rounds)
+    assert set(rounds).isdisjoint(derive_seed(41, k) for k in range(40))
+    assert derive_seed(41, at=7) == derive_seed(41, at=7) != derive_seed(42, at=7)
+    assert derive_seed(None, at=5) is None
+
+
 def test_eval_configs_keep_the_identities_run_directories_were_written_with():
     """EvalConfig's forcing, sampling and search keys now come from the declarations; the hashes (computed with the
     config as it was declared by hand) must not move, or resumed runs would generate every sample again."""

@@ -12,7 +12,7 @@ from s1.evaluate.sharing import share
 QUESTIONS = ["What is 7*8?", "Explain gravity to a child in two sentences."]
 CAPS = [0, 8, 24, 60, None]
 WAITS = [0, 1, 2]
-TIMING = {"prefill_tokens", "shared_tokens"}
+TIMING = {"prefill_tokens", "shared_tokens", "separate_prefill_tokens"}
 """What says how a sample was computed, not what it is."""
 
 
@@ -83,33 +83,45 @@ def test_a_branch_with_no_slot_to_fork_into_recomputes_its_prefix_and_still_matc
     assert [described(results[i]) for i in range(len(requests))] == [described(c) for c in alone]
 
 
-@pytest.mark.slow
-def test_the_reprefill_loop_shares_a_greedy_sweep_and_gives_the_same_samples(tiny):
-    """Re-prefill: a greedy follower makes no call until its budget parts from the trajectory; then its
-    rounds continue that trajectory (prompt + shared output), as a server's prefix cache would serve."""
-    from s1.engines.reprefill import ReprefillEngine
+def check_reprefill_sweep(engine, sampled: bool) -> None:
+    """A cap x Wait sweep of one question through a re-prefill engine, alone and shared: the same samples,
+    fewer prompt tokens sent, and the sweep exercised caps, Waits and ends a smaller Wait accepts."""
 
-    engine = ReprefillEngine.from_model(*tiny)
-    requests = sweep(engine, lambda i: Sampling())[:15]
+    def sampling_of(i):
+        return Sampling(temperature=1.0, seed=300 + i) if sampled else Sampling()
+
+    requests = sweep(engine, sampling_of)[:15]
     alone = engine.generate(requests, batch_size=8)
-    shared = engine.generate(share(requests), batch_size=8)
+    shared_requests = share(requests)
+    assert sum(r.follows is not None for r in shared_requests) == len(requests) - 1
+    shared = engine.generate(shared_requests, batch_size=8)
     assert [described(c) for c in shared] == [described(c) for c in alone]
     assert sum(c.prompt_tokens_processed for c in shared) < sum(c.prompt_tokens_processed for c in alone)
+    assert sum(c.shared_tokens for c in shared) > 0
+    assert any(c.capped for c in alone) and any(c.extensions_used == 2 for c in alone)
+    assert len({tuple(c.output_token_ids) for c in alone}) > 3
 
 
 @pytest.mark.slow
-def test_the_remote_engine_against_s1_serve_shares_a_greedy_sweep(tiny_dir):
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "seeded"])
+def test_the_reprefill_loop_shares_a_sweep_and_gives_the_same_samples(tiny, sampled):
+    """Re-prefill: a follower makes no call until its budget parts from the trajectory; then its rounds
+    continue that trajectory (prompt + shared output), as a server's prefix cache would serve. Seeded, each
+    round's stream starts from the seed its call sends, so the branch's calls draw what the setting's own do."""
+    from s1.engines.reprefill import ReprefillEngine
+
+    check_reprefill_sweep(ReprefillEngine.from_model(*tiny), sampled)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "seeded"])
+def test_the_remote_engine_against_s1_serve_shares_a_sweep(tiny_dir, sampled):
     """Through `--engine remote` against `s1 serve`: the same samples, fewer prompt tokens sent."""
     from s1.engines.remote import RemoteEngine
     from tests.serve.test_serve import served
 
     with served("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "8") as base:
-        engine = RemoteEngine.load(str(tiny_dir), [f"{base}/v1"], mode="ids")
-        requests = sweep(engine, lambda i: Sampling())[:15]
-        alone = engine.generate(requests, batch_size=8)
-        shared = engine.generate(share(requests), batch_size=8)
-    assert [described(c) for c in shared] == [described(c) for c in alone]
-    assert sum(c.prompt_tokens_processed for c in shared) < sum(c.prompt_tokens_processed for c in alone)
+        check_reprefill_sweep(RemoteEngine.load(str(tiny_dir), [f"{base}/v1"], mode="ids"), sampled)
 
 
 @pytest.mark.slow
@@ -176,3 +188,24 @@ def test_a_trunk_that_fails_at_admission_loses_none_of_its_followers(tiny):
     assert not finished
     assert sorted(i for i, _ in loop.failed) == [0, 1, 2], "followers were lost with the request they followed"
     assert all("outside the vocabulary" in str(exc) for _, exc in loop.failed)
+
+
+@pytest.mark.slow
+def test_a_text_mode_server_shares_only_the_settings_that_part_where_a_round_ends(tiny_dir):
+    """Text mode re-tokenizes each reply, so a round cut at a smaller cap is not the first tokens of a longer
+    round: only followers with the trajectory's own cap (a Wait sweep: they part where a round ended) share."""
+    from s1.engines.remote import RemoteEngine
+    from tests.serve.test_serve import served
+
+    with served("--model", str(tiny_dir), "--served-model-name", "tiny", "--batch-size", "8") as base:
+        engine = RemoteEngine.load(str(tiny_dir), [f"{base}/v1"], mode="text")
+        assert not engine.backend.shares_rounds
+        requests = sweep(engine, lambda i: Sampling(temperature=1.0, seed=9))[:15]
+        alone = engine.generate(requests, batch_size=8)
+        shared_requests = share(requests)
+        shared = engine.generate(shared_requests, batch_size=8)
+    assert [described(c) for c in shared] == [described(c) for c in alone]
+    trunk = next(r for r in shared_requests if r.follows is None)
+    same_cap = [c for r, c in zip(shared_requests, shared) if r.follows is not None and r.cap == trunk.cap]
+    other_caps = [c for r, c in zip(shared_requests, shared) if r.cap != trunk.cap]
+    assert sum(c.shared_tokens for c in same_cap) > 0 and all(c.shared_tokens == 0 for c in other_caps)

@@ -20,7 +20,7 @@ from s1.evaluate.runner import run_eval
 from s1.evaluate.sharing import share
 from tests.evaluate.test_evaluate import lines, s1
 
-HOW = {"seconds", "prefill_tokens", "shared_tokens"}
+HOW = {"seconds", "prefill_tokens", "shared_tokens", "separate_prefill_tokens"}
 """Fields that say how a sample was computed (its cost, its time), not what it is."""
 
 
@@ -84,6 +84,28 @@ def test_a_shared_sweep_records_what_each_setting_records_alone(tmp_path, tiny, 
     assert "cap=0 wait=0" in {r["setting"] for r in shared.values()}  # cap 0 is not "no cap"
     assert sum(r["shared_tokens"] for r in lines(tmp_path / "shared")) > 0
     assert sum(r["shared_tokens"] for r in lines(tmp_path / "separate")) == 0
+
+    # compute: what the shared run spent, and what it says running alone costs, which the separate run spent
+    def compute(run: str) -> tuple[dict, dict]:
+        summary = json.loads((tmp_path / run / "summary.json").read_text())["benchmarks"]["six"]
+        return summary["compute"], {r["setting"]: r["compute"] for r in summary["settings"]}
+
+    (run, rows), (alone_run, alone_rows) = compute("shared"), compute("separate")
+    took_over = sum(r["shared_tokens"] for r in lines(tmp_path / "shared")) / 2
+    assert run["generated"] == run["generated_alone"] - took_over < 0.7 * run["generated_alone"]
+    assert run["prompt"] < run["prompt_alone"]
+    assert run["generated_alone"] == alone_run["generated"] == alone_run["generated_alone"]
+    assert all(rows[s]["generated_alone"] == alone_rows[s]["generated"] for s in rows)
+    assert rows["cap=48 wait=2"]["generated"] == rows["cap=48 wait=2"]["generated_alone"], "the trunk thinks itself"
+    assert all(r["generated"] <= r["generated_alone"] for r in rows.values())
+    assert run["generated"] == pytest.approx(sum(r["generated"] for r in rows.values()))
+    assert run["generated"] * 2 == sum(r["output_tokens"] - r["shared_tokens"] for r in lines(tmp_path / "shared"))
+    from s1.evaluate.records import parse_summary
+    from s1.report.markdown import summary_markdown
+
+    table = summary_markdown(parse_summary((tmp_path / "shared" / "summary.json").read_text()))
+    assert "generated tokens / problem: with sharing | without |" in table
+    assert f"| run | all settings | {run['generated']:.0f} | {run['generated_alone']:.0f} |" in table
 
 
 @pytest.mark.slow

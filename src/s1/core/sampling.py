@@ -88,7 +88,12 @@ DEFAULT = Sampling()
 
 
 def derive_seed(
-    seed: int | None, draw: int | str = 0, problem: str | None = None, tries: int = 0, node: int | str | None = None
+    seed: int | None,
+    draw: int | str = 0,
+    problem: str | None = None,
+    tries: int = 0,
+    node: int | str | None = None,
+    at: int = 0,
 ) -> int | None:
     """The one place a request's seed is derived from the seed a user gave (None stays None: unseeded).
 
@@ -100,9 +105,17 @@ def derive_seed(
       and its rejection-sampling tries, so a sample's seed follows its problem's id, not its position
       (--limit and --ids never change a sample); a search's child `draw` of tree node `node` hashes as
       "node.draw". Run directories store these seeds in samples' identities: the values must never change.
+    - A re-prefill round (`at` > 0, the output position the round starts at): a hash of the request's seed
+      and the position, so each round of a seeded request draws its own stream (a server starts every
+      request's stream afresh from its seed), and a shared sweep's branch, whose first own round starts
+      where the setting run alone starts that round, sends the very seed that run sends. Round 0 is the
+      request's seed itself.
     """
     if seed is None:
         return None
+    if at:
+        base = derive_seed(seed, draw, problem, tries, node)
+        return int(identity_hash([base, "at", int(at)]), 16) % SEED_LIMIT
     if problem is None:
         return seed if int(draw) == 0 else int(identity_hash([seed, "draw", int(draw)]), 16) % SEED_LIMIT
     key = f"{node}.{draw}" if node is not None else draw

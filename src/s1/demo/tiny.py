@@ -79,3 +79,41 @@ def parameters() -> int:
         256 + len(SPECIALS),
     )
     return vocab * d + layers * (4 * d * d + 3 * d * f + 2 * d) + d
+
+
+def random_llama(tokenizer, path: str | Path, end_logit_scale: float = 2.0, context: int = 2048) -> Path:
+    """A 2-layer random Llama on `tokenizer` (the embedded SmolLM2's), saved as a model directory: the tests'
+    tiny model and bench/sweep.py's, one definition for both.
+
+    Random weights almost never pick an end-of-thinking token, so its output rows for `<|im_start|>` and
+    `<|im_end|>` (ids 1 and 2) are scaled up: then the model tries to stop thinking every few dozen tokens,
+    which is what the forcing paths (and a Wait sweep) need to be exercised. Large init keeps greedy choices
+    far from ties, so numeric noise between batched and unbatched runs cannot flip them. `context` changes
+    no weight.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    path = Path(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=context,
+        initializer_range=1.0,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for token in (1, 2):
+            model.lm_head.weight[token] *= end_logit_scale
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

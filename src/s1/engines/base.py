@@ -48,6 +48,10 @@ class Completion:
     shared_tokens: int = 0
     """Leading output tokens this sequence took over from the trajectory it followed in a shared budget sweep
     (`Request.follows`), generated once for all the settings that share them."""
+    separate_prefill_tokens: int | None = None
+    """Prompt tokens this request's setting would have processed run alone, for a branch of a shared sweep
+    (its prompt once in an in-flight engine; in the re-prefill loop every round's prompt, the rounds of the
+    trajectory before it forked off included); None where that is what it processed (`prefill_tokens`)."""
     state: ForcingState | None = field(default=None, repr=False, compare=False)
     """Where a paused trajectory stands (finish_reason "step"): a search continues it with `Request.resume`."""
 
@@ -58,6 +62,17 @@ class Completion:
     def prompt_tokens_processed(self) -> int:
         """`prefill_tokens`, or the whole prompt where the engine could not tell."""
         return self.prefill_tokens if self.prefill_tokens is not None else len(self.prompt_token_ids)
+
+    @property
+    def prompt_tokens_alone(self) -> int:
+        """Prompt tokens its setting run alone processes: `separate_prefill_tokens`, else what this did."""
+        alone = self.separate_prefill_tokens
+        return alone if alone is not None else self.prompt_tokens_processed
+
+    @property
+    def generated_tokens(self) -> int:
+        """Output tokens this request generated itself (a shared sweep's branch: after it forked off)."""
+        return len(self.output_token_ids) - self.shared_tokens
 
 
 @dataclass
@@ -349,6 +364,7 @@ def to_completion(
     prompt_logprobs: list | None = None,
     prefill_tokens: int | None = None,
     shared_tokens: int = 0,
+    separate_prefill_tokens: int | None = None,
 ) -> Completion:
     """Split the output into thinking and answer text at the recorded end of thinking. A trajectory paused
     after a step (not done) has finish_reason "step" and carries its state, to be resumed."""
@@ -383,5 +399,6 @@ def to_completion(
         forced_spans=[list(span) for span in state.forced_spans],
         prefill_tokens=prefill_tokens,
         shared_tokens=shared_tokens,
+        separate_prefill_tokens=separate_prefill_tokens,
         state=None if state.done else state,
     )

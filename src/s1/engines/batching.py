@@ -76,6 +76,8 @@ class Row:
     """Logits for the next choice, held with a forked prefix: the row chooses without a forward."""
     shared: int = 0
     """Leading output tokens taken over from the trajectory this row branched from (a shared sweep)."""
+    alone: int | None = None
+    """A branch's prompt tokens had its setting run alone: its prompt (None: what it processed)."""
     penalties: Penalties | None = None
     """The repetition, presence and frequency penalties' counts, for a request that sets one."""
     grammar: object | None = None
@@ -132,6 +134,7 @@ class LoopEngine:
                     row.prompt_logprobs,
                     prefill_tokens=row.prefilled,
                     shared_tokens=row.shared,
+                    separate_prefill_tokens=row.alone,
                 )
                 if on_completion:
                     on_completion(i, results[i])
@@ -162,6 +165,8 @@ class BatchLoop:
         """Followers of an admitted row, by index, until they branch off or end with it."""
         self.carried: dict[int, torch.Generator | None] = {}
         """The random streams of branches waiting for a slot (they recompute their prefix, then go on)."""
+        self.carried_shared: dict[int, int] = {}
+        """What those branches took over from their trajectory (`Row.shared`): recomputed, not generated."""
 
     @property
     def busy(self) -> bool:
@@ -265,6 +270,8 @@ class BatchLoop:
                 ready=ready,
                 grammar=grammar,
             )
+            if index in self.carried_shared:  # a branch that waited for a slot
+                row.shared, row.alone = self.carried_shared.pop(index), len(ids)
             row.penalties = self._penalties(request)
             self.rows.append(row)
             finished += self._force(row)
@@ -319,6 +326,7 @@ class BatchLoop:
             )
             if slot is None:  # no slot to copy the cache into: it waits and recomputes its prefix
                 self.carried[index] = generator
+                self.carried_shared[index] = shared
                 self.waiting.appendleft((index, replace(request, resume=state, follows=None)))
                 continue
             kept = trunk.position
@@ -336,6 +344,7 @@ class BatchLoop:
                 prefilled=len(context) - kept,
                 since=len(state.output),
                 shared=shared,
+                alone=len(request.prompt_token_ids),
             )
             row.penalties = self._penalties(request)  # counted afresh from the branch's output so far, as alone
             self.rows.append(row)
@@ -345,7 +354,18 @@ class BatchLoop:
                 request = self.branching.pop(branch.key)
                 state = trunk.state.follower(branch)
                 context = len(request.prompt_token_ids)
-                row = Row(branch.key, request, state, None, -1, [], context, context=context, shared=len(state.output))
+                row = Row(
+                    branch.key,
+                    request,
+                    state,
+                    None,
+                    -1,
+                    [],
+                    context,
+                    context=context,
+                    shared=len(state.output),
+                    alone=context,
+                )
                 finished.append((branch.key, request, state, row))
             trunk.state.branches = []
         return finished

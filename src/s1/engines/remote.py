@@ -141,6 +141,8 @@ class RemoteBackend:
         self._random = random.Random()
         self._lock = threading.Lock()
         self._turn = itertools.count()
+        self.usage_prompt_tokens = 0
+        """The servers' own `usage.prompt_tokens`, summed over every reply (what they say they read)."""
         self._pinned: dict[str, weakref.WeakSet] = {u: weakref.WeakSet() for u in self.urls}
         self._down_until = {u: 0.0 for u in self.urls}
         self._affinity: OrderedDict[str, str] = OrderedDict()
@@ -326,6 +328,15 @@ class RemoteBackend:
             self._pinned[best].add(sequence)
             return best
 
+    @property
+    def shares_rounds(self) -> bool:
+        """Token ids in and out (every server in ids mode). A text-mode server (llama.cpp's) returns text that
+        is re-tokenized here: a round cut at max_tokens n re-reads as other ids than the first n of a longer
+        round's text (merges across the cut, n server tokens not n ids), so a branch cut from a longer
+        trajectory would not be its setting's sample; there only settings with the trajectory's cap follow it
+        (a Wait sweep, whose branches part where a round ended)."""
+        return all(mode == "ids" for mode in self.modes.values())
+
     def complete(self, calls: list[Call]) -> list[list[int]]:
         for call in calls:  # new sequences are placed here, in order, so the spread is deterministic
             if call.sequence.server not in self.modes:
@@ -404,8 +415,13 @@ class RemoteBackend:
                 body["max_tokens"] = 1
         r = self._post_or_get(url, "POST", "/v1/completions", body)
         try:
-            choice = r.json()["choices"][0]
+            reply = r.json()
+            choice = reply["choices"][0]
             finish, stop_reason = choice.get("finish_reason"), choice.get("stop_reason")
+            read = (reply.get("usage") or {}).get("prompt_tokens")
+            if isinstance(read, int):
+                with self._lock:
+                    self.usage_prompt_tokens += read
             if self.modes[url] == "ids":
                 ids = choice.get("token_ids")
                 if not isinstance(ids, list) or not all(isinstance(t, int) for t in ids):

@@ -13,8 +13,9 @@ port of s1's script.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
@@ -23,7 +24,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from s1.core.forcing import Branch, ForcingState
 from s1.core.formats import FormatTokens, ThinkingFormat, get_format
 from s1.core.models import load_hf
-from s1.core.sampling import Sampling
+from s1.core.sampling import Sampling, derive_seed
 from s1.engines.base import Completion, OnCompletion, OnToken, Request, new_state, to_completion
 from s1.engines.sampling import Penalties
 
@@ -35,7 +36,7 @@ class Sequence:
     """What a backend may keep about one sequence across its rounds.
 
     A remote backend pins the sequence to one server (so its prefix cache makes each round cheap); the
-    transformers backend keeps the sequence's own random state (so rounds do not replay one stream).
+    transformers backend keeps an unseeded sequence's own random state (so rounds do not replay one stream).
     """
 
     id: int = field(default_factory=lambda: next(_sequence_ids))
@@ -47,6 +48,11 @@ class Sequence:
     sent: int = 0
     """Prompt tokens sent over all rounds: what the backend processed, at most (a server's prefix cache
     may have served part of it)."""
+    before: int = 0
+    """A shared sweep's branch: prompt tokens the trajectory it followed sent before it forked off, which
+    its setting run alone sends too (those rounds are its own rounds alone)."""
+    shared: int = 0
+    """A shared sweep's branch: leading output tokens it took over from that trajectory."""
 
 
 @dataclass
@@ -69,6 +75,11 @@ class Call:
 class Backend(Protocol):
     def complete(self, calls: list[Call]) -> list[list[int]]:
         """New tokens per call, the stop token included when one ended it."""
+
+    @property
+    def shares_rounds(self) -> bool:
+        """Whether a round's first n tokens are the same for any max_tokens >= n, token for token: what a
+        shared sweep's branch needs to make its setting's own calls (`run_rounds`)."""
 
 
 class NoProgress(RuntimeError):
@@ -99,7 +110,7 @@ def forcing_rounds(
             request.prompt_token_ids + state.output,
             budget,
             stops,
-            request.sampling,
+            round_sampling(request.sampling, len(state.output)),
             sequence,
             state.banned,
             len(request.prompt_token_ids),
@@ -128,22 +139,45 @@ def forcing_rounds(
     return state
 
 
+def round_sampling(sampling: Sampling, at: int) -> Sampling:
+    """The sampling a round starting at output position `at` sends: a seeded request's round draws from a
+    stream seeded by the request's seed and `at` (`derive_seed`), started afresh each call as a server
+    starts a seeded request's stream. What a round draws then depends only on what it sends (the tokens so
+    far, the seed, the settings), never on rounds before it or how many tokens it may write: the first n
+    tokens of a round are the same for any max_tokens >= n. That is what lets a seeded sweep share."""
+    if sampling.greedy or sampling.seed is None or not at:
+        return sampling
+    return replace(sampling, seed=derive_seed(sampling.seed, at=at))
+
+
 def run_rounds(
     requests: list[Request],
     tokens: FormatTokens,
     backend: Backend,
     batch_size: int,
-    on_round: Callable[[int, ForcingState, bool, int], None] | None = None,
+    on_round: Callable[[int, ForcingState, bool, Sequence], None] | None = None,
 ) -> list[ForcingState]:
     """Drive many sequences' rounds together, `batch_size` at a time, one backend call per round.
-    `on_round(i, state, ended, sent)` follows every round of sequence i; `ended` once it has no more
-    (done, or paused after a step), with `sent` the prompt tokens its calls sent.
+    `on_round(i, state, ended, sequence)` follows every round of sequence i; `ended` once it has no more
+    (done, or paused after a step), with `sequence.sent` the prompt tokens its calls sent.
 
-    A greedy request that follows another (`Request.follows`, a shared budget sweep) makes no calls of its
-    own until its budget parts from the trajectory it follows; from there it goes on as a continuation of
-    that trajectory (prompt + the shared output, which a server's prefix cache already holds). Sampled
-    followers run alone: a backend's random stream cannot be copied in the middle of a call."""
-    shared = {i for i, r in enumerate(requests) if r.follows is not None and r.sampling.greedy}
+    A request that follows another (`Request.follows`, a shared budget sweep) makes no calls of its own
+    until its budget parts from the trajectory it follows; from there it goes on as a continuation of that
+    trajectory (prompt + the shared output, which a server's prefix cache already holds). It parts either
+    where a round of the trajectory ended (an end of thinking it accepts) or where its own cap ends its
+    round early; either way its setting run alone ends a round at that very token, so the calls it makes
+    from there are the calls that run makes. Greedy, that is the same output. Seeded, too: a round's stream
+    follows from what the call sends (`round_sampling`), not from earlier rounds, and the trajectory's
+    round drew its first tokens as the shorter round alone draws them (a backend whose seeded stream
+    depended on max_tokens would break this; vLLM, llama.cpp's server, `s1 serve` and `HFBackend` draw
+    token by token). Unseeded, a branch continues with fresh randomness: a sample drawn as alone would be,
+    token by token, not the same one (there is none to be the same as)."""
+    exact = getattr(backend, "shares_rounds", True)
+    # Without exact rounds (a text-mode server), a branch may still follow where it can part only at the end
+    # of a round (an end of thinking it accepts), never inside one cut at its own cap: its cap is the trunk's.
+    shared = {
+        i for i, r in enumerate(requests) if r.follows is not None and (exact or r.cap == requests[r.follows].cap)
+    }
     records = [
         None if i in shared else r.resume.fork() if r.resume is not None else new_state(r, tokens)
         for i, r in enumerate(requests)
@@ -166,7 +200,7 @@ def run_rounds(
             except StopIteration:  # nothing to ask a backend (a search's root, paused before its first token)
                 branch_off(i)
                 if on_round:
-                    on_round(i, records[i], True, 0)
+                    on_round(i, records[i], True, sequences[i])
                 return
             branch_off(i)  # a cap the prompt already reaches (0)
 
@@ -174,14 +208,20 @@ def run_rounds(
             """Start the branches that left sequence i's trajectory; at its end, end those still following."""
             state = records[i]
             forks, state.forks = state.forks, []
+            # the rounds sent so far, less the next one (already asked for): those a branch's setting alone sends
+            before = sequences[i].sent - (len(calls[i].token_ids) if i in calls else 0)
             for key, fork in forks:
                 records[key] = fork
+                sequences[key].before = before
+                sequences[key].shared = len(os.path.commonprefix([state.output, fork.output]))
                 begin(key)
             if state.done:
                 for branch in state.branches:
                     records[branch.key] = state.follower(branch)
+                    sequences[branch.key].before = before
+                    sequences[branch.key].shared = len(records[branch.key].output)
                     if on_round:
-                        on_round(branch.key, records[branch.key], True, 0)
+                        on_round(branch.key, records[branch.key], True, sequences[branch.key])
                 state.branches = []
 
         for i in own[start : start + batch_size]:
@@ -197,12 +237,12 @@ def run_rounds(
                 except StopIteration:
                     ended = True
                 if records[i].done and i in calls:  # ended from outside (a stop string): no further round
-                    del calls[i]
+                    sequences[i].sent -= len(calls.pop(i).token_ids)  # counted when asked for, never sent
                     live[i].close()
                     ended = True
                 branch_off(i)
                 if on_round:
-                    on_round(i, records[i], ended, sequences[i].sent)
+                    on_round(i, records[i], ended, sequences[i])
     return records
 
 
@@ -210,9 +250,13 @@ class HFBackend:
     """`Backend` on plain `transformers.generate`: the re-prefill loop exactly as a user would write it.
 
     Generation settings are neutral (nothing inherited from the checkpoint's `generation_config`, such
-    as a repetition penalty, which the in-flight engines do not apply either), and each sampled
-    sequence draws from its own random stream, seeded once, continued across its rounds.
+    as a repetition penalty, which the in-flight engines do not apply either). A seeded call draws from
+    a stream seeded by the seed it sends, as a server's seeded request does (the driver sends each round
+    its own, `round_sampling`); an unseeded sequence draws from its own random stream, continued across
+    its rounds.
     """
+
+    shares_rounds = True
 
     def __init__(self, model, tokenizer):
         self.model = model
@@ -259,9 +303,13 @@ class HFBackend:
         set_state = (lambda s: torch.cuda.set_rng_state(s, self.device)) if cuda else torch.set_rng_state
         with _neutral_defaults(self.model), torch.random.fork_rng(devices=cuda):
             sequence = calls[0].sequence
-            if not sampling.greedy:
+            if sampling.seed is not None and not sampling.greedy:
+                # as a server: each call's stream starts from the seed it sends (a seed per round,
+                # `round_sampling`), so a branch of a shared sweep sends what its setting alone sends
+                torch.manual_seed(sampling.seed)
+            elif not sampling.greedy:
                 if sequence.rng_state is None:
-                    torch.manual_seed(sampling.seed if sampling.seed is not None else torch.seed())
+                    torch.manual_seed(torch.seed())
                     sequence.rng_state = get_state()
                 set_state(sequence.rng_state)
             out = self.model.generate(
@@ -354,15 +402,22 @@ class ReprefillEngine:
         sent = [0] * len(requests)
         completions: dict[int, Completion] = {}
 
-        def on_round(i: int, state: ForcingState, ended: bool, prompt_tokens: int) -> None:
+        def on_round(i: int, state: ForcingState, ended: bool, sequence: Sequence) -> None:
             """Hand on what this round added; finish the sequence if it is done (or paused after a step)."""
             if on_token:
                 for token in state.output[sent[i] :]:
                     on_token(i, token, state)
             sent[i] = len(state.output)
             if ended and i not in completions:
+                alone = sequence.sent + sequence.before if requests[i].follows is not None else None
                 completions[i] = to_completion(
-                    requests[i], state, self.tokenizer, self.fmt, prefill_tokens=prompt_tokens
+                    requests[i],
+                    state,
+                    self.tokenizer,
+                    self.fmt,
+                    prefill_tokens=sequence.sent,
+                    shared_tokens=sequence.shared,
+                    separate_prefill_tokens=alone,
                 )
                 if on_completion:
                     on_completion(i, completions[i])

@@ -105,9 +105,24 @@ class SampleRecord:
     reason: str | None = None
     grader: int | None = None
     """Filled by grading (the grader's version: another version's grades are redone)."""
+    output_tokens: Count | None = None
+    """Tokens of the output (thinking, forced text, answer): what the setting run alone generates. This run
+    generated `output_tokens - shared_tokens` of them. None in records written before it was counted."""
+    separate_prefill_tokens: Count | None = None
+    """Prompt tokens the setting run alone processes, where sharing changed it (a shared sweep's branch);
+    None where it is `prefill_tokens`."""
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def compute(self) -> tuple[int, int, int, int] | None:
+        """(generated, generated alone, prompt tokens processed, prompt tokens alone); None for a record
+        written before `output_tokens` was counted."""
+        if self.output_tokens is None:
+            return None
+        alone = self.separate_prefill_tokens if self.separate_prefill_tokens is not None else self.prefill_tokens
+        return self.output_tokens - self.shared_tokens, self.output_tokens, self.prefill_tokens, alone
 
     def graded(self, grade, version: int) -> SampleRecord:
         """The record with a verdict (`grading.Grade`) from grader `version`."""
@@ -205,6 +220,7 @@ def parse_record(text: str) -> Record:
 # ---------------------------------------------------------------------------------------------- summary
 
 _OMITTED_WHEN_NONE = {
+    "compute",
     "mean_prefill_tokens",
     "mean_reward_tokens",
     "maj@k",
@@ -218,6 +234,33 @@ _OMITTED_WHEN_NONE = {
 }
 """Row fields only some methods have (search compute, voting, per-sample bounds, redraws): left out of the
 JSON when absent, so summaries written before them read and compare alike."""
+
+
+@dataclass(kw_only=True)
+class Compute:
+    """Tokens per problem (over all its samples): generated and prompt tokens processed, by this run (a
+    shared sweep's branches generate only after they fork off) and had each setting run alone."""
+
+    __pydantic_config__ = _STRICT
+    generated: float
+    generated_alone: float
+    prompt: float
+    prompt_alone: float
+
+    @classmethod
+    def of(cls, records: list, problems: int) -> Compute | None:
+        counts = [r.compute for r in records]
+        if not counts or any(c is None for c in counts) or not problems:
+            return None
+        names = [f.name for f in fields(cls)]
+        return cls(**{name: sum(c[k] for c in counts) / problems for k, name in enumerate(names)})
+
+    @classmethod
+    def total(cls, parts: list[Compute | None]) -> Compute | None:
+        """A run's compute per problem: its settings' summed (None unless every part has one)."""
+        if not parts or any(p is None for p in parts):
+            return None
+        return cls(**{f.name: sum(getattr(p, f.name) for p in parts) for f in fields(cls)})
 
 
 @dataclass(kw_only=True)
@@ -258,6 +301,9 @@ class SummaryRow:
     cut_answers: int | None = None
     """Samples (search rows: trajectories this point answers from) whose answer a token limit stopped before it
     ended (`answer_cut`); None in summaries written before it was counted."""
+    compute: Compute | None = None
+    """Sample-based rows: tokens per problem this run spent on the setting, with the sweep shared and had it
+    run alone (None where a record predates the counters)."""
 
     def to_json(self) -> dict:
         out = {}
@@ -266,7 +312,7 @@ class SummaryRow:
             value = getattr(self, f.name)
             if value is None and name in _OMITTED_WHEN_NONE:
                 continue
-            out[name] = dict(value) if isinstance(value, dict) else value
+            out[name] = dict(value) if isinstance(value, dict) else asdict(value) if name == "compute" else value
         return out
 
     def x(self, axis: str = "mean_thinking_tokens") -> float:
@@ -295,6 +341,8 @@ class BenchmarkSummary:
     problems: int | None = None
     settings: list[SummaryRow]
     methods: dict[str, MethodMetrics]
+    compute: Compute | None = None
+    """The sample-based rows' compute summed: the run's tokens per problem, shared and alone."""
 
 
 @dataclass(kw_only=True)
@@ -319,6 +367,7 @@ class Summary:
                 "problems": bench.problems,
                 "settings": [row.to_json() for row in bench.settings],
                 "methods": {method: asdict(m) for method, m in bench.methods.items()},
+                **({"compute": asdict(bench.compute)} if bench.compute is not None else {}),
             }
             for name, bench in self.benchmarks.items()
         }

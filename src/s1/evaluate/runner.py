@@ -133,6 +133,8 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
                 forced=forced_offsets(engine.tokenizer, completion),
                 prefill_tokens=completion.prompt_tokens_processed,
                 shared_tokens=completion.shared_tokens,
+                output_tokens=len(completion.output_token_ids),
+                separate_prefill_tokens=completion.separate_prefill_tokens,
             )
             recorder.put(record)
 

@@ -18,6 +18,7 @@ from s1.evaluate.methods import METHODS, Setting
 from s1.evaluate.metrics import accuracy, bootstrap_ci, control, majority_vote, pass_at_k, performance, scaling
 from s1.evaluate.records import (
     BenchmarkSummary,
+    Compute,
     MethodMetrics,
     Record,
     SampleRecord,
@@ -58,6 +59,10 @@ NOTES = [
     "points n = 1, 2, 4 ... from its first n (with several N in one directory, the largest N's). The compute table "
     "adds the prompt tokens the engine processed (in process: what forked or kept prefixes saved is not counted; "
     "through servers: the tokens sent, an upper bound) and the tokens the reward model scored.",
+    "compute with and without sharing (sample-based settings): tokens per problem, summed over its samples. With "
+    "sharing: what this run generated (a shared sweep's branch counts only the tokens after it forked off the "
+    "trajectory it followed) and the prompt tokens it processed; without: each setting run alone (its whole output; "
+    "its prompt, or through the re-prefill loop every round's prompt). The last row sums the settings.",
 ]
 
 
@@ -92,7 +97,10 @@ def summarize(
                 used += sum(len(samples) for _, samples in per_problem)
                 rows.append(_sample_row(config, s, per_problem, len(problems), grader))
         _relative_control(rows)
-        out[name] = BenchmarkSummary(problems=len(problems), settings=rows, methods=_method_metrics(rows))
+        sampled = [r.compute for r in rows if r.trajectories is None]
+        out[name] = BenchmarkSummary(
+            problems=len(problems), settings=rows, methods=_method_metrics(rows), compute=Compute.total(sampled)
+        )
     return Summary(
         model=config.model,
         context=context,
@@ -169,6 +177,7 @@ def _sample_row(
         else bool(flat) and all(s.in_bounds(r.thinking_tokens) for r in flat),
         relative=s.relative,
         cut_answers=sum(answer_cut(r.finish_reason, r.answer_tokens) for r in every),
+        compute=Compute.of(every, len(per_problem)),
     )
     if s.reject_over is not None:
         row.mean_tries = sum(r.tries for r in every) / len(every)

@@ -122,8 +122,27 @@ def _settings_table(name: str, bench: BenchmarkSummary) -> str:
         )
     return (
         f"<h3>{html.escape(name)} <small>{bench.problems} problems</small></h3>"
-        f'<div class="scroll"><table>{head}{"".join(body)}</table></div>'
+        f'<div class="scroll"><table>{head}{"".join(body)}</table></div>' + _compute_table(bench)
     )
+
+
+def _compute_table(bench: BenchmarkSummary) -> str:
+    """Tokens per problem with the sweep shared and without (summary.md's compute table)."""
+    rows = [(r.method, r.setting, r.compute) for r in bench.settings if r.compute is not None]
+    if not rows:
+        return ""
+    if bench.compute is not None:
+        rows.append(("run", "all settings", bench.compute))
+    head = (
+        "<tr><th>method</th><th>setting</th><th>generated tokens / problem: with sharing</th><th>without</th>"
+        "<th>prompt tokens / problem: with sharing</th><th>without</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{html.escape(m)}</td><td>{html.escape(s)}</td><td>{c.generated:.0f}</td>"
+        f"<td>{c.generated_alone:.0f}</td><td>{c.prompt:.0f}</td><td>{c.prompt_alone:.0f}</td></tr>"
+        for m, s, c in rows
+    )
+    return f'<div class="scroll"><table>{head}{body}</table></div>'
 
 
 def _metrics_table(summaries: list[tuple[str, Summary]], papers: list[dict]) -> str:

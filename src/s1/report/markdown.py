@@ -81,6 +81,22 @@ def summary_markdown(summary: Summary, title: str | None = None, notes: bool = T
                     f"| {r.method} | {r.setting} | {r.mean_thinking_tokens:.0f} | {r.mean_prefill_tokens:.0f} | "
                     f"{_fmt(r.mean_reward_tokens, '.0f')} | {_fmt(r.mean_total_tokens, '.0f')} |"
                 )
+        computed = [r for r in bench.settings if r.compute is not None]
+        if computed:
+            lines += [
+                "",
+                "| method | setting | generated tokens / problem: with sharing | without | "
+                "prompt tokens / problem: with sharing | without |",
+                "|---|---|---|---|---|---|",
+            ]
+            rows = [(r.method, r.setting, r.compute) for r in computed]
+            if bench.compute is not None:
+                rows.append(("run", "all settings", bench.compute))
+            for method, setting, c in rows:
+                lines.append(
+                    f"| {method} | {setting} | {c.generated:.0f} | {c.generated_alone:.0f} | {c.prompt:.0f} | "
+                    f"{c.prompt_alone:.0f} |"
+                )
         lines += [
             "",
             "| method | Control % | strict control % | Scaling (points / 1k thinking tokens) | "

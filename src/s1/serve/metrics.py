@@ -36,6 +36,11 @@ class Metrics:
         waiting.set_function(lambda: scheduler.load[1])
         self.requests = Counter("s1:requests", "HTTP requests by status code.", ["status"], registry=self.registry)
         self.prompt_tokens = Counter("s1:prompt_tokens", "Prompt tokens processed.", registry=self.registry)
+        # what the engine computed of those: a prefix a slot kept from an earlier request (a re-prefill round's
+        # shared start) is not computed again; vLLM reports its prefix-cache hits apart in the same way
+        self.prefill_tokens = Counter(
+            "s1:prefill_tokens", "Prompt tokens computed (a kept prefix not counted).", registry=self.registry
+        )
         self.generation_tokens = Counter("s1:generation_tokens", "Tokens generated.", registry=self.registry)
         self.ttft = Histogram(
             "s1:time_to_first_token_seconds",

@@ -183,6 +183,7 @@ class _Choices:
         metrics = self.state.metrics
         unfinished = sum(n for i, n in self.deltas.items() if i not in self.done)  # a cancelled choice's tokens
         metrics.tokens(sum(len(c.output_token_ids) for c in completions) + unfinished)
+        metrics.prefill_tokens.inc(sum(c.prompt_tokens_processed for c in completions))
         metrics.latency.observe(time.monotonic() - self.started)
         log.info(
             "%s %s choices=%d prompt=%d thinking=%d answer=%d latency=%.2fs status=%d",

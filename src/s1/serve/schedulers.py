@@ -227,7 +227,13 @@ class BatchScheduler:
                 entry = self.sinks.pop(rid, None)
                 if entry is not None:
                     completion = to_completion(
-                        request, state, self.engine.tokenizer, self.engine.fmt, row.logprobs, row.prompt_logprobs
+                        request,
+                        state,
+                        self.engine.tokenizer,
+                        self.engine.fmt,
+                        row.logprobs,
+                        row.prompt_logprobs,
+                        prefill_tokens=row.prefilled,
                     )
                     entry[0](finished(completion, entry[1]))
 
