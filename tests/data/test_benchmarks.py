@@ -300,11 +300,14 @@ def test_a_null_gold_in_a_benchmark_file_under_the_data_dir_is_refused(tmp_path,
 
 def test_filters_pass_a_missing_value_on_instead_of_writing_none(tmp_path):
     """`trim`, `after`, `join` of a null are refused too; `default(..., true)` may replace it on purpose."""
-    (tmp_path / "f.jsonl").write_text('{"q": "1+1?", "a": null, "l": ["2", null]}\n')
+    (tmp_path / "f.jsonl").write_text('{"q": "1+1?", "a": null, "l": ["2", null], "n": [null]}\n')
     for target, refused in [
         ("{{ a | trim }}", True),
         ("{{ a | after('####') }}", True),
         ("{{ l | join(', ') }}", True),
+        ("{{ l }}", True),  # a gold list holding null, printed whole, was the text "['2', None]"
+        ("{{ n }}", True),  # and [null] was "[None]"
+        ("{{ {'a': a} }}", True),
         ("{{ a | default('2', true) }}", False),
     ]:
         path = tmp_path / "task.yaml"

@@ -25,6 +25,7 @@ SMALL = ["--benchmark", "aime24", "--limit", "1", "--max-answer-tokens", "2", "-
 """Small limits for every recipe: one AIME24 problem, 24 tokens at most per sample."""
 PER_METHOD = {
     "majority": ["--samples", "2"],
+    "majority+no_thinking": ["--samples", "2"],
     "rebase": ["--width", "2", "--max-step-tokens", "4", "--max-depth", "2", "--reward-model", f"{__name__}:length"],
     "rejection_sampling": ["--max-tries", "2"],
 }

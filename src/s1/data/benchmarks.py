@@ -159,8 +159,19 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _finalize(value):
+def _holds_missing(value) -> bool:
+    """A missing value, or a list or mapping printed whole that holds one (JSON `[null]` would print "[None]")."""
     if _missing(value):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_missing(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_missing(v) for v in value)
+    return False
+
+
+def _finalize(value):
+    if _holds_missing(value):
         raise MissingValue()
     return value
 

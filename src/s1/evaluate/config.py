@@ -125,7 +125,13 @@ class EvalConfig:
         if not self.methods:
             raise UserError("--method names no method; choose from " + ", ".join(METHODS) + ".")
         self.sampling()
-        get_format(self.format)
+        if not get_format(self.format).thinks:
+            stepped = [m for m in self.methods if m in METHODS and METHODS[m].steps_of_thinking]
+            if stepped:
+                raise UserError(
+                    f"{stepped[0]} searches over steps of thinking and --format {self.format} opens no thinking; "
+                    "use a format with thinking, or majority+no_thinking for answers without it."
+                )
         if self.dtype not in DTYPES:
             raise UserError(f"Unknown dtype {self.dtype!r}; use {', '.join(DTYPES)}.", "dtype", self.dtype)
         if self.engine not in ENGINES:

@@ -178,6 +178,8 @@ class Method:
     needs_reward = False
     thinking = True
     """Its prompts open a thinking block (False: the chat template's plain answer, docs/design.md)."""
+    steps_of_thinking = False
+    """It searches over steps of thinking (REBASE): a format that opens no thinking leaves it nothing to split."""
 
     def settings(self, grid: Grid) -> list[Setting]:
         raise NotImplementedError
@@ -342,12 +344,27 @@ class SearchMethod(Method):
 
 class Parallel(SearchMethod):
     """N independent trajectories and a rule to pick one: majority (most common equivalent answer),
-    best-of-N (highest reward), weighted majority (the class with the largest summed reward)."""
+    best-of-N (highest reward), weighted majority (the class with the largest summed reward).
+
+    Each also runs without thinking (`+no_thinking`: the chat template's plain answer, no thinking block
+    opened), the paper's Figure 4b baseline: an instruct model's majority vote over N plain answers. Those
+    settings vary only N; budgets and Wait counts have nothing to act on and are not part of them."""
 
     parallel = True
 
-    def __init__(self, name: str, rule, needs_reward: bool):
-        self.name, self.rule, self.needs_reward = name, rule, needs_reward
+    def __init__(self, name: str, rule, needs_reward: bool, thinking: bool = True):
+        self.name = name if thinking else f"{name}+no_thinking"
+        self.rule, self.needs_reward, self.thinking = rule, needs_reward, thinking
+
+    def settings(self, grid: Grid) -> list[Setting]:
+        if self.thinking:
+            return super().settings(grid)
+        spec, sizes = self.spec(grid)
+        forcing = replace(grid.base, max_thinking_tokens=None, min_thinking_tokens=0, num_ignore=0)
+        return [
+            Setting(self.name, f"n={size} no thinking", forcing, search=replace(spec, trajectories=size))
+            for size in sizes
+        ]
 
     def spec(self, grid: Grid) -> tuple[SearchSpec, list[int]]:
         # These methods never read REBASE's vote; it stays at the value it had when their identities were made
@@ -388,6 +405,7 @@ class Rebase(SearchMethod):
     name = "rebase"
     prefix = "width"
     needs_reward = True
+    steps_of_thinking = True
 
     def spec(self, grid: Grid) -> tuple[SearchSpec, list[int]]:
         return replace(grid.search, trajectories=0), grid.widths
@@ -427,9 +445,15 @@ METHODS: dict[str, Method] = {
         ClassConditional(forced=False),
         ClassConditional(forced=True),
         RejectionSampling(),
-        Parallel("majority", lambda classes, rewards: majority_vote(classes), needs_reward=False),
-        Parallel("best_of_n", lambda classes, rewards: best_of(rewards), needs_reward=True),
-        Parallel("weighted_majority", weighted_vote, needs_reward=True),
+        *(
+            Parallel(name, rule, needs_reward, thinking)
+            for thinking in (True, False)
+            for name, rule, needs_reward in (
+                ("majority", lambda classes, rewards: majority_vote(classes), False),
+                ("best_of_n", lambda classes, rewards: best_of(rewards), True),
+                ("weighted_majority", weighted_vote, True),
+            )
+        ),
         Rebase(),
     )
 }
@@ -463,6 +487,13 @@ def build_settings(
     """Every (method, setting) the sweep runs, in a stable order. `search` holds the parallel and tree
     settings (its `trajectories` is N); `widths` REBASE's widths; `max_tries` rejection sampling's draws."""
     unknown = [m for m in methods if m not in METHODS]
+    bare = [METHODS[b] for m in unknown if (b := m.removesuffix("+no_thinking")) != m and b in METHODS]
+    if bare:  # a thinking method asked for without thinking: say why there is no such form
+        why = "searches over steps of thinking" if bare[0].steps_of_thinking else "sets how long the model thinks"
+        raise UserError(
+            f"{bare[0].name} {why}, so it has no form without thinking; use no_thinking (maj@k with --samples) or "
+            "majority+no_thinking (best_of_n+no_thinking, weighted_majority+no_thinking) for answers without it."
+        )
     if unknown:
         raise UserError(f"Unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}.")
     budgets = [c for c in caps if c is not None]

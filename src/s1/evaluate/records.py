@@ -14,11 +14,12 @@ right answer.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cache
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 _STRICT = ConfigDict(strict=True)
 """No coercion: "12" is not a number, "false" is not a verdict, 1 is not true."""
@@ -27,6 +28,21 @@ Count = Annotated[int, Field(ge=0)]
 """Tokens, tries, a sample index: never negative (a negative count would pull a mean down unseen)."""
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 """Wall time: a finite, non-negative number (NaN or -1 would poison every mean it enters)."""
+Undefined = Annotated[float, BeforeValidator(lambda v: float("nan") if v is None else v)]
+"""A number that may be undefined (a setting with no sample counted has no accuracy): NaN in memory, `null` in
+summary.json, since NaN is not JSON (`finite`); reports show it as n/a."""
+
+
+def finite(value):
+    """A JSON document with every NaN or infinity as null: what the JSON standard allows (Python's json module
+    would write the non-standard NaN, which other readers refuse)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 @dataclass(kw_only=True)
@@ -276,10 +292,10 @@ class SummaryRow:
     """Every current problem done: only complete rows enter Control / Scaling / Performance."""
     reference: bool = False
     """A yardstick (class-conditional `default`), not a point of its method's curve."""
-    accuracy: float
+    accuracy: Undefined
     ci_low: float | None = None
     ci_high: float | None = None
-    mean_thinking_tokens: float
+    mean_thinking_tokens: Undefined
     mean_prefill_tokens: float | None = None
     mean_reward_tokens: float | None = None
     mean_total_tokens: float | None = None
@@ -374,7 +390,7 @@ class Summary:
         return out
 
     def to_text(self) -> str:
-        return json.dumps(self.to_json(), indent=2, default=str) + "\n"
+        return json.dumps(finite(self.to_json()), indent=2, default=str, allow_nan=False) + "\n"
 
     def methods(self) -> list[str]:
         """Every method with a row, in the order of the tables."""

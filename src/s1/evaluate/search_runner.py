@@ -37,6 +37,7 @@ def run_search(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pla
             setting.forcing,
             replace(config.sampling(temperature), seed=None),
             config.system,
+            thinking=method.thinking,
         )
 
         def sampling(node, j: int) -> Sampling:
@@ -88,6 +89,7 @@ def _sharing(item: Item, todo: list[Item]) -> list[Item]:
         and it.benchmark == item.benchmark
         and it.problem is item.problem
         and it.setting.kind.parallel
+        and it.setting.kind.thinking == setting.kind.thinking  # plain answers are other trajectories
         and it.setting.forcing == setting.forcing
         and it.setting.search.trajectories == setting.search.trajectories
     ]

@@ -7,8 +7,17 @@ from pathlib import Path
 
 from s1.core.errors import UserError
 from s1.evaluate.records import Summary, parse_summary
+from s1.report.markdown import cell
 from s1.report.paper import paper_accuracy, paper_metrics, read_paper
 from s1.report.plots import method_points, scaling_plot
+
+
+class _NotJSON(Exception):
+    """NaN or Infinity in a file: Python's json module reads them, the JSON standard (and other readers) do not."""
+
+
+def _not_json(constant: str):
+    raise _NotJSON(constant)
 
 
 def load_summary(run: str) -> Summary:
@@ -16,7 +25,12 @@ def load_summary(run: str) -> Summary:
     path = Path(run) / "summary.json"
     try:
         text = path.read_text(encoding="utf-8")
-        json.loads(text)
+        json.loads(text, parse_constant=_not_json)
+    except _NotJSON as exc:
+        raise UserError(
+            f"{path} holds {exc}, which is not JSON; re-run s1 eval on {run} to rewrite the summary (undefined "
+            "numbers are written as null)."
+        ) from None
     except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"{run} has no summary.json; point s1 report at a directory written by s1 eval.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -41,7 +55,7 @@ def compare(runs: list[str], plot: str | Path) -> str:
             for r in data.settings:
                 cut = f", {r.cut_answers} cut" if r.cut_answers else ""  # answers a token limit stopped
                 rows.setdefault((bench, r.method, r.setting), {})[i] = (
-                    f"{r.accuracy:.1f} ({r.mean_thinking_tokens:.0f} tok{cut})"
+                    f"{cell(r.accuracy)} ({cell(r.mean_thinking_tokens, '.0f')} tok{cut})"
                 )
     paper = any(papers)
     extra = " paper |" if paper else ""

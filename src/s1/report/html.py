@@ -20,6 +20,7 @@ from s1.core.files import write_atomic
 from s1.core.rundir import RunDir
 from s1.evaluate.records import BenchmarkSummary, SampleRecord, Summary, SummaryRow, parse_record
 from s1.report.compare import load_summary
+from s1.report.markdown import cell
 from s1.report.paper import paper_metrics, read_paper
 from s1.report.plots import method_points
 
@@ -96,6 +97,8 @@ def _highlight(output: str, forced: list) -> str:
 
 def _ci_bar(row: SummaryRow) -> str:
     lo, hi, acc = row.ci_low, row.ci_high, row.accuracy
+    if lo is None or hi is None or acc != acc:  # no interval, or no accuracy (NaN): nothing to draw
+        return ""
     return (
         f'<span class="ci"><span class="range" style="left:{lo:.1f}%;width:{max(hi - lo, 0.5):.1f}%"></span>'
         f'<span class="point" style="left:{acc:.1f}%"></span></span>'
@@ -117,7 +120,8 @@ def _settings_table(name: str, bench: BenchmarkSummary) -> str:
         n = f"{r.samples}" + ("" if r.complete else f" ({r.problems} of {bench.problems})")
         body.append(
             f"<tr><td>{html.escape(r.method)}</td><td>{html.escape(r.setting)}</td><td>{n}</td>"
-            f"<td>{r.mean_thinking_tokens:.0f}</td><td>{r.accuracy:.1f} ({r.ci_low:.1f}–{r.ci_high:.1f})</td>"
+            f"<td>{cell(r.mean_thinking_tokens, '.0f')}</td>"
+            f"<td>{cell(r.accuracy)} ({cell(r.ci_low)}–{cell(r.ci_high)})</td>"
             f"<td>{_ci_bar(r)}</td><td>{control}</td>{votes}</tr>"
         )
     return (

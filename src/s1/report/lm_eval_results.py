@@ -19,7 +19,7 @@ from pathlib import Path
 
 from s1.core.rundir import write_atomic
 from s1.core.version import __version__
-from s1.evaluate.records import Summary
+from s1.evaluate.records import Summary, finite
 
 METRIC = "exact_match"
 
@@ -102,5 +102,6 @@ def write_results(run: str | Path, summary: Summary, tasks: dict[str, dict] | No
     now = time.time()
     stamp = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")
     path = Path(run) / f"results_{stamp}.json"
-    write_atomic(path, json.dumps(results_document(summary, tasks, now), indent=2, default=str) + "\n")
+    document = finite(results_document(summary, tasks, now))  # NaN is not JSON: an undefined score is null
+    write_atomic(path, json.dumps(document, indent=2, default=str, allow_nan=False) + "\n")
     return path

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 from s1.evaluate.records import Summary, SummaryRow
 
 
 def _fmt(value, spec: str = ".1f", missing: str = "–") -> str:
-    return missing if value is None else format(value, spec)
+    """A number for a table: `missing` where it does not apply (None), n/a where it is undefined (NaN: no sample
+    counted)."""
+    if value is None:
+        return missing
+    return "n/a" if isinstance(value, float) and math.isnan(value) else format(value, spec)
+
+
+cell = _fmt
+"""The one way report/ writes a number into a table (compare, html)."""
 
 
 def _n(row: SummaryRow, problems: int | None) -> str:
@@ -36,8 +46,8 @@ def summary_markdown(summary: Summary, title: str | None = None, notes: bool = T
         ]
         for r in bench.settings:
             lines.append(
-                f"| {r.method} | {r.setting} | {_n(r, bench.problems)} | {r.mean_thinking_tokens:.0f} | "
-                f"{r.accuracy:.1f} ({_fmt(r.ci_low)}–{_fmt(r.ci_high)}) | {_yes(r.in_control)} | "
+                f"| {r.method} | {r.setting} | {_n(r, bench.problems)} | {_fmt(r.mean_thinking_tokens, '.0f')} | "
+                f"{_fmt(r.accuracy)} ({_fmt(r.ci_low)}–{_fmt(r.ci_high)}) | {_yes(r.in_control)} | "
                 f"{_yes(r.strict_in_control)} |"
             )
         redrawn = [r for r in bench.settings if r.mean_tries is not None]
