@@ -15,6 +15,7 @@ from s1.engines.base import make_request
 from s1.engines.hf import HFEngine
 from s1.engines.reprefill import ReprefillEngine
 from s1.evaluate.sharing import share
+from tests.engines.test_sweep_sharing import described
 
 QUESTIONS = [
     "What is 7*8?",
@@ -128,10 +129,7 @@ def test_a_shared_sweep_with_a_grace_gives_each_setting_its_own_sample(embedded,
     shared_requests = share(requests)
     assert sum(r.follows is not None for r in shared_requests) == len(requests) - 2
     shared = engine.generate(shared_requests, batch_size=4)
-    timing = {"prefill_tokens", "shared_tokens"}
-    assert [{k: v for k, v in c.to_dict().items() if k not in timing} for c in shared] == [
-        {k: v for k, v in c.to_dict().items() if k not in timing} for c in alone
-    ]
+    assert [described(c) for c in shared] == [described(c) for c in alone]
     kinds = [check_grace(c, engine.format_tokens, r.cap, 12) for c, r in zip(alone, requests)]
     assert "line" in kinds and sum(c.shared_tokens for c in shared) > 0
     if not sampled:  # the re-prefill driver forks a greedy branch at its cap too, and continues its grace alone
