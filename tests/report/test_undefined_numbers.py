@@ -62,3 +62,15 @@ def test_s1_report_refuses_a_summary_holding_nan_in_one_sentence(tmp_path):
         assert result.returncode != 0 and "Traceback" not in result.stderr
         words = " ".join(result.stderr.split())
         assert f"holds {constant}, which is not JSON; re-run s1 eval on {run}" in words, result.stderr
+
+
+def test_an_undefined_interval_reads_back_undefined_and_an_absent_one_stays_absent():
+    summary = parse_summary((RUN / "summary.json").read_text())
+    row = summary.benchmarks["two_math"].settings[0]
+    row.ci_low = row.ci_high = float("nan")
+    again = parse_summary(summary.to_text()).benchmarks["two_math"].settings[0]
+    assert math.isnan(again.ci_low) and math.isnan(again.ci_high)  # the page draws the row without a bar
+    document = _strict(summary.to_text())
+    for key in ("ci_low", "ci_high"):
+        del document["benchmarks"]["two_math"]["settings"][0][key]
+    assert parse_summary(json.dumps(document)).benchmarks["two_math"].settings[0].ci_low is None

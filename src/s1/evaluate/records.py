@@ -28,9 +28,13 @@ Count = Annotated[int, Field(ge=0)]
 """Tokens, tries, a sample index: never negative (a negative count would pull a mean down unseen)."""
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 """Wall time: a finite, non-negative number (NaN or -1 would poison every mean it enters)."""
-Undefined = Annotated[float, BeforeValidator(lambda v: float("nan") if v is None else v)]
+_NAN_FOR_NULL = BeforeValidator(lambda v: float("nan") if v is None else v)
+Undefined = Annotated[float, _NAN_FOR_NULL]
 """A number that may be undefined (a setting with no sample counted has no accuracy): NaN in memory, `null` in
 summary.json, since NaN is not JSON (`finite`); reports show it as n/a."""
+Interval = Annotated[float | None, _NAN_FOR_NULL]
+"""An interval's end: `null` in the file is undefined (NaN), as `Undefined`; an absent key (a summary from before
+intervals) stays None."""
 
 
 def finite(value):
@@ -293,8 +297,9 @@ class SummaryRow:
     reference: bool = False
     """A yardstick (class-conditional `default`), not a point of its method's curve."""
     accuracy: Undefined
-    ci_low: float | None = None
-    ci_high: float | None = None
+    ci_low: Interval = None
+    ci_high: Interval = None
+    """The interval (null in the file: undefined, no sample counted; absent: a summary from before intervals)."""
     mean_thinking_tokens: Undefined
     mean_prefill_tokens: float | None = None
     mean_reward_tokens: float | None = None
