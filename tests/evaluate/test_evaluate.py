@@ -253,16 +253,26 @@ def test_a_second_run_into_the_same_directory_is_refused_while_the_first_holds_i
         [sys.executable, "-m", "s1", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (out / "samples.jsonl").exists():
-            time.sleep(0.1)
-        assert first.poll() is None, "the first run ended before the second started; the test proves nothing"
+        # the event: the first run has written its pid into the lock it holds; stopped there, it holds the lock
+        # for as long as the second needs, however fast the first would otherwise finish on a busy machine
+        deadline = time.time() + 300
+        while time.time() < deadline and first.poll() is None and not _holds(out / ".lock", first.pid):
+            time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)
+        assert first.poll() is None, "the first run ended before it could be held; the test proves nothing"
         second = s1(*args)
         assert second.returncode == 1
         assert "Another s1 eval" in second.stderr and "Traceback" not in second.stderr
     finally:
-        first.kill()
+        first.kill()  # SIGKILL ends a stopped process too
         first.wait()
+
+
+def _holds(lock: Path, pid: int) -> bool:
+    try:
+        return lock.read_text().strip() == f"pid {pid}"
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
