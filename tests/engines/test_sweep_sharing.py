@@ -98,6 +98,9 @@ def check_reprefill_sweep(engine, sampled: bool) -> None:
     assert [described(c) for c in shared] == [described(c) for c in alone]
     assert sum(c.prompt_tokens_processed for c in shared) < sum(c.prompt_tokens_processed for c in alone)
     assert sum(c.shared_tokens for c in shared) > 0
+    # what each sample says its setting costs alone is what it cost alone
+    assert [c.prompt_tokens_alone for c in shared] == [c.prompt_tokens_processed for c in alone]
+    assert [c.generated_tokens + c.shared_tokens for c in shared] == [c.generated_tokens for c in alone]
     assert any(c.capped for c in alone) and any(c.extensions_used == 2 for c in alone)
     assert len({tuple(c.output_token_ids) for c in alone}) > 3
 

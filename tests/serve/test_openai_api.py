@@ -354,3 +354,9 @@ def test_metrics_are_prometheus_text(server):
         's1:requests_total{status="200"}',
     ):
         assert name in text, name
+
+    def counter(name: str) -> float:
+        return float(next(line.split()[1] for line in text.splitlines() if line.startswith(f"s1:{name}_total ")))
+
+    # prompt tokens received, and of those the ones the engine computed (none kept from an earlier request here)
+    assert 0 < counter("prefill_tokens") <= counter("prompt_tokens")
