@@ -166,6 +166,7 @@ def test_answers_cut_by_a_token_limit_are_counted_per_setting_in_the_summary(tmp
 
     from s1.cli.common import app
     from s1.report.compare import compare
+    from s1.report.html import render
 
     data = tmp_path / "three.jsonl"
     data.write_text("".join(json.dumps({"id": str(i), "question": f"What is {i}+1?", "answer": str(i + 1)}) + "\n"
@@ -186,6 +187,9 @@ def test_answers_cut_by_a_token_limit_are_counted_per_setting_in_the_summary(tmp
     assert f"| budget_forcing | cap=6 wait=0 | {len(cut)} of 3 samples |" in (cut_run / "summary.md").read_text()
     assert f"three budget_forcing cap=6 wait=0: {len(cut)} of 3 samples" in " ".join(result.stderr.split())
     assert f" tok, {len(cut)} cut) |" in compare([str(cut_run)], tmp_path / "r.png")
+    assert "<th>answers cut</th>" in render([str(cut_run)]) and f"<td>{len(cut)} of 3 samples</td>" in render(
+        [str(cut_run)]
+    )
 
     # thinking stopped by --max-tokens before any answer (a minimum keeps it thinking past 4 tokens): finish reason
     # length, but no answer was cut
@@ -199,6 +203,7 @@ def test_answers_cut_by_a_token_limit_are_counted_per_setting_in_the_summary(tmp
     assert row["cut_answers"] == 0
     assert "answers cut" not in (thinking_run / "summary.md").read_text() and "Answers cut" not in result.stderr
     assert " cut) |" not in compare([str(thinking_run)], tmp_path / "r.png")
+    assert "answers cut" not in render([str(thinking_run)])
 
 
 def test_a_thinking_grace_is_in_the_label_and_control_holds_against_cap_plus_grace():

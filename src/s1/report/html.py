@@ -20,7 +20,7 @@ from s1.core.files import write_atomic
 from s1.core.rundir import RunDir
 from s1.evaluate.records import BenchmarkSummary, SampleRecord, Summary, SummaryRow, parse_record
 from s1.report.compare import load_summary
-from s1.report.markdown import cell
+from s1.report.markdown import cell, cut_of
 from s1.report.paper import paper_metrics, read_paper
 from s1.report.plots import method_points
 
@@ -109,9 +109,13 @@ def _settings_table(name: str, bench: BenchmarkSummary) -> str:
     rows = bench.settings
     voting = next((r for r in rows if r.maj_at_k is not None), None)
     ks = list(voting.maj_at_k) if voting else []
+    cuts = any(r.cut_answers for r in rows)  # answers a token limit stopped (summary.md's list, as a column)
     head = (
         "<tr><th>method</th><th>setting</th><th>n</th><th>mean thinking tokens</th><th>accuracy % (95% CI)</th>"
-        "<th></th><th>in control</th>" + "".join(f"<th>maj@{k}</th>" for k in ks) + "</tr>"
+        "<th></th><th>in control</th>"
+        + ("<th>answers cut</th>" if cuts else "")
+        + "".join(f"<th>maj@{k}</th>" for k in ks)
+        + "</tr>"
     )
     body = []
     for r in rows:
@@ -122,7 +126,9 @@ def _settings_table(name: str, bench: BenchmarkSummary) -> str:
             f"<tr><td>{html.escape(r.method)}</td><td>{html.escape(r.setting)}</td><td>{n}</td>"
             f"<td>{cell(r.mean_thinking_tokens, '.0f')}</td>"
             f"<td>{cell(r.accuracy)} ({cell(r.ci_low)}–{cell(r.ci_high)})</td>"
-            f"<td>{_ci_bar(r)}</td><td>{control}</td>{votes}</tr>"
+            f"<td>{_ci_bar(r)}</td><td>{control}</td>"
+            + (f"<td>{html.escape(cut_of(r)) if r.cut_answers else '–'}</td>" if cuts else "")
+            + f"{votes}</tr>"
         )
     return (
         f"<h3>{html.escape(name)} <small>{bench.problems} problems</small></h3>"
