@@ -271,9 +271,23 @@ def test_grace_zero_is_no_grace(tokens):
         )
 
 
-def test_the_re_prefill_round_asks_through_the_grace_and_feed_stops_at_the_line_end(tokens):
+def test_the_re_prefill_rounds_end_at_the_cap_then_ask_through_the_grace_and_feed_stops_at_the_line_end(tokens):
+    """A round ends at the cap (where a shared sweep's branch leaves its trunk, so the branch's calls are its
+    setting's own), and the grace is a round of its own whose tokens past the line end are not taken."""
     forcing = BudgetForcing(max_thinking_tokens=3, thinking_grace_tokens=5, max_answer_tokens=1)
     state = new_state(Request("p", [1, 2, 3], forcing, Sampling(), 3), tokens)
-    assert state.round()[0] == 8
-    assert state.feed([PLAIN, PLAIN, PLAIN, PLAIN, DOT, PLAIN, PLAIN, PLAIN]) == 5
+    assert state.round()[0] == 3
+    assert state.feed([PLAIN, PLAIN, PLAIN]) == 3
+    assert state.round()[0] == 5
+    assert state.feed([PLAIN, DOT, PLAIN, PLAIN, PLAIN]) == 2
     assert not state.needs_sample() and state.thinking_tokens == 5
+
+
+def test_cap_zero_with_a_grace_is_still_no_thinking(tokens):
+    """Cap 0 means no thinking: there is no line to finish, so a grace (a server default, say) adds none."""
+    for script in ([PLAIN] * 20, [DOT] * 20):
+        graced = drive(
+            tokens, BudgetForcing(max_thinking_tokens=0, thinking_grace_tokens=5, max_answer_tokens=2), script
+        )
+        plain = drive(tokens, BudgetForcing(max_thinking_tokens=0, max_answer_tokens=2), script)
+        assert graced.thinking_tokens == 0 and graced.output == plain.output

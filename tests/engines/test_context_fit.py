@@ -75,3 +75,13 @@ def test_the_answer_budget_left_to_the_context_fits_any_cap(parts, cap):
     assert used <= CONTEXT and request.forcing.max_answer_tokens >= 1
     if cap is not None:
         assert request.cap == cap
+
+
+def test_a_grace_that_leaves_no_room_for_the_answer_is_named(parts):
+    """With the answer left to the context, a cap that fits and a grace that does not: the message names the
+    grace, not only the cap; at cap 0 (no thinking) a grace takes no room at all."""
+    text = _refusal(parts, "Q", max_thinking_tokens=10, thinking_grace_tokens=CONTEXT, max_answer_tokens=None)
+    assert "its grace" in text and "lower the cap or the grace" in text and "\n" not in text
+    request = _prepare(parts, "Q", max_thinking_tokens=0, thinking_grace_tokens=CONTEXT, max_answer_tokens=None)
+    alone = _prepare(parts, "Q", max_thinking_tokens=0, max_answer_tokens=None)
+    assert request.forcing.max_answer_tokens == alone.forcing.max_answer_tokens

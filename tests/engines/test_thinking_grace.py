@@ -33,6 +33,7 @@ def check_grace(completion, tokens: FormatTokens, cap: int, grace: int) -> str:
     """Where this completion's thinking ended, checked against the grace's rule: "line" (right after the first
     line or sentence end at or past the cap), "ran out" (cap + grace), "natural" or "before the cap"."""
     out, n = completion.prompt_token_ids[-1:] + completion.output_token_ids, completion.thinking_tokens
+    grace = 0 if cap == 0 else grace  # cap 0 is no thinking: no line to finish
     assert n <= cap + grace
     if not completion.capped:
         return "natural" if n >= cap else "before the cap"
@@ -132,6 +133,10 @@ def test_a_shared_sweep_with_a_grace_gives_each_setting_its_own_sample(embedded,
     assert [described(c) for c in shared] == [described(c) for c in alone]
     kinds = [check_grace(c, engine.format_tokens, r.cap, 12) for c, r in zip(alone, requests)]
     assert "line" in kinds and sum(c.shared_tokens for c in shared) > 0
-    if not sampled:  # the re-prefill driver forks a greedy branch at its cap too, and continues its grace alone
-        reprefill = ReprefillEngine.from_model(*embedded).generate(shared_requests, batch_size=8)
-        assert [c.output_token_ids for c in reprefill] == [c.output_token_ids for c in alone]
+    # the re-prefill driver forks a branch at its cap too, where its setting alone ends a round, and continues
+    # its grace alone: greedy, the in-flight samples; seeded, its own per-round streams run one by one
+    reprefill = ReprefillEngine.from_model(*embedded)
+    followed = reprefill.generate(shared_requests, batch_size=8)
+    reference = reprefill.generate(requests, batch_size=8) if sampled else alone
+    assert [c.output_token_ids for c in followed] == [c.output_token_ids for c in reference]
+    assert sum(c.shared_tokens for c in followed) > 0

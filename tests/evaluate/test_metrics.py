@@ -34,6 +34,9 @@ def test_control_counts_only_settings_with_bounds():
 
 def test_performance_and_accuracy():
     assert performance([30.0, 56.7, 45.0]) == 56.7
+    nan = float("nan")  # a setting with no counted sample (no rejection-sampled draw fit): left out, in any order
+    assert performance([nan, 40.0, 55.0]) == performance([40.0, nan, 55.0]) == 55.0
+    assert performance([nan]) is None and performance([]) is None
     assert accuracy([True, False, False, True]) == 50.0
 
 

@@ -129,6 +129,11 @@ def test_rejection_sampling_draws_until_the_sample_fits_and_counts_tries(tmp_pat
     row = summary["benchmarks"]["twelve"]["settings"][0]
     assert row["unfit"] == 0 and row["mean_tries"] == sum(r["tries"] for r in records) / 4
     assert summary["benchmarks"]["twelve"]["methods"]["rejection_sampling"]["control"] == 100.0
+    # the draws that did not fit are the method's cost: the compute table counts them
+    assert all((r["rejected_tokens"] > 0) == (r["tries"] > 1) for r in records)
+    spent = sum(r["rejected_tokens"] + r["output_tokens"] for r in records)
+    assert row["compute"]["generated"] == row["compute"]["generated_alone"] == spent / 4
+    assert row["compute"]["prompt"] == sum(r["rejected_prefill_tokens"] + r["prefill_tokens"] for r in records) / 4
 
     bounded = evaluate(EvalConfig(**common, max_tries=2), str(tmp_path / "two"), engine=engine, show_progress=False)
     records = lines(tmp_path / "two")
@@ -226,6 +231,16 @@ def test_a_thinking_grace_is_in_the_label_and_control_holds_against_cap_plus_gra
     graced = settings["budget_forcing", "cap=64 wait=0 grace=16"]
     assert graced.spec()["forcing"]["thinking_grace_tokens"] == 16 and Setting.from_spec(graced.spec()) == graced
     assert "thinking_grace_tokens" not in settings["no_thinking", "no thinking"].spec()["forcing"]
+    # nor do plain answers drawn for a vote, or cap 0 (no thinking): no grace in their labels or identities
+    plain = EvalConfig(
+        methods=["majority+no_thinking", "budget_forcing"],
+        max_thinking_tokens=[0],
+        samples=4,
+        temperature=1.0,
+        thinking_grace_tokens=16,
+    ).settings()
+    assert [s.label for s in plain] == ["n=4 no thinking", "cap=0 wait=0"]
+    assert all(s.forcing.thinking_grace_tokens == 0 for s in plain)
 
     means = {key: 72 if "64" in key[1] else 150 for key in settings}  # 72 <= 64 + 16; 150 > 128 + 16
     means["no_thinking", "no thinking"] = 10

@@ -286,8 +286,8 @@ class ForcingState:
         if self.thinking_tokens < self.cap:
             return False
         grace = self.forcing.thinking_grace_tokens
-        if not grace or self.thinking_tokens >= self.cap + grace:
-            return True
+        if not grace or self.cap == 0 or self.thinking_tokens >= self.cap + grace:
+            return True  # cap 0 is no thinking: there is no line to finish
         spans = self.forced_spans  # forced text (an extension) is not the model finishing its sentence
         own = self.thinking_tokens > 0 and not (spans and spans[-1][2] == len(self.output))
         before = self.output[-2] if len(self.output) > 1 else self._first_token
@@ -298,8 +298,11 @@ class ForcingState:
         after any of these ids). Valid when `needs_sample()`; a re-prefill backend call asks for exactly this."""
         room = self.forcing.max_tokens - len(self.output) if self.forcing.max_tokens is not None else None
         if self.phase is Phase.THINKING:
-            # through the grace at once: `feed` stops taking at the token that ends the line
-            budget = self.cap + self.forcing.thinking_grace_tokens - self.thinking_tokens
+            # up to the cap, then the grace as a round of its own (`feed` stops taking at the token that ends the
+            # line): a shared sweep's branch leaves at its cap, where its setting run alone also ends a round
+            budget = self.cap - self.thinking_tokens
+            if budget <= 0:
+                budget = self.cap + self.forcing.thinking_grace_tokens - self.thinking_tokens
             stops = self.tokens.end_trigger_ids
         else:
             budget, stops = self.forcing.max_answer_tokens - self.answer_tokens, self.answer_stop_ids

@@ -227,7 +227,7 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """The config's mapping, with the config it `extends` (a path from its own folder) under it: mappings merge
     key by key, anything else is replaced. So an ablation is a few lines over the config it varies (the paper's
     Table 2 recipes in configs/paper/ are `selection.strategy` over configs/curate/paper.yaml). Relative input paths
-    start from the folder of the file that names them: the base's sources from the base's folder."""
+    start from the folder of the file that names the sources: the base's, unless this file names its own."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

@@ -223,6 +223,8 @@ def prepare_ids(
     `Request`'s per-request fields (plain, stop_token_ids, logprobs, prompt_logprobs)."""
     if not ids:
         raise UserError("The prompt is empty; send at least one token.")
+    if forcing.max_thinking_tokens == 0 and forcing.thinking_grace_tokens:  # cap 0 is no thinking: no line to
+        forcing = replace(forcing, thinking_grace_tokens=0)  # finish, so the grace keeps no room either
     for text in forcing.extensions:
         format_tokens.check_extension(text)
     if len(ids) >= context_length:
@@ -337,9 +339,11 @@ def _answer_room(
         grace = forcing.thinking_grace_tokens
         room -= ending + (max(cap + grace, 1) if cap is not None else max(room - ending - ANSWER_RESERVE, 1 + grace))
     if room < 1:
+        grace = f" and its grace ({forcing.thinking_grace_tokens})" if forcing.thinking_grace_tokens else ""
         raise UserError(
-            f"The prompt ({prompt} tokens) and {named('max_thinking_tokens')} ({forcing.max_thinking_tokens}) leave "
-            f"no room for an answer in the model's context of {context_length} tokens; lower the cap."
+            f"The prompt ({prompt} tokens) and {named('max_thinking_tokens')} ({forcing.max_thinking_tokens}){grace} "
+            f"leave no room for an answer in the model's context of {context_length} tokens; lower the cap"
+            + (" or the grace." if grace else ".")
         )
     return replace(forcing, max_answer_tokens=room)
 

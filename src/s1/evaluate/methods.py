@@ -360,7 +360,10 @@ class Parallel(SearchMethod):
         if self.thinking:
             return super().settings(grid)
         spec, sizes = self.spec(grid)
-        forcing = replace(grid.base, max_thinking_tokens=None, min_thinking_tokens=0, num_ignore=0)
+        # a plain answer has no thinking to cap, extend or grace: none of those may name or split its draws
+        forcing = replace(
+            grid.base, max_thinking_tokens=None, min_thinking_tokens=0, num_ignore=0, thinking_grace_tokens=0
+        )
         return [
             Setting(self.name, f"n={size} no thinking", forcing, search=replace(spec, trajectories=size))
             for size in sizes
@@ -467,6 +470,8 @@ def _graced(s: Setting) -> Setting:
     grace = s.forcing.thinking_grace_tokens
     if not grace:
         return s
+    if s.forcing.max_thinking_tokens == 0:  # cap 0 is no thinking: no line to finish, so no grace to name
+        return replace(s, forcing=replace(s.forcing, thinking_grace_tokens=0))
     bounds = s.bounds
     if bounds is not None and bounds[1] is not None and s.forcing.max_thinking_tokens is not None:
         bounds = (bounds[0], bounds[1] + grace)

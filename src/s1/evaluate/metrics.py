@@ -68,7 +68,9 @@ def scaling(points: list[tuple[float, float]], per: str = "1k") -> float | None:
 
 
 def performance(accuracies: list[float]) -> float | None:
-    return max(accuracies) if accuracies else None
+    """The best accuracy of a method's settings; a setting with none (NaN: no sample counted, as when no
+    rejection-sampled draw ever fit) is left out rather than let `max` answer by the order of the list."""
+    return max((a for a in accuracies if a == a), default=None)
 
 
 def weighted_vote(classes: list[int | None], weights: list[float | None]) -> int | None:

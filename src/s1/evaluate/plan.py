@@ -27,6 +27,9 @@ class Item:
     identity: str
     tries: int = 0
     """Rejection sampling: draws so far."""
+    rejected_tokens: int = 0
+    rejected_prefill_tokens: int = 0
+    """Rejection sampling: what the draws that did not fit generated and processed (the record's compute)."""
     recorded: bool = False
     """Generated along with another setting's item (parallel methods sharing their trajectories)."""
 

@@ -131,6 +131,10 @@ class SampleRecord:
     separate_prefill_tokens: Count | None = None
     """Prompt tokens the setting run alone processes, where sharing changed it (a shared sweep's branch);
     None where it is `prefill_tokens`."""
+    rejected_tokens: Count = 0
+    rejected_prefill_tokens: Count = 0
+    """Rejection sampling: tokens generated and prompt tokens processed by the draws that did not fit before
+    this one (the method's real cost; never shared, so the same with sharing or without)."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -142,7 +146,13 @@ class SampleRecord:
         if self.output_tokens is None:
             return None
         alone = self.separate_prefill_tokens if self.separate_prefill_tokens is not None else self.prefill_tokens
-        return self.output_tokens - self.shared_tokens, self.output_tokens, self.prefill_tokens, alone
+        out, prompt = self.rejected_tokens, self.rejected_prefill_tokens
+        return (
+            out + self.output_tokens - self.shared_tokens,
+            out + self.output_tokens,
+            prompt + self.prefill_tokens,
+            prompt + alone,
+        )
 
     def graded(self, grade, version: int) -> SampleRecord:
         """The record with a verdict (`grading.Grade`) from grader `version`."""

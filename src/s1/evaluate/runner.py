@@ -104,6 +104,8 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
             item.tries += 1
             fits = setting.reject_over is None or completion.thinking_tokens <= setting.reject_over
             if not fits and (setting.max_tries is None or item.tries < setting.max_tries):
+                item.rejected_tokens += len(completion.output_token_ids) - completion.shared_tokens
+                item.rejected_prefill_tokens += completion.prompt_tokens_processed
                 retry.append(item)
                 return
             record = SampleRecord(
@@ -135,6 +137,8 @@ def run_samples(config: EvalConfig, engine: Engine, recorder: Recorder, work: Pl
                 shared_tokens=completion.shared_tokens,
                 output_tokens=len(completion.output_token_ids),
                 separate_prefill_tokens=completion.separate_prefill_tokens,
+                rejected_tokens=item.rejected_tokens,
+                rejected_prefill_tokens=item.rejected_prefill_tokens,
             )
             recorder.put(record)
 
