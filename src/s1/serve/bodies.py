@@ -40,7 +40,8 @@ def with_body_schemas(schema: dict) -> dict:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name, model in DOCUMENTED.items():
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(body.pop("$defs", {}))
+        for ref, schema_ in body.pop("$defs", {}).items():  # FastAPI's own components stay as FastAPI wrote them
+            components.setdefault(ref, schema_)
         components[name] = body
     return schema
 
