@@ -91,6 +91,30 @@ def test_quick_demo_runs_every_stage_and_reports(demo_run):
     assert page.count('<mark class="extension" title=') == sum(r["extensions_used"] for r in records)
 
 
+def test_teacher_says_wait_only_to_walk_on_after_a_guess_or_to_recheck_a_line():
+    """What "Wait" means in the traces is what a forced one asks for: after a hasty guess, the rest of the
+    walk, whose last digit is the answer; after a whole walk, its last line again. Never one more step."""
+    import random
+
+    rng, stops = random.Random(7), []
+    for problem in task.held_out(600, seed=3, min_steps=1):
+        lines = problem.trace(rng).split("\n")
+        walk = problem.trace().split("\n")
+        if problem.steps > task.LOOK_STEPS:  # long walks are written out whole
+            assert lines[: problem.steps] == walk
+            rest = lines[problem.steps :]
+        else:  # short ones: one line, then a guess; sometimes "Wait" and the rest of the walk
+            assert lines[0] == walk[0] and lines[1].startswith("So: ")
+            stops.append(len(lines) == 2)
+            if len(lines) == 2:
+                assert lines[1] == f"So: {problem.answer}"  # the teacher stops only on a guess that is right
+                continue
+            assert lines[2] == "Wait, walk on:" and lines[3 : 2 + problem.steps] == walk[1:]
+            rest = lines[2 + problem.steps :]
+        assert set(rest) <= {"Wait, " + walk[-1].split(": ", 1)[1]}  # re-checks redo the last line
+    assert 0.6 < sum(stops) / len(stops) < 0.9  # short walks mostly stop at the guess
+
+
 @pytest.mark.slow
 def test_second_run_reuses_what_the_first_finished(demo_run):
     out, _ = demo_run

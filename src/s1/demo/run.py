@@ -34,17 +34,17 @@ class Plan:
     """Sizes of one demo run; `quick` is for tests (a minute or two), the default for the README."""
 
     pool: int = 3000
-    held_out: int = 200
+    held_out: int = 400
     planted: int = 10
     select: int = 1000
     epochs: float = 20.0
     max_steps: int = -1
     lr: float = 3e-3
     batch_size: int = 16
-    caps: tuple[int, ...] = (16, 32, 48, 64, 80, 112)
-    wait_cap: int = 160
+    caps: tuple[int, ...] = (16, 48, 80, 112, 144, 176)
+    wait_cap: int = 240
     num_ignore: tuple[int, ...] = (0, 1, 2)
-    vote_cap: int = 48
+    vote_cap: int = 80
     vote_samples: int = 8
     vote_temperature: float = 0.8
     eval_batch: int = 100

@@ -6,11 +6,15 @@ one rule. Nobody can read the answer off the question: it takes one line of thin
 more steps, the harder the problem, and a thinking cap that cuts the walk short leaves the model
 guessing. That is the whole point of the demo: accuracy has to rise with the thinking budget.
 
-The programmatic teacher writes one numbered line per step ("3: 2*4+7=5"). As in long reasoning
-traces, "Wait" means "let me redo that": some lines slip and are redone right after a "Wait", some
-correct lines are re-checked and confirmed the same way, and some traces re-check their last line
-before answering. So "Wait" never means "one more step", and a forced one has something to do. A few
-pool items are planted broken (an image, exam numbering, no reference) for the quality rules to drop.
+The programmatic teacher writes one numbered line per step ("3: 2*4+7=5"). Like a hasty student, on
+short walks (up to LOOK_STEPS steps) it writes the first line and then guesses where the walk ends
+("So: 5"), and mostly stops there; now and then it says "Wait, walk on:" and writes the rest of the walk,
+whose last line is its answer. Longer walks it writes out whole, and some traces re-check their last line
+after a "Wait". So "Wait" means "check that": finish a walk that was guessed, or redo the last line of one
+that was not; never "one more step". A tiny model cannot walk several steps in its head, so many of its
+own guesses are wrong: a forced Wait where it would stop makes it walk on, which is the paper's point (a
+model that stops thinking early gains from being made to go on). A few pool items are planted broken (an
+image, exam numbering, no reference) for the quality rules to drop.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ PHRASES = {"add": "add {k}", "double": "double plus {k}", "square": "square plus
 """Each question has 8 or 9 words with the three numbers among the middle ones, so every word 8-gram holds
 all three: decontamination then matches a problem, not the template shared by thousands of them."""
 MAX_STEPS = 9
-SLIP_RATE = 0.08
-"""Share of lines that slip (a wrong digit, then "Wait, " and the line redone)."""
-CHECK_RATE = 0.05
-"""Share of correct lines re-checked in place ("Wait, " and the same line again)."""
+LOOK_STEPS = 6
+"""Walks of up to this many steps the teacher guesses after their first line (and sometimes walks on)."""
+LOOK_MISS = 0.08
+"""Share of the teacher's guesses that are wrong; after a wrong guess it always walks on."""
+LOOK_RECHECK = 0.15
+"""Share of the teacher's right guesses after which it still walks on ("Wait, walk on:")."""
 FINAL_CHECKS = (0.6, 0.25, 0.1, 0.05)
-"""Chances that a trace ends with 0, 1, 2 or 3 re-checks of its last line, each on a line of its own
+"""Chances that a walked trace ends with 0, 1, 2 or 3 re-checks of its last line, each on a line of its own
 (so a model that has checked once has seen what a second "Wait" asks for)."""
 GLANCE_STEPS = 2
 """The demo's solver gets problems of up to this many steps right at a glance (see `solver`)."""
@@ -65,21 +71,23 @@ class Problem:
         return self.walk()[-1][1]
 
     def trace(self, rng: random.Random | None = None) -> str:
-        """The teacher's thinking: one numbered line per step; with `rng`, slips, checks and a final check."""
+        """The teacher's thinking: one numbered line per step; with `rng`, the teacher's habits (a guess on
+        short walks after their first line, sometimes walked on after "Wait"; re-checks of the last line)."""
         line = RULES[self.domain][1]
-        lines = []
-        for i, (x, y) in enumerate(self.walk(), 1):
-            text = line.format(x=x, k=self.k, y=y)
-            draw = rng.random() if rng is not None else 1.0
-            if draw < SLIP_RATE:
-                text = f"{line.format(x=x, k=self.k, y=(y + rng.randint(1, 9)) % 10)} Wait, {text}"
-            elif draw < SLIP_RATE + CHECK_RATE:
-                text = f"{text} Wait, {text}"
-            lines.append(f"{i}: {text}")
-        if rng is not None:
-            x, y = self.walk()[-1]
-            checks = rng.choices(range(len(FINAL_CHECKS)), weights=FINAL_CHECKS)[0]
-            lines += [f"Wait, {line.format(x=x, k=self.k, y=y)}"] * checks
+        walk = [f"{i}: {line.format(x=x, k=self.k, y=y)}" for i, (x, y) in enumerate(self.walk(), 1)]
+        if rng is None:
+            return "\n".join(walk)
+        if self.steps > LOOK_STEPS:
+            lines = walk
+        else:
+            right = rng.random() >= LOOK_MISS
+            guess = self.answer if right else (self.answer + rng.randint(1, 9)) % 10
+            lines = [*walk[:1], f"So: {guess}"]
+            if right and rng.random() >= LOOK_RECHECK:
+                return "\n".join(lines)
+            lines += ["Wait, walk on:", *walk[1:]]
+        checks = rng.choices(range(len(FINAL_CHECKS)), weights=FINAL_CHECKS)[0]
+        lines += ["Wait, " + walk[-1].split(": ", 1)[1]] * checks
         return "\n".join(lines)
 
 
