@@ -93,7 +93,7 @@ def test_quick_demo_runs_every_stage_and_reports(demo_run):
 
 def test_teacher_says_wait_only_to_walk_on_after_a_guess_or_to_recheck_a_line():
     """What "Wait" means in the traces is what a forced one asks for: after a hasty guess, the rest of the
-    walk, whose last digit is the answer; after a whole walk, its last line again. Never one more step."""
+    walk, whose last digit is the answer; after a whole walk, its last line again. Never a step past the end."""
     import random
 
     rng, stops = random.Random(7), []
@@ -112,7 +112,15 @@ def test_teacher_says_wait_only_to_walk_on_after_a_guess_or_to_recheck_a_line():
             assert lines[2] == "Wait, walk on:" and lines[3 : 2 + problem.steps] == walk[1:]
             rest = lines[2 + problem.steps :]
         assert set(rest) <= {"Wait, " + walk[-1].split(": ", 1)[1]}  # re-checks redo the last line
+        assert len(rest) < len(task.FINAL_CHECKS)
     assert 0.6 < sum(stops) / len(stops) < 0.9  # short walks mostly stop at the guess
+    # the teacher role curation calls writes these traces, seeded by the question
+    problem = task.Problem("square", 3, 4, 5)
+    reply = task.teacher(problem.question, seed=2)
+    assert reply == {
+        "thinking": problem.trace(random.Random(f"2:{problem.question}")),
+        "answer": f"Answer: {problem.answer}",
+    }
 
 
 @pytest.mark.slow

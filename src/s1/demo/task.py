@@ -6,15 +6,15 @@ one rule. Nobody can read the answer off the question: it takes one line of thin
 more steps, the harder the problem, and a thinking cap that cuts the walk short leaves the model
 guessing. That is the whole point of the demo: accuracy has to rise with the thinking budget.
 
-The programmatic teacher writes one numbered line per step ("3: 2*4+7=5"). Like a hasty student, on
-short walks (up to LOOK_STEPS steps) it writes the first line and then guesses where the walk ends
-("So: 5"), and mostly stops there; now and then it says "Wait, walk on:" and writes the rest of the walk,
-whose last line is its answer. Longer walks it writes out whole, and some traces re-check their last line
-after a "Wait". So "Wait" means "check that": finish a walk that was guessed, or redo the last line of one
-that was not; never "one more step". A tiny model cannot walk several steps in its head, so many of its
-own guesses are wrong: a forced Wait where it would stop makes it walk on, which is the paper's point (a
-model that stops thinking early gains from being made to go on). A few pool items are planted broken (an
-image, exam numbering, no reference) for the quality rules to drop.
+The programmatic teacher writes one numbered line per step ("3: 2*4+7=5"). Like a hasty student, on short
+walks (up to LOOK_STEPS steps) it writes the first line and then guesses where the walk ends ("So: 5"), and
+mostly stops there; now and then it says "Wait, walk on:" and writes the rest of the walk, whose last line is
+its answer. Longer walks it writes out whole, and some traces re-check their last line after a "Wait" (a
+re-check that only ever confirms). So "Wait" means "check that": finish a walk that was guessed, or redo the
+last line of one that was not; never a step past the end of a finished walk. A tiny model cannot walk several
+steps in its head, so many of its own guesses are wrong: a forced Wait where it would stop makes it walk on,
+which is the paper's point (a model that stops thinking early gains from being made to go on). A few pool
+items are planted broken (an image, exam numbering, no reference) for the quality rules to drop.
 """
 
 from __future__ import annotations
