@@ -99,6 +99,8 @@ class BudgetForcing:
                 "thinking_grace_tokens",
                 grace,
             )
+        if mx == 0 and grace:  # cap 0 is no thinking: no line to finish, so no grace (in labels, identities or room)
+            object.__setattr__(self, "thinking_grace_tokens", 0)
         if not _is_int(mn) or mn < 0:
             raise UserError(
                 f"min_thinking_tokens must be zero or a positive whole number, got {mn!r}.", "min_thinking_tokens", mn
@@ -287,7 +289,7 @@ class ForcingState:
             return False
         grace = self.forcing.thinking_grace_tokens
         if not grace or self.cap == 0 or self.thinking_tokens >= self.cap + grace:
-            return True  # cap 0 is no thinking: there is no line to finish
+            return True  # a cap of 0 in force (all the context leaves) is no thinking: no line to finish
         spans = self.forced_spans  # forced text (an extension) is not the model finishing its sentence
         own = self.thinking_tokens > 0 and not (spans and spans[-1][2] == len(self.output))
         before = self.output[-2] if len(self.output) > 1 else self._first_token

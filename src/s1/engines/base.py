@@ -223,8 +223,6 @@ def prepare_ids(
     `Request`'s per-request fields (plain, stop_token_ids, logprobs, prompt_logprobs)."""
     if not ids:
         raise UserError("The prompt is empty; send at least one token.")
-    if forcing.max_thinking_tokens == 0 and forcing.thinking_grace_tokens:  # cap 0 is no thinking: no line to
-        forcing = replace(forcing, thinking_grace_tokens=0)  # finish, so the grace keeps no room either
     for text in forcing.extensions:
         format_tokens.check_extension(text)
     if len(ids) >= context_length:

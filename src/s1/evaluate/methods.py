@@ -470,8 +470,6 @@ def _graced(s: Setting) -> Setting:
     grace = s.forcing.thinking_grace_tokens
     if not grace:
         return s
-    if s.forcing.max_thinking_tokens == 0:  # cap 0 is no thinking: no line to finish, so no grace to name
-        return replace(s, forcing=replace(s.forcing, thinking_grace_tokens=0))
     bounds = s.bounds
     if bounds is not None and bounds[1] is not None and s.forcing.max_thinking_tokens is not None:
         bounds = (bounds[0], bounds[1] + grace)
